@@ -1,0 +1,82 @@
+/* addr.c -- parse and print the address forms of addr.h. */
+#include "addr.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    if (strncmp(s, "unix:", 5) == 0) {
+        const char *path = s + 5;
+        if (strncmp(path, "//", 2) == 0) path += 2;
+        if (!*path) {
+            snprintf(err, errlen, "empty unix socket path in '%s'", s);
+            return -1;
+        }
+        if (strlen(path) >= sizeof a->path) {
+            snprintf(err, errlen, "unix socket path too long in '%s'", s);
+            return -1;
+        }
+        a->kind = GG_ADDR_UNIX;
+        strcpy(a->path, path);
+        snprintf(a->text, sizeof a->text, "unix:%s", path);
+        return 0;
+    }
+    if (strncmp(s, "tcp://", 6) == 0) s += 6;
+    char host[128];
+    const char *colon = strrchr(s, ':');
+    size_t hl = colon ? (size_t)(colon - s) : 0;
+    if (!colon || hl == 0 || hl >= sizeof host) {
+        snprintf(err, errlen, "address '%s' is not tcp://host:port or unix:/path", s);
+        return -1;
+    }
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    if (host[0] == '[' && host[hl - 1] == ']') { /* [::1]:port */
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = 0;
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 0 || port > 65535) {
+        snprintf(err, errlen, "bad port in address '%s'", s);
+        return -1;
+    }
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc || !res) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&a->sa, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (a->sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a->sa)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&a->sa)->sin6_port = htons((uint16_t)port);
+    a->kind = GG_ADDR_TCP;
+    gg_addr_format_sa((struct sockaddr *)&a->sa, a->text, sizeof a->text);
+    return 0;
+}
+
+void gg_addr_format_sa(const struct sockaddr *sa, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(out, n, "tcp://%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(out, n, "tcp://[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, n, "unknown");
+    }
+}

@@ -1,0 +1,24 @@
+/* addr.h -- addresses as users write them: "tcp://host:port", "host:port", "unix:/path". */
+#ifndef GG_ADDR_H
+#define GG_ADDR_H
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#define GG_ADDR_TCP  1
+#define GG_ADDR_UNIX 2
+
+typedef struct gg_addr {
+    int kind;
+    struct sockaddr_storage sa; /* TCP */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* UNIX */
+    char text[160]; /* canonical form, for logs */
+} gg_addr;
+
+/* Returns 0, or -1 with a reason in err. Host names are resolved here (blocking). */
+int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen);
+
+/* Canonical text of a bound socket address (tcp://ip:port). */
+void gg_addr_format_sa(const struct sockaddr *sa, char *out, size_t n);
+
+#endif

@@ -1,0 +1,329 @@
+/* client.c -- client connections: route each request to its service, answer every call once. */
+#include "client.h"
+#include "errors.h"
+#include "server.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void peer_name(gg_client *c, char *out, size_t n)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (c->st.io.handle.type == UV_TCP &&
+        uv_tcp_getpeername(&c->st.io.tcp, (struct sockaddr *)&ss, &len) == 0)
+        gg_addr_format_sa((struct sockaddr *)&ss, out, n);
+    else
+        snprintf(out, n, "unix");
+}
+
+/* Reading resumes when the client is back under its limits; resuming is deferred to the end of
+ * the loop turn so that no client is re-entered from inside another connection's callback. */
+static int over_limits(gg_client *c)
+{
+    const gg_limits *l = &c->st.srv->cfg->limits;
+    return c->inflight >= l->max_inflight_per_client || gg_stream_pending(&c->st) > l->max_write_buffer;
+}
+
+static void maybe_resume(gg_client *c)
+{
+    if (c->held && !over_limits(c) && !(c->st.flags & GG_ST_CLOSING)) {
+        c->held = 0;
+        gg_server_defer_resume(c->st.srv, c);
+    }
+}
+
+static void link_call(gg_client *c, gg_call *call)
+{
+    call->client = c;
+    call->cprev = NULL;
+    call->cnext = c->calls;
+    if (c->calls) c->calls->cprev = call;
+    c->calls = call;
+    c->inflight++;
+}
+
+/* Unlink the call from everything and give it back. Exactly one path reaches here per call. */
+static void call_end(gg_server *srv, gg_call *call)
+{
+    gg_uconn *uc = call->up;
+    if (call->uprev)
+        call->uprev->unext = call->unext;
+    else
+        uc->calls = call->unext;
+    if (call->unext) call->unext->uprev = call->uprev;
+    uc->inflight--;
+    gg_client *c = call->client;
+    if (c) {
+        if (call->cprev)
+            call->cprev->cnext = call->cnext;
+        else
+            c->calls = call->cnext;
+        if (call->cnext) call->cnext->cprev = call->cprev;
+        c->inflight--;
+        maybe_resume(c);
+    }
+    gg_deadline_remove(&srv->calls, call);
+    gg_call_release(&srv->calls, call);
+    if (srv->draining) gg_server_check_drained(srv);
+}
+
+void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body_len)
+{
+    gg_client *c = call->client;
+    if (c && !(c->st.flags & GG_ST_CLOSING)) {
+        char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + body_len);
+        if (p) {
+            size_t n = gg_put_response_hdr(p, call->client_msgid);
+            memcpy(p + n, body, body_len);
+            gg_stream_commit(&c->st, n + body_len);
+            c->last_active = uv_now(srv->loop);
+        } else {
+            gg_log(&srv->log, GG_LOG_ERROR, "out_of_memory", "what=answer bytes=%zu", body_len);
+        }
+    }
+    call_end(srv, call);
+}
+
+void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
+{
+    gg_client *c = call->client;
+    if (c && !(c->st.flags & GG_ST_CLOSING)) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        gg_reply_error(&c->st, call->client_msgid, code, "%s", msg);
+    }
+    call_end(srv, call);
+}
+
+static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
+{
+    gg_server *srv = c->st.srv;
+    const char *method = msg + m->method_off;
+    uint32_t mlen = m->method_len;
+    if (srv->draining) {
+        gg_reply_error(&c->st, m->msgid, GG_ERR_SHUTTING_DOWN, "the gateway is shutting down");
+        return;
+    }
+    const char *dot = memchr(method, '.', mlen);
+    gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
+    if (!svc) {
+        gg_log(&srv->log, GG_LOG_DEBUG, "no_such_service", "method=\"%.*s\"", (int)(mlen > 64 ? 64 : mlen),
+               method);
+        gg_reply_error(&c->st, m->msgid, GG_ERR_NO_SUCH_SERVICE, "no such service '%.*s'",
+                       (int)(dot ? dot - method : (mlen > 64 ? 64 : mlen)), method);
+        return;
+    }
+    if (dot + 1 == method + mlen) {
+        gg_reply_error(&c->st, m->msgid, GG_ERR_BAD_REQUEST, "method name is empty");
+        return;
+    }
+    gg_call *call = gg_call_new(&srv->calls);
+    if (!call) {
+        gg_log(&srv->log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
+               srv->cfg->limits.max_calls);
+        gg_reply_error(&c->st, m->msgid, GG_ERR_OVERLOADED, "too many calls in flight");
+        return;
+    }
+    call->client_msgid = m->msgid;
+    call->svc = svc;
+    call->deadline = uv_now(srv->loop) + svc->conf->deadline_ms;
+    const char *fwd = svc->conf->keep_prefix ? method : dot + 1;
+    uint32_t fwd_len = (uint32_t)(method + mlen - fwd);
+    int rc = gg_upstream_send(svc, call, fwd, fwd_len, msg + m->body_off, m->size - m->body_off);
+    if (rc) {
+        gg_call_release(&srv->calls, call);
+        if (rc == GG_ERR_UPSTREAM_UNAVAILABLE)
+            gg_reply_error(&c->st, m->msgid, rc, "no upstream of service '%s' is reachable", svc->name);
+        else
+            gg_reply_error(&c->st, m->msgid, rc, "upstream of service '%s' is overloaded", svc->name);
+        return;
+    }
+    link_call(c, call);
+    gg_deadline_add(&srv->calls, call);
+    gg_server_arm_deadline(srv, call->deadline);
+    if (over_limits(c)) {
+        c->held = 1;
+        gg_stream_pause(&c->st);
+    }
+}
+
+static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
+{
+    gg_server *srv = c->st.srv;
+    const char *method = msg + m->method_off;
+    uint32_t mlen = m->method_len;
+    const char *dot = memchr(method, '.', mlen);
+    gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
+    int rc = svc ? 0 : GG_ERR_NO_SUCH_SERVICE;
+    if (svc) {
+        const char *fwd = svc->conf->keep_prefix ? method : dot + 1;
+        rc = gg_upstream_notify(svc, fwd, (uint32_t)(method + mlen - fwd), msg + m->body_off,
+                                m->size - m->body_off);
+    }
+    /* A notification has no answer: the only place a failure can go is the log. */
+    if (rc)
+        gg_log(&srv->log, GG_LOG_WARN, "notification_dropped", "method=\"%.*s\" reason=%s",
+               (int)(mlen > 64 ? 64 : mlen), method, gg_error_type(rc));
+}
+
+static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
+{
+    gg_client *c = (gg_client *)s;
+    gg_server *srv = s->srv;
+    c->last_active = uv_now(srv->loop);
+    const char *bad = gg_msg_invalid(m);
+    if (bad) {
+        char peer[64];
+        peer_name(c, peer, sizeof peer);
+        if (m->type == GG_REQUEST && m->has_id) {
+            gg_log(&srv->log, GG_LOG_INFO, "bad_request", "peer=%s msgid=%u reason=\"%s\"", peer,
+                   m->msgid, bad);
+            gg_reply_error(s, m->msgid, GG_ERR_BAD_REQUEST, "%s", bad);
+            return;
+        }
+        gg_log(&srv->log, GG_LOG_WARN, "client_closed", "peer=%s reason=\"%s\"", peer, bad);
+        gg_stream_close_after_flush(s);
+        return;
+    }
+    switch (m->type) {
+    case GG_REQUEST: handle_request(c, msg, m); break;
+    case GG_NOTIFY: handle_notify(c, msg, m); break;
+    default:
+        gg_log(&srv->log, GG_LOG_INFO, "unexpected_response", "msgid=%u", m->msgid);
+        break;
+    }
+}
+
+static void on_frame_error(gg_stream *s, int code, const gg_msg *m)
+{
+    gg_client *c = (gg_client *)s;
+    gg_server *srv = s->srv;
+    const gg_limits *l = &srv->cfg->limits;
+    char peer[64];
+    peer_name(c, peer, sizeof peer);
+    int ecode = code == GG_ETOOBIG ? GG_ERR_TOO_LARGE : GG_ERR_BAD_REQUEST;
+    const char *why = code == GG_ETOOBIG    ? "message exceeds max_message_size"
+                      : code == GG_ETOODEEP ? "message nesting exceeds max_depth"
+                                            : "malformed MessagePack";
+    gg_log(&srv->log, GG_LOG_WARN, "client_closed", "peer=%s reason=\"%s\"", peer, why);
+    if (m->type == GG_REQUEST && m->has_id) {
+        if (code == GG_ETOOBIG)
+            gg_reply_error(s, m->msgid, ecode, "%s (%zu bytes)", why, l->max_message_size);
+        else if (code == GG_ETOODEEP)
+            gg_reply_error(s, m->msgid, ecode, "%s (%u)", why, l->max_depth);
+        else
+            gg_reply_error(s, m->msgid, ecode, "%s", why);
+    }
+    /* The stream's framing is lost: nothing after this message can be trusted. */
+    gg_stream_close_after_flush(s);
+}
+
+static void on_eof(gg_stream *s, int status)
+{
+    gg_server *srv = s->srv;
+    if (status != UV_EOF) {
+        char peer[64];
+        peer_name((gg_client *)s, peer, sizeof peer);
+        gg_log(&srv->log, GG_LOG_INFO, "client_error", "peer=%s reason=\"%s\"", peer,
+               uv_strerror(status));
+    }
+    gg_stream_close(s);
+}
+
+static void on_drain(gg_stream *s)
+{
+    maybe_resume((gg_client *)s);
+}
+
+static void on_closed(gg_stream *s)
+{
+    gg_client *c = (gg_client *)s;
+    gg_server *srv = s->srv;
+    /* Calls still upstream stay registered (their answers must be absorbed) but have no one
+     * to answer: they end silently at their response or deadline. */
+    for (gg_call *call = c->calls; call; call = call->cnext) call->client = NULL;
+    c->calls = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        srv->clients_tail = c->prev;
+    srv->nclients--;
+    gg_server_forget_resume(srv, c);
+    free(c);
+}
+
+static const gg_stream_ops client_ops = {
+    .on_message = on_message,
+    .on_frame_error = on_frame_error,
+    .on_eof = on_eof,
+    .on_drain = on_drain,
+    .on_closed = on_closed,
+};
+
+void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
+{
+    gg_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        gg_log(&srv->log, GG_LOG_ERROR, "out_of_memory", "what=client");
+        return;
+    }
+    if (is_pipe)
+        uv_pipe_init(srv->loop, &c->st.io.pipe, 0);
+    else
+        uv_tcp_init(srv->loop, &c->st.io.tcp);
+    gg_stream_init(&c->st, srv, &client_ops, GG_ST_READY);
+    c->last_active = uv_now(srv->loop);
+    c->prev = srv->clients_tail;
+    if (c->prev)
+        c->prev->next = c;
+    else
+        srv->clients = c;
+    srv->clients_tail = c;
+    srv->nclients++;
+    if (uv_accept(server, &c->st.io.stream)) {
+        gg_stream_close(&c->st);
+        return;
+    }
+    if (srv->nclients > srv->cfg->limits.max_clients || srv->draining) {
+        gg_log(&srv->log, GG_LOG_WARN, "client_refused", "reason=%s limit=%u",
+               srv->draining ? "shutting_down" : "max_clients", srv->cfg->limits.max_clients);
+        gg_stream_close(&c->st);
+        return;
+    }
+    if (!is_pipe) uv_tcp_nodelay(&c->st.io.tcp, 1);
+    if (gg_stream_start(&c->st)) gg_stream_close(&c->st);
+}
+
+void gg_clients_sweep(gg_server *srv)
+{
+    const gg_limits *l = &srv->cfg->limits;
+    uint64_t now = uv_now(srv->loop);
+    for (gg_client *c = srv->clients; c; c = c->next) {
+        if (c->st.flags & GG_ST_CLOSING) continue;
+        const char *why = NULL;
+        if (c->st.partial_since && now - c->st.partial_since > l->message_timeout_ms)
+            why = "message_timeout";
+        else if (!c->inflight && !gg_stream_pending(&c->st) && now - c->last_active > l->idle_timeout_ms)
+            why = "idle_timeout";
+        if (!why) continue;
+        char peer[64];
+        peer_name(c, peer, sizeof peer);
+        gg_log(&srv->log, GG_LOG_INFO, "client_closed", "peer=%s reason=%s", peer, why);
+        gg_stream_close(&c->st);
+    }
+}
+
+void gg_clients_close_all(gg_server *srv)
+{
+    for (gg_client *c = srv->clients; c; c = c->next) gg_stream_close_after_flush(&c->st);
+}

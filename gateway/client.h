@@ -1,0 +1,37 @@
+/* client.h -- a client connection: requests in, answers out, its calls in flight. */
+#ifndef GG_CLIENT_H
+#define GG_CLIENT_H
+
+#include "futures.h"
+#include "stream.h"
+
+struct gg_server;
+struct gg_listener;
+
+typedef struct gg_client {
+    gg_stream st; /* first member */
+    gg_call *calls; /* in flight for this client, linked by cprev/cnext */
+    uint32_t inflight;
+    uint64_t last_active; /* loop time (ms) of the last read or answer */
+    struct gg_client *prev, *next; /* srv->clients */
+    struct gg_client *resume_next; /* srv->resume: to be resumed at the end of this turn */
+    unsigned held : 1;       /* paused by us for backpressure */
+    unsigned resume_queued : 1;
+} gg_client;
+
+/* Accept a connection on a listener's server handle. */
+void gg_client_accept(struct gg_server *srv, uv_stream_t *server, int is_pipe);
+
+/* The answer to a call: queue the response header and body (the raw error+result bytes) for
+ * the call's client and end the call. Either may be dropped if the client is gone. */
+void gg_call_answer(struct gg_server *srv, gg_call *call, const char *body, size_t body_len);
+/* End a call with a gateway error. */
+void gg_call_fail(struct gg_server *srv, gg_call *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Close idle and too-slow clients (idle_timeout, message_timeout). */
+void gg_clients_sweep(struct gg_server *srv);
+/* Close every client (after queued output where possible). */
+void gg_clients_close_all(struct gg_server *srv);
+
+#endif

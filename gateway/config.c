@@ -1,0 +1,158 @@
+/* config.c -- run the config file through ghost.config (Lua) and copy it into C structs. */
+#include "config.h"
+#include "log.h"
+#include "lua_bridge.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double num_field(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    double v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int read_addrs(lua_State *L, int idx, const char *k, const char *where, gg_addr **out,
+                      int *n, char *err, size_t errlen)
+{
+    lua_getfield(L, idx, k);
+    int cnt = (int)lua_objlen(L, -1);
+    *out = calloc((size_t)(cnt ? cnt : 1), sizeof(gg_addr));
+    *n = 0;
+    if (!*out) goto oom;
+    for (int i = 1; i <= cnt; i++) {
+        lua_rawgeti(L, -1, i);
+        char why[200];
+        if (gg_addr_parse(lua_tostring(L, -1), &(*out)[i - 1], why, sizeof why)) {
+            snprintf(err, errlen, "%s[%d]: %s", where, i, why);
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+        (*n)++;
+    }
+    lua_pop(L, 1);
+    return 0;
+oom:
+    lua_pop(L, 1);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static int read_limits(lua_State *L, int idx, gg_limits *l)
+{
+    lua_getfield(L, idx, "limits");
+    int t = lua_gettop(L);
+    l->max_message_size = (size_t)num_field(L, t, "max_message_size");
+    l->max_depth = (uint32_t)num_field(L, t, "max_depth");
+    l->max_inflight_per_client = (uint32_t)num_field(L, t, "max_inflight_per_client");
+    l->max_clients = (uint32_t)num_field(L, t, "max_clients");
+    l->max_calls = (uint32_t)num_field(L, t, "max_calls");
+    l->max_write_buffer = (size_t)num_field(L, t, "max_write_buffer");
+    l->idle_timeout_ms = (uint64_t)(num_field(L, t, "idle_timeout") * 1000);
+    l->message_timeout_ms = (uint64_t)(num_field(L, t, "message_timeout") * 1000);
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int cmp_service(const void *a, const void *b)
+{
+    return strcmp(((const gg_service_conf *)a)->name, ((const gg_service_conf *)b)->name);
+}
+
+static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t errlen)
+{
+    lua_getfield(L, idx, "services");
+    int t = lua_gettop(L);
+    int cnt = 0;
+    for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) cnt++;
+    c->services = calloc((size_t)(cnt ? cnt : 1), sizeof(gg_service_conf));
+    if (!c->services) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) {
+        gg_service_conf *s = &c->services[c->nservices++];
+        int v = lua_gettop(L);
+        s->name = strdup(lua_tostring(L, -2));
+        s->deadline_ms = (uint64_t)(num_field(L, v, "deadline") * 1000);
+        s->connections = (int)num_field(L, v, "connections");
+        lua_getfield(L, v, "keep_prefix");
+        s->keep_prefix = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        char where[200];
+        snprintf(where, sizeof where, "%s: services.%s.upstreams", c->source, s->name);
+        if (!s->name || read_addrs(L, v, "upstreams", where, &s->upstreams, &s->nupstreams, err,
+                                   errlen)) {
+            lua_settop(L, t - 1);
+            return -1;
+        }
+    }
+    lua_pop(L, 1);
+    /* Sorted, so logs and listings come out in a stable order. */
+    qsort(c->services, (size_t)c->nservices, sizeof *c->services, cmp_service);
+    return 0;
+}
+
+gg_config *gg_config_load(const char *path, char *err, size_t errlen)
+{
+    gg_config *c = calloc(1, sizeof *c);
+    if (!c) goto oom;
+    c->source = strdup(path ? path : "<default>");
+    c->L = gg_lua_new();
+    if (!c->source || !c->L) goto oom;
+    lua_State *L = c->L;
+    if (path) {
+        lua_pushstring(L, path);
+        if (gg_lua_call(L, "ghost.config", "load", 1, 2, err, errlen)) goto fail;
+    } else {
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "deploy.default");
+        if (lua_pcall(L, 1, 1, 0)) {
+            snprintf(err, errlen, "embedded default config: %s", lua_tostring(L, -1));
+            goto fail;
+        }
+        lua_pushstring(L, c->source);
+        if (gg_lua_call(L, "ghost.config", "normalize", 2, 2, err, errlen)) goto fail;
+    }
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto fail;
+    }
+    lua_pop(L, 1);
+    int t = lua_gettop(L);
+    char where[200];
+    snprintf(where, sizeof where, "%s: listen", c->source);
+    if (read_addrs(L, t, "listen", where, &c->listen, &c->nlisten, err, errlen)) goto fail;
+    lua_getfield(L, t, "log_level");
+    c->log_level = gg_log_level_parse(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    c->drain_timeout_ms = (uint64_t)(num_field(L, t, "drain_timeout") * 1000);
+    read_limits(L, t, &c->limits);
+    if (read_services(L, t, c, err, errlen)) goto fail;
+    lua_settop(L, 0);
+    return c;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    gg_config_free(c);
+    return NULL;
+}
+
+void gg_config_free(gg_config *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->nservices; i++) {
+        free(c->services[i].name);
+        free(c->services[i].upstreams);
+    }
+    free(c->services);
+    free(c->listen);
+    free(c->source);
+    if (c->L) lua_close(c->L);
+    free(c);
+}

@@ -1,0 +1,48 @@
+/* config.h -- the gateway's configuration, read from a Lua file validated by ghost.config. */
+#ifndef GG_CONFIG_H
+#define GG_CONFIG_H
+
+#include "addr.h"
+
+#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gg_limits {
+    size_t max_message_size;
+    uint32_t max_depth;
+    uint32_t max_inflight_per_client;
+    uint32_t max_clients;
+    uint32_t max_calls;
+    size_t max_write_buffer;
+    uint64_t idle_timeout_ms;
+    uint64_t message_timeout_ms;
+} gg_limits;
+
+typedef struct gg_service_conf {
+    char *name;
+    gg_addr *upstreams;
+    int nupstreams;
+    uint64_t deadline_ms;
+    int connections;
+    int keep_prefix;
+} gg_service_conf;
+
+typedef struct gg_config {
+    char *source; /* file name, or "<default>" */
+    gg_addr *listen;
+    int nlisten;
+    int log_level;
+    uint64_t drain_timeout_ms;
+    gg_limits limits;
+    gg_service_conf *services;
+    int nservices;
+    lua_State *L; /* owns the Lua side of the config (policies) */
+} gg_config;
+
+/* Load and validate a config file; path NULL means the embedded default. Returns a config the
+ * caller frees with gg_config_free, or NULL with the reason (file, option, why) in err. */
+gg_config *gg_config_load(const char *path, char *err, size_t errlen);
+void gg_config_free(gg_config *c);
+
+#endif

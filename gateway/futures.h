@@ -1,0 +1,62 @@
+/* futures.h -- the calls in flight: every call answered exactly once.
+ *
+ * A call record is the future of one client request. Its `id` is the msgid the gateway sends
+ * upstream: the record's index in the pool plus a generation, so a response finds its call in
+ * O(1) with no hash table, and a late response to a call that already ended (deadline, dead
+ * client) finds a different generation and is dropped. Records come from a pool of chunks and
+ * go back to it: nothing is allocated per call once the pool is warm. */
+#ifndef GG_FUTURES_H
+#define GG_FUTURES_H
+
+#include <stdint.h>
+
+struct gg_client;
+struct gg_uconn;
+struct gg_service;
+
+#define GG_CALL_IDX_BITS 20 /* up to 1,048,576 calls in flight */
+#define GG_CALL_IDX_MASK ((1u << GG_CALL_IDX_BITS) - 1)
+#define GG_CALL_CHUNK    1024
+
+typedef struct gg_call {
+    struct gg_client *client; /* NULL once the client is gone: the answer is dropped */
+    struct gg_call *cprev, *cnext; /* the client's calls */
+    struct gg_uconn *up;           /* the upstream connection carrying it; NULL when free */
+    struct gg_call *uprev, *unext; /* that connection's calls; also the pool's free list */
+    struct gg_service *svc;
+    uint64_t deadline;     /* loop time, ms */
+    uint32_t id;           /* msgid upstream: index | generation << GG_CALL_IDX_BITS */
+    uint32_t client_msgid; /* msgid the client chose */
+    uint32_t heap_idx;     /* position in the deadline heap */
+} gg_call;
+
+typedef struct gg_calls {
+    gg_call **chunks;
+    uint32_t nchunks, max_chunks;
+    gg_call *free;
+    uint32_t live;
+    uint32_t max; /* limits.max_calls */
+    /* Deadline min-heap. */
+    gg_call **heap;
+    uint32_t nheap;
+} gg_calls;
+
+int gg_calls_init(gg_calls *c, uint32_t max);
+void gg_calls_free(gg_calls *c);
+
+/* A zeroed call with a fresh id, or NULL when max calls are in flight (overloaded). */
+gg_call *gg_call_new(gg_calls *c);
+/* The live call with this upstream msgid, or NULL. */
+gg_call *gg_call_find(gg_calls *c, uint32_t id);
+/* Give the record back; its id is retired. The caller has unlinked it from every list. */
+void gg_call_release(gg_calls *c, gg_call *call);
+
+void gg_deadline_add(gg_calls *c, gg_call *call);
+void gg_deadline_remove(gg_calls *c, gg_call *call);
+/* The earliest deadline in the heap, or NULL. */
+static inline gg_call *gg_deadline_first(gg_calls *c)
+{
+    return c->nheap ? c->heap[0] : 0;
+}
+
+#endif

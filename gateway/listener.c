@@ -1,0 +1,101 @@
+/* listener.c -- TCP and Unix listeners; each accepted connection becomes a client. */
+#include "listener.h"
+#include "server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    gg_listener *ls = server->data;
+    if (status < 0) {
+        gg_log(&ls->srv->log, GG_LOG_WARN, "accept_failed", "listen=%s reason=\"%s\"", ls->bound,
+               uv_strerror(status));
+        return;
+    }
+    gg_client_accept(ls->srv, server, ls->addr->kind == GG_ADDR_UNIX);
+}
+
+/* A socket file left by a dead gateway is removed; one that still answers is in use. */
+static int clear_stale_socket(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "unix:%s exists and is not a socket", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    int alive = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    if (fd >= 0) close(fd);
+    if (alive) {
+        snprintf(err, errlen, "unix:%s is in use by another process", path);
+        return -1;
+    }
+    unlink(path);
+    return 0;
+}
+
+static int start_one(gg_server *srv, gg_listener *ls, char *err, size_t errlen)
+{
+    const gg_addr *a = ls->addr;
+    int rc;
+    if (a->kind == GG_ADDR_UNIX) {
+        if (clear_stale_socket(a->path, err, errlen)) return -1;
+        uv_pipe_init(srv->loop, &ls->io.pipe, 0);
+        ls->open = 1;
+        rc = uv_pipe_bind(&ls->io.pipe, a->path);
+        snprintf(ls->bound, sizeof ls->bound, "%s", a->text);
+    } else {
+        uv_tcp_init(srv->loop, &ls->io.tcp);
+        ls->open = 1;
+        rc = uv_tcp_bind(&ls->io.tcp, (const struct sockaddr *)&a->sa, 0);
+    }
+    if (rc == 0) rc = uv_listen(&ls->io.stream, 1024, on_connection);
+    if (rc) {
+        snprintf(err, errlen, "cannot listen on %s: %s", a->text, uv_strerror(rc));
+        return -1;
+    }
+    if (a->kind == GG_ADDR_TCP) {
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        uv_tcp_getsockname(&ls->io.tcp, (struct sockaddr *)&ss, &len);
+        gg_addr_format_sa((struct sockaddr *)&ss, ls->bound, sizeof ls->bound);
+    }
+    return 0;
+}
+
+int gg_listeners_start(gg_server *srv, char *err, size_t errlen)
+{
+    gg_config *cfg = srv->cfg;
+    srv->listeners = calloc((size_t)cfg->nlisten, sizeof(gg_listener));
+    if (!srv->listeners) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < cfg->nlisten; i++) {
+        gg_listener *ls = &srv->listeners[srv->nlisteners++];
+        ls->srv = srv;
+        ls->addr = &cfg->listen[i];
+        ls->io.handle.data = ls;
+        if (start_one(srv, ls, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+void gg_listeners_stop(gg_server *srv)
+{
+    for (int i = 0; i < srv->nlisteners; i++) {
+        gg_listener *ls = &srv->listeners[i];
+        if (!ls->open) continue;
+        ls->open = 0;
+        uv_close(&ls->io.handle, NULL);
+        if (ls->addr->kind == GG_ADDR_UNIX) unlink(ls->addr->path);
+    }
+}

@@ -1,0 +1,28 @@
+/* log.h -- one line per event on stderr: "<ts> <level> <event> key=value ...". */
+#ifndef GG_LOG_H
+#define GG_LOG_H
+
+#define GG_LOG_ERROR 0
+#define GG_LOG_WARN  1
+#define GG_LOG_INFO  2
+#define GG_LOG_DEBUG 3
+
+typedef struct gg_logger {
+    int level; /* lines above this level are dropped before formatting */
+    int fd;
+} gg_logger;
+
+/* Parse "error", "warn", "info", "debug". Returns the level or -1. */
+int gg_log_level_parse(const char *name);
+
+/* Write one line. fmt formats the key=value part (may be NULL). */
+void gg_log_write(const gg_logger *lg, int level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The level test comes first so disabled lines cost one comparison, not a format. */
+#define gg_log(lg, lvl, event, ...)                                                               \
+    do {                                                                                          \
+        if ((lvl) <= (lg)->level) gg_log_write((lg), (lvl), (event), __VA_ARGS__);                \
+    } while (0)
+
+#endif

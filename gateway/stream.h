@@ -1,0 +1,82 @@
+/* stream.h -- one connection's bytes: framed reads, batched writes.
+ *
+ * Reads land in the loop's shared buffer; a connection keeps bytes of its own only while a
+ * message is incomplete (or while it is paused). Writes are queued and flushed once per loop
+ * turn (uv_check), so many answers to one peer cost one write(2). */
+#ifndef GG_STREAM_H
+#define GG_STREAM_H
+
+#include "buf.h"
+#include "codec.h"
+
+#include <uv.h>
+
+struct gg_server;
+typedef struct gg_stream gg_stream;
+
+typedef struct gg_stream_ops {
+    /* One whole message: msg[0..m->size). Valid only during the call. */
+    void (*on_message)(gg_stream *s, const char *msg, const gg_msg *m);
+    /* Framing failed (GG_ETOOBIG, GG_ETOODEEP, GG_EMALFORMED); m holds what was read of the
+     * envelope. The stream stops reading; the owner answers and closes. */
+    void (*on_frame_error)(gg_stream *s, int code, const gg_msg *m);
+    /* The peer closed or an I/O error happened (status is a libuv error). */
+    void (*on_eof)(gg_stream *s, int status);
+    /* Everything queued has been written (used to resume a paused reader). May be NULL. */
+    void (*on_drain)(gg_stream *s);
+    /* The handle is closed; the owner may free the memory now. */
+    void (*on_closed)(gg_stream *s);
+} gg_stream_ops;
+
+#define GG_ST_READING     0x01
+#define GG_ST_PAUSED      0x02 /* owner asked not to dispatch more messages */
+#define GG_ST_WRITING     0x04
+#define GG_ST_FLUSH_QUEUED 0x08
+#define GG_ST_CLOSING     0x10
+#define GG_ST_CLOSE_AFTER 0x20 /* close once the queued output is written */
+#define GG_ST_READY       0x40 /* connected: output may be flushed */
+
+struct gg_stream {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } io;
+    struct gg_server *srv;
+    const gg_stream_ops *ops;
+    gg_buf in;     /* unprocessed input, from the first byte of a message */
+    gg_scan_state *scan; /* progress through `in`; allocated only while a message is incomplete */
+    gg_buf out;    /* queued output */
+    gg_buf wout;   /* output handed to libuv, kept until write_cb */
+    uv_write_t wreq;
+    gg_stream *flush_next;
+    uint64_t partial_since; /* loop time (ms) the incomplete message began; 0 if none */
+    unsigned flags;
+};
+
+/* Set up the fields (the owner has initialised io with uv_tcp_init/uv_pipe_init). */
+void gg_stream_init(gg_stream *s, struct gg_server *srv, const gg_stream_ops *ops, unsigned flags);
+int gg_stream_start(gg_stream *s);
+/* Stop dispatching messages (and reading) until gg_stream_resume. */
+void gg_stream_pause(gg_stream *s);
+void gg_stream_resume(gg_stream *s);
+
+/* Queue output. reserve returns room for n bytes (NULL when out of memory); commit the bytes
+ * actually written there. The flush happens at the end of this loop turn. */
+char *gg_stream_reserve(gg_stream *s, size_t n);
+void gg_stream_commit(gg_stream *s, size_t n);
+int gg_stream_write(gg_stream *s, const void *data, size_t n);
+/* Bytes queued or being written. */
+size_t gg_stream_pending(const gg_stream *s);
+
+/* Write what is queued now (called by the loop's flusher; also when a peer connects). */
+void gg_stream_flush(gg_stream *s);
+/* Flush every stream that has output queued this turn. */
+void gg_stream_flush_all(struct gg_server *srv);
+
+/* Close now (queued output is dropped) or after the queued output is written. */
+void gg_stream_close(gg_stream *s);
+void gg_stream_close_after_flush(gg_stream *s);
+
+#endif

@@ -1,0 +1,328 @@
+/* upstream.c -- services, endpoints and pooled upstream connections; see upstream.h. */
+#include "upstream.h"
+#include "errors.h"
+#include "server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS   5000
+/* A connection is preferred while it carries fewer calls than this, so that light load is
+ * batched onto one socket (one write per turn) and heavy load spreads over the pool. */
+#define FILL_FIRST 64
+
+static void uconn_connect(gg_uconn *uc);
+
+static gg_server *srv_of(gg_uconn *uc)
+{
+    return uc->st.srv;
+}
+
+static void fail_calls(gg_uconn *uc, const char *why)
+{
+    gg_server *srv = srv_of(uc);
+    while (uc->calls)
+        gg_call_fail(srv, uc->calls, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream %s of service '%s' %s",
+                     uc->ep->addr->text, uc->ep->svc->name, why);
+}
+
+static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
+{
+    gg_uconn *uc = (gg_uconn *)s;
+    gg_server *srv = srv_of(uc);
+    const char *bad = gg_msg_invalid(m);
+    if (bad) {
+        gg_log(&srv->log, GG_LOG_WARN, "upstream_bad_message", "upstream=%s reason=\"%s\"",
+               uc->ep->addr->text, bad);
+        return;
+    }
+    if (m->type == GG_RESPONSE) {
+        gg_call *call = gg_call_find(&srv->calls, m->msgid);
+        if (!call || call->up != uc) {
+            /* Its call already ended (deadline) or was never ours: drop it. */
+            gg_log(&srv->log, GG_LOG_DEBUG, "late_response", "upstream=%s msgid=%u",
+                   uc->ep->addr->text, m->msgid);
+            return;
+        }
+        gg_call_answer(srv, call, msg + m->body_off, m->size - m->body_off);
+        return;
+    }
+    if (m->type == GG_NOTIFY) {
+        /* No client subscribes to upstream notifications yet: they are logged, never lost
+         * silently (docs/protocol.md). */
+        gg_log(&srv->log, GG_LOG_INFO, "upstream_notification",
+               "service=%s upstream=%s method=\"%.*s\" bytes=%zu", uc->ep->svc->name,
+               uc->ep->addr->text, (int)m->method_len, msg + m->method_off, m->size);
+        return;
+    }
+    gg_log(&srv->log, GG_LOG_WARN, "upstream_request_refused",
+           "service=%s upstream=%s method=\"%.*s\"", uc->ep->svc->name, uc->ep->addr->text,
+           (int)m->method_len, msg + m->method_off);
+    gg_reply_error(s, m->msgid, GG_ERR_NOT_SUPPORTED,
+                   "the gateway does not accept requests from upstreams");
+}
+
+static void on_eof(gg_stream *s, int status)
+{
+    gg_uconn *uc = (gg_uconn *)s;
+    gg_server *srv = srv_of(uc);
+    gg_log(&srv->log, srv->draining ? GG_LOG_INFO : GG_LOG_WARN, "upstream_lost",
+           "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
+           uc->ep->addr->text, status == UV_EOF ? "closed by peer" : uv_strerror(status),
+           uc->inflight);
+    fail_calls(uc, "closed the connection");
+    gg_stream_close(s);
+}
+
+static void on_frame_error(gg_stream *s, int code, const gg_msg *m)
+{
+    gg_uconn *uc = (gg_uconn *)s;
+    gg_log(&srv_of(uc)->log, GG_LOG_ERROR, "upstream_protocol_error",
+           "service=%s upstream=%s code=%d", uc->ep->svc->name, uc->ep->addr->text, code);
+    fail_calls(uc, "sent malformed data");
+    gg_stream_close(s);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    uconn_connect(t->data);
+}
+
+static void on_closed(gg_stream *s)
+{
+    gg_uconn *uc = (gg_uconn *)s;
+    gg_server *srv = srv_of(uc);
+    if (uc->state == GG_UP_CONNECTED) uc->ep->nconnected--;
+    fail_calls(uc, "closed the connection");
+    if (uc->state == GG_UP_CLOSING || srv->draining) {
+        uc->state = GG_UP_IDLE;
+        return;
+    }
+    /* Reset the backoff after a connection that lived, double it after one that did not. */
+    uint64_t now = uv_now(srv->loop);
+    if (uc->connected_at && now - uc->connected_at > 1000)
+        uc->backoff_ms = BACKOFF_FIRST_MS;
+    else if (!uc->backoff_ms)
+        uc->backoff_ms = BACKOFF_FIRST_MS;
+    else if ((uc->backoff_ms *= 2) > BACKOFF_MAX_MS)
+        uc->backoff_ms = BACKOFF_MAX_MS;
+    uc->connected_at = 0;
+    /* Jitter of +-20% so a pool does not reconnect in lockstep. */
+    uint64_t wait = uc->backoff_ms * (80 + (uint64_t)(rand() % 41)) / 100;
+    uc->state = GG_UP_BACKOFF;
+    uv_timer_start(&uc->retry, on_retry, wait, 0);
+}
+
+static const gg_stream_ops uconn_ops = {
+    .on_message = on_message,
+    .on_frame_error = on_frame_error,
+    .on_eof = on_eof,
+    .on_drain = NULL,
+    .on_closed = on_closed,
+};
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    gg_uconn *uc = req->data;
+    gg_server *srv = srv_of(uc);
+    if (status == UV_ECANCELED) return; /* closing */
+    if (status < 0) {
+        gg_log(&srv->log, GG_LOG_WARN, "upstream_connect_failed",
+               "service=%s upstream=%s reason=\"%s\" retry_ms=%u", uc->ep->svc->name,
+               uc->ep->addr->text, uv_strerror(status),
+               uc->backoff_ms ? uc->backoff_ms * 2 : BACKOFF_FIRST_MS);
+        fail_calls(uc, "refused the connection");
+        gg_stream_close(&uc->st);
+        return;
+    }
+    uc->state = GG_UP_CONNECTED;
+    uc->connected_at = uv_now(srv->loop);
+    uc->ep->nconnected++;
+    uc->st.flags |= GG_ST_READY;
+    gg_log(&srv->log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
+           uc->ep->svc->name, uc->ep->addr->text, uc->index);
+    if (gg_stream_start(&uc->st)) {
+        on_eof(&uc->st, UV_EIO);
+        return;
+    }
+    gg_stream_flush(&uc->st); /* calls queued while connecting */
+}
+
+static void uconn_connect(gg_uconn *uc)
+{
+    gg_server *srv = srv_of(uc);
+    const gg_addr *a = uc->ep->addr;
+    gg_stream_init(&uc->st, srv, &uconn_ops, 0);
+    uc->creq.data = uc;
+    uc->state = GG_UP_CONNECTING;
+    if (a->kind == GG_ADDR_UNIX) {
+        uv_pipe_init(srv->loop, &uc->st.io.pipe, 0);
+        uc->st.io.handle.data = &uc->st;
+        uv_pipe_connect(&uc->creq, &uc->st.io.pipe, a->path, on_connect);
+        return;
+    }
+    uv_tcp_init(srv->loop, &uc->st.io.tcp);
+    uc->st.io.handle.data = &uc->st;
+    uv_tcp_nodelay(&uc->st.io.tcp, 1);
+    int rc = uv_tcp_connect(&uc->creq, &uc->st.io.tcp, (const struct sockaddr *)&a->sa, on_connect);
+    if (rc < 0) {
+        gg_log(&srv->log, GG_LOG_WARN, "upstream_connect_failed",
+               "service=%s upstream=%s reason=\"%s\"", uc->ep->svc->name, a->text, uv_strerror(rc));
+        gg_stream_close(&uc->st);
+    }
+}
+
+static int cmp_name(const void *key, const void *elem)
+{
+    const gg_service *k = key, *s = elem;
+    size_t n = k->name_len < s->name_len ? k->name_len : s->name_len;
+    int c = memcmp(k->name, s->name, n);
+    if (c) return c;
+    return k->name_len < s->name_len ? -1 : k->name_len > s->name_len;
+}
+
+gg_service *gg_service_find(gg_server *srv, const char *name, size_t len)
+{
+    gg_service key = {.name = name, .name_len = len};
+    return bsearch(&key, srv->services, (size_t)srv->nservices, sizeof key, cmp_name);
+}
+
+int gg_services_start(gg_server *srv)
+{
+    gg_config *cfg = srv->cfg;
+    srv->services = calloc((size_t)(cfg->nservices ? cfg->nservices : 1), sizeof(gg_service));
+    if (!srv->services) return -1;
+    for (int i = 0; i < cfg->nservices; i++) {
+        const gg_service_conf *sc = &cfg->services[i];
+        gg_service *svc = &srv->services[srv->nservices++];
+        svc->srv = srv;
+        svc->conf = sc;
+        svc->name = sc->name;
+        svc->name_len = strlen(sc->name);
+        svc->eps = calloc((size_t)sc->nupstreams, sizeof(gg_endpoint));
+        if (!svc->eps) return -1;
+        for (int e = 0; e < sc->nupstreams; e++) {
+            gg_endpoint *ep = &svc->eps[svc->neps++];
+            ep->svc = svc;
+            ep->addr = &sc->upstreams[e];
+            ep->conns = calloc((size_t)sc->connections, sizeof(gg_uconn));
+            if (!ep->conns) return -1;
+            for (int k = 0; k < sc->connections; k++) {
+                gg_uconn *uc = &ep->conns[ep->nconns++];
+                uc->ep = ep;
+                uc->index = k;
+                uc->st.srv = srv;
+                uv_timer_init(srv->loop, &uc->retry);
+                uc->retry.data = uc;
+                uconn_connect(uc);
+            }
+        }
+    }
+    return 0;
+}
+
+void gg_services_stop(gg_server *srv)
+{
+    for (int i = 0; i < srv->nservices; i++) {
+        gg_service *svc = &srv->services[i];
+        for (int e = 0; e < svc->neps; e++) {
+            gg_endpoint *ep = &svc->eps[e];
+            for (int k = 0; k < ep->nconns; k++) {
+                gg_uconn *uc = &ep->conns[k];
+                int was = uc->state;
+                uc->state = GG_UP_CLOSING;
+                if (was == GG_UP_CONNECTED) ep->nconnected--;
+                if (was == GG_UP_CONNECTING || was == GG_UP_CONNECTED) {
+                    fail_calls(uc, "is being closed");
+                    gg_stream_close(&uc->st);
+                } else {
+                    uc->state = GG_UP_IDLE;
+                }
+                if (!uv_is_closing((uv_handle_t *)&uc->retry)) uv_close((uv_handle_t *)&uc->retry, NULL);
+            }
+        }
+    }
+}
+
+void gg_services_free(gg_server *srv)
+{
+    for (int i = 0; i < srv->nservices; i++) {
+        for (int e = 0; e < srv->services[i].neps; e++) free(srv->services[i].eps[e].conns);
+        free(srv->services[i].eps);
+    }
+    free(srv->services);
+    srv->services = NULL;
+    srv->nservices = 0;
+}
+
+/* The connection for the next call: a connected one (fill-first, then least loaded), else one
+ * still connecting (the call waits in its output), else none: the upstream is down. */
+static gg_uconn *pick(gg_service *svc)
+{
+    gg_uconn *waiting = NULL;
+    for (int k = 0; k < svc->neps; k++) {
+        gg_endpoint *ep = &svc->eps[(svc->rr + (uint32_t)k) % (uint32_t)svc->neps];
+        gg_uconn *best = NULL;
+        if (ep->nconnected) {
+            for (int i = 0; i < ep->nconns; i++) {
+                gg_uconn *uc = &ep->conns[i];
+                if (uc->state != GG_UP_CONNECTED) continue;
+                if (uc->inflight < FILL_FIRST) {
+                    best = uc;
+                    break;
+                }
+                if (!best || uc->inflight < best->inflight) best = uc;
+            }
+        }
+        if (best) {
+            if (svc->neps > 1) svc->rr++;
+            return best;
+        }
+        for (int i = 0; i < ep->nconns && !waiting; i++)
+            if (ep->conns[i].state == GG_UP_CONNECTING) waiting = &ep->conns[i];
+    }
+    return waiting;
+}
+
+int gg_upstream_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
+                     const char *body, size_t body_len)
+{
+    gg_uconn *uc = pick(svc);
+    if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
+    gg_server *srv = svc->srv;
+    if (gg_stream_pending(&uc->st) + body_len > srv->cfg->limits.max_write_buffer)
+        return GG_ERR_OVERLOADED;
+    char *p = gg_stream_reserve(&uc->st, 16 + method_len + body_len);
+    if (!p) return GG_ERR_OVERLOADED;
+    size_t n = gg_put_request_hdr(p, call->id, method, method_len);
+    memcpy(p + n, body, body_len);
+    gg_stream_commit(&uc->st, n + body_len);
+    call->up = uc;
+    call->uprev = NULL;
+    call->unext = uc->calls;
+    if (uc->calls) uc->calls->uprev = call;
+    uc->calls = call;
+    uc->inflight++;
+    return 0;
+}
+
+int gg_upstream_notify(gg_service *svc, const char *method, uint32_t method_len, const char *body,
+                       size_t body_len)
+{
+    gg_uconn *uc = pick(svc);
+    if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
+    if (gg_stream_pending(&uc->st) + body_len > svc->srv->cfg->limits.max_write_buffer)
+        return GG_ERR_OVERLOADED;
+    char *p = gg_stream_reserve(&uc->st, 8 + method_len + body_len);
+    if (!p) return GG_ERR_OVERLOADED;
+    size_t n = 0;
+    p[n++] = (char)0x93;
+    p[n++] = GG_NOTIFY;
+    n += gg_put_str_hdr(p + n, method_len);
+    memcpy(p + n, method, method_len);
+    n += method_len;
+    memcpy(p + n, body, body_len);
+    gg_stream_commit(&uc->st, n + body_len);
+    return 0;
+}

@@ -1,0 +1,69 @@
+/* upstream.h -- services, their upstream endpoints and the pooled connections to them.
+ *
+ * Each endpoint keeps a fixed pool of persistent connections, multiplexing many calls on
+ * each. A dead connection fails its calls at once and reconnects with exponential backoff. */
+#ifndef GG_UPSTREAM_H
+#define GG_UPSTREAM_H
+
+#include "addr.h"
+#include "config.h"
+#include "futures.h"
+#include "stream.h"
+
+struct gg_server;
+struct gg_endpoint;
+
+#define GG_UP_IDLE       0 /* handle closed, not trying */
+#define GG_UP_CONNECTING 1
+#define GG_UP_CONNECTED  2
+#define GG_UP_BACKOFF    3 /* waiting to reconnect */
+#define GG_UP_CLOSING    4
+
+typedef struct gg_uconn {
+    gg_stream st; /* first member */
+    struct gg_endpoint *ep;
+    gg_call *calls; /* in flight here, linked by uprev/unext */
+    uint32_t inflight;
+    int state;
+    int index;
+    uint32_t backoff_ms;
+    uint64_t connected_at;
+    uv_connect_t creq;
+    uv_timer_t retry;
+} gg_uconn;
+
+typedef struct gg_endpoint {
+    struct gg_service *svc;
+    const gg_addr *addr;
+    gg_uconn *conns;
+    int nconns;
+    int nconnected;
+} gg_endpoint;
+
+typedef struct gg_service {
+    struct gg_server *srv;
+    const gg_service_conf *conf;
+    const char *name;
+    size_t name_len;
+    gg_endpoint *eps;
+    int neps;
+    uint32_t rr; /* round robin over endpoints */
+} gg_service;
+
+/* Build the services of srv->cfg and start connecting. Returns 0 or -1. */
+int gg_services_start(struct gg_server *srv);
+/* Close every upstream connection (failing their calls); services are freed once closed. */
+void gg_services_stop(struct gg_server *srv);
+void gg_services_free(struct gg_server *srv);
+/* The service called name[0..len), or NULL. */
+gg_service *gg_service_find(struct gg_server *srv, const char *name, size_t len);
+
+/* Send a call upstream. method/body are the bytes to put after the upstream msgid. Returns 0,
+ * or a gateway error code (nothing was sent, the call is untouched). */
+int gg_upstream_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
+                     const char *body, size_t body_len);
+/* Forward a notification. Returns 0 or a gateway error code. */
+int gg_upstream_notify(gg_service *svc, const char *method, uint32_t method_len, const char *body,
+                       size_t body_len);
+
+#endif
