@@ -25,7 +25,7 @@ LUA_OBJ  := $(LUA_SRC:%.lua=$(BUILD)/luabc/%.o)
 BINS     := $(BUILD)/ghostgate $(BUILD)/ghost-upstream $(BUILD)/ghost-bench
 CTESTS   := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
-.PHONY: all deps run test check-c lint bench fuzz soak clean format
+.PHONY: all deps run test bench fuzz fuzz-replay clean format
 all: $(BINS) $(CTESTS)
 
 deps:
@@ -41,7 +41,7 @@ $(BUILD)/luabc/%.o: %.lua
 	luajit -b -g -t c -n $(subst /,.,$(patsubst lua/%,%,$*)) $< $(@:.o=.c)
 	$(CC) -c -O1 $(@:.o=.c) -o $@
 
-$(BUILD)/luabc/modules.c: Makefile
+$(BUILD)/luabc/modules.c: Makefile gateway/gen-modules.sh $(LUA_SRC)
 	@mkdir -p $(dir $@)
 	gateway/gen-modules.sh $(LUA_SRC) > $@
 
@@ -66,6 +66,29 @@ test: deps all
 
 bench: deps all
 	@BUILD=$(BUILD) bench/run.sh
+
+# libFuzzer targets (spec/fuzz/fuzz_*.c), built with clang and ASan+UBSan. `make fuzz` runs each
+# for FUZZ_TIME seconds, starting from the seed corpus; new inputs stay under build/fuzz/.
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 60
+FUZZERS   := $(patsubst spec/fuzz/%.c,build/fuzz/%,$(wildcard spec/fuzz/fuzz_*.c))
+FUZZ_LUA  := $(LUA_SRC:%.lua=build/luabc/%.o) build/luabc/modules.o
+
+build/fuzz/%: spec/fuzz/%.c $(CORE_SRC) $(wildcard gateway/*.h) $(FUZZ_LUA)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all -Igateway $(shell pkg-config --cflags $(PKGS)) \
+	    $< $(CORE_SRC) $(FUZZ_LUA) -o $@ $(LDLIBS)
+
+fuzz: deps $(FUZZERS)
+	@for f in $(FUZZERS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
+	  echo "fuzzing $$n for $(FUZZ_TIME) s"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -artifact_prefix=build/fuzz/$$n- -print_final_stats=1 \
+	      build/fuzz/corpus-$$n spec/fuzz/corpus/$$n || exit 1; done
+
+# Run every seed once: what `make test` does.
+fuzz-replay: $(FUZZERS)
+	@for f in $(FUZZERS); do n=$${f#build/fuzz/fuzz_}; $$f spec/fuzz/corpus/$$n/* || exit 1; done
 
 format:
 	clang-format -i gateway/*.c gateway/*.h bench/*.c spec/c/*.c spec/c/*.h

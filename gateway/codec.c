@@ -171,7 +171,7 @@ int gg_scan(gg_scan_state *st, const char *buf, size_t len, const gg_scan_limits
             /* Every element takes at least one byte, so a count larger than the room left
              * under the limit is a lie: refuse it before it is ever used. */
             if (elems > max - end) return GG_ETOOBIG;
-            if (st->depth >= max_depth) return GG_ETOODEEP;
+            if (st->depth > max_depth) return GG_ETOODEEP;
             if (st->depth == 1) {
                 st->msg.is_array = b[pos] <= 0x9f || b[pos] == 0xdc || b[pos] == 0xdd;
                 st->msg.count = (uint32_t)elems;

@@ -98,49 +98,98 @@ static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t 
     return 0;
 }
 
-gg_config *gg_config_load(const char *path, char *err, size_t errlen)
+/* Read the normalised config table at the top of c->L into c. */
+static int read_config(gg_config *c, char *err, size_t errlen)
 {
-    gg_config *c = calloc(1, sizeof *c);
-    if (!c) goto oom;
-    c->source = strdup(path ? path : "<default>");
-    c->L = gg_lua_new();
-    if (!c->source || !c->L) goto oom;
     lua_State *L = c->L;
-    if (path) {
-        lua_pushstring(L, path);
-        if (gg_lua_call(L, "ghost.config", "load", 1, 2, err, errlen)) goto fail;
-    } else {
-        lua_getglobal(L, "require");
-        lua_pushstring(L, "deploy.default");
-        if (lua_pcall(L, 1, 1, 0)) {
-            snprintf(err, errlen, "embedded default config: %s", lua_tostring(L, -1));
-            goto fail;
-        }
-        lua_pushstring(L, c->source);
-        if (gg_lua_call(L, "ghost.config", "normalize", 2, 2, err, errlen)) goto fail;
-    }
-    if (lua_isnil(L, -2)) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
-        goto fail;
-    }
-    lua_pop(L, 1);
     int t = lua_gettop(L);
     char where[200];
     snprintf(where, sizeof where, "%s: listen", c->source);
-    if (read_addrs(L, t, "listen", where, &c->listen, &c->nlisten, err, errlen)) goto fail;
+    if (read_addrs(L, t, "listen", where, &c->listen, &c->nlisten, err, errlen)) return -1;
     lua_getfield(L, t, "log_level");
     c->log_level = gg_log_level_parse(lua_tostring(L, -1));
     lua_pop(L, 1);
     c->drain_timeout_ms = (uint64_t)(num_field(L, t, "drain_timeout") * 1000);
     read_limits(L, t, &c->limits);
-    if (read_services(L, t, c, err, errlen)) goto fail;
+    if (read_services(L, t, c, err, errlen)) return -1;
     lua_settop(L, 0);
+    return 0;
+}
+
+/* Validate the table at the top of c->L (ghost.config.normalize) and read it. */
+static int normalize_and_read(gg_config *c, char *err, size_t errlen)
+{
+    lua_State *L = c->L;
+    lua_pushstring(L, c->source);
+    if (gg_lua_call(L, "ghost.config", "normalize", 2, 2, err, errlen)) return -1;
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        return -1;
+    }
+    lua_pop(L, 1);
+    return read_config(c, err, errlen);
+}
+
+static gg_config *config_new(const char *source, lua_State *L)
+{
+    gg_config *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->source = strdup(source);
+    c->L = L ? L : gg_lua_new();
+    if (!c->source || !c->L) {
+        if (L) c->L = NULL; /* the caller still owns it */
+        gg_config_free(c);
+        return NULL;
+    }
     return c;
-oom:
-    snprintf(err, errlen, "out of memory");
+}
+
+gg_config *gg_config_load(const char *path, char *err, size_t errlen)
+{
+    gg_config *c = config_new(path ? path : "<default>", NULL);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    lua_State *L = c->L;
+    if (path) {
+        /* ghost.config.load runs the file in its own environment and validates it. */
+        lua_pushstring(L, path);
+        if (gg_lua_call(L, "ghost.config", "load", 1, 2, err, errlen)) goto fail;
+        if (lua_isnil(L, -2)) {
+            snprintf(err, errlen, "%s", lua_tostring(L, -1));
+            goto fail;
+        }
+        lua_pop(L, 1);
+        if (read_config(c, err, errlen)) goto fail;
+        return c;
+    }
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "deploy.default");
+    if (lua_pcall(L, 1, 1, 0)) {
+        snprintf(err, errlen, "embedded default config: %s", lua_tostring(L, -1));
+        goto fail;
+    }
+    if (normalize_and_read(c, err, errlen)) goto fail;
+    return c;
 fail:
     gg_config_free(c);
     return NULL;
+}
+
+gg_config *gg_config_from_table(lua_State *L, const char *source, char *err, size_t errlen)
+{
+    gg_config *c = config_new(source, L);
+    if (!c) {
+        lua_close(L);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (normalize_and_read(c, err, errlen)) {
+        gg_config_free(c);
+        return NULL;
+    }
+    return c;
 }
 
 void gg_config_free(gg_config *c)

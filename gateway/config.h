@@ -43,6 +43,9 @@ typedef struct gg_config {
 /* Load and validate a config file; path NULL means the embedded default. Returns a config the
  * caller frees with gg_config_free, or NULL with the reason (file, option, why) in err. */
 gg_config *gg_config_load(const char *path, char *err, size_t errlen);
+/* The same from a table on top of L (a state made by gg_lua_new). Takes ownership of L, also
+ * on failure. Used by tests and fuzzers to validate configs without running code. */
+gg_config *gg_config_from_table(lua_State *L, const char *source, char *err, size_t errlen);
 void gg_config_free(gg_config *c);
 
 #endif

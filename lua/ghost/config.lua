@@ -59,8 +59,8 @@ _M.schema = {
                       description = "calls in flight in the whole gateway" },
         max_write_buffer = { type = "integer", default = 16 * MiB, min = 4096, max = 4096 * MiB,
                              description = "bytes queued to one peer before it is paused" },
-        idle_timeout = { type = "number", default = 300, min = 0.01 },
-        message_timeout = { type = "number", default = 30, min = 0.01 },
+        idle_timeout = { type = "number", default = 300, min = 0.01, max = 86400 * 30 },
+        message_timeout = { type = "number", default = 30, min = 0.01, max = 86400 },
       },
     },
     services = {

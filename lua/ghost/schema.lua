@@ -35,6 +35,7 @@ local function check_scalar(s, v, path)
   elseif type(v) ~= t then
     return nil, format("%s: expected a %s, got %s", path, t, describe(v))
   end
+  if t == "number" and v ~= v then return nil, format("%s: must be a number, got NaN", path) end
   if s.min and v < s.min then return nil, format("%s: must be at least %s", path, s.min) end
   if s.max and v > s.max then return nil, format("%s: must be at most %s", path, s.max) end
   if s.match and not v:match(s.match) then

@@ -1,0 +1,16 @@
+/* cli.h -- subcommands of the ghostgate binary other than serve (main.c dispatches). */
+#ifndef GG_CLI_H
+#define GG_CLI_H
+
+/* Exit statuses of `ghostgate call`. */
+#define GG_CALL_OK    0  /* result printed as JSON on stdout */
+#define GG_CALL_ERROR 1  /* error response (or a result JSON cannot show), on stderr */
+#define GG_CALL_FAIL  2  /* cannot connect, timeout, connection lost, malformed response */
+#define GG_CALL_USAGE 64 /* bad command line (EX_USAGE) */
+
+/* `ghostgate call [-a ADDR] [-t SECONDS] service.method ARG...`; argv[0] is "call".
+ * Each ARG is a JSON value, or a bare string when it does not parse as JSON. Sends one
+ * request, prints its result and returns one of the GG_CALL_* statuses above. */
+int gg_cmd_call(int argc, char **argv);
+
+#endif

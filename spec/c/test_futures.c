@@ -1,0 +1,74 @@
+/* test_futures.c -- call ids retire with their call; the deadline heap stays ordered. */
+#include "futures.h"
+#include "unit.h"
+
+#include <stdlib.h>
+
+static void test_ids_retire(void)
+{
+    gg_calls c;
+    UNIT_EQ_INT(gg_calls_init(&c, 4096), 0);
+    gg_call *a = gg_call_new(&c);
+    a->up = (void *)1; /* live calls always have a connection */
+    uint32_t id = a->id;
+    UNIT_CHECK(gg_call_find(&c, id) == a);
+    gg_call_release(&c, a);
+    UNIT_CHECK(gg_call_find(&c, id) == NULL);
+    gg_call *b = gg_call_new(&c); /* same record, new generation */
+    b->up = (void *)1;
+    UNIT_CHECK(b == a);
+    UNIT_CHECK(b->id != id);
+    UNIT_CHECK(gg_call_find(&c, id) == NULL);
+    UNIT_CHECK(gg_call_find(&c, b->id) == b);
+    UNIT_CHECK(gg_call_find(&c, 0xfffff) == NULL); /* index never allocated */
+    gg_call_release(&c, b);
+    UNIT_EQ_INT(c.live, 0);
+    gg_calls_free(&c);
+}
+
+static void test_max_calls(void)
+{
+    gg_calls c;
+    gg_calls_init(&c, 16);
+    gg_call *all[16];
+    for (int i = 0; i < 16; i++) UNIT_CHECK((all[i] = gg_call_new(&c)) != NULL);
+    UNIT_CHECK(gg_call_new(&c) == NULL);
+    gg_call_release(&c, all[3]);
+    UNIT_CHECK(gg_call_new(&c) != NULL);
+    gg_calls_free(&c);
+}
+
+static void test_heap_order(void)
+{
+    enum { N = 2000 };
+    gg_calls c;
+    gg_calls_init(&c, N);
+    gg_call *calls[N];
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        calls[i] = gg_call_new(&c);
+        calls[i]->deadline = (uint64_t)(rand() % 1000);
+        gg_deadline_add(&c, calls[i]);
+    }
+    /* remove a third from the middle of the heap */
+    for (int i = 0; i < N; i += 3) gg_deadline_remove(&c, calls[i]);
+    uint64_t last = 0;
+    int n = 0;
+    gg_call *first;
+    while ((first = gg_deadline_first(&c))) {
+        if (!UNIT_CHECK(first->deadline >= last)) break;
+        last = first->deadline;
+        gg_deadline_remove(&c, first);
+        n++;
+    }
+    UNIT_EQ_INT(n, N - (N + 2) / 3);
+    gg_calls_free(&c);
+}
+
+int main(void)
+{
+    UNIT_RUN(test_ids_retire);
+    UNIT_RUN(test_max_calls);
+    UNIT_RUN(test_heap_order);
+    return unit_summary();
+}
