@@ -23,7 +23,7 @@ static void peer_name(gg_client *c, char *out, size_t n)
  * the loop turn so that no client is re-entered from inside another connection's callback. */
 static int over_limits(gg_client *c)
 {
-    const gg_limits *l = &c->st.srv->cfg->limits;
+    const gg_limits *l = &gg_server_of(c->st.loop)->cfg->limits;
     return c->inflight >= l->max_inflight_per_client || gg_stream_pending(&c->st) > l->max_write_buffer;
 }
 
@@ -31,7 +31,7 @@ static void maybe_resume(gg_client *c)
 {
     if (c->held && !over_limits(c) && !(c->st.flags & GG_ST_CLOSING)) {
         c->held = 0;
-        gg_server_defer_resume(c->st.srv, c);
+        gg_server_defer_resume(gg_server_of(c->st.loop), c);
     }
 }
 
@@ -65,8 +65,8 @@ static void call_end(gg_server *srv, gg_call *call)
         c->inflight--;
         maybe_resume(c);
     }
-    gg_deadline_remove(&srv->calls, call);
-    gg_call_release(&srv->calls, call);
+    gg_deadline_remove(&srv->lp.calls, call);
+    gg_call_release(&srv->lp.calls, call);
     if (srv->draining) gg_server_check_drained(srv);
 }
 
@@ -79,9 +79,9 @@ void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body
             size_t n = gg_put_response_hdr(p, call->client_msgid);
             memcpy(p + n, body, body_len);
             gg_stream_commit(&c->st, n + body_len);
-            c->last_active = uv_now(srv->loop);
+            c->last_active = uv_now(srv->lp.uv);
         } else {
-            gg_log(&srv->log, GG_LOG_ERROR, "out_of_memory", "what=answer bytes=%zu", body_len);
+            gg_log(&srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=answer bytes=%zu", body_len);
         }
     }
     call_end(srv, call);
@@ -103,7 +103,7 @@ void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
 
 static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
 {
-    gg_server *srv = c->st.srv;
+    gg_server *srv = gg_server_of(c->st.loop);
     const char *method = msg + m->method_off;
     uint32_t mlen = m->method_len;
     if (srv->draining) {
@@ -113,7 +113,7 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
     const char *dot = memchr(method, '.', mlen);
     gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
     if (!svc) {
-        gg_log(&srv->log, GG_LOG_DEBUG, "no_such_service", "method=\"%.*s\"", (int)(mlen > 64 ? 64 : mlen),
+        gg_log(&srv->lp.log, GG_LOG_DEBUG, "no_such_service", "method=\"%.*s\"", (int)(mlen > 64 ? 64 : mlen),
                method);
         gg_reply_error(&c->st, m->msgid, GG_ERR_NO_SUCH_SERVICE, "no such service '%.*s'",
                        (int)(dot ? dot - method : (mlen > 64 ? 64 : mlen)), method);
@@ -123,21 +123,21 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
         gg_reply_error(&c->st, m->msgid, GG_ERR_BAD_REQUEST, "method name is empty");
         return;
     }
-    gg_call *call = gg_call_new(&srv->calls);
+    gg_call *call = gg_call_new(&srv->lp.calls);
     if (!call) {
-        gg_log(&srv->log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
+        gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
                srv->cfg->limits.max_calls);
         gg_reply_error(&c->st, m->msgid, GG_ERR_OVERLOADED, "too many calls in flight");
         return;
     }
     call->client_msgid = m->msgid;
     call->svc = svc;
-    call->deadline = uv_now(srv->loop) + svc->conf->deadline_ms;
+    call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
     const char *fwd = svc->conf->keep_prefix ? method : dot + 1;
     uint32_t fwd_len = (uint32_t)(method + mlen - fwd);
     int rc = gg_upstream_send(svc, call, fwd, fwd_len, msg + m->body_off, m->size - m->body_off);
     if (rc) {
-        gg_call_release(&srv->calls, call);
+        gg_call_release(&srv->lp.calls, call);
         if (rc == GG_ERR_UPSTREAM_UNAVAILABLE)
             gg_reply_error(&c->st, m->msgid, rc, "no upstream of service '%s' is reachable", svc->name);
         else
@@ -145,8 +145,7 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
         return;
     }
     link_call(c, call);
-    gg_deadline_add(&srv->calls, call);
-    gg_server_arm_deadline(srv, call->deadline);
+    gg_loop_add_deadline(&srv->lp, call);
     if (over_limits(c)) {
         c->held = 1;
         gg_stream_pause(&c->st);
@@ -155,7 +154,7 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
 
 static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
 {
-    gg_server *srv = c->st.srv;
+    gg_server *srv = gg_server_of(c->st.loop);
     const char *method = msg + m->method_off;
     uint32_t mlen = m->method_len;
     const char *dot = memchr(method, '.', mlen);
@@ -168,26 +167,26 @@ static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
     }
     /* A notification has no answer: the only place a failure can go is the log. */
     if (rc)
-        gg_log(&srv->log, GG_LOG_WARN, "notification_dropped", "method=\"%.*s\" reason=%s",
+        gg_log(&srv->lp.log, GG_LOG_WARN, "notification_dropped", "method=\"%.*s\" reason=%s",
                (int)(mlen > 64 ? 64 : mlen), method, gg_error_type(rc));
 }
 
 static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
 {
     gg_client *c = (gg_client *)s;
-    gg_server *srv = s->srv;
-    c->last_active = uv_now(srv->loop);
+    gg_server *srv = gg_server_of(s->loop);
+    c->last_active = uv_now(srv->lp.uv);
     const char *bad = gg_msg_invalid(m);
     if (bad) {
         char peer[64];
         peer_name(c, peer, sizeof peer);
         if (m->type == GG_REQUEST && m->has_id) {
-            gg_log(&srv->log, GG_LOG_INFO, "bad_request", "peer=%s msgid=%u reason=\"%s\"", peer,
+            gg_log(&srv->lp.log, GG_LOG_INFO, "bad_request", "peer=%s msgid=%u reason=\"%s\"", peer,
                    m->msgid, bad);
             gg_reply_error(s, m->msgid, GG_ERR_BAD_REQUEST, "%s", bad);
             return;
         }
-        gg_log(&srv->log, GG_LOG_WARN, "client_closed", "peer=%s reason=\"%s\"", peer, bad);
+        gg_log(&srv->lp.log, GG_LOG_WARN, "client_closed", "peer=%s reason=\"%s\"", peer, bad);
         gg_stream_close_after_flush(s);
         return;
     }
@@ -195,7 +194,7 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
     case GG_REQUEST: handle_request(c, msg, m); break;
     case GG_NOTIFY: handle_notify(c, msg, m); break;
     default:
-        gg_log(&srv->log, GG_LOG_INFO, "unexpected_response", "msgid=%u", m->msgid);
+        gg_log(&srv->lp.log, GG_LOG_INFO, "unexpected_response", "msgid=%u", m->msgid);
         break;
     }
 }
@@ -203,7 +202,7 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
 static void on_frame_error(gg_stream *s, int code, const gg_msg *m)
 {
     gg_client *c = (gg_client *)s;
-    gg_server *srv = s->srv;
+    gg_server *srv = gg_server_of(s->loop);
     const gg_limits *l = &srv->cfg->limits;
     char peer[64];
     peer_name(c, peer, sizeof peer);
@@ -211,7 +210,7 @@ static void on_frame_error(gg_stream *s, int code, const gg_msg *m)
     const char *why = code == GG_ETOOBIG    ? "message exceeds max_message_size"
                       : code == GG_ETOODEEP ? "message nesting exceeds max_depth"
                                             : "malformed MessagePack";
-    gg_log(&srv->log, GG_LOG_WARN, "client_closed", "peer=%s reason=\"%s\"", peer, why);
+    gg_log(&srv->lp.log, GG_LOG_WARN, "client_closed", "peer=%s reason=\"%s\"", peer, why);
     if (m->type == GG_REQUEST && m->has_id) {
         if (code == GG_ETOOBIG)
             gg_reply_error(s, m->msgid, ecode, "%s (%zu bytes)", why, l->max_message_size);
@@ -226,11 +225,11 @@ static void on_frame_error(gg_stream *s, int code, const gg_msg *m)
 
 static void on_eof(gg_stream *s, int status)
 {
-    gg_server *srv = s->srv;
+    gg_server *srv = gg_server_of(s->loop);
     if (status != UV_EOF) {
         char peer[64];
         peer_name((gg_client *)s, peer, sizeof peer);
-        gg_log(&srv->log, GG_LOG_INFO, "client_error", "peer=%s reason=\"%s\"", peer,
+        gg_log(&srv->lp.log, GG_LOG_INFO, "client_error", "peer=%s reason=\"%s\"", peer,
                uv_strerror(status));
     }
     gg_stream_close(s);
@@ -244,7 +243,7 @@ static void on_drain(gg_stream *s)
 static void on_closed(gg_stream *s)
 {
     gg_client *c = (gg_client *)s;
-    gg_server *srv = s->srv;
+    gg_server *srv = gg_server_of(s->loop);
     /* Calls still upstream stay registered (their answers must be absorbed) but have no one
      * to answer: they end silently at their response or deadline. */
     for (gg_call *call = c->calls; call; call = call->cnext) call->client = NULL;
@@ -274,15 +273,15 @@ void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
 {
     gg_client *c = calloc(1, sizeof *c);
     if (!c) {
-        gg_log(&srv->log, GG_LOG_ERROR, "out_of_memory", "what=client");
+        gg_log(&srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=client");
         return;
     }
     if (is_pipe)
-        uv_pipe_init(srv->loop, &c->st.io.pipe, 0);
+        uv_pipe_init(srv->lp.uv, &c->st.io.pipe, 0);
     else
-        uv_tcp_init(srv->loop, &c->st.io.tcp);
-    gg_stream_init(&c->st, srv, &client_ops, GG_ST_READY);
-    c->last_active = uv_now(srv->loop);
+        uv_tcp_init(srv->lp.uv, &c->st.io.tcp);
+    gg_stream_init(&c->st, &srv->lp, &client_ops, GG_ST_READY);
+    c->last_active = uv_now(srv->lp.uv);
     c->prev = srv->clients_tail;
     if (c->prev)
         c->prev->next = c;
@@ -295,7 +294,7 @@ void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
         return;
     }
     if (srv->nclients > srv->cfg->limits.max_clients || srv->draining) {
-        gg_log(&srv->log, GG_LOG_WARN, "client_refused", "reason=%s limit=%u",
+        gg_log(&srv->lp.log, GG_LOG_WARN, "client_refused", "reason=%s limit=%u",
                srv->draining ? "shutting_down" : "max_clients", srv->cfg->limits.max_clients);
         gg_stream_close(&c->st);
         return;
@@ -307,7 +306,7 @@ void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
 void gg_clients_sweep(gg_server *srv)
 {
     const gg_limits *l = &srv->cfg->limits;
-    uint64_t now = uv_now(srv->loop);
+    uint64_t now = uv_now(srv->lp.uv);
     for (gg_client *c = srv->clients; c; c = c->next) {
         if (c->st.flags & GG_ST_CLOSING) continue;
         const char *why = NULL;
@@ -318,7 +317,7 @@ void gg_clients_sweep(gg_server *srv)
         if (!why) continue;
         char peer[64];
         peer_name(c, peer, sizeof peer);
-        gg_log(&srv->log, GG_LOG_INFO, "client_closed", "peer=%s reason=%s", peer, why);
+        gg_log(&srv->lp.log, GG_LOG_INFO, "client_closed", "peer=%s reason=%s", peer, why);
         gg_stream_close(&c->st);
     }
 }

@@ -51,6 +51,7 @@ gg_call *gg_call_new(gg_calls *c)
     uint32_t id = call->id;
     memset(call, 0, sizeof *call);
     call->id = id;
+    call->live = 1;
     c->live++;
     return call;
 }
@@ -60,7 +61,7 @@ gg_call *gg_call_find(gg_calls *c, uint32_t id)
     uint32_t idx = id & GG_CALL_IDX_MASK;
     if (idx / GG_CALL_CHUNK >= c->nchunks) return NULL;
     gg_call *call = &c->chunks[idx / GG_CALL_CHUNK][idx % GG_CALL_CHUNK];
-    return call->id == id && call->up ? call : NULL;
+    return call->id == id && call->live ? call : NULL;
 }
 
 void gg_call_release(gg_calls *c, gg_call *call)
@@ -69,6 +70,7 @@ void gg_call_release(gg_calls *c, gg_call *call)
     uint32_t idx = call->id & GG_CALL_IDX_MASK;
     uint32_t gen = (call->id >> GG_CALL_IDX_BITS) + 1;
     call->id = idx | (gen << GG_CALL_IDX_BITS);
+    call->live = 0;
     call->up = NULL;
     call->client = NULL;
     call->unext = c->free;

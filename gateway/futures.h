@@ -21,13 +21,16 @@ struct gg_service;
 typedef struct gg_call {
     struct gg_client *client; /* NULL once the client is gone: the answer is dropped */
     struct gg_call *cprev, *cnext; /* the client's calls */
-    struct gg_uconn *up;           /* the upstream connection carrying it; NULL when free */
+    struct gg_uconn *up;           /* the upstream connection carrying it (gateway) */
     struct gg_call *uprev, *unext; /* that connection's calls; also the pool's free list */
     struct gg_service *svc;
     uint64_t deadline;     /* loop time, ms */
     uint32_t id;           /* msgid upstream: index | generation << GG_CALL_IDX_BITS */
     uint32_t client_msgid; /* msgid the client chose */
     uint32_t heap_idx;     /* position in the deadline heap */
+    int ref;               /* free for the owner: the Lua library keeps a registry ref here */
+    void *data;            /* free for the owner */
+    uint8_t live;
 } gg_call;
 
 typedef struct gg_calls {

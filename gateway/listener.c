@@ -13,7 +13,7 @@ static void on_connection(uv_stream_t *server, int status)
 {
     gg_listener *ls = server->data;
     if (status < 0) {
-        gg_log(&ls->srv->log, GG_LOG_WARN, "accept_failed", "listen=%s reason=\"%s\"", ls->bound,
+        gg_log(&ls->srv->lp.log, GG_LOG_WARN, "accept_failed", "listen=%s reason=\"%s\"", ls->bound,
                uv_strerror(status));
         return;
     }
@@ -48,12 +48,12 @@ static int start_one(gg_server *srv, gg_listener *ls, char *err, size_t errlen)
     int rc;
     if (a->kind == GG_ADDR_UNIX) {
         if (clear_stale_socket(a->path, err, errlen)) return -1;
-        uv_pipe_init(srv->loop, &ls->io.pipe, 0);
+        uv_pipe_init(srv->lp.uv, &ls->io.pipe, 0);
         ls->open = 1;
         rc = uv_pipe_bind(&ls->io.pipe, a->path);
         snprintf(ls->bound, sizeof ls->bound, "%s", a->text);
     } else {
-        uv_tcp_init(srv->loop, &ls->io.tcp);
+        uv_tcp_init(srv->lp.uv, &ls->io.tcp);
         ls->open = 1;
         rc = uv_tcp_bind(&ls->io.tcp, (const struct sockaddr *)&a->sa, 0);
     }

@@ -8,34 +8,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#define READ_BUFFER (256 * 1024)
-#define POOL_CHUNK  (64 * 1024)
-#define POOL_SPARES 64
 
-static void on_deadline(uv_timer_t *t)
+static void on_deadline(gg_loop *lp, gg_call *call)
 {
-    gg_server *srv = t->data;
-    uint64_t now = uv_now(srv->loop);
-    srv->deadline_due = 0;
-    gg_call *call;
-    while ((call = gg_deadline_first(&srv->calls)) && call->deadline <= now) {
-        gg_log(&srv->log, GG_LOG_INFO, "deadline_exceeded", "service=%s msgid=%u",
-               call->svc->name, call->client_msgid);
-        gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED, "deadline of %.3f s exceeded",
-                     (double)call->svc->conf->deadline_ms / 1000.0);
-    }
-    if (call) gg_server_arm_deadline(srv, call->deadline);
-}
-
-/* The timer is not moved back when the earliest call ends early: it fires, finds nothing due,
- * and is set for the new earliest. That is one wake-up per deadline period, not one timer
- * update per call. */
-void gg_server_arm_deadline(gg_server *srv, uint64_t deadline)
-{
-    if (srv->deadline_due && srv->deadline_due <= deadline) return;
-    uint64_t now = uv_now(srv->loop);
-    srv->deadline_due = deadline;
-    uv_timer_start(&srv->deadline_timer, on_deadline, deadline > now ? deadline - now : 0, 0);
+    gg_server *srv = gg_server_of(lp);
+    gg_log(&lp->log, GG_LOG_INFO, "deadline_exceeded", "service=%s msgid=%u", call->svc->name,
+           call->client_msgid);
+    gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED, "deadline of %.3f s exceeded",
+                 (double)call->svc->conf->deadline_ms / 1000.0);
 }
 
 void gg_server_defer_resume(gg_server *srv, gg_client *c)
@@ -58,17 +38,17 @@ void gg_server_forget_resume(gg_server *srv, gg_client *c)
     c->resume_queued = 0;
 }
 
-/* End of every loop turn: resume paused clients, then write everything queued this turn. */
-static void on_check(uv_check_t *h)
+/* End of every loop turn, before the flush: resume clients that were paused. Doing it here
+ * means no client is ever re-entered from inside another connection's callback. */
+static void resume_clients(gg_loop *lp)
 {
-    gg_server *srv = h->data;
+    gg_server *srv = gg_server_of(lp);
     while (srv->resume) {
         gg_client *c = srv->resume;
         srv->resume = c->resume_next;
         c->resume_queued = 0;
         gg_stream_resume(&c->st);
     }
-    gg_stream_flush_all(srv);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -84,23 +64,22 @@ static void close_handle(uv_handle_t *h)
 /* Stop everything; uv_run returns once the last handle has closed. */
 static void shutdown_now(gg_server *srv)
 {
-    gg_log(&srv->log, GG_LOG_INFO, "stopped", "clients=%u", srv->nclients);
+    gg_log(&srv->lp.log, GG_LOG_INFO, "stopped", "clients=%u", srv->nclients);
     gg_listeners_stop(srv);
-    gg_stream_flush_all(srv);
+    gg_stream_flush_all(&srv->lp);
     gg_clients_close_all(srv);
     gg_services_stop(srv);
-    close_handle((uv_handle_t *)&srv->deadline_timer);
+    gg_loop_close(&srv->lp);
     close_handle((uv_handle_t *)&srv->sweeper);
     close_handle((uv_handle_t *)&srv->drain_timer);
     close_handle((uv_handle_t *)&srv->sigterm);
     close_handle((uv_handle_t *)&srv->sigint);
     close_handle((uv_handle_t *)&srv->sighup);
-    close_handle((uv_handle_t *)&srv->flusher);
 }
 
 void gg_server_check_drained(gg_server *srv)
 {
-    if (srv->draining == 1 && srv->calls.live == 0) {
+    if (srv->draining == 1 && srv->lp.calls.live == 0) {
         srv->draining = 2;
         shutdown_now(srv);
     }
@@ -109,9 +88,9 @@ void gg_server_check_drained(gg_server *srv)
 static void on_drain_timeout(uv_timer_t *t)
 {
     gg_server *srv = t->data;
-    gg_log(&srv->log, GG_LOG_WARN, "drain_timeout", "calls=%u", srv->calls.live);
+    gg_log(&srv->lp.log, GG_LOG_WARN, "drain_timeout", "calls=%u", srv->lp.calls.live);
     gg_call *call;
-    while ((call = gg_deadline_first(&srv->calls)))
+    while ((call = gg_deadline_first(&srv->lp.calls)))
         gg_call_fail(srv, call, GG_ERR_SHUTTING_DOWN, "the gateway stopped before the answer came");
     gg_server_check_drained(srv);
 }
@@ -120,15 +99,15 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     gg_server *srv = h->data;
     if (signum == SIGHUP) {
-        gg_log(&srv->log, GG_LOG_WARN, "reload_unsupported", "reason=\"not implemented yet\"");
+        gg_log(&srv->lp.log, GG_LOG_WARN, "reload_unsupported", "reason=\"not implemented yet\"");
         return;
     }
     if (srv->draining) {
-        gg_log(&srv->log, GG_LOG_WARN, "drain_skipped", "signal=%d calls=%u", signum, srv->calls.live);
+        gg_log(&srv->lp.log, GG_LOG_WARN, "drain_skipped", "signal=%d calls=%u", signum, srv->lp.calls.live);
         on_drain_timeout(&srv->drain_timer);
         return;
     }
-    gg_log(&srv->log, GG_LOG_INFO, "draining", "signal=%d calls=%u", signum, srv->calls.live);
+    gg_log(&srv->lp.log, GG_LOG_INFO, "draining", "signal=%d calls=%u", signum, srv->lp.calls.live);
     srv->draining = 1;
     gg_listeners_stop(srv);
     uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->cfg->drain_timeout_ms, 0);
@@ -142,7 +121,7 @@ static void log_ready(gg_server *srv)
     list[0] = 0;
     for (int i = 0; i < srv->nlisteners && n < sizeof list; i++)
         n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? "," : "", srv->listeners[i].bound);
-    gg_log(&srv->log, GG_LOG_INFO, "ready", "listen=%s services=%d pid=%d", list, srv->nservices,
+    gg_log(&srv->lp.log, GG_LOG_INFO, "ready", "listen=%s services=%d pid=%d", list, srv->nservices,
            (int)getpid());
 }
 
@@ -151,33 +130,28 @@ int gg_server_run(gg_config *cfg)
     gg_server *srv = calloc(1, sizeof *srv);
     int status = 1;
     char err[512];
-    if (!srv) return 1;
+    if (!srv) goto out_cfg;
     srv->cfg = cfg;
-    srv->log.level = cfg->log_level;
-    srv->log.fd = 2;
-    srv->scan_limits.max_message = cfg->limits.max_message_size;
-    srv->scan_limits.max_depth = cfg->limits.max_depth;
-    srv->loop = uv_default_loop();
-    srv->rbuf_size = READ_BUFFER;
-    srv->rbuf = malloc(READ_BUFFER);
-    if (!srv->rbuf || gg_bufpool_init(&srv->bufs, POOL_CHUNK, POOL_SPARES) ||
-        gg_calls_init(&srv->calls, cfg->limits.max_calls)) {
-        gg_log(&srv->log, GG_LOG_ERROR, "startup_failed", "reason=\"out of memory\"");
-        goto out;
+    gg_loop_limits lim = {.max_message = cfg->limits.max_message_size,
+                          .max_depth = cfg->limits.max_depth,
+                          .max_calls = cfg->limits.max_calls};
+    uv_loop_t *uv = uv_default_loop();
+    if (gg_loop_init(&srv->lp, uv, &lim)) {
+        fprintf(stderr, "ghostgate: out of memory\n");
+        goto out_srv;
     }
+    gg_loop *lp = &srv->lp;
+    lp->data = srv;
+    lp->log.level = cfg->log_level;
+    lp->before_flush = resume_clients;
+    lp->on_deadline = on_deadline;
     /* A peer that vanishes mid-write must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
 
-    uv_timer_init(srv->loop, &srv->deadline_timer);
-    srv->deadline_timer.data = srv;
-    uv_timer_init(srv->loop, &srv->drain_timer);
+    uv_timer_init(uv, &srv->drain_timer);
     srv->drain_timer.data = srv;
     uv_unref((uv_handle_t *)&srv->drain_timer);
-    uv_check_init(srv->loop, &srv->flusher);
-    srv->flusher.data = srv;
-    uv_check_start(&srv->flusher, on_check);
-    uv_unref((uv_handle_t *)&srv->flusher);
-    uv_timer_init(srv->loop, &srv->sweeper);
+    uv_timer_init(uv, &srv->sweeper);
     srv->sweeper.data = srv;
     uint64_t every = cfg->limits.idle_timeout_ms < cfg->limits.message_timeout_ms
                          ? cfg->limits.idle_timeout_ms
@@ -190,34 +164,27 @@ int gg_server_run(gg_config *cfg)
     uv_signal_t *sigs[] = {&srv->sigterm, &srv->sigint, &srv->sighup};
     int signums[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
-        uv_signal_init(srv->loop, sigs[i]);
+        uv_signal_init(uv, sigs[i]);
         sigs[i]->data = srv;
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
 
-    if (gg_listeners_start(srv, err, sizeof err)) {
-        gg_log(&srv->log, GG_LOG_ERROR, "startup_failed", "reason=\"%s\"", err);
+    if (gg_listeners_start(srv, err, sizeof err) == 0 && gg_services_start(srv) == 0) {
+        log_ready(srv);
+        status = 0;
+    } else {
+        gg_log(&lp->log, GG_LOG_ERROR, "startup_failed", "reason=\"%s\"",
+               srv->nlisteners && srv->listeners[srv->nlisteners - 1].open ? "out of memory" : err);
         shutdown_now(srv);
-        uv_run(srv->loop, UV_RUN_DEFAULT);
-        goto out;
     }
-    if (gg_services_start(srv)) {
-        gg_log(&srv->log, GG_LOG_ERROR, "startup_failed", "reason=\"out of memory\"");
-        shutdown_now(srv);
-        uv_run(srv->loop, UV_RUN_DEFAULT);
-        goto out;
-    }
-    log_ready(srv);
-    uv_run(srv->loop, UV_RUN_DEFAULT);
-    status = 0;
-out:
-    uv_loop_close(srv->loop);
+    uv_run(uv, UV_RUN_DEFAULT);
+    uv_loop_close(uv);
     gg_services_free(srv);
     free(srv->listeners);
-    gg_calls_free(&srv->calls);
-    gg_bufpool_free(&srv->bufs);
-    free(srv->rbuf);
+    gg_loop_free(lp);
+out_srv:
     free(srv);
+out_cfg:
     gg_config_free(cfg);
     return status;
 }

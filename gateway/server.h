@@ -9,52 +9,41 @@
 #include "futures.h"
 #include "listener.h"
 #include "log.h"
+#include "loop.h"
 #include "stream.h"
 #include "upstream.h"
 
 #include <uv.h>
 
 typedef struct gg_server {
-    uv_loop_t *loop;
+    gg_loop lp; /* connections reach the server through their loop: lp.data */
     gg_config *cfg;
-    gg_logger log;
-
-    gg_scan_limits scan_limits;
-    gg_scan_state scan; /* scan state for data read into rbuf (one read at a time) */
-    char *rbuf;    /* the shared read buffer */
-    size_t rbuf_size;
-    gg_bufpool bufs;
-
-    gg_calls calls;
-    uv_timer_t deadline_timer;
-    uint64_t deadline_due; /* when deadline_timer fires; 0 when stopped */
-
-    gg_stream *flush_head; /* streams with output queued this turn */
-    gg_client *resume;     /* clients to resume reading at the end of this turn */
-    uv_check_t flusher;
 
     gg_listener *listeners;
     int nlisteners;
     gg_service *services; /* sorted by name */
     int nservices;
 
-    gg_client *clients; /* most recently active last */
+    gg_client *clients; /* in order of arrival */
     gg_client *clients_tail;
     uint32_t nclients;
+    gg_client *resume; /* clients to resume reading at the end of this turn */
     uv_timer_t sweeper;
 
     uv_signal_t sigterm, sigint, sighup;
-    int draining;
+    int draining; /* 1 while draining, 2 once stopped */
     uv_timer_t drain_timer;
-    int open_handles; /* closed handles not yet called back, for a clean exit */
 } gg_server;
+
+static inline gg_server *gg_server_of(gg_loop *lp)
+{
+    return lp->data;
+}
 
 /* Run a gateway on cfg until it is told to stop. Takes ownership of cfg. Returns the exit
  * status for the process. */
 int gg_server_run(gg_config *cfg);
 
-/* Arm the deadline timer for the earliest call (after a call was added). */
-void gg_server_arm_deadline(gg_server *srv, uint64_t deadline);
 /* Resume reading from c at the end of this loop turn (never from inside a callback). */
 void gg_server_defer_resume(gg_server *srv, gg_client *c);
 void gg_server_forget_resume(gg_server *srv, gg_client *c);

@@ -1,6 +1,5 @@
 /* stream.c -- framed reads and batched writes for every connection; see stream.h. */
 #include "stream.h"
-#include "server.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +10,14 @@ static void queue_flush(gg_stream *s)
 {
     if (s->flags & GG_ST_FLUSH_QUEUED) return;
     s->flags |= GG_ST_FLUSH_QUEUED;
-    s->flush_next = s->srv->flush_head;
-    s->srv->flush_head = s;
+    s->flush_next = s->loop->flush_head;
+    s->loop->flush_head = s;
 }
 
-void gg_stream_init(gg_stream *s, gg_server *srv, const gg_stream_ops *ops, unsigned flags)
+void gg_stream_init(gg_stream *s, gg_loop *loop, const gg_stream_ops *ops, unsigned flags)
 {
     s->io.handle.data = s;
-    s->srv = srv;
+    s->loop = loop;
     s->ops = ops;
     memset(&s->in, 0, sizeof s->in);
     memset(&s->out, 0, sizeof s->out);
@@ -35,34 +34,34 @@ void gg_stream_init(gg_stream *s, gg_server *srv, const gg_stream_ops *ops, unsi
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gg_stream *s = h->data;
-    gg_server *srv = s->srv;
+    gg_loop *lp = s->loop;
     if (s->in.len) {
         size_t want = MIN_READ;
         if (s->scan && s->scan->need > s->in.len && s->scan->need - s->in.len > want)
             want = s->scan->need - s->in.len;
-        if (gg_buf_reserve(&s->in, &srv->bufs, want) == 0) {
+        if (gg_buf_reserve(&s->in, &lp->bufs, want) == 0) {
             *buf = uv_buf_init(s->in.data + s->in.len, (unsigned)(s->in.cap - s->in.len));
             return;
         }
         *buf = uv_buf_init(NULL, 0); /* out of memory: libuv reports UV_ENOBUFS */
         return;
     }
-    *buf = uv_buf_init(srv->rbuf, (unsigned)srv->rbuf_size);
+    *buf = uv_buf_init(lp->rbuf, (unsigned)lp->rbuf_size);
 }
 
 /* Walk data[0..len) and dispatch every whole message; keep the rest in s->in. `own` says data
  * is s->in itself. */
 static void process(gg_stream *s, char *data, size_t len, int own)
 {
-    gg_server *srv = s->srv;
-    gg_scan_state *st = s->scan ? s->scan : &srv->scan;
+    gg_loop *lp = s->loop;
+    gg_scan_state *st = s->scan ? s->scan : &lp->scan;
     size_t off = 0;
     int rc = GG_SCAN_DONE;
     if (!s->scan) gg_scan_reset(st);
     if (s->scan && len < s->scan->need) return; /* still short of what the scan asked for */
 
     while (off < len && !(s->flags & (GG_ST_PAUSED | GG_ST_CLOSING))) {
-        rc = gg_scan(st, data + off, len - off, &srv->scan_limits);
+        rc = gg_scan(st, data + off, len - off, &lp->scan_limits);
         if (rc == GG_SCAN_DONE) {
             gg_msg m = st->msg;
             gg_scan_reset(st);
@@ -75,7 +74,7 @@ static void process(gg_stream *s, char *data, size_t len, int own)
         uv_read_stop(&s->io.stream);
         s->flags &= ~GG_ST_READING;
         s->ops->on_frame_error(s, rc, &st->msg);
-        gg_buf_release(&s->in, &srv->bufs);
+        gg_buf_release(&s->in, &lp->bufs);
         free(s->scan);
         s->scan = NULL;
         return;
@@ -85,19 +84,19 @@ static void process(gg_stream *s, char *data, size_t len, int own)
     size_t rest = len - off;
     if (own) {
         gg_buf_consume(&s->in, off);
-    } else if (rest && gg_buf_append(&s->in, &srv->bufs, data + off, rest)) {
-        gg_log(&srv->log, GG_LOG_ERROR, "out_of_memory", "what=input bytes=%zu", rest);
+    } else if (rest && gg_buf_append(&s->in, &lp->bufs, data + off, rest)) {
+        gg_log(&lp->log, GG_LOG_ERROR, "out_of_memory", "what=input bytes=%zu", rest);
         gg_stream_close(s);
         return;
     }
     if (!rest) {
-        gg_buf_release(&s->in, &srv->bufs);
+        gg_buf_release(&s->in, &lp->bufs);
         free(s->scan);
         s->scan = NULL;
         return;
     }
     if (rc == GG_SCAN_MORE) {
-        if (!s->partial_since) s->partial_since = uv_now(srv->loop);
+        if (!s->partial_since) s->partial_since = uv_now(lp->uv);
         if (!s->scan) { /* keep the scan's progress for the next read */
             s->scan = malloc(sizeof *s->scan);
             if (!s->scan) {
@@ -116,7 +115,7 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 {
     gg_stream *s = h->data;
     if (nread > 0) {
-        if (buf->base == s->srv->rbuf) {
+        if (buf->base == s->loop->rbuf) {
             process(s, buf->base, (size_t)nread, 0);
         } else {
             s->in.len += (size_t)nread;
@@ -158,7 +157,7 @@ void gg_stream_resume(gg_stream *s)
 
 char *gg_stream_reserve(gg_stream *s, size_t n)
 {
-    if (gg_buf_reserve(&s->out, &s->srv->bufs, n)) return NULL;
+    if (gg_buf_reserve(&s->out, &s->loop->bufs, n)) return NULL;
     return s->out.data + s->out.len;
 }
 
@@ -195,7 +194,7 @@ static void on_write(uv_write_t *req, int status)
 {
     gg_stream *s = req->data;
     s->flags &= ~GG_ST_WRITING;
-    gg_buf_release(&s->wout, &s->srv->bufs);
+    gg_buf_release(&s->wout, &s->loop->bufs);
     if (s->flags & GG_ST_CLOSING) return;
     if (status < 0) {
         s->ops->on_eof(s, status);
@@ -220,7 +219,7 @@ void gg_stream_flush(gg_stream *s)
         return;
     }
     if ((size_t)n == s->out.len) {
-        gg_buf_release(&s->out, &s->srv->bufs);
+        gg_buf_release(&s->out, &s->loop->bufs);
         drained(s);
         return;
     }
@@ -237,11 +236,11 @@ void gg_stream_flush(gg_stream *s)
     s->flags |= GG_ST_WRITING;
 }
 
-void gg_stream_flush_all(gg_server *srv)
+void gg_stream_flush_all(gg_loop *lp)
 {
-    while (srv->flush_head) {
-        gg_stream *s = srv->flush_head;
-        srv->flush_head = s->flush_next;
+    while (lp->flush_head) {
+        gg_stream *s = lp->flush_head;
+        lp->flush_head = s->flush_next;
         s->flush_next = NULL;
         gg_stream_flush(s);
     }
@@ -250,7 +249,7 @@ void gg_stream_flush_all(gg_server *srv)
 static void on_close(uv_handle_t *h)
 {
     gg_stream *s = h->data;
-    gg_bufpool *p = &s->srv->bufs;
+    gg_bufpool *p = &s->loop->bufs;
     gg_buf_release(&s->in, p);
     gg_buf_release(&s->out, p);
     gg_buf_release(&s->wout, p);

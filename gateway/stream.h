@@ -8,10 +8,10 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "loop.h"
 
 #include <uv.h>
 
-struct gg_server;
 typedef struct gg_stream gg_stream;
 
 typedef struct gg_stream_ops {
@@ -43,7 +43,7 @@ struct gg_stream {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } io;
-    struct gg_server *srv;
+    gg_loop *loop;
     const gg_stream_ops *ops;
     gg_buf in;     /* unprocessed input, from the first byte of a message */
     gg_scan_state *scan; /* progress through `in`; allocated only while a message is incomplete */
@@ -56,7 +56,7 @@ struct gg_stream {
 };
 
 /* Set up the fields (the owner has initialised io with uv_tcp_init/uv_pipe_init). */
-void gg_stream_init(gg_stream *s, struct gg_server *srv, const gg_stream_ops *ops, unsigned flags);
+void gg_stream_init(gg_stream *s, gg_loop *loop, const gg_stream_ops *ops, unsigned flags);
 int gg_stream_start(gg_stream *s);
 /* Stop dispatching messages (and reading) until gg_stream_resume. */
 void gg_stream_pause(gg_stream *s);
@@ -73,7 +73,7 @@ size_t gg_stream_pending(const gg_stream *s);
 /* Write what is queued now (called by the loop's flusher; also when a peer connects). */
 void gg_stream_flush(gg_stream *s);
 /* Flush every stream that has output queued this turn. */
-void gg_stream_flush_all(struct gg_server *srv);
+void gg_stream_flush_all(gg_loop *loop);
 
 /* Close now (queued output is dropped) or after the queued output is written. */
 void gg_stream_close(gg_stream *s);

@@ -16,7 +16,7 @@ static void uconn_connect(gg_uconn *uc);
 
 static gg_server *srv_of(gg_uconn *uc)
 {
-    return uc->st.srv;
+    return gg_server_of(uc->st.loop);
 }
 
 static void fail_calls(gg_uconn *uc, const char *why)
@@ -33,15 +33,15 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
     gg_server *srv = srv_of(uc);
     const char *bad = gg_msg_invalid(m);
     if (bad) {
-        gg_log(&srv->log, GG_LOG_WARN, "upstream_bad_message", "upstream=%s reason=\"%s\"",
+        gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_bad_message", "upstream=%s reason=\"%s\"",
                uc->ep->addr->text, bad);
         return;
     }
     if (m->type == GG_RESPONSE) {
-        gg_call *call = gg_call_find(&srv->calls, m->msgid);
+        gg_call *call = gg_call_find(&srv->lp.calls, m->msgid);
         if (!call || call->up != uc) {
             /* Its call already ended (deadline) or was never ours: drop it. */
-            gg_log(&srv->log, GG_LOG_DEBUG, "late_response", "upstream=%s msgid=%u",
+            gg_log(&srv->lp.log, GG_LOG_DEBUG, "late_response", "upstream=%s msgid=%u",
                    uc->ep->addr->text, m->msgid);
             return;
         }
@@ -51,12 +51,12 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
     if (m->type == GG_NOTIFY) {
         /* No client subscribes to upstream notifications yet: they are logged, never lost
          * silently (docs/protocol.md). */
-        gg_log(&srv->log, GG_LOG_INFO, "upstream_notification",
+        gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_notification",
                "service=%s upstream=%s method=\"%.*s\" bytes=%zu", uc->ep->svc->name,
                uc->ep->addr->text, (int)m->method_len, msg + m->method_off, m->size);
         return;
     }
-    gg_log(&srv->log, GG_LOG_WARN, "upstream_request_refused",
+    gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_request_refused",
            "service=%s upstream=%s method=\"%.*s\"", uc->ep->svc->name, uc->ep->addr->text,
            (int)m->method_len, msg + m->method_off);
     gg_reply_error(s, m->msgid, GG_ERR_NOT_SUPPORTED,
@@ -67,7 +67,7 @@ static void on_eof(gg_stream *s, int status)
 {
     gg_uconn *uc = (gg_uconn *)s;
     gg_server *srv = srv_of(uc);
-    gg_log(&srv->log, srv->draining ? GG_LOG_INFO : GG_LOG_WARN, "upstream_lost",
+    gg_log(&srv->lp.log, srv->draining ? GG_LOG_INFO : GG_LOG_WARN, "upstream_lost",
            "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
            uc->ep->addr->text, status == UV_EOF ? "closed by peer" : uv_strerror(status),
            uc->inflight);
@@ -78,7 +78,7 @@ static void on_eof(gg_stream *s, int status)
 static void on_frame_error(gg_stream *s, int code, const gg_msg *m)
 {
     gg_uconn *uc = (gg_uconn *)s;
-    gg_log(&srv_of(uc)->log, GG_LOG_ERROR, "upstream_protocol_error",
+    gg_log(&srv_of(uc)->lp.log, GG_LOG_ERROR, "upstream_protocol_error",
            "service=%s upstream=%s code=%d", uc->ep->svc->name, uc->ep->addr->text, code);
     fail_calls(uc, "sent malformed data");
     gg_stream_close(s);
@@ -100,7 +100,7 @@ static void on_closed(gg_stream *s)
         return;
     }
     /* Reset the backoff after a connection that lived, double it after one that did not. */
-    uint64_t now = uv_now(srv->loop);
+    uint64_t now = uv_now(srv->lp.uv);
     if (uc->connected_at && now - uc->connected_at > 1000)
         uc->backoff_ms = BACKOFF_FIRST_MS;
     else if (!uc->backoff_ms)
@@ -128,7 +128,7 @@ static void on_connect(uv_connect_t *req, int status)
     gg_server *srv = srv_of(uc);
     if (status == UV_ECANCELED) return; /* closing */
     if (status < 0) {
-        gg_log(&srv->log, GG_LOG_WARN, "upstream_connect_failed",
+        gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_connect_failed",
                "service=%s upstream=%s reason=\"%s\" retry_ms=%u", uc->ep->svc->name,
                uc->ep->addr->text, uv_strerror(status),
                uc->backoff_ms ? uc->backoff_ms * 2 : BACKOFF_FIRST_MS);
@@ -137,10 +137,10 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uc->state = GG_UP_CONNECTED;
-    uc->connected_at = uv_now(srv->loop);
+    uc->connected_at = uv_now(srv->lp.uv);
     uc->ep->nconnected++;
     uc->st.flags |= GG_ST_READY;
-    gg_log(&srv->log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
+    gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
            uc->ep->svc->name, uc->ep->addr->text, uc->index);
     if (gg_stream_start(&uc->st)) {
         on_eof(&uc->st, UV_EIO);
@@ -153,21 +153,21 @@ static void uconn_connect(gg_uconn *uc)
 {
     gg_server *srv = srv_of(uc);
     const gg_addr *a = uc->ep->addr;
-    gg_stream_init(&uc->st, srv, &uconn_ops, 0);
+    gg_stream_init(&uc->st, &srv->lp, &uconn_ops, 0);
     uc->creq.data = uc;
     uc->state = GG_UP_CONNECTING;
     if (a->kind == GG_ADDR_UNIX) {
-        uv_pipe_init(srv->loop, &uc->st.io.pipe, 0);
+        uv_pipe_init(srv->lp.uv, &uc->st.io.pipe, 0);
         uc->st.io.handle.data = &uc->st;
         uv_pipe_connect(&uc->creq, &uc->st.io.pipe, a->path, on_connect);
         return;
     }
-    uv_tcp_init(srv->loop, &uc->st.io.tcp);
+    uv_tcp_init(srv->lp.uv, &uc->st.io.tcp);
     uc->st.io.handle.data = &uc->st;
     uv_tcp_nodelay(&uc->st.io.tcp, 1);
     int rc = uv_tcp_connect(&uc->creq, &uc->st.io.tcp, (const struct sockaddr *)&a->sa, on_connect);
     if (rc < 0) {
-        gg_log(&srv->log, GG_LOG_WARN, "upstream_connect_failed",
+        gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_connect_failed",
                "service=%s upstream=%s reason=\"%s\"", uc->ep->svc->name, a->text, uv_strerror(rc));
         gg_stream_close(&uc->st);
     }
@@ -212,8 +212,8 @@ int gg_services_start(gg_server *srv)
                 gg_uconn *uc = &ep->conns[ep->nconns++];
                 uc->ep = ep;
                 uc->index = k;
-                uc->st.srv = srv;
-                uv_timer_init(srv->loop, &uc->retry);
+                uc->st.loop = &srv->lp;
+                uv_timer_init(srv->lp.uv, &uc->retry);
                 uc->retry.data = uc;
                 uconn_connect(uc);
             }
