@@ -19,7 +19,7 @@ endif
 CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 # Lua modules compiled to bytecode and linked in, so the binary needs no files at run time.
-LUA_SRC  := $(wildcard lua/ghost/*.lua) deploy/default.lua
+LUA_SRC  := $(wildcard lua/ghost/*.lua) $(wildcard policies/*.lua) deploy/default.lua
 LUA_OBJ  := $(LUA_SRC:%.lua=$(BUILD)/luabc/%.o)
 
 BINS     := $(BUILD)/ghostgate $(BUILD)/ghost-upstream $(BUILD)/ghost-bench
@@ -44,6 +44,9 @@ $(BUILD)/luabc/%.o: %.lua
 $(BUILD)/luabc/modules.c: Makefile gateway/gen-modules.sh $(LUA_SRC)
 	@mkdir -p $(dir $@)
 	gateway/gen-modules.sh $(LUA_SRC) > $@
+
+$(BUILD)/luabc/modules.o: $(BUILD)/luabc/modules.c gateway/lua_modules.h
+	$(CC) $(CFLAGS) -Igateway -c $< -o $@
 
 $(BUILD)/ghostgate: $(BUILD)/gateway/main.o $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)

@@ -1,5 +1,6 @@
 /* client.c -- client connections: route each request to its service, answer every call once. */
 #include "client.h"
+#include "dispatch.h"
 #include "errors.h"
 #include "server.h"
 
@@ -8,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void peer_name(gg_client *c, char *out, size_t n)
+void gg_client_peer(gg_client *c, char *out, size_t n)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
@@ -35,7 +36,7 @@ static void maybe_resume(gg_client *c)
     }
 }
 
-static void link_call(gg_client *c, gg_call *call)
+void gg_client_link_call(gg_client *c, gg_call *call)
 {
     call->client = c;
     call->cprev = NULL;
@@ -43,62 +44,42 @@ static void link_call(gg_client *c, gg_call *call)
     if (c->calls) c->calls->cprev = call;
     c->calls = call;
     c->inflight++;
+    if (over_limits(c)) {
+        c->held = 1;
+        gg_stream_pause(&c->st);
+    }
 }
 
-/* Unlink the call from everything and give it back. Exactly one path reaches here per call. */
-static void call_end(gg_server *srv, gg_call *call)
+void gg_client_unlink_call(gg_client *c, gg_call *call)
 {
-    gg_uconn *uc = call->up;
-    if (call->uprev)
-        call->uprev->unext = call->unext;
+    if (call->cprev)
+        call->cprev->cnext = call->cnext;
     else
-        uc->calls = call->unext;
-    if (call->unext) call->unext->uprev = call->uprev;
-    uc->inflight--;
-    gg_client *c = call->client;
-    if (c) {
-        if (call->cprev)
-            call->cprev->cnext = call->cnext;
-        else
-            c->calls = call->cnext;
-        if (call->cnext) call->cnext->cprev = call->cprev;
-        c->inflight--;
-        maybe_resume(c);
-    }
-    gg_deadline_remove(&srv->lp.calls, call);
-    gg_call_release(&srv->lp.calls, call);
-    if (srv->draining) gg_server_check_drained(srv);
+        c->calls = call->cnext;
+    if (call->cnext) call->cnext->cprev = call->cprev;
+    call->client = NULL;
+    c->inflight--;
+    maybe_resume(c);
 }
 
-void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body_len)
+/* The gateway's own methods: ghost.auth(token), ghost.ping(). */
+static void handle_ghost(gg_client *c, const char *msg, const gg_msg *m, const char *name, uint32_t len)
 {
-    gg_client *c = call->client;
-    if (c && !(c->st.flags & GG_ST_CLOSING)) {
-        char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + body_len);
-        if (p) {
-            size_t n = gg_put_response_hdr(p, call->client_msgid);
-            memcpy(p + n, body, body_len);
-            gg_stream_commit(&c->st, n + body_len);
-            c->last_active = uv_now(srv->lp.uv);
-        } else {
-            gg_log(&srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=answer bytes=%zu", body_len);
-        }
+    gg_server *srv = gg_server_of(c->st.loop);
+    if (len == 4 && memcmp(name, "auth", 4) == 0) {
+        gg_policy_auth(srv, c, m->msgid, msg + m->body_off, m->size - m->body_off);
+        return;
     }
-    call_end(srv, call);
-}
-
-void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
-{
-    gg_client *c = call->client;
-    if (c && !(c->st.flags & GG_ST_CLOSING)) {
-        char msg[512];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        gg_reply_error(&c->st, call->client_msgid, code, "%s", msg);
+    if (len == 4 && memcmp(name, "ping", 4) == 0) {
+        char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + 6);
+        if (!p) return;
+        size_t n = gg_put_response_hdr(p, m->msgid);
+        memcpy(p + n, "\xc0\xa4pong", 6);
+        gg_stream_commit(&c->st, n + 6);
+        return;
     }
-    call_end(srv, call);
+    gg_reply_error(&c->st, m->msgid, GG_ERR_NO_SUCH_SERVICE, "no such gateway method 'ghost.%.*s'",
+                   (int)(len > 64 ? 64 : len), name);
 }
 
 static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
@@ -111,45 +92,24 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
         return;
     }
     const char *dot = memchr(method, '.', mlen);
-    gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
+    uint32_t svc_len = dot ? (uint32_t)(dot - method) : (mlen > 64 ? 64 : mlen);
+    if (dot && svc_len == 5 && memcmp(method, "ghost", 5) == 0) {
+        handle_ghost(c, msg, m, dot + 1, (uint32_t)(method + mlen - dot - 1));
+        return;
+    }
+    gg_service *svc = dot ? gg_service_find(srv, method, svc_len) : NULL;
     if (!svc) {
-        gg_log(&srv->lp.log, GG_LOG_DEBUG, "no_such_service", "method=\"%.*s\"", (int)(mlen > 64 ? 64 : mlen),
-               method);
+        gg_log(&srv->lp.log, GG_LOG_DEBUG, "no_such_service", "method=\"%.*s\"",
+               (int)(mlen > 64 ? 64 : mlen), method);
         gg_reply_error(&c->st, m->msgid, GG_ERR_NO_SUCH_SERVICE, "no such service '%.*s'",
-                       (int)(dot ? dot - method : (mlen > 64 ? 64 : mlen)), method);
+                       (int)svc_len, method);
         return;
     }
     if (dot + 1 == method + mlen) {
         gg_reply_error(&c->st, m->msgid, GG_ERR_BAD_REQUEST, "method name is empty");
         return;
     }
-    gg_call *call = gg_call_new(&srv->lp.calls);
-    if (!call) {
-        gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
-               srv->cfg->limits.max_calls);
-        gg_reply_error(&c->st, m->msgid, GG_ERR_OVERLOADED, "too many calls in flight");
-        return;
-    }
-    call->client_msgid = m->msgid;
-    call->svc = svc;
-    call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
-    const char *fwd = svc->conf->keep_prefix ? method : dot + 1;
-    uint32_t fwd_len = (uint32_t)(method + mlen - fwd);
-    int rc = gg_upstream_send(svc, call, fwd, fwd_len, msg + m->body_off, m->size - m->body_off);
-    if (rc) {
-        gg_call_release(&srv->lp.calls, call);
-        if (rc == GG_ERR_UPSTREAM_UNAVAILABLE)
-            gg_reply_error(&c->st, m->msgid, rc, "no upstream of service '%s' is reachable", svc->name);
-        else
-            gg_reply_error(&c->st, m->msgid, rc, "upstream of service '%s' is overloaded", svc->name);
-        return;
-    }
-    link_call(c, call);
-    gg_loop_add_deadline(&srv->lp, call);
-    if (over_limits(c)) {
-        c->held = 1;
-        gg_stream_pause(&c->st);
-    }
+    gg_dispatch_request(srv, c, svc, msg, m, svc_len);
 }
 
 static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
@@ -179,7 +139,7 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
     const char *bad = gg_msg_invalid(m);
     if (bad) {
         char peer[64];
-        peer_name(c, peer, sizeof peer);
+        gg_client_peer(c, peer, sizeof peer);
         if (m->type == GG_REQUEST && m->has_id) {
             gg_log(&srv->lp.log, GG_LOG_INFO, "bad_request", "peer=%s msgid=%u reason=\"%s\"", peer,
                    m->msgid, bad);
@@ -205,7 +165,7 @@ static void on_frame_error(gg_stream *s, int code, const gg_msg *m)
     gg_server *srv = gg_server_of(s->loop);
     const gg_limits *l = &srv->cfg->limits;
     char peer[64];
-    peer_name(c, peer, sizeof peer);
+    gg_client_peer(c, peer, sizeof peer);
     int ecode = code == GG_ETOOBIG ? GG_ERR_TOO_LARGE : GG_ERR_BAD_REQUEST;
     const char *why = code == GG_ETOOBIG    ? "message exceeds max_message_size"
                       : code == GG_ETOODEEP ? "message nesting exceeds max_depth"
@@ -228,7 +188,7 @@ static void on_eof(gg_stream *s, int status)
     gg_server *srv = gg_server_of(s->loop);
     if (status != UV_EOF) {
         char peer[64];
-        peer_name((gg_client *)s, peer, sizeof peer);
+        gg_client_peer((gg_client *)s, peer, sizeof peer);
         gg_log(&srv->lp.log, GG_LOG_INFO, "client_error", "peer=%s reason=\"%s\"", peer,
                uv_strerror(status));
     }
@@ -258,6 +218,7 @@ static void on_closed(gg_stream *s)
         srv->clients_tail = c->prev;
     srv->nclients--;
     gg_server_forget_resume(srv, c);
+    gg_policy_client_closed(srv, c);
     free(c);
 }
 
@@ -316,7 +277,7 @@ void gg_clients_sweep(gg_server *srv)
             why = "idle_timeout";
         if (!why) continue;
         char peer[64];
-        peer_name(c, peer, sizeof peer);
+        gg_client_peer(c, peer, sizeof peer);
         gg_log(&srv->lp.log, GG_LOG_INFO, "client_closed", "peer=%s reason=%s", peer, why);
         gg_stream_close(&c->st);
     }

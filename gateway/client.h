@@ -15,6 +15,7 @@ typedef struct gg_client {
     uint64_t last_active; /* loop time (ms) of the last read or answer */
     struct gg_client *prev, *next; /* srv->clients */
     struct gg_client *resume_next; /* srv->resume: to be resumed at the end of this turn */
+    int lua_ref;             /* the connection's table for policies (policy.c); 0: none */
     unsigned held : 1;       /* paused by us for backpressure */
     unsigned resume_queued : 1;
 } gg_client;
@@ -22,12 +23,12 @@ typedef struct gg_client {
 /* Accept a connection on a listener's server handle. */
 void gg_client_accept(struct gg_server *srv, uv_stream_t *server, int is_pipe);
 
-/* The answer to a call: queue the response header and body (the raw error+result bytes) for
- * the call's client and end the call. Either may be dropped if the client is gone. */
-void gg_call_answer(struct gg_server *srv, gg_call *call, const char *body, size_t body_len);
-/* End a call with a gateway error. */
-void gg_call_fail(struct gg_server *srv, gg_call *call, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* A call joins or leaves the client's list of calls in flight (backpressure counts them). */
+void gg_client_link_call(gg_client *c, gg_call *call);
+void gg_client_unlink_call(gg_client *c, gg_call *call);
+
+/* "tcp://ip:port" of the peer, or "unix". */
+void gg_client_peer(gg_client *c, char *out, size_t n);
 
 /* Close idle and too-slow clients (idle_timeout, message_timeout). */
 void gg_clients_sweep(struct gg_server *srv);

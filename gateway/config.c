@@ -112,6 +112,8 @@ static int read_config(gg_config *c, char *err, size_t errlen)
     c->drain_timeout_ms = (uint64_t)(num_field(L, t, "drain_timeout") * 1000);
     read_limits(L, t, &c->limits);
     if (read_services(L, t, c, err, errlen)) return -1;
+    lua_pushvalue(L, t);
+    c->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
     return 0;
 }

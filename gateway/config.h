@@ -37,7 +37,8 @@ typedef struct gg_config {
     gg_limits limits;
     gg_service_conf *services;
     int nservices;
-    lua_State *L; /* owns the Lua side of the config (policies) */
+    lua_State *L;  /* owns the Lua side of the config (policies) */
+    int table_ref; /* the normalised config table, in L's registry */
 } gg_config;
 
 /* Load and validate a config file; path NULL means the embedded default. Returns a config the

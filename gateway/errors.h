@@ -31,4 +31,8 @@ const char *gg_error_type(int code);
 int gg_reply_error(struct gg_stream *s, uint32_t msgid, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The same with a fixed message and, when retry_after >= 0, a `retry_after` field (seconds). */
+int gg_reply_error_full(struct gg_stream *s, uint32_t msgid, int code, double retry_after,
+                        const char *message);
+
 #endif

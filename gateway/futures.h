@@ -28,6 +28,10 @@ typedef struct gg_call {
     uint32_t id;           /* msgid upstream: index | generation << GG_CALL_IDX_BITS */
     uint32_t client_msgid; /* msgid the client chose */
     uint32_t heap_idx;     /* position in the deadline heap */
+    uint64_t start_ns;     /* uv_hrtime() when sent, for the policies' latency */
+    uint16_t endpoint;     /* 1-based endpoint index of the service it went to */
+    uint8_t attempt;       /* 1 for the first try (retry policy) */
+    uint8_t sent;          /* queued on a connected upstream connection: it may have arrived */
     int ref;               /* free for the owner: the Lua library keeps a registry ref here */
     void *data;            /* free for the owner */
     uint8_t live;

@@ -2,6 +2,7 @@
 #include "lua_msgpack.h"
 #include "codec.h"
 
+#include <lauxlib.h>
 #include <msgpack.h>
 #include <stdio.h>
 
@@ -70,4 +71,88 @@ int gg_lua_push_msgpack(lua_State *L, const char *data, size_t len, unsigned max
     push_object(L, &u.data);
     msgpack_unpacked_destroy(&u);
     return 0;
+}
+
+/* A table is an array when its keys are exactly 1..n. */
+static int table_is_array(lua_State *L, int idx, size_t *n)
+{
+    size_t len = lua_objlen(L, idx), count = 0;
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+        count++;
+        if (lua_type(L, -2) != LUA_TNUMBER) {
+            lua_pop(L, 2);
+            return 0;
+        }
+        lua_Number k = lua_tonumber(L, -2);
+        if (k < 1 || k > (lua_Number)len || k != (lua_Number)(size_t)k) {
+            lua_pop(L, 2);
+            return 0;
+        }
+    }
+    *n = len;
+    return count == len;
+}
+
+static int pack_value(lua_State *L, int idx, msgpack_packer *pk, int depth, char *err, size_t errlen)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return msgpack_pack_nil(pk);
+    case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    case LUA_TNUMBER: {
+        lua_Number d = lua_tonumber(L, idx);
+        /* range first: converting an out-of-range double (or NaN) to an integer is undefined */
+        if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (lua_Number)(int64_t)d)
+            return msgpack_pack_int64(pk, (int64_t)d);
+        if (d >= 0 && d < 18446744073709551616.0 && d == (lua_Number)(uint64_t)d)
+            return msgpack_pack_uint64(pk, (uint64_t)d);
+        return msgpack_pack_double(pk, d);
+    }
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        return msgpack_pack_str_with_body(pk, s, n);
+    }
+    case LUA_TTABLE: break;
+    default:
+        snprintf(err, errlen, "cannot encode a %s", luaL_typename(L, idx));
+        return -1;
+    }
+    if (depth <= 0) {
+        snprintf(err, errlen, "value nested too deeply (or a cycle)");
+        return -1;
+    }
+    if (!lua_checkstack(L, 4)) {
+        snprintf(err, errlen, "Lua stack exhausted");
+        return -1;
+    }
+    if (idx < 0) idx = lua_gettop(L) + idx + 1;
+    size_t n;
+    if (table_is_array(L, idx, &n)) {
+        if (msgpack_pack_array(pk, n)) return -1;
+        for (size_t i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, (int)i);
+            int rc = pack_value(L, -1, pk, depth - 1, err, errlen);
+            lua_pop(L, 1);
+            if (rc) return -1;
+        }
+        return 0;
+    }
+    size_t count = 0;
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) count++;
+    if (msgpack_pack_map(pk, count)) return -1;
+    for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) {
+        if (pack_value(L, -2, pk, depth - 1, err, errlen) || pack_value(L, -1, pk, depth - 1, err, errlen)) {
+            lua_pop(L, 2);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int gg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int max_depth, char *err, size_t errlen)
+{
+    err[0] = 0;
+    int rc = pack_value(L, idx, pk, max_depth, err, errlen);
+    if (rc && !err[0]) snprintf(err, errlen, "out of memory");
+    return rc ? -1 : 0;
 }

@@ -14,4 +14,13 @@
 int gg_lua_push_msgpack(lua_State *L, const char *data, size_t len, unsigned max_depth, char *err,
                         size_t errlen);
 
+#include <msgpack.h>
+
+/* Pack the Lua value at idx: nil, booleans, numbers (whole numbers in the int64/uint64 range
+ * as integers, others as float64), strings as str, tables as arrays when they are sequences
+ * (1..n with no other keys; the empty table is an empty array) and as maps otherwise. Refuses
+ * functions, userdata, threads, cycles and nesting deeper than max_depth. Returns 0, or -1
+ * with a reason in err (the packer's output is then incomplete: discard it). */
+int gg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int max_depth, char *err, size_t errlen);
+
 #endif

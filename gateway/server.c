@@ -1,5 +1,6 @@
 /* server.c -- the loop's context: start, run, drain and stop a gateway. */
 #include "server.h"
+#include "dispatch.h"
 #include "errors.h"
 
 #include <signal.h>
@@ -169,17 +170,18 @@ int gg_server_run(gg_config *cfg)
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
 
-    if (gg_listeners_start(srv, err, sizeof err) == 0 && gg_services_start(srv) == 0) {
+    if (gg_listeners_start(srv, err, sizeof err) == 0 && gg_services_start(srv) == 0 &&
+        gg_policy_start(srv, err, sizeof err) == 0) {
         log_ready(srv);
         status = 0;
     } else {
-        gg_log(&lp->log, GG_LOG_ERROR, "startup_failed", "reason=\"%s\"",
-               srv->nlisteners && srv->listeners[srv->nlisteners - 1].open ? "out of memory" : err);
+        gg_log(&lp->log, GG_LOG_ERROR, "startup_failed", "reason=\"%s\"", err);
         shutdown_now(srv);
     }
     uv_run(uv, UV_RUN_DEFAULT);
     uv_loop_close(uv);
     gg_services_free(srv);
+    gg_policy_stop(srv);
     free(srv->listeners);
     gg_loop_free(lp);
 out_srv:

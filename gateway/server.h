@@ -10,6 +10,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "policy.h"
 #include "stream.h"
 #include "upstream.h"
 
@@ -18,6 +19,7 @@
 typedef struct gg_server {
     gg_loop lp; /* connections reach the server through their loop: lp.data */
     gg_config *cfg;
+    gg_policy_host pol;
 
     gg_listener *listeners;
     int nlisteners;

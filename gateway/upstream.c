@@ -1,5 +1,6 @@
 /* upstream.c -- services, endpoints and pooled upstream connections; see upstream.h. */
 #include "upstream.h"
+#include "dispatch.h"
 #include "errors.h"
 #include "server.h"
 
@@ -93,7 +94,10 @@ static void on_closed(gg_stream *s)
 {
     gg_uconn *uc = (gg_uconn *)s;
     gg_server *srv = srv_of(uc);
-    if (uc->state == GG_UP_CONNECTED) uc->ep->nconnected--;
+    if (uc->state == GG_UP_CONNECTED) {
+        uc->ep->nconnected--;
+        gg_policy_endpoint_changed(srv, uc->ep);
+    }
     fail_calls(uc, "closed the connection");
     if (uc->state == GG_UP_CLOSING || srv->draining) {
         uc->state = GG_UP_IDLE;
@@ -140,6 +144,7 @@ static void on_connect(uv_connect_t *req, int status)
     uc->connected_at = uv_now(srv->lp.uv);
     uc->ep->nconnected++;
     uc->st.flags |= GG_ST_READY;
+    gg_policy_endpoint_changed(srv, uc->ep);
     gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
            uc->ep->svc->name, uc->ep->addr->text, uc->index);
     if (gg_stream_start(&uc->st)) {
@@ -256,39 +261,55 @@ void gg_services_free(gg_server *srv)
     srv->nservices = 0;
 }
 
-/* The connection for the next call: a connected one (fill-first, then least loaded), else one
- * still connecting (the call waits in its output), else none: the upstream is down. */
-static gg_uconn *pick(gg_service *svc)
+/* The best connection of one endpoint: a connected one (fill-first, then least loaded), else
+ * one still connecting (the call waits in its output), else NULL. */
+static gg_uconn *pick_in(gg_endpoint *ep, int *connected)
 {
-    gg_uconn *waiting = NULL;
-    for (int k = 0; k < svc->neps; k++) {
-        gg_endpoint *ep = &svc->eps[(svc->rr + (uint32_t)k) % (uint32_t)svc->neps];
-        gg_uconn *best = NULL;
-        if (ep->nconnected) {
-            for (int i = 0; i < ep->nconns; i++) {
-                gg_uconn *uc = &ep->conns[i];
-                if (uc->state != GG_UP_CONNECTED) continue;
-                if (uc->inflight < FILL_FIRST) {
-                    best = uc;
-                    break;
-                }
-                if (!best || uc->inflight < best->inflight) best = uc;
+    gg_uconn *best = NULL, *waiting = NULL;
+    if (ep->nconnected) {
+        for (int i = 0; i < ep->nconns; i++) {
+            gg_uconn *uc = &ep->conns[i];
+            if (uc->state != GG_UP_CONNECTED) continue;
+            if (uc->inflight < FILL_FIRST) {
+                best = uc;
+                break;
             }
+            if (!best || uc->inflight < best->inflight) best = uc;
         }
-        if (best) {
-            if (svc->neps > 1) svc->rr++;
-            return best;
-        }
-        for (int i = 0; i < ep->nconns && !waiting; i++)
-            if (ep->conns[i].state == GG_UP_CONNECTING) waiting = &ep->conns[i];
     }
+    if (best) {
+        *connected = 1;
+        return best;
+    }
+    for (int i = 0; i < ep->nconns && !waiting; i++)
+        if (ep->conns[i].state == GG_UP_CONNECTING) waiting = &ep->conns[i];
+    *connected = 0;
     return waiting;
 }
 
-int gg_upstream_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
-                     const char *body, size_t body_len)
+/* Round robin over the endpoints, preferring connected ones. */
+static gg_uconn *pick(gg_service *svc, int endpoint, int *connected)
 {
-    gg_uconn *uc = pick(svc);
+    if (endpoint > 0 && endpoint <= svc->neps) return pick_in(&svc->eps[endpoint - 1], connected);
+    gg_uconn *waiting = NULL;
+    for (int k = 0; k < svc->neps; k++) {
+        gg_endpoint *ep = &svc->eps[(svc->rr + (uint32_t)k) % (uint32_t)svc->neps];
+        gg_uconn *uc = pick_in(ep, connected);
+        if (uc && *connected) {
+            if (svc->neps > 1) svc->rr++;
+            return uc;
+        }
+        if (!waiting) waiting = uc;
+    }
+    *connected = 0;
+    return waiting;
+}
+
+int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
+                     uint32_t method_len, const char *body, size_t body_len)
+{
+    int connected;
+    gg_uconn *uc = pick(svc, endpoint, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
     gg_server *srv = svc->srv;
     if (gg_stream_pending(&uc->st) + body_len > srv->cfg->limits.max_write_buffer)
@@ -299,6 +320,8 @@ int gg_upstream_send(gg_service *svc, gg_call *call, const char *method, uint32_
     memcpy(p + n, body, body_len);
     gg_stream_commit(&uc->st, n + body_len);
     call->up = uc;
+    call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
+    call->sent = (uint8_t)connected;
     call->uprev = NULL;
     call->unext = uc->calls;
     if (uc->calls) uc->calls->uprev = call;
@@ -310,7 +333,8 @@ int gg_upstream_send(gg_service *svc, gg_call *call, const char *method, uint32_
 int gg_upstream_notify(gg_service *svc, const char *method, uint32_t method_len, const char *body,
                        size_t body_len)
 {
-    gg_uconn *uc = pick(svc);
+    int connected;
+    gg_uconn *uc = pick(svc, 0, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
     if (gg_stream_pending(&uc->st) + body_len > svc->srv->cfg->limits.max_write_buffer)
         return GG_ERR_OVERLOADED;

@@ -48,6 +48,9 @@ typedef struct gg_service {
     gg_endpoint *eps;
     int neps;
     uint32_t rr; /* round robin over endpoints */
+    /* Policies (policy.c): the Lua pipeline, and which phases it has. */
+    int pipeline_ref; /* LUA_NOREF (or 0) when the service has no policies */
+    unsigned has_request : 1, has_response : 1, wants_result : 1, keeps_request : 1;
 } gg_service;
 
 /* Build the services of srv->cfg and start connecting. Returns 0 or -1. */
@@ -58,10 +61,11 @@ void gg_services_free(struct gg_server *srv);
 /* The service called name[0..len), or NULL. */
 gg_service *gg_service_find(struct gg_server *srv, const char *name, size_t len);
 
-/* Send a call upstream. method/body are the bytes to put after the upstream msgid. Returns 0,
- * or a gateway error code (nothing was sent, the call is untouched). */
-int gg_upstream_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
-                     const char *body, size_t body_len);
+/* Send a call upstream, to endpoint `endpoint` (1-based; 0: the core chooses). method/body are
+ * the bytes to put after the upstream msgid. Returns 0, or a gateway error code (nothing was
+ * sent, the call is untouched). Sets call->endpoint and call->sent. */
+int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
+                     uint32_t method_len, const char *body, size_t body_len);
 /* Forward a notification. Returns 0 or a gateway error code. */
 int gg_upstream_notify(gg_service *svc, const char *method, uint32_t method_len, const char *body,
                        size_t body_len);

@@ -2,97 +2,122 @@
 -- and returns a normalised table the C core reads; errors name the file and the option.
 
 local schema = require "ghost.schema"
+local policy = require "ghost.policy"
+local auth = require "ghost.auth"
 
-local type, pcall, setfenv, loadfile, tostring = type, pcall, setfenv, loadfile, tostring
+local type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable =
+    type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable
 local format = string.format
+local insert = table.insert
+local getinfo = debug.getinfo
 
 local _M = {}
 
 local MiB = 1024 * 1024
 
 local address = {
-  type = "string",
-  check = function(v)
-    if v:match("^unix:") or v:match("^tcp://.+:%d+$") or v:match("^[^/]+:%d+$") then
-      return true
-    end
-    return nil, format("address %q is not tcp://host:port or unix:/path", v)
-  end,
+    type = "string",
+    check = function(v)
+        if v:match("^unix:") or v:match("^tcp://.+:%d+$") or v:match("^[^/]+:%d+$") then
+            return true
+        end
+        return nil, format("address %q is not tcp://host:port or unix:/path", v)
+    end,
 }
 
 local service = {
-  type = "record",
-  fields = {
-    upstream = address,
-    upstreams = { type = "array", elements = address, coerce_single = true },
-    deadline = { type = "number", default = 30, min = 0.001, max = 86400,
-                 description = "seconds a call may take end to end" },
-    connections = { type = "integer", default = 2, min = 1, max = 64,
-                    description = "pooled connections per upstream endpoint" },
-    keep_prefix = { type = "boolean", default = false,
-                    description = "send 'svc.method' upstream instead of 'method'" },
-  },
-  check = function(s)
-    local list = s.upstreams or {}
-    if s.upstream then table.insert(list, 1, s.upstream) end
-    if #list == 0 then return nil, "needs an upstream (upstream = \"tcp://host:port\")" end
-    s.upstreams, s.upstream = list, nil
-    return true
-  end,
+    type = "record",
+    fields = {
+        upstream = address,
+        upstreams = { type = "array", elements = address, coerce_single = true },
+        deadline = { type = "number", default = 30, min = 0.001, max = 86400,
+                                  description = "seconds a call may take end to end" },
+        connections = { type = "integer", default = 2, min = 1, max = 64,
+                                        description = "pooled connections per upstream endpoint" },
+        policies = { type = "array", elements = { type = "any" }, default = function() return {} end,
+                     description = "policies run for every call, e.g. { guard { allow = {...} }, breaker {} }" },
+        idempotent = { type = "array", elements = { type = "string" },
+                       description = "methods (globs) safe to send twice, for retry" },
+        keep_prefix = { type = "boolean", default = false,
+                                        description = "send 'svc.method' upstream instead of 'method'" },
+    },
+    check = function(s)
+        local list = s.upstreams or {}
+        if s.upstream then insert(list, 1, s.upstream) end
+        if #list == 0 then return nil, "needs an upstream (upstream = \"tcp://host:port\")" end
+        s.upstreams, s.upstream = list, nil
+        return true
+    end,
 }
 
 _M.schema = {
-  type = "record",
-  fields = {
-    listen = { type = "array", elements = address, coerce_single = true, min_items = 1,
-               default = function() return { "tcp://127.0.0.1:7420" } end },
-    log_level = { type = "string", default = "warn", one_of = { "error", "warn", "info", "debug" } },
-    drain_timeout = { type = "number", default = 10, min = 0, max = 3600 },
-    limits = {
-      type = "record", default = function() return {} end,
-      fields = {
-        max_message_size = { type = "integer", default = 8 * MiB, min = 64, max = 1024 * MiB },
-        max_depth = { type = "integer", default = 32, min = 2, max = 128 },
-        max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
-        max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
-        max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,
-                      description = "calls in flight in the whole gateway" },
-        max_write_buffer = { type = "integer", default = 16 * MiB, min = 4096, max = 4096 * MiB,
-                             description = "bytes queued to one peer before it is paused" },
-        idle_timeout = { type = "number", default = 300, min = 0.01, max = 86400 * 30 },
-        message_timeout = { type = "number", default = 30, min = 0.01, max = 86400 },
-      },
+    type = "record",
+    fields = {
+        listen = { type = "array", elements = address, coerce_single = true, min_items = 1,
+                              default = function() return { "tcp://127.0.0.1:7420" } end },
+        log_level = { type = "string", default = "warn", one_of = { "error", "warn", "info", "debug" } },
+        drain_timeout = { type = "number", default = 10, min = 0, max = 3600 },
+        pid_file = { type = "string", description = "written at start, for `ghostgate reload`" },
+        policy_path = { type = "string", default = "./policies/?.lua",
+                        description = "where user policies are found (a package.path template)" },
+        auth = auth.schema,
+        limits = {
+            type = "record", default = function() return {} end,
+            fields = {
+                max_message_size = { type = "integer", default = 8 * MiB, min = 64, max = 1024 * MiB },
+                max_depth = { type = "integer", default = 32, min = 2, max = 128 },
+                max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
+                max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
+                max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,
+                                            description = "calls in flight in the whole gateway" },
+                max_write_buffer = { type = "integer", default = 16 * MiB, min = 4096, max = 4096 * MiB,
+                                                          description = "bytes queued to one peer before it is paused" },
+                idle_timeout = { type = "number", default = 300, min = 0.01, max = 86400 * 30 },
+                message_timeout = { type = "number", default = 30, min = 0.01, max = 86400 },
+            },
+        },
+        services = {
+            type = "map", default = function() return {} end,
+            keys = { type = "string", match = "^[%w_%-]+$", match_text = "a name of letters, digits, _ and -",
+                              check = function(k)
+                                  if k == "ghost" or k == "sys" then return nil, "service name is reserved" end
+                                  return true
+                              end },
+            values = service,
+        },
     },
-    services = {
-      type = "map", default = function() return {} end,
-      keys = { type = "string", match = "^[%w_%-]+$", match_text = "a name of letters, digits, _ and -",
-               check = function(k)
-                 if k == "ghost" or k == "sys" then return nil, "service name is reserved" end
-                 return true
-               end },
-      values = service,
-    },
-  },
 }
 
 --- Validate a config table. Returns the normalised table, or nil and "source: path: reason".
 function _M.normalize(t, source)
-  if type(t) ~= "table" then
-    return nil, format("%s: the config must return a table, got %s", source, type(t))
-  end
-  local v, err = schema.validate(_M.schema, t, "")
-  if not v then return nil, format("%s: %s", source, err) end
-  return v
+    if type(t) ~= "table" then
+        return nil, format("%s: the config must return a table, got %s", source, type(t))
+    end
+    local v, err = schema.validate(_M.schema, t, "")
+    if not v then return nil, format("%s: %s", source, err) end
+    -- Policies are validated by their own schemas; errors name the file and line of the policy.
+    for name, svc in pairs(v.services) do
+        for i, spec in ipairs(svc.policies) do
+            local where = format("%s: services.%s.policies[%d]", source, name, i)
+            local p, perr = policy.validate(spec, where, v.policy_path)
+            if not p then return nil, perr end
+            svc.policies[i] = p
+        end
+    end
+    return v
 end
 
 --- Run a config file in its own environment and validate what it returns.
 function _M.load(path)
-  local chunk, err = loadfile(path)
-  if not chunk then return nil, err end
-  setfenv(chunk, setmetatable({}, { __index = _G }))
-  local ok, t = pcall(chunk)
-  if not ok then return nil, tostring(t) end
-  return _M.normalize(t, path)
+    local chunk, err = loadfile(path)
+    if not chunk then return nil, err end
+    -- The file sees the globals plus one constructor per policy (`guard { ... }`) that records
+    -- the line it was written on, for error messages.
+    local env = policy.constructors(getinfo)
+    setfenv(chunk, setmetatable(env, { __index = _G }))
+    local ok, t = pcall(chunk)
+    if not ok then return nil, tostring(t) end
+    return _M.normalize(t, path)
 end
 
 return _M

@@ -1,0 +1,269 @@
+/* dispatch.c -- a call's life: request phase, upstream, response phase, exactly one answer.
+ *
+ * Every call ends through call_end(), which unlinks it from its client, its upstream
+ * connection and the deadline heap. A call is answered by exactly one of: the upstream's
+ * response (gg_call_answer), a gateway error (gg_call_fail, the deadline), or a policy
+ * (reject, respond). A retry keeps the call alive with no upstream connection while its
+ * timer runs. */
+#include "dispatch.h"
+#include "errors.h"
+#include "server.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A copy of the request, kept for services whose policies may retry it. */
+typedef struct gg_retry {
+    uv_timer_t timer;
+    gg_call *call;      /* NULL once the call has ended: the timer only frees itself */
+    int timer_started;
+    uint32_t method_len; /* "svc.method" */
+    uint32_t dot;        /* offset of the '.' */
+    size_t params_len;
+    char bytes[];        /* method, then params */
+} gg_retry;
+
+static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t mlen, uint32_t dot,
+                    const char *params, size_t plen);
+
+static void retry_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void retry_release(gg_retry *r)
+{
+    r->call = NULL;
+    if (r->timer_started)
+        uv_close((uv_handle_t *)&r->timer, retry_closed);
+    else
+        free(r);
+}
+
+/* Unlink the call from everything and give it back. Exactly one path reaches here per call. */
+static void call_end(gg_server *srv, gg_call *call)
+{
+    gg_uconn *uc = call->up;
+    if (uc) {
+        if (call->uprev)
+            call->uprev->unext = call->unext;
+        else
+            uc->calls = call->unext;
+        if (call->unext) call->unext->uprev = call->uprev;
+        uc->inflight--;
+    }
+    if (call->client) gg_client_unlink_call(call->client, call);
+    if (call->data) retry_release(call->data);
+    gg_deadline_remove(&srv->lp.calls, call);
+    gg_call_release(&srv->lp.calls, call);
+    if (srv->draining) gg_server_check_drained(srv);
+}
+
+/* Take the call off its upstream connection (it stays linked to its client and deadline). */
+static void detach_upstream(gg_call *call)
+{
+    gg_uconn *uc = call->up;
+    if (!uc) return;
+    if (call->uprev)
+        call->uprev->unext = call->unext;
+    else
+        uc->calls = call->unext;
+    if (call->unext) call->unext->uprev = call->uprev;
+    uc->inflight--;
+    call->up = NULL;
+    call->uprev = call->unext = NULL;
+}
+
+static gg_client *live_client(gg_call *call)
+{
+    gg_client *c = call->client;
+    return c && !(c->st.flags & GG_ST_CLOSING) ? c : NULL;
+}
+
+/* [1, msgid, nil, result] with result already MessagePack. */
+static void answer_result(gg_server *srv, gg_call *call, const char *result, size_t len)
+{
+    gg_client *c = live_client(call);
+    if (!c) return;
+    char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + 1 + len);
+    if (!p) return;
+    size_t n = gg_put_response_hdr(p, call->client_msgid);
+    p[n++] = (char)0xc0;
+    memcpy(p + n, result, len);
+    gg_stream_commit(&c->st, n + len);
+    c->last_active = uv_now(srv->lp.uv);
+}
+
+static void answer_error(gg_call *call, int code, double retry_after, const char *msg)
+{
+    gg_client *c = live_client(call);
+    if (c) gg_reply_error_full(&c->st, call->client_msgid, code, retry_after, msg);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    gg_retry *r = t->data;
+    gg_call *call = r->call;
+    if (!call) return;
+    gg_server *srv = call->svc->srv;
+    if (!call->client) { /* nobody left to answer */
+        call_end(srv, call);
+        return;
+    }
+    attempt(srv, call, r->bytes, r->method_len, r->dot, r->bytes + r->method_len, r->params_len);
+}
+
+/* A policy asked to send the call again after `delay` seconds. Returns 0 when scheduled. */
+static int schedule_retry(gg_server *srv, gg_call *call, double delay)
+{
+    gg_retry *r = call->data;
+    uint64_t now = uv_now(srv->lp.uv);
+    uint64_t wait = delay > 0 ? (uint64_t)(delay * 1000.0) : 0;
+    if (!r || !call->client || now + wait >= call->deadline || call->attempt >= 255) return -1;
+    detach_upstream(call);
+    call->attempt++;
+    if (!r->timer_started) {
+        uv_timer_init(srv->lp.uv, &r->timer);
+        r->timer.data = r;
+        r->timer_started = 1;
+    }
+    uv_timer_start(&r->timer, on_retry, wait, 0);
+    gg_log(&srv->lp.log, GG_LOG_INFO, "retry", "service=%s attempt=%u delay_ms=%llu",
+           call->svc->name, call->attempt, (unsigned long long)wait);
+    return 0;
+}
+
+void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body_len)
+{
+    gg_service *svc = call->svc;
+    if (svc->has_response) {
+        /* body is [error, result]: nil error means success */
+        int ok = body_len && (unsigned char)body[0] == 0xc0;
+        gg_verdict v;
+        gg_policy_response(srv, call, ok ? 0 : 1, 0, ok ? body + 1 : NULL, ok ? body_len - 1 : 0, &v);
+        if (v.verdict == GG_V_RESPOND || v.verdict == GG_V_RESPOND_RAW) {
+            answer_result(srv, call, v.result, v.result_len);
+            call_end(srv, call);
+            return;
+        }
+        if (v.verdict == GG_V_RETRY && schedule_retry(srv, call, v.delay) == 0) return;
+        if (v.verdict == GG_V_ERROR) {
+            answer_error(call, v.code, -1, v.message);
+            call_end(srv, call);
+            return;
+        }
+    }
+    gg_client *c = live_client(call);
+    if (c) {
+        char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + body_len);
+        if (p) {
+            size_t n = gg_put_response_hdr(p, call->client_msgid);
+            memcpy(p + n, body, body_len);
+            gg_stream_commit(&c->st, n + body_len);
+            c->last_active = uv_now(srv->lp.uv);
+        } else {
+            gg_log(&srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=answer bytes=%zu", body_len);
+        }
+    }
+    call_end(srv, call);
+}
+
+void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (call->svc->has_response && code != GG_ERR_SHUTTING_DOWN) {
+        gg_verdict v;
+        gg_policy_response(srv, call, 2, code, NULL, 0, &v);
+        if (v.verdict == GG_V_RESPOND || v.verdict == GG_V_RESPOND_RAW) {
+            answer_result(srv, call, v.result, v.result_len);
+            call_end(srv, call);
+            return;
+        }
+        if (v.verdict == GG_V_RETRY && schedule_retry(srv, call, v.delay) == 0) return;
+    }
+    answer_error(call, code, -1, msg);
+    call_end(srv, call);
+}
+
+/* One attempt: the request phase, then upstream. `method` is "svc.rest" (dot at `dot`). */
+static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t mlen, uint32_t dot,
+                    const char *params, size_t plen)
+{
+    gg_service *svc = call->svc;
+    const char *rest = method + dot + 1;
+    uint32_t rest_len = mlen - dot - 1;
+    int endpoint = 0;
+    if (svc->has_request) {
+        gg_verdict v;
+        gg_policy_request(srv, call->client, svc, call, rest, rest_len, params, plen, &v);
+        switch (v.verdict) {
+        case GG_V_CONTINUE:
+            endpoint = v.endpoint;
+            if (call->attempt == 1 && v.deadline > 0 &&
+                (uint64_t)(v.deadline * 1000.0) != svc->conf->deadline_ms) {
+                gg_deadline_remove(&srv->lp.calls, call);
+                call->deadline = uv_now(srv->lp.uv) + (uint64_t)(v.deadline * 1000.0);
+                gg_loop_add_deadline(&srv->lp, call);
+            }
+            break;
+        case GG_V_RESPOND:
+        case GG_V_RESPOND_RAW:
+            answer_result(srv, call, v.result, v.result_len);
+            call_end(srv, call);
+            return;
+        default: /* REJECT, ERROR */
+            answer_error(call, v.code, v.retry_after, v.message);
+            call_end(srv, call);
+            return;
+        }
+    }
+    if (svc->keeps_request && !call->data) {
+        gg_retry *r = calloc(1, sizeof *r + mlen + plen);
+        if (r) {
+            r->call = call;
+            r->method_len = mlen;
+            r->dot = dot;
+            r->params_len = plen;
+            memcpy(r->bytes, method, mlen);
+            memcpy(r->bytes + mlen, params, plen);
+            call->data = r;
+        }
+    }
+    if (svc->has_response) call->start_ns = uv_hrtime();
+    const char *fwd = svc->conf->keep_prefix ? method : rest;
+    uint32_t fwd_len = svc->conf->keep_prefix ? mlen : rest_len;
+    int rc = gg_upstream_send(svc, call, endpoint, fwd, fwd_len, params, plen);
+    if (rc == 0) return;
+    call->sent = 0;
+    call->endpoint = (uint16_t)(endpoint > 0 ? endpoint : 0);
+    if (rc == GG_ERR_UPSTREAM_UNAVAILABLE)
+        gg_call_fail(srv, call, rc, "no upstream of service '%s' is reachable", svc->name);
+    else
+        gg_call_fail(srv, call, rc, "upstream of service '%s' is overloaded", svc->name);
+}
+
+void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, const char *msg,
+                         const gg_msg *m, uint32_t dot)
+{
+    gg_call *call = gg_call_new(&srv->lp.calls);
+    if (!call) {
+        gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
+               srv->cfg->limits.max_calls);
+        gg_reply_error(&c->st, m->msgid, GG_ERR_OVERLOADED, "too many calls in flight");
+        return;
+    }
+    call->client_msgid = m->msgid;
+    call->svc = svc;
+    call->attempt = 1;
+    call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
+    gg_client_link_call(c, call);
+    gg_loop_add_deadline(&srv->lp, call);
+    attempt(srv, call, msg + m->method_off, m->method_len, dot, msg + m->body_off,
+            m->size - m->body_off);
+}

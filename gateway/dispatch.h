@@ -1,0 +1,26 @@
+/* dispatch.h -- a call's life from request to its one answer (see dispatch.c). */
+#ifndef GG_DISPATCH_H
+#define GG_DISPATCH_H
+
+#include "codec.h"
+#include "futures.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gg_server;
+struct gg_client;
+struct gg_service;
+
+/* Start a call for request m (msg[0..m->size)) of client c to service svc; the method's '.'
+ * is at offset dot. Answers at once on refusal. */
+void gg_dispatch_request(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
+                         const char *msg, const gg_msg *m, uint32_t dot);
+
+/* The upstream's answer: body is the raw [error, result] bytes. Ends the call (or retries). */
+void gg_call_answer(struct gg_server *srv, gg_call *call, const char *body, size_t body_len);
+/* End a call with a gateway error (the response phase may still answer it or retry). */
+void gg_call_fail(struct gg_server *srv, gg_call *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,449 @@
+/* policy.c -- run the Lua policies of a service for each call; see policy.h. */
+#include "policy.h"
+#include "errors.h"
+#include "lua_bridge.h"
+#include "lua_msgpack.h"
+#include "server.h"
+
+#include <lauxlib.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ARGS_DEPTH 32
+
+static gg_server *host_srv(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* ctx:args(): the params of the call in its request phase, decoded. */
+static int host_args(lua_State *L)
+{
+    gg_policy_host *pol = &host_srv(L)->pol;
+    char err[128];
+    if (!pol->cur_params) return luaL_error(L, "ctx:args() is only available in the request phase");
+    if (gg_lua_push_msgpack(L, pol->cur_params, pol->cur_len, ARGS_DEPTH, err, sizeof err))
+        return luaL_error(L, "cannot decode params: %s", err);
+    return 1;
+}
+
+static int host_args_raw(lua_State *L)
+{
+    gg_policy_host *pol = &host_srv(L)->pol;
+    if (!pol->cur_params) return luaL_error(L, "ctx:args_raw() is only available in the request phase");
+    lua_pushlstring(L, pol->cur_params, pol->cur_len);
+    return 1;
+}
+
+/* Seconds, from the loop's clock (updated once per loop turn: cheap, monotonic). */
+static int host_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)uv_now(host_srv(L)->lp.uv) / 1000.0);
+    return 1;
+}
+
+static void push_hex(lua_State *L, const unsigned char *d, unsigned n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char out[2 * EVP_MAX_MD_SIZE];
+    for (unsigned i = 0; i < n; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    lua_pushlstring(L, out, 2 * n);
+}
+
+static int host_sha256_hex(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    if (!EVP_Digest(s, n, md, &len, EVP_sha256(), NULL)) return luaL_error(L, "sha256 failed");
+    push_hex(L, md, len);
+    return 1;
+}
+
+static int host_hmac_sha256_hex(lua_State *L)
+{
+    size_t kn, n;
+    const char *k = luaL_checklstring(L, 1, &kn);
+    const char *s = luaL_checklstring(L, 2, &n);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    if (!HMAC(EVP_sha256(), k, (int)kn, (const unsigned char *)s, n, md, &len))
+        return luaL_error(L, "hmac failed");
+    push_hex(L, md, len);
+    return 1;
+}
+
+/* Compare secrets in constant time (for equal lengths; lengths are not secret). */
+static int host_consttime_eq(lua_State *L)
+{
+    size_t an, bn;
+    const char *a = luaL_checklstring(L, 1, &an);
+    const char *b = luaL_checklstring(L, 2, &bn);
+    lua_pushboolean(L, an == bn && CRYPTO_memcmp(a, b, an) == 0);
+    return 1;
+}
+
+static int host_log(lua_State *L)
+{
+    gg_server *srv = host_srv(L);
+    int level = gg_log_level_parse(luaL_checkstring(L, 1));
+    const char *event = luaL_checkstring(L, 2);
+    const char *msg = luaL_optstring(L, 3, "");
+    if (level < 0) level = GG_LOG_INFO;
+    gg_log(&srv->lp.log, level, event, "%s", msg);
+    return 0;
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+/* A policy error: one id in the caller's answer and in the log line with the traceback. */
+static void policy_error(gg_server *srv, const char *service, const char *phase, gg_verdict *v)
+{
+    gg_policy_host *pol = &srv->pol;
+    const char *trace = lua_tostring(pol->L, -1);
+    unsigned id = ((unsigned)getpid() << 16) ^ ++pol->errors;
+    char line[1536];
+    /* the traceback goes on one line: a log line is one event */
+    size_t n = 0;
+    for (const char *p = trace ? trace : "?"; *p && n < sizeof line - 1; p++)
+        line[n++] = *p == '\n' ? '|' : *p == '"' ? '\'' : *p;
+    line[n] = 0;
+    gg_log(&srv->lp.log, GG_LOG_ERROR, "policy_error", "id=%08x service=%s phase=%s error=\"%s\"", id,
+           service, phase, line);
+    v->verdict = GG_V_ERROR;
+    v->code = GG_ERR_INTERNAL;
+    snprintf(v->message, sizeof v->message, "policy error (id %08x; see the gateway log)", id);
+}
+
+static const luaL_Reg host_fns[] = {
+    {"args", host_args},
+    {"args_raw", host_args_raw},
+    {"now", host_now},
+    {"sha256_hex", host_sha256_hex},
+    {"hmac_sha256_hex", host_hmac_sha256_hex},
+    {"consttime_eq", host_consttime_eq},
+    {"log", host_log},
+    {NULL, NULL},
+};
+
+static void push_host(lua_State *L, gg_server *srv)
+{
+    lua_newtable(L);
+    for (const luaL_Reg *r = host_fns; r->name; r++) {
+        lua_pushlightuserdata(L, srv);
+        lua_pushcclosure(L, r->func, 1);
+        lua_setfield(L, -2, r->name);
+    }
+    /* scripts and user policies may require it */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "ghost.host");
+    lua_pop(L, 2);
+}
+
+static int ref_field(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int gg_policy_start(gg_server *srv, char *err, size_t errlen)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = srv->cfg->L;
+    pol->L = L;
+    msgpack_sbuffer_init(&pol->out);
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, srv->cfg->table_ref);
+    push_host(L, srv);
+    if (gg_lua_call(L, "ghost.gateway", "start", 2, 1, err, errlen)) return -1;
+    int built = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ghost.gateway");
+    lua_call(L, 1, 1);
+    int gw = lua_gettop(L);
+    pol->request_ref = ref_field(L, gw, "request");
+    pol->response_ref = ref_field(L, gw, "response");
+    pol->endpoint_ref = ref_field(L, gw, "endpoint_state");
+    lua_getfield(L, built, "auth");
+    pol->auth_ref = lua_isnil(L, -1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+    if (lua_isnil(L, -1)) lua_pop(L, 1);
+    lua_getfield(L, built, "services");
+    int services = lua_gettop(L);
+    for (int i = 0; i < srv->nservices; i++) {
+        gg_service *svc = &srv->services[i];
+        svc->pipeline_ref = LUA_NOREF;
+        lua_getfield(L, services, svc->name);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_getfield(L, gw, "flags");
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 4);
+        svc->has_request = lua_toboolean(L, -4);
+        svc->has_response = lua_toboolean(L, -3);
+        svc->wants_result = lua_toboolean(L, -2);
+        svc->keeps_request = lua_toboolean(L, -1);
+        lua_pop(L, 4);
+        svc->pipeline_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        gg_log(&srv->lp.log, GG_LOG_INFO, "policies_loaded", "service=%s request=%d response=%d",
+               svc->name, svc->has_request, svc->has_response);
+    }
+    lua_settop(L, 0);
+    for (int i = 0; i < srv->nservices; i++)
+        for (int e = 0; e < srv->services[i].neps; e++)
+            gg_policy_endpoint_changed(srv, &srv->services[i].eps[e]);
+    return 0;
+}
+
+void gg_policy_stop(gg_server *srv)
+{
+    msgpack_sbuffer_destroy(&srv->pol.out);
+    srv->pol.out.data = NULL;
+}
+
+/* The connection's table ({address, host, identity, meta}), made on first use. */
+static void push_client(lua_State *L, gg_server *srv, gg_client *c)
+{
+    if (c->lua_ref > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->lua_ref);
+        return;
+    }
+    lua_createtable(L, 0, 8);
+    char peer[80];
+    gg_client_peer(c, peer, sizeof peer);
+    const char *addr = strncmp(peer, "tcp://", 6) == 0 ? peer + 6 : peer;
+    lua_pushstring(L, addr);
+    lua_setfield(L, -2, "address");
+    const char *colon = strrchr(addr, ':');
+    if (colon && addr[0] != 'u') lua_pushlstring(L, addr, (size_t)(colon - addr));
+    else lua_pushstring(L, addr);
+    lua_setfield(L, -2, "host");
+    lua_newtable(L);
+    lua_setfield(L, -2, "meta");
+    lua_pushvalue(L, -1);
+    c->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    (void)srv;
+}
+
+void gg_policy_client_closed(gg_server *srv, gg_client *c)
+{
+    if (c->lua_ref > 0) luaL_unref(srv->pol.L, LUA_REGISTRYINDEX, c->lua_ref);
+    c->lua_ref = 0;
+}
+
+static uint32_t slot_of(const gg_call *call)
+{
+    return (call->id & GG_CALL_IDX_MASK) + 1;
+}
+
+/* Read a verdict left on the stack by ghost.policy.request/response: verdict, a, b, c. */
+static void read_verdict(gg_server *srv, lua_State *L, int top, gg_verdict *v)
+{
+    int kind = lua_isnil(L, top + 1) ? GG_V_CONTINUE : (int)lua_tointeger(L, top + 1);
+    v->verdict = kind;
+    v->retry_after = -1;
+    switch (kind) {
+    case GG_V_CONTINUE:
+        v->endpoint = (int)lua_tointeger(L, top + 2);
+        if (lua_isnumber(L, top + 3)) v->deadline = lua_tonumber(L, top + 3);
+        break;
+    case GG_V_REJECT: {
+        v->code = (int)lua_tointeger(L, top + 2);
+        if (v->code < 100 || v->code > 999) v->code = GG_ERR_INTERNAL;
+        const char *m = lua_tostring(L, top + 3);
+        snprintf(v->message, sizeof v->message, "%s", m ? m : "refused");
+        if (lua_isnumber(L, top + 4)) v->retry_after = lua_tonumber(L, top + 4);
+        break;
+    }
+    case GG_V_RESPOND: {
+        char err[160];
+        msgpack_packer pk;
+        srv->pol.out.size = 0;
+        msgpack_packer_init(&pk, &srv->pol.out, msgpack_sbuffer_write);
+        if (gg_lua_pack(L, top + 2, &pk, ARGS_DEPTH, err, sizeof err)) {
+            v->verdict = GG_V_ERROR;
+            v->code = GG_ERR_INTERNAL;
+            snprintf(v->message, sizeof v->message, "policy answer cannot be encoded: %s", err);
+            break;
+        }
+        v->result = srv->pol.out.data;
+        v->result_len = srv->pol.out.size;
+        break;
+    }
+    case GG_V_RESPOND_RAW: {
+        size_t n = 0;
+        const char *s = lua_tolstring(L, top + 2, &n);
+        srv->pol.out.size = 0;
+        if (!s || msgpack_sbuffer_write(&srv->pol.out, s, n)) {
+            v->verdict = GG_V_ERROR;
+            v->code = GG_ERR_INTERNAL;
+            snprintf(v->message, sizeof v->message, "policy raw answer is not a string");
+            break;
+        }
+        v->result = srv->pol.out.data;
+        v->result_len = n;
+        break;
+    }
+    case GG_V_RETRY:
+        v->delay = lua_tonumber(L, top + 2);
+        break;
+    default:
+        v->verdict = GG_V_CONTINUE;
+        v->endpoint = 0;
+        break;
+    }
+}
+
+void gg_policy_request(gg_server *srv, gg_client *c, gg_service *svc, gg_call *call,
+                       const char *method, uint32_t method_len, const char *params,
+                       size_t params_len, gg_verdict *v)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    int top = lua_gettop(L);
+    v->endpoint = 0;
+    v->deadline = (double)svc->conf->deadline_ms / 1000.0;
+    lua_pushcfunction(L, traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->request_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
+    lua_pushinteger(L, slot_of(call));
+    push_client(L, srv, c);
+    lua_pushlstring(L, method, method_len);
+    lua_pushinteger(L, 0);
+    lua_pushnumber(L, v->deadline);
+    pol->cur_params = params;
+    pol->cur_len = params_len;
+    int rc = lua_pcall(L, 6, 4, top + 1);
+    pol->cur_params = NULL;
+    if (rc)
+        policy_error(srv, svc->name, "request", v);
+    else
+        read_verdict(srv, L, top + 1, v);
+    lua_settop(L, top);
+}
+
+void gg_policy_response(gg_server *srv, gg_call *call, int kind, int code, const char *result,
+                        size_t result_len, gg_verdict *v)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    gg_service *svc = call->svc;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->response_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
+    lua_pushinteger(L, slot_of(call));
+    lua_pushinteger(L, kind);
+    if (code)
+        lua_pushinteger(L, code);
+    else
+        lua_pushnil(L);
+    lua_pushnumber(L, call->start_ns ? (double)(uv_hrtime() - call->start_ns) / 1e9 : 0.0);
+    lua_pushinteger(L, call->endpoint);
+    if (result && svc->wants_result)
+        lua_pushlstring(L, result, result_len);
+    else
+        lua_pushnil(L);
+    lua_pushinteger(L, call->attempt ? call->attempt : 1);
+    lua_pushboolean(L, call->sent);
+    int rc = lua_pcall(L, 9, 3, top + 1);
+    if (rc) {
+        policy_error(srv, svc->name, "response", v);
+    } else {
+        read_verdict(srv, L, top + 1, v);
+        if (v->verdict == GG_V_REJECT) v->verdict = GG_V_CONTINUE; /* not a response verdict */
+    }
+    lua_settop(L, top);
+}
+
+void gg_policy_endpoint_changed(gg_server *srv, gg_endpoint *ep)
+{
+    gg_service *svc = ep->svc;
+    if (svc->pipeline_ref == LUA_NOREF || svc->pipeline_ref == 0 || !srv->pol.L) return;
+    lua_State *L = srv->pol.L;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, srv->pol.endpoint_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
+    lua_pushinteger(L, (int)(ep - svc->eps) + 1);
+    lua_pushinteger(L, ep->nconnected);
+    if (lua_pcall(L, 3, 0, 0))
+        gg_log(&srv->lp.log, GG_LOG_ERROR, "policy_error", "service=%s phase=endpoint error=\"%s\"",
+               svc->name, lua_tostring(L, -1));
+    lua_settop(L, top);
+}
+
+void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *params,
+                    size_t params_len)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    char err[160];
+    if (pol->auth_ref == LUA_NOREF || !L) {
+        gg_reply_error(&c->st, msgid, GG_ERR_NOT_SUPPORTED,
+                       "authentication is not configured on this gateway");
+        return;
+    }
+    int top = lua_gettop(L);
+    if (gg_lua_push_msgpack(L, params, params_len, 4, err, sizeof err)) {
+        gg_reply_error(&c->st, msgid, GG_ERR_BAD_REQUEST, "ghost.auth: %s", err);
+        return;
+    }
+    int args = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->auth_ref);
+    lua_getfield(L, -1, "authenticate");
+    lua_insert(L, -2); /* authenticate, self */
+    push_client(L, srv, c);
+    lua_rawgeti(L, args, 1); /* the token */
+    if (lua_pcall(L, 3, 4, args + 1)) {
+        gg_verdict v;
+        policy_error(srv, "ghost", "auth", &v);
+        gg_reply_error(&c->st, msgid, v.code, "%s", v.message);
+        lua_settop(L, top);
+        return;
+    }
+    int r = args + 2;
+    if (lua_isstring(L, r)) {
+        char *p = gg_stream_reserve(&c->st, 64 + lua_objlen(L, r));
+        if (p) {
+            size_t len;
+            const char *who = lua_tolstring(L, r, &len);
+            size_t n = gg_put_response_hdr(p, msgid);
+            p[n++] = (char)0xc0;
+            n += gg_put_map_hdr(p + n, 1);
+            n += gg_put_str_hdr(p + n, 8);
+            memcpy(p + n, "identity", 8);
+            n += 8;
+            n += gg_put_str_hdr(p + n, (uint32_t)len);
+            memcpy(p + n, who, len);
+            gg_stream_commit(&c->st, n + len);
+        }
+        gg_log(&srv->lp.log, GG_LOG_INFO, "authenticated", "identity=%s", lua_tostring(L, r));
+    } else {
+        int code = (int)lua_tointeger(L, r + 1);
+        const char *m = lua_tostring(L, r + 2);
+        double wait = lua_isnumber(L, r + 3) ? lua_tonumber(L, r + 3) : -1;
+        char peer[80];
+        gg_client_peer(c, peer, sizeof peer);
+        gg_log(&srv->lp.log, GG_LOG_WARN, "auth_failed", "peer=%s reason=\"%s\"", peer, m ? m : "?");
+        gg_reply_error_full(&c->st, msgid, code ? code : GG_ERR_UNAUTHENTICATED, wait,
+                            m ? m : "invalid token");
+    }
+    lua_settop(L, top);
+}

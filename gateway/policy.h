@@ -1,0 +1,68 @@
+/* policy.h -- the core's side of the Lua policies (lua/ghost/policy.lua).
+ *
+ * A service without policies never enters Lua. A service with policies costs one Lua call per
+ * call for the request phase (guard and auth decisions are cached on the Lua side per
+ * identity and method) and one more for the response phase when a policy wants it. */
+#ifndef GG_POLICY_H
+#define GG_POLICY_H
+
+#include "futures.h"
+
+#include <lua.h>
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gg_server;
+struct gg_client;
+struct gg_service;
+struct gg_endpoint;
+
+#define GG_V_CONTINUE    0
+#define GG_V_REJECT      1
+#define GG_V_RESPOND     2 /* answer with verdict.result (packed MessagePack) */
+#define GG_V_RESPOND_RAW 3
+#define GG_V_RETRY       4
+#define GG_V_ERROR       5 /* the policy raised: answer `internal` */
+
+typedef struct gg_verdict {
+    int verdict;
+    int endpoint;       /* CONTINUE: 1-based endpoint, 0 = the core chooses */
+    double deadline;    /* CONTINUE: seconds from now */
+    int code;           /* REJECT */
+    double retry_after; /* REJECT: < 0 when none */
+    double delay;       /* RETRY: seconds */
+    char message[512];  /* REJECT, ERROR */
+    const char *result; /* RESPOND*: valid until the next policy call */
+    size_t result_len;
+} gg_verdict;
+
+typedef struct gg_policy_host {
+    lua_State *L;
+    int request_ref, response_ref, endpoint_ref, auth_ref;
+    msgpack_sbuffer out; /* packed RESPOND values */
+    const char *cur_params; /* the params of the call in its request phase */
+    size_t cur_len;
+    uint32_t errors; /* policy errors so far: their ids */
+} gg_policy_host;
+
+/* Build the pipelines of every service with policies (svc->pipeline_ref) and the
+ * authenticator. Returns 0, or -1 with a reason in err. */
+int gg_policy_start(struct gg_server *srv, char *err, size_t errlen);
+void gg_policy_stop(struct gg_server *srv);
+
+/* Request phase of a call (call->id gives its slot). The call is not yet sent. */
+void gg_policy_request(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
+                       gg_call *call, const char *method, uint32_t method_len, const char *params,
+                       size_t params_len, gg_verdict *v);
+/* Response phase. kind: 0 ok, 1 the upstream returned an error, 2 gateway error (code). result
+ * is the raw result (kind 0) when a policy wants results. */
+void gg_policy_response(struct gg_server *srv, gg_call *call, int kind, int code,
+                        const char *result, size_t result_len, gg_verdict *v);
+/* ghost.auth(token) on connection c: answers the request itself. */
+void gg_policy_auth(struct gg_server *srv, struct gg_client *c, uint32_t msgid, const char *params,
+                    size_t params_len);
+void gg_policy_client_closed(struct gg_server *srv, struct gg_client *c);
+void gg_policy_endpoint_changed(struct gg_server *srv, struct gg_endpoint *ep);
+
+#endif

@@ -1,0 +1,42 @@
+-- ghost.gateway: what the C core asks of Lua when a gateway starts or reloads: the policy
+-- pipelines of the services and the authenticator.
+
+local policy = require "ghost.policy"
+local auth = require "ghost.auth"
+
+local pairs, next, require = pairs, next, require
+
+local _M = {}
+
+--- Build everything for the normalised config `cfg`. `host` holds the core's functions
+-- (args, args_raw, now, sha256_hex, hmac_sha256_hex, consttime_eq). `old` is the previous
+-- result, on reload (unchanged policies keep their state).
+-- Returns { services = { name = pipeline }, auth = authenticator or nil }.
+function _M.start(cfg, host, old)
+    local out = { services = {} }
+    for name, svc in pairs(cfg.services) do
+        if next(svc.policies) then
+            local prev = old and old.services[name]
+            out.services[name] = policy.build(name, svc.policies, svc, host, prev)
+        end
+    end
+    local a = cfg.auth
+    if a and (next(a.keys) or a.hmac_secret) then out.auth = auth.new(a, host) end
+    return out
+end
+
+-- Flags the core reads once per service.
+function _M.flags(p)
+    local keeps = false
+    for _, e in pairs(p.instances) do
+        local m = policy.builtin[e.name] and require("policies." .. e.name)
+        if m and m.keeps_request then keeps = true end
+    end
+    return p.has_request, p.has_response, p.wants_result, keeps
+end
+
+_M.request = policy.request
+_M.response = policy.response
+_M.endpoint_state = policy.endpoint_state
+
+return _M

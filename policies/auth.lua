@@ -1,0 +1,62 @@
+-- auth: the service needs an authenticated connection, and the identity's scopes must cover
+-- the method.
+--
+--   auth {}                         any authenticated identity whose scopes match
+--   auth { identities = { "ci" } }  only these identities
+--
+-- Identities come from `ghost.auth(token)` (see the config's `auth` section: static API keys
+-- and HMAC-signed tokens). Scopes are globs over "service.method" ("demo.*", "billing.**").
+-- The decision depends only on (identity, method), so the pipeline caches it per identity.
+
+local setmetatable, ipairs = setmetatable, ipairs
+local format = string.format
+
+local _M = {
+    name = "auth",
+    priority = 900,
+    schema = {
+        type = "record",
+        fields = {
+            identities = { type = "array", elements = { type = "string" },
+                           description = "identities allowed (default: any authenticated)" },
+        },
+    },
+}
+
+local mt = { __index = _M }
+
+function _M.new(conf, service)
+    local allowed
+    if conf.identities then
+        allowed = {}
+        for _, i in ipairs(conf.identities) do allowed[i] = true end
+    end
+    return setmetatable({ allowed = allowed, service = service }, mt)
+end
+
+function _M:decide(method, client)
+    local who = client.identity
+    if not who then
+        return 401, format("service '%s' requires authentication: call ghost.auth(token) first",
+            self.service.name)
+    end
+    if self.allowed and not self.allowed[who] then
+        return 403, format("identity '%s' may not call service '%s'", who, self.service.name)
+    end
+    local full = self.service.name .. "." .. method
+    if not (client.scope_match and client.scope_match(full)) then
+        return 403, format("identity '%s' has no scope for '%s'", who, full)
+    end
+end
+
+-- Per call only for tokens that expire: the cached decision must not outlive the token.
+function _M:access(ctx)
+    local c = ctx.client
+    local exp = c.expires
+    if exp and self.service.now() >= exp then
+        c.identity, c.identity_key, c.scopes, c.scope_match, c.expires = nil, nil, nil, nil, nil
+        ctx:reject(401, "token expired: call ghost.auth(token) again")
+    end
+end
+
+return _M

@@ -1,0 +1,199 @@
+-- breaker: stop sending calls to an upstream endpoint that keeps failing.
+--
+--   breaker { failures = 5 }                                   5 failures in a row open it
+--   breaker { ratio = 0.5, window = 10, min_calls = 20 }       or half the calls of 10 s
+--
+-- closed -> open after `failures` consecutive failures, or when at least `min_calls` calls in
+-- the last `window` seconds failed at `ratio` or more. While open every call fails at once
+-- with `circuit_open` and nothing is sent upstream. After `cooldown` seconds it is half-open:
+-- `probes` calls go through; a success closes it, a failure opens it again for twice the
+-- cooldown, up to `max_cooldown`. Timeouts (504) and connection failures (502) count;
+-- errors the upstream itself returns count only with `count_errors = true`.
+-- State is per endpoint and survives a reload of an unchanged service.
+
+local setmetatable, ipairs, pairs = setmetatable, ipairs, pairs
+local floor, format = math.floor, string.format
+
+local _M = {
+    name = "breaker",
+    priority = 700,
+    schema = {
+        type = "record",
+        fields = {
+            failures = { type = "integer", default = 5, min = 1 },
+            ratio = { type = "number", min = 0.01, max = 1 },
+            window = { type = "number", default = 10, min = 1, max = 3600 },
+            min_calls = { type = "integer", default = 20, min = 1 },
+            cooldown = { type = "number", default = 5, min = 0.01 },
+            max_cooldown = { type = "number", default = 60, min = 0.01 },
+            probes = { type = "integer", default = 1, min = 1 },
+            count_errors = { type = "boolean", default = false,
+                             description = "count errors returned by the upstream as failures" },
+        },
+    },
+}
+
+local mt = { __index = _M }
+
+local CLOSED, OPEN, HALF_OPEN = 0, 1, 2
+_M.CLOSED, _M.OPEN, _M.HALF_OPEN = CLOSED, OPEN, HALF_OPEN
+local state_names = { [0] = "closed", "open", "half_open" }
+
+local function new_state(conf)
+    local calls, fails = {}, {}
+    for i = 0, conf.window - 1 do
+        calls[i], fails[i] = 0, 0
+    end
+    return { state = CLOSED, consecutive = 0, opened_at = 0, cooldown = conf.cooldown,
+             probes = 0, calls = calls, fails = fails, second = 0 }
+end
+
+function _M.new(conf, service)
+    local self = setmetatable({ conf = conf, service = service, endpoints = {},
+                                nwindow = floor(conf.window), rr = 0, probe = {} }, mt)
+    self:reload(service)
+    return self
+end
+
+-- Keep each endpoint's state across a reload, by address.
+function _M:reload(service)
+    local old = self.endpoints
+    self.endpoints = {}
+    self.eps = service.endpoints
+    for i, e in ipairs(service.eps or service.endpoints) do
+        local prev
+        for _, o in pairs(old) do
+            if o.address == e.address then prev = o end
+        end
+        self.endpoints[i] = prev or new_state(self.conf)
+        self.endpoints[i].address = e.address
+        e.open = self.endpoints[i].state == OPEN
+    end
+    self.service = service
+end
+
+-- Roll the per-second window forward to `now`, clearing the seconds that passed.
+local function roll(self, st, now)
+    local sec = floor(now)
+    local n = self.nwindow
+    if sec - st.second >= n then
+        for i = 0, n - 1 do
+            st.calls[i], st.fails[i] = 0, 0
+        end
+    else
+        for s = st.second + 1, sec do
+            st.calls[s % n], st.fails[s % n] = 0, 0
+        end
+    end
+    st.second = sec
+end
+
+-- eps[i].open and retry_at tell the route policy to skip this endpoint until retry_at.
+local function open(self, st, i, now, cooldown)
+    st.state, st.opened_at, st.cooldown, st.probes = OPEN, now, cooldown, 0
+    self.eps[i].open, self.eps[i].retry_at = true, now + cooldown
+end
+
+local function close(self, st, i)
+    st.state, st.consecutive, st.cooldown, st.probes = CLOSED, 0, self.conf.cooldown, 0
+    self.eps[i].open = false
+end
+
+function _M:access(ctx)
+    local i = ctx.endpoint
+    if i == 0 then
+        -- nobody chose: take the next endpoint whose breaker lets calls through
+        local n = #self.endpoints
+        for _ = 1, n do
+            self.rr = self.rr % n + 1
+            if self.endpoints[self.rr].state ~= OPEN then
+                i = self.rr
+                break
+            end
+        end
+        if i == 0 then i = self.rr % n + 1 end
+        ctx:set_endpoint(i)
+    end
+    local st = self.endpoints[i]
+    if st.state == CLOSED then return end
+    local now = self.service.now()
+    if st.state == OPEN then
+        local left = st.opened_at + st.cooldown - now
+        if left > 0 then
+            return ctx:reject(530, format("circuit open for upstream %s of service '%s'",
+                self.eps[i].address, self.service.name), left)
+        end
+        st.state, st.probes = HALF_OPEN, 0
+    end
+    -- half-open: a bounded number of probes
+    if st.probes >= self.conf.probes then
+        self.eps[i].retry_at = now + st.cooldown
+        return ctx:reject(530, format("circuit half-open for upstream %s of service '%s': probing",
+            self.eps[i].address, self.service.name), st.cooldown)
+    end
+    st.probes = st.probes + 1
+    self.probe[ctx.slot] = true
+end
+
+function _M:response(ctx, outcome)
+    local i = ctx.endpoint
+    local st = self.endpoints[i]
+    if not st then return end
+    local probe = self.probe[ctx.slot]
+    if probe then self.probe[ctx.slot] = nil end
+    local failed
+    if outcome.ok then
+        failed = false
+    elseif outcome.kind == "gateway_error" then
+        failed = outcome.code == 502 or outcome.code == 504
+        if not failed and not probe then return end
+    else
+        failed = self.conf.count_errors
+    end
+    local now = self.service.now()
+    if st.state == HALF_OPEN then
+        if not probe then return end
+        st.probes = st.probes - 1
+        if failed then
+            local c = st.cooldown * 2
+            if c > self.conf.max_cooldown then c = self.conf.max_cooldown end
+            open(self, st, i, now, c)
+        else
+            close(self, st, i)
+        end
+        return
+    end
+    if st.state == OPEN then return end
+    roll(self, st, now)
+    local slot = st.second % self.nwindow
+    st.calls[slot] = st.calls[slot] + 1
+    if not failed then
+        st.consecutive = 0
+        return
+    end
+    st.fails[slot] = st.fails[slot] + 1
+    st.consecutive = st.consecutive + 1
+    if st.consecutive >= self.conf.failures then return open(self, st, i, now, self.conf.cooldown) end
+    local ratio = self.conf.ratio
+    if ratio then
+        local calls, fails = 0, 0
+        for k = 0, self.nwindow - 1 do
+            calls, fails = calls + st.calls[k], fails + st.fails[k]
+        end
+        if calls >= self.conf.min_calls and fails / calls >= ratio then
+            open(self, st, i, now, self.conf.cooldown)
+        end
+    end
+end
+
+--- State of every endpoint, for /metrics and tests: { {address=, state="open", ...}, ... }
+function _M:states()
+    local out = {}
+    for i, st in ipairs(self.endpoints) do
+        out[i] = { address = st.address, state = state_names[st.state], consecutive = st.consecutive,
+                   cooldown = st.cooldown }
+    end
+    return out
+end
+
+return _M
