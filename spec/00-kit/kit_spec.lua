@@ -1,0 +1,102 @@
+-- The test kit itself (spec/support): MessagePack framing, config serialisation, addresses,
+-- and the client and process handling against ghost-upstream alone (no gateway). When these
+-- fail, the gateway specs' failures say nothing about the gateway.
+local h = require "spec.support.helpers"
+local mp = h.mp
+
+describe("Test kit: MessagePack framing", function()
+    it("finds where a message ends, or says how many bytes it still needs", function()
+        local msg = mp.encode({ 0, 1, "svc.method", { mp.map({ a = { 1, 2, 3 } }), mp.bin("xyz"), 1.5 } })
+        assert.equal(#msg + 1, mp.frame(msg, 1))
+        for cut = 1, #msg - 1 do
+            local stop, need = mp.frame(msg:sub(1, cut), 1)
+            assert.is_nil(stop)
+            assert.is_true(need > cut and need <= #msg, "cut " .. cut .. ": need " .. tostring(need))
+        end
+        local two = msg .. msg
+        assert.equal(#msg + 1, mp.frame(two, 1))
+        assert.equal(2 * #msg + 1, mp.frame(two, #msg + 1))
+    end)
+
+    it("rejects 0xc1 and walks any depth without recursion", function()
+        local stop, err = mp.frame("\147\1\193", 1)
+        assert.is_false(stop)
+        assert.matches("0xc1", err)
+        local deep = string.rep("\145", 100000) .. "\192"
+        assert.equal(#deep + 1, mp.frame(deep, 1))
+    end)
+
+    it("does not trust claimed sizes: dd ff 00 00 00 needs more bytes", function()
+        local stop, need = mp.frame("\221\255\0\0\0", 1)
+        assert.is_nil(stop)
+        assert.equal(6, need)
+    end)
+
+    it("splits an envelope into the raw bytes of its elements", function()
+        local els = assert(mp.elements(mp.encode({ 1, 7, mp.null, mp.map({ k = "v" }) })))
+        assert.same({ "\1", "\7", "\192", "\129\161k\161v" }, els)
+    end)
+
+    it("encodes integers as integers, str as str, bin as bin, raw verbatim", function()
+        assert.equal("\205\1\0", mp.encode(256))
+        assert.equal("\208\128", mp.encode(-128))
+        assert.equal("\203", mp.encode(0.5):sub(1, 1))
+        assert.equal("\217\32" .. string.rep("s", 32), mp.encode(string.rep("s", 32)))
+        assert.equal("\196\2ab", mp.encode(mp.bin("ab")))
+        assert.equal("\207\255\255\255\255\255\255\255\255", mp.encode(mp.uint64(0xffffffff, 0xffffffff)))
+        assert.equal("\128", mp.encode(mp.map()))
+        assert.equal("\144", mp.encode({}))
+    end)
+end)
+
+describe("Test kit: helpers", function()
+    after_each(h.cleanup)
+
+    it("serialises a config table to Lua that loads back to the same table", function()
+        local cfg = { listen = { "tcp://127.0.0.1:0", "unix:/x y" }, limits = { max_depth = 8 },
+            services = { ["a-b"] = { deadline = 0.25, keep_prefix = true } } }
+        local chunk = assert(loadstring("return " .. h.serialize(cfg)))
+        assert.same(cfg, chunk())
+    end)
+
+    it("parses the three address forms", function()
+        assert.same({ kind = "tcp", host = "127.0.0.1", port = 80, addr = "tcp://127.0.0.1:80" },
+            h.parse_addr("tcp://127.0.0.1:80"))
+        assert.same({ kind = "tcp", host = "127.0.0.1", port = 81, addr = "tcp://127.0.0.1:81" },
+            h.parse_addr("127.0.0.1:81"))
+        assert.same({ kind = "unix", path = "/tmp/s", addr = "unix:/tmp/s" }, h.parse_addr("unix:/tmp/s"))
+        assert.is_nil(h.parse_addr("nonsense"))
+    end)
+
+    it("runs a command and collects its exit status and output", function()
+        local r = assert(h.run("/bin/sh", { "-c", "echo out; echo err >&2; exit 3" }))
+        assert.equal(3, r.code)
+        assert.equal("out", r.stdout)
+        assert.equal("err", r.stderr)
+        local _, err = h.spawn(h.tmpdir() .. "/no-such-binary", {})
+        assert.matches("ENOENT", err)
+    end)
+
+    it("talks MessagePack-RPC to ghost-upstream directly: calls, order, notifications, close", function()
+        local up = assert(h.start_upstream())
+        assert.matches("^tcp://127%.0%.0%.1:%d+$", up.addr)
+        local c = assert(h.client(up.addr))
+        assert.equal("hello", c:call("echo", { "hello" }))
+        local slow = c:request("sleep", { 100, "slow" })
+        local fast = c:request("echo", { "fast" })
+        assert(c:wait_all({ slow, fast }))
+        assert.same({ fast, slow }, { c.order[#c.order - 1], c.order[#c.order] })
+        assert.is_true(c:call("notify", { "evt", 1 }))
+        assert.same({ "evt", { 1 } }, { c.notifications[1].method, c.notifications[1].params })
+        local big = string.rep("b", 3 * 1024 * 1024)
+        assert.equal(#big, #c:call("echo", { big }, h.timeout(10)))
+        local _, err = c:call("nosuch", {})
+        assert.same({ code = 404, type = "no_such_method", message = "no such method 'nosuch'" }, err)
+        c:request("drop", {})
+        assert(c:wait_closed(3))
+        assert.same({ 0, 0 }, { up:stop() })
+        local none, cerr = h.client(up.addr)
+        assert.is_nil(none)
+        assert.matches("ECONNREFUSED", cerr)
+    end)
+end)

@@ -1,0 +1,140 @@
+-- The command line: `ghostgate check -c FILE` validates a config without serving;
+-- `ghostgate call [-a ADDR] [-t SECONDS] service.method ARG...` makes one call (ARGs are JSON)
+-- and prints the result as JSON: exit 0 on a result, 1 on an error response
+-- (`error CODE TYPE: MESSAGE` on stderr), 2 when it cannot reach the gateway.
+local h = require "spec.support.helpers"
+local cjson = require "cjson"
+
+local function ghostgate(args)
+    return assert(h.run(h.bin("ghostgate"), args, { timeout = h.timeout(10) }))
+end
+
+local function check(source)
+    local path = h.tmpdir() .. "/config.lua"
+    assert(h.write_file(path, source))
+    return ghostgate({ "check", "-c", path }), path
+end
+
+describe("ghostgate check", function()
+    after_each(h.cleanup)
+
+    it("accepts a valid config: exit 0 and 'ok'", function()
+        local r = check([[
+return {
+  listen = { "tcp://127.0.0.1:0", "unix:/tmp/gg-check-never-bound.sock" },
+  log_level = "info",
+  drain_timeout = 5,
+  limits = { max_message_size = 65536, max_depth = 16, max_inflight_per_client = 8,
+             max_clients = 100, idle_timeout = 60, message_timeout = 5 },
+  services = {
+    demo = { upstreams = { "tcp://127.0.0.1:7421" }, deadline = 2, connections = 1 },
+    other = { upstream = "127.0.0.1:7422", keep_prefix = true },
+  },
+}
+]])
+        assert.equal(0, r.code, r.output)
+        assert.matches("ok", r.stdout)
+    end)
+
+    it("accepts the shipped default config (deploy/default.lua)", function()
+        local r = ghostgate({ "check", "-c", "deploy/default.lua" })
+        assert.equal(0, r.code, r.output)
+    end)
+
+    it("rejects a Lua syntax error: exit 1, and says what is wrong", function()
+        local r = check("return { listen = \"tcp://127.0.0.1:0\",\n")
+        assert.equal(1, r.code, r.output)
+        assert.matches("expected", r.stderr)
+    end)
+
+    it("rejects an unknown option, naming it", function()
+        local r = check([[return { listen = "tcp://127.0.0.1:0", bogus_option = 1, services = {} }]])
+        assert.equal(1, r.code, r.output)
+        assert.matches("bogus_option", r.stderr)
+    end)
+
+    it("rejects an unknown limit, naming it", function()
+        local r = check([[return { limits = { max_bogus = 3 }, services = {} }]])
+        assert.equal(1, r.code, r.output)
+        assert.matches("max_bogus", r.stderr)
+    end)
+
+    it("rejects an option of the wrong type, naming it", function()
+        local r = check([[return { limits = { max_clients = "many" }, services = {} }]])
+        assert.equal(1, r.code, r.output)
+        assert.matches("max_clients", r.stderr)
+    end)
+
+    it("rejects a bad listen address, naming it", function()
+        local r = check([[return { listen = "bogus://127.0.0.1:1", services = {} }]])
+        assert.equal(1, r.code, r.output)
+        assert.matches("bogus://127.0.0.1:1", r.stderr, 1, true)
+    end)
+
+    it("rejects a bad upstream address, naming it", function()
+        local r = check([[return { services = { demo = { upstreams = { "nowhere" } } } }]])
+        assert.equal(1, r.code, r.output)
+        assert.matches("nowhere", r.stderr, 1, true)
+    end)
+
+    it("rejects a config that does not return a table", function()
+        local r = check("return 42\n")
+        assert.equal(1, r.code, r.output)
+        assert.is_true(#r.stderr > 0)
+    end)
+
+    it("rejects a missing file, naming it", function()
+        local path = h.tmpdir() .. "/does-not-exist.lua"
+        local r = ghostgate({ "check", "-c", path })
+        assert.equal(1, r.code, r.output)
+        assert.matches("does-not-exist.lua", r.stderr, 1, true)
+    end)
+end)
+
+describe("ghostgate call", function()
+    local d
+
+    before_each(function()
+        d = h.setup_demo()
+    end)
+
+    after_each(h.cleanup)
+
+    it("prints the result as JSON and exits 0", function()
+        local r = ghostgate({ "call", "-a", d.gw.addr, "demo.add", "2", "3" })
+        assert.equal(0, r.code, r.output)
+        assert.equal(5, cjson.decode(r.stdout))
+        r = ghostgate({ "call", "-a", d.gw.addr, "demo.echo", '{"a":[1,2,"x"],"b":true}' })
+        assert.equal(0, r.code, r.output)
+        assert.same({ a = { 1, 2, "x" }, b = true }, cjson.decode(r.stdout))
+        r = ghostgate({ "call", "-a", d.gw.addr, "demo.echo", '"hello"' })
+        assert.equal(0, r.code, r.output)
+        assert.equal("hello", cjson.decode(r.stdout))
+    end)
+
+    it("reaches the gateway over a unix socket too", function()
+        local path = h.tmpdir() .. "/gw.sock"
+        local gw = assert(h.start_gateway(h.demo_config(d.up, nil, { listen = "unix:" .. path })))
+        local r = ghostgate({ "call", "-a", gw.unix, "demo.echo", '"via unix"' })
+        assert.equal(0, r.code, r.output)
+        assert.equal("via unix", cjson.decode(r.stdout))
+    end)
+
+    it("prints `error 404 no_such_service` and exits 1 for an unknown service", function()
+        local r = ghostgate({ "call", "-a", d.gw.addr, "nosuch.echo", "1" })
+        assert.equal(1, r.code, r.output)
+        assert.matches("^error 404 no_such_service", r.stderr)
+    end)
+
+    it("prints an upstream's error and exits 1", function()
+        local r = ghostgate({ "call", "-a", d.gw.addr, "demo.fail", '"boom"' })
+        assert.equal(1, r.code, r.output)
+        assert.matches("^error 1 app_error: boom", r.stderr)
+    end)
+
+    it("exits 2 when no gateway listens at the address", function()
+        local r = ghostgate({ "call", "-a", "tcp://127.0.0.1:" .. h.unused_port(), "demo.echo", "1" })
+        assert.equal(2, r.code, r.output)
+        assert.is_true(#r.stderr > 0)
+    end)
+end)
