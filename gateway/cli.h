@@ -13,4 +13,9 @@
  * request, prints its result and returns one of the GG_CALL_* statuses above. */
 int gg_cmd_call(int argc, char **argv);
 
+/* `ghostgate reload (-p PIDFILE | -c CONFIG)`: SIGHUP to the running gateway. */
+int gg_cmd_reload(int argc, char **argv);
+/* `ghostgate token -c CONFIG -i IDENTITY [-t TTL] [-s SCOPES]`: mint an HMAC token. */
+int gg_cmd_token(int argc, char **argv);
+
 #endif

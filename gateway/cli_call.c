@@ -27,16 +27,18 @@
 #define CALL_DEFAULT_TIMEOUT 30.0
 #define CALL_TIMEOUT_MAX     1e6 /* seconds; keeps the deadline far inside int64 ns */
 #define CALL_MSGID           1
+#define AUTH_MSGID           0
 #define CALL_MAX_MESSAGE     ((size_t)64 << 20)
 #define CALL_MAX_DEPTH       64 /* the envelope array counts as 1 */
 #define CALL_READ_CHUNK      65536
 
 static const char call_usage[] =
-    "usage: ghostgate call [-a ADDR] [-t SECONDS] service.method [ARG...]\n"
+    "usage: ghostgate call [-a ADDR] [-t SECONDS] [-T TOKEN] service.method [ARG...]\n"
     "Send one request and print its result as JSON on stdout.\n"
     "  -a ADDR     gateway: tcp://HOST:PORT, HOST:PORT or unix:/path\n"
     "              (default " CALL_DEFAULT_ADDR ")\n"
     "  -t SECONDS  give up after this long, connecting included (default 30)\n"
+    "  -T TOKEN    authenticate first with ghost.auth(TOKEN) (or set GHOSTGATE_TOKEN)\n"
     "  -h          print this help\n"
     "Each ARG is a JSON value (42, true, null, '\"text\"', '[1,2]', '{\"k\":1}'); an ARG that is\n"
     "not JSON is sent as a string. bin, ext and unsigned integers above 2^63-1 are written\n"
@@ -47,6 +49,7 @@ static const char call_usage[] =
 /* The command line, parsed. Strings point into argv. */
 typedef struct call_opts {
     const char *addr;
+    const char *token;
     double timeout;
     const char *method;
     int nargs;
@@ -76,6 +79,7 @@ static int parse_opts(int argc, char **argv, call_opts *o)
 {
     int i;
     o->addr = CALL_DEFAULT_ADDR;
+    o->token = getenv("GHOSTGATE_TOKEN");
     o->timeout = CALL_DEFAULT_TIMEOUT;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val;
@@ -88,7 +92,7 @@ static int parse_opts(int argc, char **argv, call_opts *o)
             fputs(call_usage, stdout);
             return GG_CALL_OK;
         }
-        if (a[1] != 'a' && a[1] != 't') return usage_error("unknown option %s", a);
+        if (a[1] != 'a' && a[1] != 't' && a[1] != 'T') return usage_error("unknown option %s", a);
         if (a[2] != '\0') {
             val = a + 2;
         } else if (i + 1 < argc) {
@@ -98,6 +102,8 @@ static int parse_opts(int argc, char **argv, call_opts *o)
         }
         if (a[1] == 'a') {
             o->addr = val;
+        } else if (a[1] == 'T') {
+            o->token = val;
         } else {
             char *end;
             errno = 0;
@@ -408,6 +414,14 @@ int gg_cmd_call(int argc, char **argv)
         }
         if (json_array_append_new(params, v) != 0) goto oom;
     }
+    if (o.token) { /* [0, 0, "ghost.auth", [token]], answered before the call */
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &req, msgpack_sbuffer_write);
+        if (msgpack_pack_array(&pk, 4) || msgpack_pack_uint8(&pk, GG_REQUEST) ||
+            msgpack_pack_uint32(&pk, AUTH_MSGID) || msgpack_pack_str_with_body(&pk, "ghost.auth", 10) ||
+            msgpack_pack_array(&pk, 1) || msgpack_pack_str_with_body(&pk, o.token, strlen(o.token)))
+            goto oom;
+    }
     if (pack_request(&req, o.method, params, err, sizeof err) != 0) {
         fprintf(stderr, "ghostgate call: params: %s\n", err);
         goto cleanup;
@@ -423,6 +437,24 @@ int gg_cmd_call(int argc, char **argv)
         read_message(fd, &in, &msg, deadline, err, sizeof err) != 0) {
         fprintf(stderr, "ghostgate call: %s (%s)\n", err, addr.text);
         goto cleanup;
+    }
+    if (o.token && msg.type == GG_RESPONSE && msg.msgid == AUTH_MSGID) {
+        const char *e = in.data + msg.body_off;
+        if ((unsigned char)e[0] != 0xc0) { /* authentication refused */
+            size_t rest = msg.size - msg.body_off;
+            const gg_scan_limits lim = {.max_message = rest, .max_depth = CALL_MAX_DEPTH};
+            gg_scan_state st;
+            gg_scan_reset(&st);
+            print_error(e, gg_scan(&st, e, rest, &lim) == GG_SCAN_DONE ? st.msg.size : rest);
+            status = GG_CALL_ERROR;
+            goto cleanup;
+        }
+        memmove(in.data, in.data + msg.size, in.len - msg.size);
+        in.len -= msg.size;
+        if (read_message(fd, &in, &msg, deadline, err, sizeof err) != 0) {
+            fprintf(stderr, "ghostgate call: %s (%s)\n", err, addr.text);
+            goto cleanup;
+        }
     }
     status = print_response(in.data, &msg);
     goto cleanup;

@@ -137,6 +137,8 @@ static gg_config *config_new(const char *source, lua_State *L)
     gg_config *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->source = strdup(source);
+    c->table_ref = LUA_NOREF;
+    c->owns_L = 1;
     c->L = L ? L : gg_lua_new();
     if (!c->source || !c->L) {
         if (L) c->L = NULL; /* the caller still owns it */
@@ -148,11 +150,17 @@ static gg_config *config_new(const char *source, lua_State *L)
 
 gg_config *gg_config_load(const char *path, char *err, size_t errlen)
 {
-    gg_config *c = config_new(path ? path : "<default>", NULL);
+    return gg_config_load_in(NULL, path, err, errlen);
+}
+
+gg_config *gg_config_load_in(lua_State *shared, const char *path, char *err, size_t errlen)
+{
+    gg_config *c = config_new(path ? path : "<default>", shared);
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    if (shared) c->owns_L = 0;
     lua_State *L = c->L;
     if (path) {
         /* ghost.config.load runs the file in its own environment and validates it. */
@@ -175,6 +183,7 @@ gg_config *gg_config_load(const char *path, char *err, size_t errlen)
     if (normalize_and_read(c, err, errlen)) goto fail;
     return c;
 fail:
+    if (!c->owns_L) lua_settop(c->L, 0);
     gg_config_free(c);
     return NULL;
 }
@@ -204,6 +213,9 @@ void gg_config_free(gg_config *c)
     free(c->services);
     free(c->listen);
     free(c->source);
-    if (c->L) lua_close(c->L);
+    if (c->L && c->owns_L)
+        lua_close(c->L);
+    else if (c->L && c->table_ref != LUA_NOREF)
+        luaL_unref(c->L, LUA_REGISTRYINDEX, c->table_ref);
     free(c);
 }

@@ -37,13 +37,16 @@ typedef struct gg_config {
     gg_limits limits;
     gg_service_conf *services;
     int nservices;
-    lua_State *L;  /* owns the Lua side of the config (policies) */
+    lua_State *L;  /* the Lua side of the config (policies); closed with it if owns_L */
+    int owns_L;
     int table_ref; /* the normalised config table, in L's registry */
 } gg_config;
 
 /* Load and validate a config file; path NULL means the embedded default. Returns a config the
  * caller frees with gg_config_free, or NULL with the reason (file, option, why) in err. */
 gg_config *gg_config_load(const char *path, char *err, size_t errlen);
+/* The same, in an existing Lua state the caller keeps owning (a reload keeps policy state). */
+gg_config *gg_config_load_in(lua_State *L, const char *path, char *err, size_t errlen);
 /* The same from a table on top of L (a state made by gg_lua_new). Takes ownership of L, also
  * on failure. Used by tests and fuzzers to validate configs without running code. */
 gg_config *gg_config_from_table(lua_State *L, const char *source, char *err, size_t errlen);

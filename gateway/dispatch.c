@@ -57,7 +57,9 @@ static void call_end(gg_server *srv, gg_call *call)
     if (call->client) gg_client_unlink_call(call->client, call);
     if (call->data) retry_release(call->data);
     gg_deadline_remove(&srv->lp.calls, call);
+    gg_generation *gen = call->svc->gen;
     gg_call_release(&srv->lp.calls, call);
+    if (--gen->calls == 0 && gen->retired) gg_generation_maybe_free(gen);
     if (srv->draining) gg_server_check_drained(srv);
 }
 
@@ -262,6 +264,7 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, const ch
     call->svc = svc;
     call->attempt = 1;
     call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
+    svc->gen->calls++;
     gg_client_link_call(c, call);
     gg_loop_add_deadline(&srv->lp, call);
     attempt(srv, call, msg + m->method_off, m->method_len, dot, msg + m->body_off,

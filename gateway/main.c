@@ -13,7 +13,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: ghostgate serve [-c FILE] [--log-level error|warn|info|debug]\n"
                "       ghostgate check -c FILE\n"
-               "       ghostgate call [-a ADDR] [-t SECONDS] service.method [ARG...]\n"
+               "       ghostgate call [-a ADDR] [-t SECONDS] [-T TOKEN] service.method [ARG...]\n"
+               "       ghostgate reload (-p PIDFILE | -c FILE)\n"
+               "       ghostgate token -c FILE -i IDENTITY [-t TTL] [-s SCOPES]\n"
                "       ghostgate version\n");
 }
 
@@ -49,8 +51,7 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "ghostgate: %s\n", err);
         return 1;
     }
-    if (level) cfg->log_level = lvl;
-    return gg_server_run(cfg);
+    return gg_server_run(cfg, path, level ? lvl : -1);
 }
 
 static int cmd_check(int argc, char **argv)
@@ -82,6 +83,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "call")) return gg_cmd_call(argc - 1, argv + 1);
+    if (!strcmp(cmd, "reload")) return gg_cmd_reload(argc - 1, argv + 1);
+    if (!strcmp(cmd, "token")) return gg_cmd_token(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ghostgate %s\n", GG_VERSION);
         return 0;

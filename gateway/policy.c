@@ -11,6 +11,7 @@
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define ARGS_DEPTH 32
@@ -40,9 +41,22 @@ static int host_args_raw(lua_State *L)
 }
 
 /* Seconds, from the loop's clock (updated once per loop turn: cheap, monotonic). */
+static int host_time(lua_State *L);
+
 static int host_now(lua_State *L)
 {
-    lua_pushnumber(L, (lua_Number)uv_now(host_srv(L)->lp.uv) / 1000.0);
+    gg_server *srv = host_srv(L);
+    if (!srv) return host_time(L); /* a command with no loop (ghostgate token) */
+    lua_pushnumber(L, (lua_Number)uv_now(srv->lp.uv) / 1000.0);
+    return 1;
+}
+
+/* Wall-clock seconds (token expiry). */
+static int host_time(lua_State *L)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
     return 1;
 }
 
@@ -132,6 +146,7 @@ static const luaL_Reg host_fns[] = {
     {"args", host_args},
     {"args_raw", host_args_raw},
     {"now", host_now},
+    {"time", host_time},
     {"sha256_hex", host_sha256_hex},
     {"hmac_sha256_hex", host_hmac_sha256_hex},
     {"consttime_eq", host_consttime_eq},
@@ -139,7 +154,7 @@ static const luaL_Reg host_fns[] = {
     {NULL, NULL},
 };
 
-static void push_host(lua_State *L, gg_server *srv)
+void gg_policy_push_host(lua_State *L, gg_server *srv)
 {
     lua_newtable(L);
     for (const luaL_Reg *r = host_fns; r->name; r++) {
@@ -161,32 +176,52 @@ static int ref_field(lua_State *L, int t, const char *k)
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-int gg_policy_start(gg_server *srv, char *err, size_t errlen)
+int gg_policy_init(gg_server *srv, char *err, size_t errlen)
 {
     gg_policy_host *pol = &srv->pol;
-    lua_State *L = srv->cfg->L;
+    lua_State *L = srv->L;
     pol->L = L;
+    pol->auth_ref = LUA_NOREF;
     msgpack_sbuffer_init(&pol->out);
     lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, srv->cfg->table_ref);
-    push_host(L, srv);
-    if (gg_lua_call(L, "ghost.gateway", "start", 2, 1, err, errlen)) return -1;
+    gg_policy_push_host(L, srv);
+    pol->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ghost.gateway");
+    if (lua_pcall(L, 1, 1, 0)) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return -1;
+    }
+    int gw = lua_gettop(L);
+    pol->request_ref = ref_field(L, gw, "request");
+    pol->response_ref = ref_field(L, gw, "response");
+    pol->endpoint_ref = ref_field(L, gw, "endpoint_state");
+    lua_settop(L, 0);
+    return 0;
+}
+
+int gg_policy_build(gg_server *srv, gg_generation *gen, gg_generation *old, char *err, size_t errlen)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gen->cfg->table_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->host_ref);
+    if (old && old->pipelines_ref != LUA_NOREF)
+        lua_rawgeti(L, LUA_REGISTRYINDEX, old->pipelines_ref);
+    else
+        lua_pushnil(L);
+    if (gg_lua_call(L, "ghost.gateway", "start", 3, 1, err, errlen)) return -1;
     int built = lua_gettop(L);
     lua_getglobal(L, "require");
     lua_pushstring(L, "ghost.gateway");
     lua_call(L, 1, 1);
     int gw = lua_gettop(L);
-    pol->request_ref = ref_field(L, gw, "request");
-    pol->response_ref = ref_field(L, gw, "response");
-    pol->endpoint_ref = ref_field(L, gw, "endpoint_state");
-    lua_getfield(L, built, "auth");
-    pol->auth_ref = lua_isnil(L, -1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
-    if (lua_isnil(L, -1)) lua_pop(L, 1);
     lua_getfield(L, built, "services");
     int services = lua_gettop(L);
-    for (int i = 0; i < srv->nservices; i++) {
-        gg_service *svc = &srv->services[i];
-        svc->pipeline_ref = LUA_NOREF;
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
         lua_getfield(L, services, svc->name);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
@@ -204,11 +239,34 @@ int gg_policy_start(gg_server *srv, char *err, size_t errlen)
         gg_log(&srv->lp.log, GG_LOG_INFO, "policies_loaded", "service=%s request=%d response=%d",
                svc->name, svc->has_request, svc->has_response);
     }
+    /* The authenticator belongs to the newest config; identities already given stay. */
+    lua_getfield(L, built, "auth");
+    if (pol->auth_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, pol->auth_ref);
+    pol->auth_ref = lua_isnil(L, -1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, built);
+    gen->pipelines_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
-    for (int i = 0; i < srv->nservices; i++)
-        for (int e = 0; e < srv->services[i].neps; e++)
-            gg_policy_endpoint_changed(srv, &srv->services[i].eps[e]);
     return 0;
+}
+
+void gg_policy_sync_endpoints(gg_server *srv, gg_generation *gen)
+{
+    for (int i = 0; i < gen->nservices; i++)
+        for (int e = 0; e < gen->services[i].neps; e++)
+            gg_policy_endpoint_changed(srv, &gen->services[i].eps[e]);
+}
+
+void gg_policy_generation_free(gg_server *srv, gg_generation *gen)
+{
+    lua_State *L = srv->pol.L;
+    if (!L) return;
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
+        if (svc->pipeline_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
+        svc->pipeline_ref = LUA_NOREF;
+    }
+    if (gen->pipelines_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, gen->pipelines_ref);
+    gen->pipelines_ref = LUA_NOREF;
 }
 
 void gg_policy_stop(gg_server *srv)
@@ -375,7 +433,7 @@ void gg_policy_response(gg_server *srv, gg_call *call, int kind, int code, const
 void gg_policy_endpoint_changed(gg_server *srv, gg_endpoint *ep)
 {
     gg_service *svc = ep->svc;
-    if (svc->pipeline_ref == LUA_NOREF || svc->pipeline_ref == 0 || !srv->pol.L) return;
+    if (svc->pipeline_ref == LUA_NOREF || !srv->pol.L) return;
     lua_State *L = srv->pol.L;
     int top = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, srv->pol.endpoint_ref);

@@ -17,6 +17,7 @@ struct gg_server;
 struct gg_client;
 struct gg_service;
 struct gg_endpoint;
+struct gg_generation;
 
 #define GG_V_CONTINUE    0
 #define GG_V_REJECT      1
@@ -39,17 +40,24 @@ typedef struct gg_verdict {
 
 typedef struct gg_policy_host {
     lua_State *L;
-    int request_ref, response_ref, endpoint_ref, auth_ref;
+    int host_ref, request_ref, response_ref, endpoint_ref, auth_ref;
     msgpack_sbuffer out; /* packed RESPOND values */
     const char *cur_params; /* the params of the call in its request phase */
     size_t cur_len;
     uint32_t errors; /* policy errors so far: their ids */
 } gg_policy_host;
 
-/* Build the pipelines of every service with policies (svc->pipeline_ref) and the
- * authenticator. Returns 0, or -1 with a reason in err. */
-int gg_policy_start(struct gg_server *srv, char *err, size_t errlen);
+/* Set up the Lua side once (srv->L). Returns 0, or -1 with a reason in err. */
+int gg_policy_init(struct gg_server *srv, char *err, size_t errlen);
 void gg_policy_stop(struct gg_server *srv);
+/* Build the pipelines of gen's services (svc->pipeline_ref) and the authenticator; `old` is
+ * the generation it replaces (unchanged policies keep their state), or NULL. Returns 0, or -1
+ * with a reason in err (nothing of gen is built then). */
+int gg_policy_build(struct gg_server *srv, struct gg_generation *gen, struct gg_generation *old,
+                    char *err, size_t errlen);
+/* Tell the pipelines how many connections each endpoint of gen has now. */
+void gg_policy_sync_endpoints(struct gg_server *srv, struct gg_generation *gen);
+void gg_policy_generation_free(struct gg_server *srv, struct gg_generation *gen);
 
 /* Request phase of a call (call->id gives its slot). The call is not yet sent. */
 void gg_policy_request(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
@@ -62,6 +70,9 @@ void gg_policy_response(struct gg_server *srv, gg_call *call, int kind, int code
 /* ghost.auth(token) on connection c: answers the request itself. */
 void gg_policy_auth(struct gg_server *srv, struct gg_client *c, uint32_t msgid, const char *params,
                     size_t params_len);
+/* Push the table of core functions Lua sees as require "ghost.host" (srv may be NULL for a
+ * command that runs no loop). */
+void gg_policy_push_host(lua_State *L, struct gg_server *srv);
 void gg_policy_client_closed(struct gg_server *srv, struct gg_client *c);
 void gg_policy_endpoint_changed(struct gg_server *srv, struct gg_endpoint *ep);
 

@@ -69,7 +69,9 @@ static void shutdown_now(gg_server *srv)
     gg_listeners_stop(srv);
     gg_stream_flush_all(&srv->lp);
     gg_clients_close_all(srv);
-    gg_services_stop(srv);
+    gg_generation_stop(srv->gen);
+    for (gg_generation *g = srv->retired; g; g = g->next)
+        if (g->retired == 1) gg_generation_stop(g); /* those at 2 are closing already */
     gg_loop_close(&srv->lp);
     close_handle((uv_handle_t *)&srv->sweeper);
     close_handle((uv_handle_t *)&srv->drain_timer);
@@ -100,7 +102,7 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     gg_server *srv = h->data;
     if (signum == SIGHUP) {
-        gg_log(&srv->lp.log, GG_LOG_WARN, "reload_unsupported", "reason=\"not implemented yet\"");
+        if (!srv->draining) gg_server_reload(srv);
         return;
     }
     if (srv->draining) {
@@ -122,28 +124,117 @@ static void log_ready(gg_server *srv)
     list[0] = 0;
     for (int i = 0; i < srv->nlisteners && n < sizeof list; i++)
         n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? "," : "", srv->listeners[i].bound);
-    gg_log(&srv->lp.log, GG_LOG_INFO, "ready", "listen=%s services=%d pid=%d", list, srv->nservices,
+    gg_log(&srv->lp.log, GG_LOG_INFO, "ready", "listen=%s services=%d pid=%d", list, srv->gen->nservices,
            (int)getpid());
 }
 
-int gg_server_run(gg_config *cfg)
+/* Limits a reload can change for new connections and messages. */
+static void apply_limits(gg_server *srv, gg_config *cfg)
+{
+    srv->lp.scan_limits.max_message = cfg->limits.max_message_size;
+    srv->lp.scan_limits.max_depth = cfg->limits.max_depth;
+    srv->lp.log.level = srv->forced_log_level >= 0 ? srv->forced_log_level : cfg->log_level;
+}
+
+void gg_server_generation_freed(gg_server *srv, gg_generation *gen)
+{
+    for (gg_generation **p = &srv->retired; *p; p = &(*p)->next) {
+        if (*p == gen) {
+            *p = gen->next;
+            return;
+        }
+    }
+}
+
+int gg_server_reload(gg_server *srv)
+{
+    char err[1024];
+    gg_loop *lp = &srv->lp;
+    gg_config *cfg = gg_config_load_in(srv->L, srv->config_path, err, sizeof err);
+    if (!cfg) {
+        gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"%s\" kept=%s", err, srv->cfg->source);
+        return -1;
+    }
+    gg_generation *gen = gg_generation_new(srv, cfg);
+    if (!gen) {
+        gg_config_free(cfg);
+        gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"out of memory\"");
+        return -1;
+    }
+    if (gg_policy_build(srv, gen, srv->gen, err, sizeof err)) {
+        gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"%s\" kept=%s", err, srv->cfg->source);
+        gg_generation_free(gen);
+        return -1;
+    }
+    int same_listen = cfg->nlisten == srv->cfg->nlisten;
+    for (int i = 0; same_listen && i < cfg->nlisten; i++)
+        same_listen = strcmp(cfg->listen[i].text, srv->cfg->listen[i].text) == 0;
+    if (!same_listen)
+        gg_log(&lp->log, GG_LOG_WARN, "reload_partial", "reason=\"listen addresses change on restart\"");
+    if (cfg->limits.max_calls != srv->cfg->limits.max_calls)
+        gg_log(&lp->log, GG_LOG_WARN, "reload_partial", "reason=\"max_calls changes on restart\"");
+    gg_generation *old = srv->gen;
+    gg_generation_connect(gen, old);
+    gg_policy_sync_endpoints(srv, gen);
+    srv->gen = gen;
+    srv->cfg = cfg;
+    apply_limits(srv, cfg);
+    old->next = srv->retired;
+    srv->retired = old;
+    srv->reloads++;
+    gg_log(&lp->log, GG_LOG_INFO, "reloaded", "config=%s services=%d reloads=%u calls_on_old=%u",
+           cfg->source, gen->nservices, srv->reloads, old->calls);
+    gg_generation_retire(old);
+    return 0;
+}
+
+static void write_pid_file(gg_server *srv)
+{
+    lua_State *L = srv->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, srv->cfg->table_ref);
+    lua_getfield(L, -1, "pid_file");
+    const char *path = lua_tostring(L, -1);
+    if (path) {
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fprintf(f, "%d\n", (int)getpid());
+            fclose(f);
+        } else {
+            gg_log(&srv->lp.log, GG_LOG_WARN, "pid_file_failed", "path=%s", path);
+        }
+    }
+    lua_settop(L, 0);
+}
+
+int gg_server_run(gg_config *cfg, const char *config_path, int log_level)
 {
     gg_server *srv = calloc(1, sizeof *srv);
     int status = 1;
-    char err[512];
-    if (!srv) goto out_cfg;
+    char err[1024];
+    if (!srv) {
+        gg_config_free(cfg);
+        return 1;
+    }
     srv->cfg = cfg;
+    srv->config_path = config_path;
+    srv->forced_log_level = log_level;
+    /* The server owns the Lua state from here on: configs come and go with reloads. */
+    srv->L = cfg->L;
+    cfg->owns_L = 0;
     gg_loop_limits lim = {.max_message = cfg->limits.max_message_size,
                           .max_depth = cfg->limits.max_depth,
                           .max_calls = cfg->limits.max_calls};
     uv_loop_t *uv = uv_default_loop();
-    if (gg_loop_init(&srv->lp, uv, &lim)) {
+    if (gg_loop_init(&srv->lp, uv, &lim) || !(srv->gen = gg_generation_new(srv, cfg))) {
         fprintf(stderr, "ghostgate: out of memory\n");
-        goto out_srv;
+        gg_config_free(cfg);
+        lua_close(srv->L);
+        free(srv);
+        return 1;
     }
     gg_loop *lp = &srv->lp;
     lp->data = srv;
-    lp->log.level = cfg->log_level;
+    apply_limits(srv, cfg);
     lp->before_flush = resume_clients;
     lp->on_deadline = on_deadline;
     /* A peer that vanishes mid-write must cost an EPIPE, not the process. */
@@ -170,8 +261,11 @@ int gg_server_run(gg_config *cfg)
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
 
-    if (gg_listeners_start(srv, err, sizeof err) == 0 && gg_services_start(srv) == 0 &&
-        gg_policy_start(srv, err, sizeof err) == 0) {
+    if (gg_policy_init(srv, err, sizeof err) == 0 && gg_policy_build(srv, srv->gen, NULL, err, sizeof err) == 0 &&
+        gg_listeners_start(srv, err, sizeof err) == 0) {
+        gg_generation_connect(srv->gen, NULL);
+        gg_policy_sync_endpoints(srv, srv->gen);
+        write_pid_file(srv);
         log_ready(srv);
         status = 0;
     } else {
@@ -180,13 +274,16 @@ int gg_server_run(gg_config *cfg)
     }
     uv_run(uv, UV_RUN_DEFAULT);
     uv_loop_close(uv);
-    gg_services_free(srv);
+    while (srv->retired) {
+        gg_generation *g = srv->retired;
+        srv->retired = g->next;
+        gg_generation_free(g);
+    }
+    gg_generation_free(srv->gen);
     gg_policy_stop(srv);
     free(srv->listeners);
     gg_loop_free(lp);
-out_srv:
+    lua_close(srv->L);
     free(srv);
-out_cfg:
-    gg_config_free(cfg);
     return status;
 }

@@ -18,13 +18,17 @@
 
 typedef struct gg_server {
     gg_loop lp; /* connections reach the server through their loop: lp.data */
-    gg_config *cfg;
+    gg_config *cfg;          /* the current generation's config */
+    const char *config_path; /* NULL: the embedded default */
+    lua_State *L;            /* one Lua state for the server's life: policy state survives reloads */
     gg_policy_host pol;
 
     gg_listener *listeners;
     int nlisteners;
-    gg_service *services; /* sorted by name */
-    int nservices;
+    gg_generation *gen;     /* the services calls go to now */
+    gg_generation *retired; /* older generations with calls still in flight */
+    unsigned reloads;
+    int forced_log_level; /* from the command line, kept across reloads; -1: the config's */
 
     gg_client *clients; /* in order of arrival */
     gg_client *clients_tail;
@@ -42,9 +46,14 @@ static inline gg_server *gg_server_of(gg_loop *lp)
     return lp->data;
 }
 
-/* Run a gateway on cfg until it is told to stop. Takes ownership of cfg. Returns the exit
- * status for the process. */
-int gg_server_run(gg_config *cfg);
+/* Run a gateway on cfg (loaded from config_path, NULL for the default) until it is told to
+ * stop. log_level >= 0 overrides the config's. Takes ownership of cfg. Returns the exit status for the process. */
+int gg_server_run(gg_config *cfg, const char *config_path, int log_level);
+/* Re-read the config (SIGHUP): new calls use the new services and policies, calls in flight
+ * finish under the old ones. A broken config is refused and the old one stays. */
+int gg_server_reload(gg_server *srv);
+/* A retired generation has freed itself. */
+void gg_server_generation_freed(gg_server *srv, gg_generation *gen);
 
 /* Resume reading from c at the end of this loop turn (never from inside a callback). */
 void gg_server_defer_resume(gg_server *srv, gg_client *c);

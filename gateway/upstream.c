@@ -4,6 +4,7 @@
 #include "errors.h"
 #include "server.h"
 
+#include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,11 @@ static void on_closed(gg_stream *s)
     fail_calls(uc, "closed the connection");
     if (uc->state == GG_UP_CLOSING || srv->draining) {
         uc->state = GG_UP_IDLE;
+        gg_generation *gen = uc->ep->svc->gen;
+        if (gen->retired == 2) {
+            gen->closing--;
+            gg_generation_maybe_free(gen);
+        }
         return;
     }
     /* Reset the backoff after a connection that lived, double it after one that did not. */
@@ -187,50 +193,112 @@ static int cmp_name(const void *key, const void *elem)
     return k->name_len < s->name_len ? -1 : k->name_len > s->name_len;
 }
 
-gg_service *gg_service_find(gg_server *srv, const char *name, size_t len)
+gg_service *gg_generation_find(gg_generation *gen, const char *name, size_t len)
 {
     gg_service key = {.name = name, .name_len = len};
-    return bsearch(&key, srv->services, (size_t)srv->nservices, sizeof key, cmp_name);
+    return bsearch(&key, gen->services, (size_t)gen->nservices, sizeof key, cmp_name);
 }
 
-int gg_services_start(gg_server *srv)
+gg_service *gg_service_find(gg_server *srv, const char *name, size_t len)
 {
-    gg_config *cfg = srv->cfg;
-    srv->services = calloc((size_t)(cfg->nservices ? cfg->nservices : 1), sizeof(gg_service));
-    if (!srv->services) return -1;
+    return gg_generation_find(srv->gen, name, len);
+}
+
+gg_generation *gg_generation_new(gg_server *srv, gg_config *cfg)
+{
+    gg_generation *gen = calloc(1, sizeof *gen);
+    if (!gen) return NULL;
+    gen->srv = srv;
+    gen->cfg = cfg;
+    gen->pipelines_ref = LUA_NOREF;
+    gen->services = calloc((size_t)(cfg->nservices ? cfg->nservices : 1), sizeof(gg_service));
+    if (!gen->services) goto fail;
     for (int i = 0; i < cfg->nservices; i++) {
         const gg_service_conf *sc = &cfg->services[i];
-        gg_service *svc = &srv->services[srv->nservices++];
+        gg_service *svc = &gen->services[gen->nservices++];
         svc->srv = srv;
+        svc->gen = gen;
         svc->conf = sc;
         svc->name = sc->name;
         svc->name_len = strlen(sc->name);
-        svc->eps = calloc((size_t)sc->nupstreams, sizeof(gg_endpoint));
-        if (!svc->eps) return -1;
-        for (int e = 0; e < sc->nupstreams; e++) {
-            gg_endpoint *ep = &svc->eps[svc->neps++];
-            ep->svc = svc;
-            ep->addr = &sc->upstreams[e];
-            ep->conns = calloc((size_t)sc->connections, sizeof(gg_uconn));
-            if (!ep->conns) return -1;
-            for (int k = 0; k < sc->connections; k++) {
-                gg_uconn *uc = &ep->conns[ep->nconns++];
-                uc->ep = ep;
-                uc->index = k;
-                uc->st.loop = &srv->lp;
-                uv_timer_init(srv->lp.uv, &uc->retry);
-                uc->retry.data = uc;
-                uconn_connect(uc);
-            }
+        svc->pipeline_ref = LUA_NOREF;
+    }
+    return gen;
+fail:
+    gg_generation_free(gen);
+    return NULL;
+}
+
+/* Same upstream list, same pool size: the pools can move as they are. */
+static int same_endpoints(const gg_service_conf *a, const gg_service_conf *b)
+{
+    if (a->nupstreams != b->nupstreams || a->connections != b->connections) return 0;
+    for (int i = 0; i < a->nupstreams; i++)
+        if (strcmp(a->upstreams[i].text, b->upstreams[i].text)) return 0;
+    return 1;
+}
+
+static int new_endpoints(gg_service *svc)
+{
+    const gg_service_conf *sc = svc->conf;
+    gg_server *srv = svc->srv;
+    svc->eps = calloc((size_t)sc->nupstreams, sizeof(gg_endpoint));
+    if (!svc->eps) return -1;
+    for (int e = 0; e < sc->nupstreams; e++) {
+        gg_endpoint *ep = &svc->eps[svc->neps++];
+        ep->svc = svc;
+        ep->addr = &sc->upstreams[e];
+        ep->conns = calloc((size_t)sc->connections, sizeof(gg_uconn));
+        if (!ep->conns) return -1;
+        for (int k = 0; k < sc->connections; k++) {
+            gg_uconn *uc = &ep->conns[ep->nconns++];
+            uc->ep = ep;
+            uc->index = k;
+            uc->st.loop = &srv->lp;
+            uv_timer_init(srv->lp.uv, &uc->retry);
+            uc->retry.data = uc;
+            uconn_connect(uc);
         }
     }
     return 0;
 }
 
-void gg_services_stop(gg_server *srv)
+void gg_generation_connect(gg_generation *gen, gg_generation *old)
 {
-    for (int i = 0; i < srv->nservices; i++) {
-        gg_service *svc = &srv->services[i];
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
+        gg_service *prev = old ? gg_generation_find(old, svc->name, svc->name_len) : NULL;
+        if (prev && prev->eps && same_endpoints(prev->conf, svc->conf)) {
+            svc->eps = prev->eps;
+            svc->neps = prev->neps;
+            prev->eps = NULL;
+            prev->neps = 0;
+            for (int e = 0; e < svc->neps; e++) {
+                svc->eps[e].svc = svc;
+                svc->eps[e].addr = &svc->conf->upstreams[e];
+            }
+            continue;
+        }
+        if (new_endpoints(svc))
+            gg_log(&gen->srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=endpoints service=%s",
+                   svc->name);
+    }
+}
+
+static void retired_closed(uv_handle_t *h)
+{
+    gg_uconn *uc = h->data;
+    gg_generation *gen = uc->ep->svc->gen;
+    gen->closing--;
+    gg_generation_maybe_free(gen);
+}
+
+/* Close every connection and timer of gen. `counted`: the generation is retired and waits
+ * for the close callbacks before it frees itself. */
+static void close_all(gg_generation *gen, int counted)
+{
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
         for (int e = 0; e < svc->neps; e++) {
             gg_endpoint *ep = &svc->eps[e];
             for (int k = 0; k < ep->nconns; k++) {
@@ -240,25 +308,57 @@ void gg_services_stop(gg_server *srv)
                 if (was == GG_UP_CONNECTED) ep->nconnected--;
                 if (was == GG_UP_CONNECTING || was == GG_UP_CONNECTED) {
                     fail_calls(uc, "is being closed");
+                    if (counted) gen->closing++;
                     gg_stream_close(&uc->st);
                 } else {
                     uc->state = GG_UP_IDLE;
                 }
-                if (!uv_is_closing((uv_handle_t *)&uc->retry)) uv_close((uv_handle_t *)&uc->retry, NULL);
+                if (!uv_is_closing((uv_handle_t *)&uc->retry)) {
+                    if (counted) gen->closing++;
+                    uv_close((uv_handle_t *)&uc->retry, counted ? retired_closed : NULL);
+                }
             }
         }
     }
 }
 
-void gg_services_free(gg_server *srv)
+void gg_generation_stop(gg_generation *gen)
 {
-    for (int i = 0; i < srv->nservices; i++) {
-        for (int e = 0; e < srv->services[i].neps; e++) free(srv->services[i].eps[e].conns);
-        free(srv->services[i].eps);
+    close_all(gen, 0);
+}
+
+void gg_generation_retire(gg_generation *gen)
+{
+    gen->retired = 1;
+    gg_generation_maybe_free(gen);
+}
+
+void gg_generation_maybe_free(gg_generation *gen)
+{
+    if (!gen->retired || gen->calls) return;
+    if (gen->retired == 1) { /* last call gone: close what did not move to the new generation */
+        gen->retired = 2;
+        gen->closing++; /* held while closing, so a synchronous callback cannot free it early */
+        close_all(gen, 1);
+        gen->closing--;
     }
-    free(srv->services);
-    srv->services = NULL;
-    srv->nservices = 0;
+    if (gen->closing) return;
+    gg_server_generation_freed(gen->srv, gen);
+    gg_generation_free(gen);
+}
+
+void gg_generation_free(gg_generation *gen)
+{
+    if (!gen) return;
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
+        for (int e = 0; e < svc->neps; e++) free(svc->eps[e].conns);
+        free(svc->eps);
+    }
+    gg_policy_generation_free(gen->srv, gen);
+    free(gen->services);
+    gg_config_free(gen->cfg);
+    free(gen);
 }
 
 /* The best connection of one endpoint: a connected one (fill-first, then least loaded), else

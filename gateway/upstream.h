@@ -12,6 +12,7 @@
 
 struct gg_server;
 struct gg_endpoint;
+struct gg_generation;
 
 #define GG_UP_IDLE       0 /* handle closed, not trying */
 #define GG_UP_CONNECTING 1
@@ -42,6 +43,7 @@ typedef struct gg_endpoint {
 
 typedef struct gg_service {
     struct gg_server *srv;
+    struct gg_generation *gen;
     const gg_service_conf *conf;
     const char *name;
     size_t name_len;
@@ -53,13 +55,35 @@ typedef struct gg_service {
     unsigned has_request : 1, has_response : 1, wants_result : 1, keeps_request : 1;
 } gg_service;
 
-/* Build the services of srv->cfg and start connecting. Returns 0 or -1. */
-int gg_services_start(struct gg_server *srv);
-/* Close every upstream connection (failing their calls); services are freed once closed. */
-void gg_services_stop(struct gg_server *srv);
-void gg_services_free(struct gg_server *srv);
-/* The service called name[0..len), or NULL. */
+/* The services of one config. A reload makes a new generation; the old one is retired and
+ * freed once its last call has ended and its connections have closed. Endpoints whose
+ * service and upstream list did not change move to the new generation with their pool. */
+typedef struct gg_generation {
+    struct gg_server *srv;
+    gg_config *cfg;
+    gg_service *services; /* sorted by name */
+    int nservices;
+    uint32_t calls;    /* calls in flight that started under it */
+    int retired;
+    int closing;       /* handles still closing after retirement */
+    int pipelines_ref; /* the Lua side (ghost.gateway.start result), or LUA_NOREF */
+    struct gg_generation *next; /* the server's retired list */
+} gg_generation;
+
+/* A generation for cfg with its services (no connection yet). NULL when out of memory. */
+gg_generation *gg_generation_new(struct gg_server *srv, gg_config *cfg);
+/* Start its upstream pools; endpoints unchanged since `old` (may be NULL) are taken over. */
+void gg_generation_connect(gg_generation *gen, gg_generation *old);
+/* A retired generation is freed when its last call ends (gen->calls reaches 0). */
+void gg_generation_retire(gg_generation *gen);
+void gg_generation_maybe_free(gg_generation *gen);
+/* Close every upstream connection of gen (failing their calls), at shutdown. */
+void gg_generation_stop(gg_generation *gen);
+/* Free the memory (after the loop has finished, or once retired and closed). */
+void gg_generation_free(gg_generation *gen);
+/* The service called name[0..len) in the current generation (or in gen), or NULL. */
 gg_service *gg_service_find(struct gg_server *srv, const char *name, size_t len);
+gg_service *gg_generation_find(gg_generation *gen, const char *name, size_t len);
 
 /* Send a call upstream, to endpoint `endpoint` (1-based; 0: the core chooses). method/body are
  * the bytes to put after the upstream msgid. Returns 0, or a gateway error code (nothing was

@@ -53,7 +53,7 @@ end
 function _M:access(ctx)
     local c = ctx.client
     local exp = c.expires
-    if exp and self.service.now() >= exp then
+    if exp and self.service.time() >= exp then
         c.identity, c.identity_key, c.scopes, c.scope_match, c.expires = nil, nil, nil, nil, nil
         ctx:reject(401, "token expired: call ghost.auth(token) again")
     end

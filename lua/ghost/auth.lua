@@ -4,8 +4,8 @@
 -- Two kinds of token, both configured in the config's top-level `auth` section:
 --   static API keys     auth = { keys = { ["k-123..."] = { identity = "ci", scopes = { "demo.*" } } } }
 --   HMAC-signed tokens  auth = { hmac_secret = "...", max_ttl = 86400 }
---     token = "gg1.<identity>.<expires unix s>.<scopes, comma-separated>.<hex HMAC-SHA256>"
---     signed over everything before the last dot; mint one with `ghostgate token`.
+--     token = "gg1:<identity>:<expires unix s>:<scopes, comma-separated>:<hex HMAC-SHA256>"
+--     signed over everything before the last colon; mint one with `ghostgate token`.
 -- Keys are kept as SHA-256 digests and looked up by the digest of the presented token, so the
 -- lookup's timing says nothing about any key; signatures are compared in constant time.
 -- Wrong tokens are rate-limited per client address.
@@ -13,7 +13,7 @@
 local glob = require "policies.glob"
 
 local type, pairs, tonumber, setmetatable = type, pairs, tonumber, setmetatable
-local format, match, gmatch = string.format, string.match, string.gmatch
+local format, match, gmatch, find = string.format, string.match, string.gmatch, string.find
 local floor = math.floor
 
 local _M = {}
@@ -51,12 +51,15 @@ _M.schema = {
 local MAX_ADDRESSES = 10000
 
 --- Build the authenticator from the validated `auth` section. `host` gives sha256_hex,
--- hmac_sha256_hex, consttime_eq and now (seconds).
+-- hmac_sha256_hex, consttime_eq and time (wall-clock seconds).
 function _M.new(conf, host)
     local self = { host = host, conf = conf, by_digest = {}, failures = {}, nfailures = 0 }
     for key, v in pairs(conf.keys) do
-        self.by_digest[host.sha256_hex(key)] = {
+        local digest = host.sha256_hex(key)
+        self.by_digest[digest] = {
             identity = v.identity, scopes = v.scopes, scope_match = glob.compile(v.scopes),
+            -- decisions are cached per key: same identity, same scopes
+            key = "k:" .. digest,
         }
     end
     return setmetatable(self, { __index = _M })
@@ -90,24 +93,25 @@ end
 local function verify_hmac(self, token, now)
     local secret = self.conf.hmac_secret
     if not secret then return nil end
-    local body, sig = match(token, "^(gg1%.[^.]+%.%d+%.[^.]*)%.(%x+)$")
+    local body, sig = match(token, "^(gg1:[^:]+:%d+:[^:]*):(%x+)$")
     if not body then return nil end
     local expect = self.host.hmac_sha256_hex(secret, body)
     if not self.host.consttime_eq(expect, sig) then return nil end
-    local identity, expires, scopes = match(body, "^gg1%.([^.]+)%.(%d+)%.([^.]*)$")
+    local identity, expires, scopes = match(body, "^gg1:([^:]+):(%d+):([^:]*)$")
     expires = tonumber(expires)
     if expires <= now then return nil, "token expired" end
     if expires - now > self.conf.max_ttl then return nil, "token lifetime exceeds max_ttl" end
     local list = {}
     for s in gmatch(scopes, "[^,]+") do list[#list + 1] = s end
-    return { identity = identity, scopes = list, scope_match = glob.compile(list), expires = expires }
+    return { identity = identity, scopes = list, scope_match = glob.compile(list), expires = expires,
+             key = "t:" .. identity .. ":" .. scopes }
 end
 
 --- Authenticate `client` (the connection's table) with `token`. On success sets
 -- client.identity, client.identity_key, client.scopes and returns the identity. Otherwise
 -- returns nil, code, message (401 wrong token, 429 too many wrong tokens from this address).
 function _M:authenticate(client, token)
-    local now = self.host.now()
+    local now = self.host.time()
     local address = client.host or client.address or "?"
     local wait = throttled(self, address, now)
     if wait then
@@ -123,7 +127,7 @@ function _M:authenticate(client, token)
         return nil, 401, why or "invalid token"
     end
     client.identity = who.identity
-    client.identity_key = who.identity
+    client.identity_key = who.key -- what cached decisions are keyed by: identity and scopes
     client.scopes = who.scopes
     client.scope_match = who.scope_match
     client.expires = who.expires
@@ -132,8 +136,10 @@ end
 
 --- Mint an HMAC token (for `ghostgate token` and tests).
 function _M.mint(host, secret, identity, ttl, scopes)
-    local body = format("gg1.%s.%d.%s", identity, floor(host.now() + ttl), scopes or "")
-    return body .. "." .. host.hmac_sha256_hex(secret, body)
+    if not match(identity, "^[%w_.@%-]+$") then return nil, "identity must be letters, digits, _ . @ -" end
+    if scopes and find(scopes, ":", 1, true) then return nil, "scopes cannot contain ':'" end
+    local body = format("gg1:%s:%d:%s", identity, floor(host.time() + ttl), scopes or "")
+    return body .. ":" .. host.hmac_sha256_hex(secret, body)
 end
 
 return _M

@@ -31,15 +31,15 @@ local service = {
         upstream = address,
         upstreams = { type = "array", elements = address, coerce_single = true },
         deadline = { type = "number", default = 30, min = 0.001, max = 86400,
-                                  description = "seconds a call may take end to end" },
+                     description = "seconds a call may take end to end" },
         connections = { type = "integer", default = 2, min = 1, max = 64,
-                                        description = "pooled connections per upstream endpoint" },
+                        description = "pooled connections per upstream endpoint" },
         policies = { type = "array", elements = { type = "any" }, default = function() return {} end,
-                     description = "policies run for every call, e.g. { guard { allow = {...} }, breaker {} }" },
+                     description = "policies run for every call: { guard { allow = {...} }, breaker {} }" },
         idempotent = { type = "array", elements = { type = "string" },
                        description = "methods (globs) safe to send twice, for retry" },
         keep_prefix = { type = "boolean", default = false,
-                                        description = "send 'svc.method' upstream instead of 'method'" },
+                        description = "send 'svc.method' upstream instead of 'method'" },
     },
     check = function(s)
         local list = s.upstreams or {}
@@ -50,11 +50,16 @@ local service = {
     end,
 }
 
+local function service_name(k)
+    if k == "ghost" or k == "sys" then return nil, "service name is reserved" end
+    return true
+end
+
 _M.schema = {
     type = "record",
     fields = {
         listen = { type = "array", elements = address, coerce_single = true, min_items = 1,
-                              default = function() return { "tcp://127.0.0.1:7420" } end },
+                   default = function() return { "tcp://127.0.0.1:7420" } end },
         log_level = { type = "string", default = "warn", one_of = { "error", "warn", "info", "debug" } },
         drain_timeout = { type = "number", default = 10, min = 0, max = 3600 },
         pid_file = { type = "string", description = "written at start, for `ghostgate reload`" },
@@ -69,9 +74,9 @@ _M.schema = {
                 max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
                 max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
                 max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,
-                                            description = "calls in flight in the whole gateway" },
+                              description = "calls in flight in the whole gateway" },
                 max_write_buffer = { type = "integer", default = 16 * MiB, min = 4096, max = 4096 * MiB,
-                                                          description = "bytes queued to one peer before it is paused" },
+                                     description = "bytes queued to one peer before it is paused" },
                 idle_timeout = { type = "number", default = 300, min = 0.01, max = 86400 * 30 },
                 message_timeout = { type = "number", default = 30, min = 0.01, max = 86400 },
             },
@@ -79,10 +84,7 @@ _M.schema = {
         services = {
             type = "map", default = function() return {} end,
             keys = { type = "string", match = "^[%w_%-]+$", match_text = "a name of letters, digits, _ and -",
-                              check = function(k)
-                                  if k == "ghost" or k == "sys" then return nil, "service name is reserved" end
-                                  return true
-                              end },
+                     check = service_name },
             values = service,
         },
     },

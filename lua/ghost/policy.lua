@@ -216,7 +216,8 @@ function _M.build(name, specs, service, core, old)
         endpoints[i] = { index = i, address = addr, connected = 0, open = false, inflight = 0 }
     end
     local svc = { name = name, endpoints = endpoints, deadline = service.deadline,
-                  methods = service.methods, idempotent = service.idempotent, now = core.now }
+                  methods = service.methods, idempotent = service.idempotent, now = core.now,
+                  time = core.time }
 
     local p = {
         name = name, service = svc, endpoints = endpoints,
@@ -319,7 +320,9 @@ function _M.request(p, slot, client, method, endpoint, deadline)
         if not ctx.verdict then ctx.verdict = REJECT end
         v = ctx.verdict
     end
-    if v == REJECT then return REJECT, ctx.code or codes.internal, ctx.message or "refused", ctx.retry_after end
+    if v == REJECT then
+        return REJECT, ctx.code or codes.internal, ctx.message or "refused", ctx.retry_after
+    end
     if v == RESPOND or v == RESPOND_RAW then return v, ctx.value end
     if p.has_response then
         p.call_method[slot] = method
