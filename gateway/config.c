@@ -110,6 +110,8 @@ static int read_config(gg_config *c, char *err, size_t errlen)
     c->log_level = gg_log_level_parse(lua_tostring(L, -1));
     lua_pop(L, 1);
     c->drain_timeout_ms = (uint64_t)(num_field(L, t, "drain_timeout") * 1000);
+    c->workers = (int)num_field(L, t, "workers");
+    c->watchdog_ms = (uint64_t)(num_field(L, t, "watchdog") * 1000);
     read_limits(L, t, &c->limits);
     if (read_services(L, t, c, err, errlen)) return -1;
     lua_pushvalue(L, t);

@@ -34,6 +34,8 @@ typedef struct gg_config {
     int nlisten;
     int log_level;
     uint64_t drain_timeout_ms;
+    int workers;
+    uint64_t watchdog_ms; /* 0: off */
     gg_limits limits;
     gg_service_conf *services;
     int nservices;

@@ -42,20 +42,55 @@ static int clear_stale_socket(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static int start_one(gg_server *srv, gg_listener *ls, char *err, size_t errlen)
+int gg_listen_socket(const gg_addr *a, int reuseport, int do_listen, char *err, size_t errlen)
+{
+    int fd, one = 1;
+    if (a->kind == GG_ADDR_UNIX) {
+        if (clear_stale_socket(a->path, err, errlen)) return -1;
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        snprintf(sun.sun_path, sizeof sun.sun_path, "%s", a->path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof sun) || (do_listen && listen(fd, 1024)))
+            goto fail;
+        return fd;
+    }
+    socklen_t len = a->sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) ||
+        bind(fd, (const struct sockaddr *)&a->sa, len) || (do_listen && listen(fd, 1024)))
+        goto fail;
+    return fd;
+fail:
+    snprintf(err, errlen, "cannot listen on %s: %s", a->text, strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+static int start_one(gg_server *srv, gg_listener *ls, int inherited, char *err, size_t errlen)
 {
     const gg_addr *a = ls->addr;
     int rc;
+    int fd = inherited;
+    if (fd < 0 && srv->opts.reuseport && a->kind == GG_ADDR_TCP) {
+        fd = gg_listen_socket(a, 1, 0, err, errlen);
+        if (fd < 0) return -1;
+    }
     if (a->kind == GG_ADDR_UNIX) {
-        if (clear_stale_socket(a->path, err, errlen)) return -1;
         uv_pipe_init(srv->lp.uv, &ls->io.pipe, 0);
         ls->open = 1;
-        rc = uv_pipe_bind(&ls->io.pipe, a->path);
+        if (fd >= 0) {
+            rc = uv_pipe_open(&ls->io.pipe, fd);
+        } else {
+            if (clear_stale_socket(a->path, err, errlen)) return -1;
+            rc = uv_pipe_bind(&ls->io.pipe, a->path);
+            ls->owns_path = rc == 0;
+        }
         snprintf(ls->bound, sizeof ls->bound, "%s", a->text);
     } else {
         uv_tcp_init(srv->lp.uv, &ls->io.tcp);
         ls->open = 1;
-        rc = uv_tcp_bind(&ls->io.tcp, (const struct sockaddr *)&a->sa, 0);
+        rc = fd >= 0 ? uv_tcp_open(&ls->io.tcp, fd) : uv_tcp_bind(&ls->io.tcp, (const struct sockaddr *)&a->sa, 0);
     }
     if (rc == 0) rc = uv_listen(&ls->io.stream, 1024, on_connection);
     if (rc) {
@@ -84,7 +119,8 @@ int gg_listeners_start(gg_server *srv, char *err, size_t errlen)
         ls->srv = srv;
         ls->addr = &cfg->listen[i];
         ls->io.handle.data = ls;
-        if (start_one(srv, ls, err, errlen)) return -1;
+        int inherited = srv->opts.listen_fds ? srv->opts.listen_fds[i] : -1;
+        if (start_one(srv, ls, inherited, err, errlen)) return -1;
     }
     return 0;
 }
@@ -96,6 +132,6 @@ void gg_listeners_stop(gg_server *srv)
         if (!ls->open) continue;
         ls->open = 0;
         uv_close(&ls->io.handle, NULL);
-        if (ls->addr->kind == GG_ADDR_UNIX) unlink(ls->addr->path);
+        if (ls->owns_path) unlink(ls->addr->path);
     }
 }

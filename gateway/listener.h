@@ -19,9 +19,16 @@ typedef struct gg_listener {
     const gg_addr *addr;
     char bound[160]; /* the real address, with the port the kernel gave */
     int open;
+    int owns_path; /* unix: remove the socket file when closing */
 } gg_listener;
 
-/* Bind and listen on every configured address. Returns 0, or -1 with a reason in err. */
+/* A listening socket for a (TCP: SO_REUSEADDR, and SO_REUSEPORT when reuseport; unix: a stale
+ * socket file is replaced). listen() is skipped when do_listen is 0 (the master only reserves
+ * a port for its workers). Returns the fd, or -1 with a reason in err. */
+int gg_listen_socket(const gg_addr *a, int reuseport, int do_listen, char *err, size_t errlen);
+
+/* Bind and listen on every configured address (or take srv's inherited sockets). Returns 0,
+ * or -1 with a reason in err. */
 int gg_listeners_start(struct gg_server *srv, char *err, size_t errlen);
 /* Stop accepting (close the sockets; unix socket files are removed). */
 void gg_listeners_stop(struct gg_server *srv);

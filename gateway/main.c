@@ -3,6 +3,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "workers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -51,7 +52,10 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "ghostgate: %s\n", err);
         return 1;
     }
-    return gg_server_run(cfg, path, level ? lvl : -1);
+    gg_run_opts opts = {.config_path = path, .log_level = level ? lvl : -1, .ready_fd = -1,
+                        .listen_fds = NULL, .reuseport = 0, .worker = -1};
+    if (cfg->workers > 1) return gg_master_run(cfg, &opts);
+    return gg_server_run(cfg, &opts);
 }
 
 static int cmd_check(int argc, char **argv)

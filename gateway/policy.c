@@ -157,6 +157,10 @@ static const luaL_Reg host_fns[] = {
 void gg_policy_push_host(lua_State *L, gg_server *srv)
 {
     lua_newtable(L);
+    if (srv) { /* the runner writes the running policy's number there, for the watchdog */
+        lua_pushlightuserdata(L, &srv->wd.current);
+        lua_setfield(L, -2, "current");
+    }
     for (const luaL_Reg *r = host_fns; r->name; r++) {
         lua_pushlightuserdata(L, srv);
         lua_pushcclosure(L, r->func, 1);
@@ -212,7 +216,10 @@ int gg_policy_build(gg_server *srv, gg_generation *gen, gg_generation *old, char
         lua_rawgeti(L, LUA_REGISTRYINDEX, old->pipelines_ref);
     else
         lua_pushnil(L);
-    if (gg_lua_call(L, "ghost.gateway", "start", 3, 1, err, errlen)) return -1;
+    gg_watchdog_enter(&srv->wd, "-", "build", NULL);
+    int rc = gg_lua_call(L, "ghost.gateway", "start", 3, 1, err, errlen);
+    gg_watchdog_leave(&srv->wd);
+    if (rc) return -1;
     int built = lua_gettop(L);
     lua_getglobal(L, "require");
     lua_pushstring(L, "ghost.gateway");
@@ -229,12 +236,13 @@ int gg_policy_build(gg_server *srv, gg_generation *gen, gg_generation *old, char
         }
         lua_getfield(L, gw, "flags");
         lua_pushvalue(L, -2);
-        lua_call(L, 1, 4);
-        svc->has_request = lua_toboolean(L, -4);
-        svc->has_response = lua_toboolean(L, -3);
-        svc->wants_result = lua_toboolean(L, -2);
-        svc->keeps_request = lua_toboolean(L, -1);
-        lua_pop(L, 4);
+        lua_call(L, 1, 5);
+        svc->has_request = lua_toboolean(L, -5);
+        svc->has_response = lua_toboolean(L, -4);
+        svc->wants_result = lua_toboolean(L, -3);
+        svc->keeps_request = lua_toboolean(L, -2);
+        svc->policy_names = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 5);
         svc->pipeline_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         gg_log(&srv->lp.log, GG_LOG_INFO, "policies_loaded", "service=%s request=%d response=%d",
                svc->name, svc->has_request, svc->has_response);
@@ -387,7 +395,9 @@ void gg_policy_request(gg_server *srv, gg_client *c, gg_service *svc, gg_call *c
     lua_pushnumber(L, v->deadline);
     pol->cur_params = params;
     pol->cur_len = params_len;
+    gg_watchdog_enter(&srv->wd, svc->name, "request", svc->policy_names);
     int rc = lua_pcall(L, 6, 4, top + 1);
+    gg_watchdog_leave(&srv->wd);
     pol->cur_params = NULL;
     if (rc)
         policy_error(srv, svc->name, "request", v);
@@ -420,7 +430,9 @@ void gg_policy_response(gg_server *srv, gg_call *call, int kind, int code, const
         lua_pushnil(L);
     lua_pushinteger(L, call->attempt ? call->attempt : 1);
     lua_pushboolean(L, call->sent);
+    gg_watchdog_enter(&srv->wd, svc->name, "response", svc->policy_names);
     int rc = lua_pcall(L, 9, 3, top + 1);
+    gg_watchdog_leave(&srv->wd);
     if (rc) {
         policy_error(srv, svc->name, "response", v);
     } else {
@@ -440,7 +452,10 @@ void gg_policy_endpoint_changed(gg_server *srv, gg_endpoint *ep)
     lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
     lua_pushinteger(L, (int)(ep - svc->eps) + 1);
     lua_pushinteger(L, ep->nconnected);
-    if (lua_pcall(L, 3, 0, 0))
+    gg_watchdog_enter(&srv->wd, svc->name, "endpoint", svc->policy_names);
+    int rc = lua_pcall(L, 3, 0, 0);
+    gg_watchdog_leave(&srv->wd);
+    if (rc)
         gg_log(&srv->lp.log, GG_LOG_ERROR, "policy_error", "service=%s phase=endpoint error=\"%s\"",
                svc->name, lua_tostring(L, -1));
     lua_settop(L, top);
@@ -469,7 +484,10 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
     lua_insert(L, -2); /* authenticate, self */
     push_client(L, srv, c);
     lua_rawgeti(L, args, 1); /* the token */
-    if (lua_pcall(L, 3, 4, args + 1)) {
+    gg_watchdog_enter(&srv->wd, "ghost", "auth", NULL);
+    int rc = lua_pcall(L, 3, 4, args + 1);
+    gg_watchdog_leave(&srv->wd);
+    if (rc) {
         gg_verdict v;
         policy_error(srv, "ghost", "auth", &v);
         gg_reply_error(&c->st, msgid, v.code, "%s", v.message);

@@ -124,8 +124,12 @@ static void log_ready(gg_server *srv)
     list[0] = 0;
     for (int i = 0; i < srv->nlisteners && n < sizeof list; i++)
         n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? "," : "", srv->listeners[i].bound);
-    gg_log(&srv->lp.log, GG_LOG_INFO, "ready", "listen=%s services=%d pid=%d", list, srv->gen->nservices,
-           (int)getpid());
+    if (srv->opts.worker >= 0)
+        gg_log(&srv->lp.log, GG_LOG_INFO, "worker_ready", "worker=%d listen=%s services=%d pid=%d",
+               srv->opts.worker, list, srv->gen->nservices, (int)getpid());
+    else
+        gg_log(&srv->lp.log, GG_LOG_INFO, "ready", "listen=%s services=%d pid=%d", list,
+               srv->gen->nservices, (int)getpid());
 }
 
 /* Limits a reload can change for new connections and messages. */
@@ -150,7 +154,9 @@ int gg_server_reload(gg_server *srv)
 {
     char err[1024];
     gg_loop *lp = &srv->lp;
+    gg_watchdog_enter(&srv->wd, "-", "reload", NULL); /* the config file is code too */
     gg_config *cfg = gg_config_load_in(srv->L, srv->config_path, err, sizeof err);
+    gg_watchdog_leave(&srv->wd);
     if (!cfg) {
         gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"%s\" kept=%s", err, srv->cfg->source);
         return -1;
@@ -206,7 +212,7 @@ static void write_pid_file(gg_server *srv)
     lua_settop(L, 0);
 }
 
-int gg_server_run(gg_config *cfg, const char *config_path, int log_level)
+int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
 {
     gg_server *srv = calloc(1, sizeof *srv);
     int status = 1;
@@ -216,8 +222,9 @@ int gg_server_run(gg_config *cfg, const char *config_path, int log_level)
         return 1;
     }
     srv->cfg = cfg;
-    srv->config_path = config_path;
-    srv->forced_log_level = log_level;
+    srv->opts = *opts;
+    srv->config_path = opts->config_path;
+    srv->forced_log_level = opts->log_level;
     /* The server owns the Lua state from here on: configs come and go with reloads. */
     srv->L = cfg->L;
     cfg->owns_L = 0;
@@ -235,6 +242,8 @@ int gg_server_run(gg_config *cfg, const char *config_path, int log_level)
     gg_loop *lp = &srv->lp;
     lp->data = srv;
     apply_limits(srv, cfg);
+    if (gg_watchdog_start(&srv->wd, cfg->watchdog_ms, &lp->log))
+        gg_log(&lp->log, GG_LOG_WARN, "watchdog_off", "reason=\"cannot start its thread\"");
     lp->before_flush = resume_clients;
     lp->on_deadline = on_deadline;
     /* A peer that vanishes mid-write must cost an EPIPE, not the process. */
@@ -265,7 +274,13 @@ int gg_server_run(gg_config *cfg, const char *config_path, int log_level)
         gg_listeners_start(srv, err, sizeof err) == 0) {
         gg_generation_connect(srv->gen, NULL);
         gg_policy_sync_endpoints(srv, srv->gen);
-        write_pid_file(srv);
+        if (opts->ready_fd >= 0) {
+            ssize_t w = write(opts->ready_fd, "r", 1);
+            (void)w; /* the master notices a worker that never becomes ready */
+            close(opts->ready_fd);
+        } else {
+            write_pid_file(srv);
+        }
         log_ready(srv);
         status = 0;
     } else {
@@ -273,6 +288,7 @@ int gg_server_run(gg_config *cfg, const char *config_path, int log_level)
         shutdown_now(srv);
     }
     uv_run(uv, UV_RUN_DEFAULT);
+    gg_watchdog_stop(&srv->wd);
     uv_loop_close(uv);
     while (srv->retired) {
         gg_generation *g = srv->retired;

@@ -13,12 +13,24 @@
 #include "policy.h"
 #include "stream.h"
 #include "upstream.h"
+#include "watchdog.h"
 
 #include <uv.h>
+
+/* How a serving process runs (main.c for a single process, workers.c for each worker). */
+typedef struct gg_run_opts {
+    const char *config_path;  /* NULL: the embedded default */
+    int log_level;            /* >= 0 overrides the config's, also across reloads */
+    int ready_fd;             /* >= 0: one byte is written there once listening (workers) */
+    const int *listen_fds;    /* per cfg->listen entry: an inherited socket, or -1 */
+    int reuseport;            /* bind TCP listeners with SO_REUSEPORT (several workers) */
+    int worker;               /* worker number for logs; -1 for a single process */
+} gg_run_opts;
 
 typedef struct gg_server {
     gg_loop lp; /* connections reach the server through their loop: lp.data */
     gg_config *cfg;          /* the current generation's config */
+    gg_run_opts opts;
     const char *config_path; /* NULL: the embedded default */
     lua_State *L;            /* one Lua state for the server's life: policy state survives reloads */
     gg_policy_host pol;
@@ -36,6 +48,7 @@ typedef struct gg_server {
     gg_client *resume; /* clients to resume reading at the end of this turn */
     uv_timer_t sweeper;
 
+    gg_watchdog wd; /* notices a policy that never returns */
     uv_signal_t sigterm, sigint, sighup;
     int draining; /* 1 while draining, 2 once stopped */
     uv_timer_t drain_timer;
@@ -46,9 +59,8 @@ static inline gg_server *gg_server_of(gg_loop *lp)
     return lp->data;
 }
 
-/* Run a gateway on cfg (loaded from config_path, NULL for the default) until it is told to
- * stop. log_level >= 0 overrides the config's. Takes ownership of cfg. Returns the exit status for the process. */
-int gg_server_run(gg_config *cfg, const char *config_path, int log_level);
+/* Run a gateway on cfg until it is told to stop. Takes ownership of cfg. Returns the exit status for the process. */
+int gg_server_run(gg_config *cfg, const gg_run_opts *opts);
 /* Re-read the config (SIGHUP): new calls use the new services and policies, calls in flight
  * finish under the old ones. A broken config is refused and the old one stays. */
 int gg_server_reload(gg_server *srv);

@@ -354,6 +354,7 @@ void gg_generation_free(gg_generation *gen)
         gg_service *svc = &gen->services[i];
         for (int e = 0; e < svc->neps; e++) free(svc->eps[e].conns);
         free(svc->eps);
+        free(svc->policy_names);
     }
     gg_policy_generation_free(gen->srv, gen);
     free(gen->services);

@@ -52,6 +52,7 @@ typedef struct gg_service {
     uint32_t rr; /* round robin over endpoints */
     /* Policies (policy.c): the Lua pipeline, and which phases it has. */
     int pipeline_ref; /* LUA_NOREF (or 0) when the service has no policies */
+    char *policy_names; /* "guard,auth,...", for the watchdog's report */
     unsigned has_request : 1, has_response : 1, wants_result : 1, keeps_request : 1;
 } gg_service;
 
