@@ -3,6 +3,7 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "server.h"
+#include "sys.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +36,37 @@ static void maybe_resume(gg_client *c)
         gg_server_defer_resume(gg_server_of(c->st.loop), c);
     }
 }
+
+static void mp_answer(gg_client *c, uint32_t id, const char *body, size_t len)
+{
+    char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + len);
+    if (!p) return;
+    size_t n = gg_put_response_hdr(p, id);
+    memcpy(p + n, body, len);
+    gg_stream_commit(&c->st, n + len);
+}
+
+static void mp_result(gg_client *c, uint32_t id, const char *result, size_t len)
+{
+    char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + 1 + len);
+    if (!p) return;
+    size_t n = gg_put_response_hdr(p, id);
+    p[n++] = (char)0xc0;
+    memcpy(p + n, result, len);
+    gg_stream_commit(&c->st, n + len);
+}
+
+static void mp_error(gg_client *c, uint32_t id, int code, double retry_after, const char *message)
+{
+    gg_reply_error_full(&c->st, id, code, retry_after, message);
+}
+
+const gg_client_proto gg_msgpack_proto = {
+    .name = "msgpack-rpc",
+    .answer = mp_answer,
+    .result = mp_result,
+    .error = mp_error,
+};
 
 void gg_client_link_call(gg_client *c, gg_call *call)
 {
@@ -97,6 +129,7 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
         handle_ghost(c, msg, m, dot + 1, (uint32_t)(method + mlen - dot - 1));
         return;
     }
+    if (mlen > 4 && memcmp(method, "sys.", 4) == 0) { gg_sys_request(srv, c, msg, m); return; }
     gg_service *svc = dot ? gg_service_find(srv, method, svc_len) : NULL;
     if (!svc) {
         gg_log(&srv->lp.log, GG_LOG_DEBUG, "no_such_service", "method=\"%.*s\"",
@@ -109,7 +142,8 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
         gg_reply_error(&c->st, m->msgid, GG_ERR_BAD_REQUEST, "method name is empty");
         return;
     }
-    gg_dispatch_request(srv, c, svc, msg, m, svc_len);
+    gg_dispatch_request(srv, c, svc, m->msgid, method, mlen, svc_len, msg + m->body_off,
+                        m->size - m->body_off);
 }
 
 static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
@@ -206,6 +240,33 @@ static void on_closed(gg_stream *s)
     gg_server *srv = gg_server_of(s->loop);
     /* Calls still upstream stay registered (their answers must be absorbed) but have no one
      * to answer: they end silently at their response or deadline. */
+    gg_client_remove(srv, c);
+    free(c);
+}
+
+static const gg_stream_ops client_ops = {
+    .on_message = on_message,
+    .on_frame_error = on_frame_error,
+    .on_eof = on_eof,
+    .on_drain = on_drain,
+    .on_closed = on_closed,
+};
+
+void gg_client_add(gg_server *srv, gg_client *c)
+{
+    c->last_active = uv_now(srv->lp.uv);
+    c->prev = srv->clients_tail;
+    c->next = NULL;
+    if (c->prev)
+        c->prev->next = c;
+    else
+        srv->clients = c;
+    srv->clients_tail = c;
+    srv->nclients++;
+}
+
+void gg_client_remove(gg_server *srv, gg_client *c)
+{
     for (gg_call *call = c->calls; call; call = call->cnext) call->client = NULL;
     c->calls = NULL;
     if (c->prev)
@@ -219,16 +280,7 @@ static void on_closed(gg_stream *s)
     srv->nclients--;
     gg_server_forget_resume(srv, c);
     gg_policy_client_closed(srv, c);
-    free(c);
 }
-
-static const gg_stream_ops client_ops = {
-    .on_message = on_message,
-    .on_frame_error = on_frame_error,
-    .on_eof = on_eof,
-    .on_drain = on_drain,
-    .on_closed = on_closed,
-};
 
 void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
 {
@@ -242,14 +294,8 @@ void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
     else
         uv_tcp_init(srv->lp.uv, &c->st.io.tcp);
     gg_stream_init(&c->st, &srv->lp, &client_ops, GG_ST_READY);
-    c->last_active = uv_now(srv->lp.uv);
-    c->prev = srv->clients_tail;
-    if (c->prev)
-        c->prev->next = c;
-    else
-        srv->clients = c;
-    srv->clients_tail = c;
-    srv->nclients++;
+    c->proto = &gg_msgpack_proto;
+    gg_client_add(srv, c);
     if (uv_accept(server, &c->st.io.stream)) {
         gg_stream_close(&c->st);
         return;

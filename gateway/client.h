@@ -8,8 +8,27 @@
 struct gg_server;
 struct gg_listener;
 
-typedef struct gg_client {
+typedef struct gg_client gg_client;
+
+/* How answers reach a client, in its protocol: MessagePack-RPC (client.c) or JSON-RPC over
+ * HTTP (a front door). `id` is the client's own id of the call (its msgid, or a slot of an
+ * HTTP request). Each writes one whole answer; none may end the call. */
+typedef struct gg_client_proto {
+    const char *name;
+    /* The upstream's [error, result] bytes, passed through. */
+    void (*answer)(gg_client *c, uint32_t id, const char *body, size_t len);
+    /* A success whose result is already MessagePack. */
+    void (*result)(gg_client *c, uint32_t id, const char *result, size_t len);
+    /* A gateway error (retry_after < 0: none). */
+    void (*error)(gg_client *c, uint32_t id, int code, double retry_after, const char *message);
+} gg_client_proto;
+
+/* The MessagePack-RPC protocol of plain client connections. */
+extern const gg_client_proto gg_msgpack_proto;
+
+struct gg_client {
     gg_stream st; /* first member */
+    const gg_client_proto *proto;
     gg_call *calls; /* in flight for this client, linked by cprev/cnext */
     uint32_t inflight;
     uint64_t last_active; /* loop time (ms) of the last read or answer */
@@ -18,10 +37,15 @@ typedef struct gg_client {
     int lua_ref;             /* the connection's table for policies (policy.c); 0: none */
     unsigned held : 1;       /* paused by us for backpressure */
     unsigned resume_queued : 1;
-} gg_client;
+    void *data; /* the protocol's own state (an HTTP front door's requests) */
+};
 
 /* Accept a connection on a listener's server handle. */
 void gg_client_accept(struct gg_server *srv, uv_stream_t *server, int is_pipe);
+/* Register a client made elsewhere (an HTTP front door's connection): it counts against
+ * max_clients, is swept for idleness and closed at shutdown like the others. */
+void gg_client_add(struct gg_server *srv, gg_client *c);
+void gg_client_remove(struct gg_server *srv, gg_client *c);
 
 /* A call joins or leaves the client's list of calls in flight (backpressure counts them). */
 void gg_client_link_call(gg_client *c, gg_call *call);

@@ -84,24 +84,18 @@ static gg_client *live_client(gg_call *call)
     return c && !(c->st.flags & GG_ST_CLOSING) ? c : NULL;
 }
 
-/* [1, msgid, nil, result] with result already MessagePack. */
 static void answer_result(gg_server *srv, gg_call *call, const char *result, size_t len)
 {
     gg_client *c = live_client(call);
     if (!c) return;
-    char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + 1 + len);
-    if (!p) return;
-    size_t n = gg_put_response_hdr(p, call->client_msgid);
-    p[n++] = (char)0xc0;
-    memcpy(p + n, result, len);
-    gg_stream_commit(&c->st, n + len);
+    c->proto->result(c, call->client_msgid, result, len);
     c->last_active = uv_now(srv->lp.uv);
 }
 
 static void answer_error(gg_call *call, int code, double retry_after, const char *msg)
 {
     gg_client *c = live_client(call);
-    if (c) gg_reply_error_full(&c->st, call->client_msgid, code, retry_after, msg);
+    if (c) c->proto->error(c, call->client_msgid, code, retry_after, msg);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -159,15 +153,8 @@ void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body
     }
     gg_client *c = live_client(call);
     if (c) {
-        char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + body_len);
-        if (p) {
-            size_t n = gg_put_response_hdr(p, call->client_msgid);
-            memcpy(p + n, body, body_len);
-            gg_stream_commit(&c->st, n + body_len);
-            c->last_active = uv_now(srv->lp.uv);
-        } else {
-            gg_log(&srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=answer bytes=%zu", body_len);
-        }
+        c->proto->answer(c, call->client_msgid, body, body_len);
+        c->last_active = uv_now(srv->lp.uv);
     }
     call_end(srv, call);
 }
@@ -250,23 +237,23 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
         gg_call_fail(srv, call, rc, "upstream of service '%s' is overloaded", svc->name);
 }
 
-void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, const char *msg,
-                         const gg_msg *m, uint32_t dot)
+void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id,
+                         const char *method, uint32_t method_len, uint32_t dot, const char *params,
+                         size_t params_len)
 {
     gg_call *call = gg_call_new(&srv->lp.calls);
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
                srv->cfg->limits.max_calls);
-        gg_reply_error(&c->st, m->msgid, GG_ERR_OVERLOADED, "too many calls in flight");
+        c->proto->error(c, id, GG_ERR_OVERLOADED, -1, "too many calls in flight");
         return;
     }
-    call->client_msgid = m->msgid;
+    call->client_msgid = id;
     call->svc = svc;
     call->attempt = 1;
     call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
     svc->gen->calls++;
     gg_client_link_call(c, call);
     gg_loop_add_deadline(&srv->lp, call);
-    attempt(srv, call, msg + m->method_off, m->method_len, dot, msg + m->body_off,
-            m->size - m->body_off);
+    attempt(srv, call, method, method_len, dot, params, params_len);
 }

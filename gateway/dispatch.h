@@ -12,10 +12,12 @@ struct gg_server;
 struct gg_client;
 struct gg_service;
 
-/* Start a call for request m (msg[0..m->size)) of client c to service svc; the method's '.'
- * is at offset dot. Answers at once on refusal. */
+/* Start a call of client c to service svc: id is the client's id for it, method the full
+ * "svc.name" (its '.' at offset dot), params the MessagePack array of arguments. The bytes
+ * are only read during the call. Answers at once on refusal. */
 void gg_dispatch_request(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
-                         const char *msg, const gg_msg *m, uint32_t dot);
+                         uint32_t id, const char *method, uint32_t method_len, uint32_t dot,
+                         const char *params, size_t params_len);
 
 /* The upstream's answer: body is the raw [error, result] bytes. Ends the call (or retries). */
 void gg_call_answer(struct gg_server *srv, gg_call *call, const char *body, size_t body_len);

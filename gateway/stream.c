@@ -35,15 +35,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gg_stream *s = h->data;
     gg_loop *lp = s->loop;
-    if (s->in.len) {
-        size_t want = MIN_READ;
-        if (s->scan && s->scan->need > s->in.len && s->scan->need - s->in.len > want)
-            want = s->scan->need - s->in.len;
-        if (gg_buf_reserve(&s->in, &lp->bufs, want) == 0) {
-            *buf = uv_buf_init(s->in.data + s->in.len, (unsigned)(s->in.cap - s->in.len));
-            return;
+    if (s->in.len && !s->ops->on_bytes) {
+        /* Grow only when the room left cannot take what the message still needs: a buffer
+         * that keeps doubling and shrinking per read costs more than the read. */
+        size_t room = s->in.cap - s->in.len;
+        size_t short_by = s->scan && s->scan->need > s->in.len ? s->scan->need - s->in.len : 1;
+        if (room < short_by || room < 4096) {
+            size_t want = short_by > MIN_READ ? short_by : MIN_READ;
+            if (gg_buf_reserve(&s->in, &lp->bufs, want)) {
+                *buf = uv_buf_init(NULL, 0); /* out of memory: libuv reports UV_ENOBUFS */
+                return;
+            }
         }
-        *buf = uv_buf_init(NULL, 0); /* out of memory: libuv reports UV_ENOBUFS */
+        *buf = uv_buf_init(s->in.data + s->in.len, (unsigned)(s->in.cap - s->in.len));
         return;
     }
     *buf = uv_buf_init(lp->rbuf, (unsigned)lp->rbuf_size);
@@ -114,6 +118,10 @@ static void process(gg_stream *s, char *data, size_t len, int own)
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 {
     gg_stream *s = h->data;
+    if (nread > 0 && s->ops->on_bytes) {
+        s->ops->on_bytes(s, buf->base, (size_t)nread);
+        return;
+    }
     if (nread > 0) {
         if (buf->base == s->loop->rbuf) {
             process(s, buf->base, (size_t)nread, 0);

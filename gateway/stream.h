@@ -26,6 +26,9 @@ typedef struct gg_stream_ops {
     void (*on_drain)(gg_stream *s);
     /* The handle is closed; the owner may free the memory now. */
     void (*on_closed)(gg_stream *s);
+    /* Raw streams (HTTP): when set, bytes are handed over as read, with no MessagePack framing
+     * (on_message and on_frame_error are not used). data is valid only during the call. */
+    void (*on_bytes)(gg_stream *s, const char *data, size_t len);
 } gg_stream_ops;
 
 #define GG_ST_READING     0x01
