@@ -27,6 +27,26 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
         snprintf(a->text, sizeof a->text, "unix:%s", path);
         return 0;
     }
+    if (strncmp(s, "http://", 7) == 0) {
+        char hostport[sizeof a->http_host];
+        const char *rest = s + 7, *slash = strchr(rest, '/');
+        size_t hl = slash ? (size_t)(slash - rest) : strlen(rest);
+        if (hl == 0 || hl >= sizeof hostport || hl >= sizeof a->http_host ||
+            (slash && strlen(slash) >= sizeof a->http_path)) {
+            snprintf(err, errlen, "bad URL '%s'", s);
+            return -1;
+        }
+        memcpy(hostport, rest, hl);
+        hostport[hl] = 0;
+        char path[sizeof a->http_path];
+        snprintf(path, sizeof path, "%s", slash ? slash : "/");
+        if (gg_addr_parse(hostport, a, err, errlen)) return -1;
+        memcpy(a->http_host, hostport, hl + 1);
+        memcpy(a->http_path, path, sizeof path);
+        /* the text is for logs: a long path is cut */
+        snprintf(a->text, sizeof a->text, "http://%.60s%.90s", hostport, path);
+        return 0;
+    }
     if (strncmp(s, "tcp://", 6) == 0) s += 6;
     char host[128];
     const char *colon = strrchr(s, ':');

@@ -1,4 +1,5 @@
-/* addr.h -- addresses as users write them: "tcp://host:port", "host:port", "unix:/path". */
+/* addr.h -- addresses as users write them: "tcp://host:port", "host:port", "unix:/path", and
+ * for HTTP upstreams "http://host:port/path". */
 #ifndef GG_ADDR_H
 #define GG_ADDR_H
 
@@ -13,6 +14,8 @@ typedef struct gg_addr {
     struct sockaddr_storage sa; /* TCP */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* UNIX */
     char text[160]; /* canonical form, for logs */
+    char http_path[256]; /* http://host:port/path upstreams: the path ("/" when none); else "" */
+    char http_host[140]; /* and the Host header: host[:port] as written */
 } gg_addr;
 
 /* Returns 0, or -1 with a reason in err. Host names are resolved here (blocking). */

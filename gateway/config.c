@@ -84,6 +84,16 @@ static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t 
         lua_getfield(L, v, "keep_prefix");
         s->keep_prefix = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        lua_getfield(L, v, "adapter");
+        if (lua_isstring(L, -1)) {
+            s->protocol = GG_PROTO_ADAPTER;
+            s->adapter = strdup(lua_tostring(L, -1));
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, v, "protocol");
+        if (!s->adapter && lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "jsonrpc-http") == 0)
+            s->protocol = GG_PROTO_JSONRPC_HTTP;
+        lua_pop(L, 1);
         char where[200];
         snprintf(where, sizeof where, "%s: services.%s.upstreams", c->source, s->name);
         if (!s->name || read_addrs(L, v, "upstreams", where, &s->upstreams, &s->nupstreams, err,
@@ -114,6 +124,24 @@ static int read_config(gg_config *c, char *err, size_t errlen)
     c->watchdog_ms = (uint64_t)(num_field(L, t, "watchdog") * 1000);
     read_limits(L, t, &c->limits);
     if (read_services(L, t, c, err, errlen)) return -1;
+    lua_getfield(L, t, "http");
+    if (lua_istable(L, -1)) {
+        int h = lua_gettop(L);
+        snprintf(where, sizeof where, "%s: http.listen", c->source);
+        if (read_addrs(L, h, "listen", where, &c->http_listen, &c->nhttp, err, errlen)) return -1;
+        lua_getfield(L, h, "path");
+        c->http_path = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "/rpc");
+        lua_pop(L, 1);
+        c->http_max_body = (size_t)num_field(L, h, "max_body");
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "admin");
+    if (lua_istable(L, -1)) {
+        snprintf(where, sizeof where, "%s: admin.listen", c->source);
+        if (read_addrs(L, lua_gettop(L), "listen", where, &c->admin_listen, &c->nadmin, err, errlen))
+            return -1;
+    }
+    lua_pop(L, 1);
     lua_pushvalue(L, t);
     c->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
@@ -211,7 +239,11 @@ void gg_config_free(gg_config *c)
     for (int i = 0; i < c->nservices; i++) {
         free(c->services[i].name);
         free(c->services[i].upstreams);
+        free(c->services[i].adapter);
     }
+    free(c->http_listen);
+    free(c->http_path);
+    free(c->admin_listen);
     free(c->services);
     free(c->listen);
     free(c->source);

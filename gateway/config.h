@@ -19,8 +19,14 @@ typedef struct gg_limits {
     uint64_t message_timeout_ms;
 } gg_limits;
 
+#define GG_PROTO_MSGPACK      0
+#define GG_PROTO_JSONRPC_HTTP 1
+#define GG_PROTO_ADAPTER      2 /* implemented by a Lua file in the gateway */
+
 typedef struct gg_service_conf {
     char *name;
+    int protocol;  /* GG_PROTO_* */
+    char *adapter; /* GG_PROTO_ADAPTER: the Lua file */
     gg_addr *upstreams;
     int nupstreams;
     uint64_t deadline_ms;
@@ -39,6 +45,12 @@ typedef struct gg_config {
     gg_limits limits;
     gg_service_conf *services;
     int nservices;
+    gg_addr *http_listen; /* the JSON-RPC over HTTP front door, if configured */
+    int nhttp;
+    char *http_path;
+    size_t http_max_body;
+    gg_addr *admin_listen; /* the admin endpoint (/metrics, /health...), if configured */
+    int nadmin;
     lua_State *L;  /* the Lua side of the config (policies); closed with it if owns_L */
     int owns_L;
     int table_ref; /* the normalised config table, in L's registry */

@@ -2,6 +2,7 @@
 #include "server.h"
 #include "dispatch.h"
 #include "errors.h"
+#include "http_front.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -67,6 +68,7 @@ static void shutdown_now(gg_server *srv)
 {
     gg_log(&srv->lp.log, GG_LOG_INFO, "stopped", "clients=%u", srv->nclients);
     gg_listeners_stop(srv);
+    gg_http_front_stop(srv);
     gg_stream_flush_all(&srv->lp);
     gg_clients_close_all(srv);
     gg_generation_stop(srv->gen);
@@ -113,6 +115,7 @@ static void on_signal(uv_signal_t *h, int signum)
     gg_log(&srv->lp.log, GG_LOG_INFO, "draining", "signal=%d calls=%u", signum, srv->lp.calls.live);
     srv->draining = 1;
     gg_listeners_stop(srv);
+    gg_http_front_stop(srv);
     uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->cfg->drain_timeout_ms, 0);
     gg_server_check_drained(srv);
 }
@@ -167,7 +170,8 @@ int gg_server_reload(gg_server *srv)
         gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"out of memory\"");
         return -1;
     }
-    if (gg_policy_build(srv, gen, srv->gen, err, sizeof err)) {
+    if (gg_policy_build(srv, gen, srv->gen, err, sizeof err) ||
+        gg_generation_load_adapters(gen, err, sizeof err)) {
         gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"%s\" kept=%s", err, srv->cfg->source);
         gg_generation_free(gen);
         return -1;
@@ -270,8 +274,10 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
 
-    if (gg_policy_init(srv, err, sizeof err) == 0 && gg_policy_build(srv, srv->gen, NULL, err, sizeof err) == 0 &&
-        gg_listeners_start(srv, err, sizeof err) == 0) {
+    if (gg_policy_init(srv, err, sizeof err) == 0 &&
+        gg_policy_build(srv, srv->gen, NULL, err, sizeof err) == 0 &&
+        gg_generation_load_adapters(srv->gen, err, sizeof err) == 0 &&
+        gg_listeners_start(srv, err, sizeof err) == 0 && gg_http_front_start(srv, err, sizeof err) == 0) {
         gg_generation_connect(srv->gen, NULL);
         gg_policy_sync_endpoints(srv, srv->gen);
         if (opts->ready_fd >= 0) {

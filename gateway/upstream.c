@@ -2,7 +2,9 @@
 #include "upstream.h"
 #include "dispatch.h"
 #include "errors.h"
+#include "adapter.h"
 #include "server.h"
+#include "upstream_http.h"
 
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -267,6 +269,13 @@ void gg_generation_connect(gg_generation *gen, gg_generation *old)
 {
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
+        if (svc->conf->protocol == GG_PROTO_JSONRPC_HTTP) {
+            if (gg_http_upstream_start(svc))
+                gg_log(&gen->srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=http pool service=%s",
+                       svc->name);
+            continue;
+        }
+        if (svc->conf->protocol == GG_PROTO_ADAPTER) continue; /* started with its policies */
         gg_service *prev = old ? gg_generation_find(old, svc->name, svc->name_len) : NULL;
         if (prev && prev->eps && same_endpoints(prev->conf, svc->conf)) {
             svc->eps = prev->eps;
@@ -299,6 +308,9 @@ static void close_all(gg_generation *gen, int counted)
 {
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
+        if (svc->impl && svc->conf->protocol == GG_PROTO_JSONRPC_HTTP) gg_http_upstream_release(svc);
+        if (svc->impl && svc->conf->protocol == GG_PROTO_ADAPTER) gg_adapter_release(svc);
+        svc->impl = NULL;
         for (int e = 0; e < svc->neps; e++) {
             gg_endpoint *ep = &svc->eps[e];
             for (int k = 0; k < ep->nconns; k++) {
@@ -347,11 +359,22 @@ void gg_generation_maybe_free(gg_generation *gen)
     gg_generation_free(gen);
 }
 
+int gg_generation_load_adapters(gg_generation *gen, char *err, size_t errlen)
+{
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
+        if (svc->conf->protocol == GG_PROTO_ADAPTER && gg_adapter_start(svc, err, errlen)) return -1;
+    }
+    return 0;
+}
+
 void gg_generation_free(gg_generation *gen)
 {
     if (!gen) return;
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
+        if (svc->impl && svc->conf->protocol == GG_PROTO_JSONRPC_HTTP) gg_http_upstream_release(svc);
+        if (svc->impl && svc->conf->protocol == GG_PROTO_ADAPTER) gg_adapter_release(svc);
         for (int e = 0; e < svc->neps; e++) free(svc->eps[e].conns);
         free(svc->eps);
         free(svc->policy_names);
@@ -409,6 +432,10 @@ static gg_uconn *pick(gg_service *svc, int endpoint, int *connected)
 int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
                      uint32_t method_len, const char *body, size_t body_len)
 {
+    if (svc->conf->protocol == GG_PROTO_JSONRPC_HTTP)
+        return gg_http_upstream_send(svc, call, endpoint, method, method_len, body, body_len);
+    if (svc->conf->protocol == GG_PROTO_ADAPTER)
+        return gg_adapter_send(svc, call, method, method_len, body, body_len);
     int connected;
     gg_uconn *uc = pick(svc, endpoint, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
@@ -434,6 +461,7 @@ int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *m
 int gg_upstream_notify(gg_service *svc, const char *method, uint32_t method_len, const char *body,
                        size_t body_len)
 {
+    if (svc->conf->protocol != GG_PROTO_MSGPACK) return GG_ERR_NOT_SUPPORTED;
     int connected;
     gg_uconn *uc = pick(svc, 0, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;

@@ -53,6 +53,7 @@ typedef struct gg_service {
     /* Policies (policy.c): the Lua pipeline, and which phases it has. */
     int pipeline_ref; /* LUA_NOREF (or 0) when the service has no policies */
     char *policy_names; /* "guard,auth,...", for the watchdog's report */
+    void *impl; /* jsonrpc-http pool (upstream_http.c) or Lua adapter (adapter.c) */
     unsigned has_request : 1, has_response : 1, wants_result : 1, keeps_request : 1;
 } gg_service;
 
@@ -73,6 +74,9 @@ typedef struct gg_generation {
 
 /* A generation for cfg with its services (no connection yet). NULL when out of memory. */
 gg_generation *gg_generation_new(struct gg_server *srv, gg_config *cfg);
+/* Load the Lua adapters of its services (before it takes calls). Returns 0, or -1 with a
+ * reason in err. */
+int gg_generation_load_adapters(gg_generation *gen, char *err, size_t errlen);
 /* Start its upstream pools; endpoints unchanged since `old` (may be NULL) are taken over. */
 void gg_generation_connect(gg_generation *gen, gg_generation *old);
 /* A retired generation is freed when its last call ends (gen->calls reaches 0). */

@@ -25,11 +25,36 @@ local address = {
     end,
 }
 
+-- An upstream: a listener address, or for jsonrpc-http an URL http://host:port/path.
+local upstream_address = {
+    type = "string",
+    check = function(v)
+        if v:match("^http://[^/]+:%d+/") or v:match("^http://[^/]+:%d+$") then return true end
+        return address.check(v)
+    end,
+}
+
+-- An HTTP listener (front door, admin).
+local http_listener = {
+    type = "record",
+    fields = {
+        listen = { type = "array", elements = address, coerce_single = true, min_items = 1,
+                   required = true },
+        path = { type = "string", default = "/rpc", match = "^/", description = "JSON-RPC endpoint" },
+        max_body = { type = "integer", default = 8 * 1024 * 1024, min = 64, max = 1024 * 1024 * 1024 },
+    },
+}
+
 local service = {
     type = "record",
     fields = {
-        upstream = address,
-        upstreams = { type = "array", elements = address, coerce_single = true },
+        upstream = upstream_address,
+        upstreams = { type = "array", elements = upstream_address, coerce_single = true },
+        protocol = { type = "string", default = "msgpack-rpc", one_of = { "msgpack-rpc", "jsonrpc-http" },
+                     description = "what the upstreams speak" },
+        headers = { type = "map", keys = { type = "string" }, values = { type = "string" },
+                    description = "extra HTTP headers sent to jsonrpc-http upstreams" },
+        adapter = { type = "string", description = "a Lua file implementing the service in the gateway" },
         deadline = { type = "number", default = 30, min = 0.001, max = 86400,
                      description = "seconds a call may take end to end" },
         connections = { type = "integer", default = 2, min = 1, max = 64,
@@ -44,8 +69,18 @@ local service = {
     check = function(s)
         local list = s.upstreams or {}
         if s.upstream then insert(list, 1, s.upstream) end
-        if #list == 0 then return nil, "needs an upstream (upstream = \"tcp://host:port\")" end
         s.upstreams, s.upstream = list, nil
+        if s.adapter then
+            if #list > 0 then return nil, "an adapter service has no upstreams of its own" end
+            return true
+        end
+        if #list == 0 then return nil, "needs an upstream (upstream = \"tcp://host:port\") or an adapter" end
+        local http = s.protocol == "jsonrpc-http"
+        for _, u in ipairs(list) do
+            if http ~= (u:match("^http://") ~= nil) then
+                return nil, format("upstream %q does not fit protocol %s", u, s.protocol)
+            end
+        end
         return true
     end,
 }
@@ -70,6 +105,8 @@ _M.schema = {
         policy_path = { type = "string", default = "./policies/?.lua",
                         description = "where user policies are found (a package.path template)" },
         auth = auth.schema,
+        http = http_listener,   -- the JSON-RPC over HTTP front door
+        admin = { type = "record", fields = { listen = http_listener.fields.listen } },
         limits = {
             type = "record", default = function() return {} end,
             fields = {
