@@ -56,6 +56,8 @@ static void call_end(gg_server *srv, gg_call *call)
     }
     if (call->client) gg_client_unlink_call(call->client, call);
     if (call->data) retry_release(call->data);
+    gg_metrics_record(call->mstats, call->outcome, uv_hrtime() - call->t0);
+    call->svc->stats->inflight--;
     gg_deadline_remove(&srv->lp.calls, call);
     gg_generation *gen = call->svc->gen;
     gg_call_release(&srv->lp.calls, call);
@@ -86,6 +88,7 @@ static gg_client *live_client(gg_call *call)
 
 static void answer_result(gg_server *srv, gg_call *call, const char *result, size_t len)
 {
+    call->outcome = 0;
     gg_client *c = live_client(call);
     if (!c) return;
     c->proto->result(c, call->client_msgid, result, len);
@@ -94,6 +97,7 @@ static void answer_result(gg_server *srv, gg_call *call, const char *result, siz
 
 static void answer_error(gg_call *call, int code, double retry_after, const char *msg)
 {
+    call->outcome = (int16_t)code;
     gg_client *c = live_client(call);
     if (c) c->proto->error(c, call->client_msgid, code, retry_after, msg);
 }
@@ -151,6 +155,7 @@ void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body
             return;
         }
     }
+    call->outcome = body_len && (unsigned char)body[0] == 0xc0 ? 0 : 1;
     gg_client *c = live_client(call);
     if (c) {
         c->proto->answer(c, call->client_msgid, body, body_len);
@@ -245,12 +250,17 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
                srv->cfg->limits.max_calls);
+        gg_metrics_record(gg_metrics_method(svc->stats, method + dot + 1, method_len - dot - 1),
+                          GG_ERR_OVERLOADED, 0);
         c->proto->error(c, id, GG_ERR_OVERLOADED, -1, "too many calls in flight");
         return;
     }
     call->client_msgid = id;
     call->svc = svc;
     call->attempt = 1;
+    call->t0 = uv_hrtime();
+    call->mstats = gg_metrics_method(svc->stats, method + dot + 1, method_len - dot - 1);
+    svc->stats->inflight++;
     call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
     svc->gen->calls++;
     gg_client_link_call(c, call);

@@ -29,6 +29,9 @@ typedef struct gg_call {
     uint32_t client_msgid; /* msgid the client chose */
     uint32_t heap_idx;     /* position in the deadline heap */
     uint64_t start_ns;     /* uv_hrtime() when sent, for the policies' latency */
+    uint64_t t0;           /* uv_hrtime() when the request arrived, for the metrics */
+    struct gg_method_stats *mstats; /* where its outcome is counted */
+    int16_t outcome;       /* 0 ok, 1 upstream error, else the gateway error code answered */
     uint16_t endpoint;     /* 1-based endpoint index of the service it went to */
     uint8_t attempt;       /* 1 for the first try (retry policy) */
     uint8_t sent;          /* queued on a connected upstream connection: it may have arrived */

@@ -162,6 +162,7 @@ int gg_server_reload(gg_server *srv)
     gg_watchdog_leave(&srv->wd);
     if (!cfg) {
         gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"%s\" kept=%s", err, srv->cfg->source);
+        srv->met.reload_failures++;
         return -1;
     }
     gg_generation *gen = gg_generation_new(srv, cfg);
@@ -173,6 +174,7 @@ int gg_server_reload(gg_server *srv)
     if (gg_policy_build(srv, gen, srv->gen, err, sizeof err) ||
         gg_generation_load_adapters(gen, err, sizeof err)) {
         gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"%s\" kept=%s", err, srv->cfg->source);
+        srv->met.reload_failures++;
         gg_generation_free(gen);
         return -1;
     }
@@ -192,6 +194,7 @@ int gg_server_reload(gg_server *srv)
     old->next = srv->retired;
     srv->retired = old;
     srv->reloads++;
+    srv->met.reloads++;
     gg_log(&lp->log, GG_LOG_INFO, "reloaded", "config=%s services=%d reloads=%u calls_on_old=%u",
            cfg->source, gen->nservices, srv->reloads, old->calls);
     gg_generation_retire(old);
@@ -305,6 +308,7 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     gg_policy_stop(srv);
     free(srv->listeners);
     gg_loop_free(lp);
+    gg_metrics_free(&srv->met);
     lua_close(srv->L);
     free(srv);
     return status;

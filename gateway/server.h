@@ -10,6 +10,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "policy.h"
 #include "stream.h"
 #include "upstream.h"
@@ -34,6 +35,7 @@ typedef struct gg_server {
     const char *config_path; /* NULL: the embedded default */
     lua_State *L;            /* one Lua state for the server's life: policy state survives reloads */
     gg_policy_host pol;
+    gg_metrics met; /* counters by service name: they outlive reloads */
 
     gg_listener *listeners;
     int nlisteners;

@@ -140,6 +140,7 @@ static void on_connect(uv_connect_t *req, int status)
     gg_server *srv = srv_of(uc);
     if (status == UV_ECANCELED) return; /* closing */
     if (status < 0) {
+        uc->ep->connect_failures++;
         gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_connect_failed",
                "service=%s upstream=%s reason=\"%s\" retry_ms=%u", uc->ep->svc->name,
                uc->ep->addr->text, uv_strerror(status),
@@ -224,6 +225,8 @@ gg_generation *gg_generation_new(gg_server *srv, gg_config *cfg)
         svc->name = sc->name;
         svc->name_len = strlen(sc->name);
         svc->pipeline_ref = LUA_NOREF;
+        svc->stats = gg_metrics_service(&srv->met, svc->name);
+        if (!svc->stats) goto fail;
     }
     return gen;
 fail:

@@ -39,6 +39,7 @@ typedef struct gg_endpoint {
     gg_uconn *conns;
     int nconns;
     int nconnected;
+    uint64_t connect_failures;
 } gg_endpoint;
 
 typedef struct gg_service {
@@ -54,6 +55,7 @@ typedef struct gg_service {
     int pipeline_ref; /* LUA_NOREF (or 0) when the service has no policies */
     char *policy_names; /* "guard,auth,...", for the watchdog's report */
     void *impl; /* jsonrpc-http pool (upstream_http.c) or Lua adapter (adapter.c) */
+    struct gg_service_stats *stats; /* the server's counters for this service name */
     unsigned has_request : 1, has_response : 1, wants_result : 1, keeps_request : 1;
 } gg_service;
 

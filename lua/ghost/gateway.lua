@@ -4,7 +4,7 @@
 local policy = require "ghost.policy"
 local auth = require "ghost.auth"
 
-local pairs, next, require = pairs, next, require
+local pairs, ipairs, next, require = pairs, ipairs, next, require
 
 local _M = {}
 
@@ -33,6 +33,23 @@ function _M.flags(p)
         if m and m.keeps_request then keeps = true end
     end
     return p.has_request, p.has_response, p.wants_result, keeps
+end
+
+local breaker_state = { closed = 0, open = 1, half_open = 2 }
+
+--- Breaker states for /metrics: { { service, upstream, state number }, ... }.
+function _M.breakers(built)
+    local out = {}
+    for name, p in pairs(built.services) do
+        for _, e in ipairs(p.instances) do
+            if e.name == "breaker" and e.instance.states then
+                for _, st in ipairs(e.instance:states()) do
+                    out[#out + 1] = { name, st.address, breaker_state[st.state] or 0 }
+                end
+            end
+        end
+    end
+    return out
 end
 
 _M.request = policy.request

@@ -1,0 +1,311 @@
+/* metrics.c -- counters and their Prometheus text; see metrics.h. */
+#include "metrics.h"
+#include "errors.h"
+#include "server.h"
+
+#include <lauxlib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double bucket_le[GG_MET_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                 0.005,  0.01,    0.025,  0.05,  0.1,
+                                                 0.25,   0.5,     1,      2.5};
+
+/* Outcome classes: 0 ok, 1 upstream error, then one per gateway error code. */
+static const int class_code[GG_MET_CODES] = {0,   1,   400, 401, 403, 404, 413, 429,
+                                             500, 501, 502, 503, 504, 530, 531, -1};
+
+static int class_of(int outcome)
+{
+    for (int i = 0; i < GG_MET_CODES - 1; i++)
+        if (class_code[i] == outcome) return i;
+    return 8; /* an unknown code counts as internal */
+}
+
+void gg_metrics_free(gg_metrics *m)
+{
+    for (int i = 0; i < m->nservices; i++) {
+        free(m->services[i]->methods);
+        free(m->services[i]);
+    }
+    free(m->services);
+    memset(m, 0, sizeof *m);
+}
+
+gg_service_stats *gg_metrics_service(gg_metrics *m, const char *name)
+{
+    for (int i = 0; i < m->nservices; i++)
+        if (strcmp(m->services[i]->name, name) == 0) return m->services[i];
+    if (m->nservices == m->cap) {
+        int cap = m->cap ? m->cap * 2 : 8;
+        gg_service_stats **p = realloc(m->services, sizeof *p * (size_t)cap);
+        if (!p) return NULL;
+        m->services = p;
+        m->cap = cap;
+    }
+    gg_service_stats *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->methods = calloc(GG_MET_METHODS * 2, sizeof *s->methods);
+    if (!s->methods) {
+        free(s);
+        return NULL;
+    }
+    m->services[m->nservices] = s;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->other.name, sizeof s->other.name, "_other");
+    s->other.len = 6;
+    m->nservices++;
+    return s;
+}
+
+static uint32_t hash(const char *p, uint32_t n)
+{
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 16777619u;
+    return h;
+}
+
+gg_method_stats *gg_metrics_method(gg_service_stats *s, const char *method, uint32_t len)
+{
+    if (len == 0 || len >= sizeof s->other.name) return &s->other;
+    uint32_t mask = GG_MET_METHODS * 2 - 1, i = hash(method, len) & mask;
+    for (;;) {
+        gg_method_stats *m = &s->methods[i];
+        if (m->len == len && memcmp(m->name, method, len) == 0) return m;
+        if (!m->len) {
+            if (s->nmethods >= GG_MET_METHODS) return &s->other;
+            memcpy(m->name, method, len);
+            m->name[len] = 0;
+            m->len = len;
+            s->nmethods++;
+            return m;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+void gg_metrics_record(gg_method_stats *m, int outcome, uint64_t ns)
+{
+    double s = (double)ns / 1e9;
+    int b = 0;
+    while (b < GG_MET_BUCKETS && s > bucket_le[b]) b++;
+    m->calls++;
+    m->outcomes[class_of(outcome)]++;
+    m->buckets[b]++;
+    m->seconds += s;
+}
+
+/* ---- rendering (the admin endpoint; not a hot path) -------------------------------------- */
+
+typedef struct out {
+    gg_buf *b;
+    gg_bufpool *pool;
+    int failed;
+} out;
+
+__attribute__((format(printf, 2, 3))) static void emit(out *o, const char *fmt, ...)
+{
+    if (o->failed) return;
+    va_list ap;
+    for (;;) {
+        size_t room = o->b->cap - o->b->len;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->b->data ? o->b->data + o->b->len : NULL, o->b->data ? room : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->failed = 1;
+            return;
+        }
+        if (o->b->data && (size_t)n < room) {
+            o->b->len += (size_t)n;
+            return;
+        }
+        if (gg_buf_reserve(o->b, o->pool, (size_t)n + 1)) {
+            o->failed = 1;
+            return;
+        }
+    }
+}
+
+/* Label values are service and method names: escape what Prometheus needs escaped. */
+static const char *label(const char *s, char *buf, size_t n)
+{
+    size_t k = 0;
+    for (; *s && k + 2 < n; s++) {
+        if (*s == '"' || *s == '\\') buf[k++] = '\\';
+        if (*s == '\n') {
+            buf[k++] = '\\';
+            buf[k++] = 'n';
+            continue;
+        }
+        if ((unsigned char)*s < 0x20) continue;
+        buf[k++] = *s;
+    }
+    buf[k] = 0;
+    return buf;
+}
+
+static void render_calls(out *o, gg_metrics *m)
+{
+    char sv[160], mv[160];
+    emit(o, "# HELP ghostgate_calls_total Calls that ended, by service and method.\n"
+            "# TYPE ghostgate_calls_total counter\n");
+    for (int i = 0; i < m->nservices; i++) {
+        gg_service_stats *s = m->services[i];
+        for (uint32_t k = 0; k <= GG_MET_METHODS * 2; k++) {
+            gg_method_stats *ms = k < GG_MET_METHODS * 2 ? &s->methods[k] : &s->other;
+            if (!ms->calls) continue;
+            emit(o, "ghostgate_calls_total{service=\"%s\",method=\"%s\"} %llu\n",
+                 label(s->name, sv, sizeof sv), label(ms->name, mv, sizeof mv),
+                 (unsigned long long)ms->calls);
+        }
+    }
+    emit(o, "# HELP ghostgate_errors_total Calls that ended in an error, by code and type "
+            "(code \"upstream\": the upstream returned the error).\n"
+            "# TYPE ghostgate_errors_total counter\n");
+    for (int i = 0; i < m->nservices; i++) {
+        gg_service_stats *s = m->services[i];
+        for (uint32_t k = 0; k <= GG_MET_METHODS * 2; k++) {
+            gg_method_stats *ms = k < GG_MET_METHODS * 2 ? &s->methods[k] : &s->other;
+            if (!ms->calls) continue;
+            for (int c = 1; c < GG_MET_CODES - 1; c++) {
+                if (!ms->outcomes[c]) continue;
+                if (c == 1)
+                    emit(o, "ghostgate_errors_total{service=\"%s\",method=\"%s\",code=\"upstream\","
+                            "type=\"upstream_error\"} %llu\n",
+                         label(s->name, sv, sizeof sv), label(ms->name, mv, sizeof mv),
+                         (unsigned long long)ms->outcomes[c]);
+                else
+                    emit(o, "ghostgate_errors_total{service=\"%s\",method=\"%s\",code=\"%d\",type=\"%s\"} %llu\n",
+                         label(s->name, sv, sizeof sv), label(ms->name, mv, sizeof mv), class_code[c],
+                         gg_error_type(class_code[c]), (unsigned long long)ms->outcomes[c]);
+            }
+        }
+    }
+    emit(o, "# HELP ghostgate_rate_limited_total Calls refused by a rate limit.\n"
+            "# TYPE ghostgate_rate_limited_total counter\n");
+    for (int i = 0; i < m->nservices; i++) {
+        gg_service_stats *s = m->services[i];
+        uint64_t n = s->other.outcomes[7];
+        for (uint32_t k = 0; k < GG_MET_METHODS * 2; k++) n += s->methods[k].outcomes[7];
+        emit(o, "ghostgate_rate_limited_total{service=\"%s\"} %llu\n", label(s->name, sv, sizeof sv),
+             (unsigned long long)n);
+    }
+    emit(o, "# HELP ghostgate_call_duration_seconds Time from request to answer.\n"
+            "# TYPE ghostgate_call_duration_seconds histogram\n");
+    for (int i = 0; i < m->nservices; i++) {
+        gg_service_stats *s = m->services[i];
+        for (uint32_t k = 0; k <= GG_MET_METHODS * 2; k++) {
+            gg_method_stats *ms = k < GG_MET_METHODS * 2 ? &s->methods[k] : &s->other;
+            if (!ms->calls) continue;
+            label(s->name, sv, sizeof sv);
+            label(ms->name, mv, sizeof mv);
+            uint64_t cum = 0;
+            for (int b = 0; b < GG_MET_BUCKETS; b++) {
+                cum += ms->buckets[b];
+                emit(o, "ghostgate_call_duration_seconds_bucket{service=\"%s\",method=\"%s\",le=\"%g\"} %llu\n",
+                     sv, mv, bucket_le[b], (unsigned long long)cum);
+            }
+            emit(o, "ghostgate_call_duration_seconds_bucket{service=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
+                 sv, mv, (unsigned long long)ms->calls);
+            emit(o, "ghostgate_call_duration_seconds_sum{service=\"%s\",method=\"%s\"} %.9f\n", sv, mv,
+                 ms->seconds);
+            emit(o, "ghostgate_call_duration_seconds_count{service=\"%s\",method=\"%s\"} %llu\n", sv, mv,
+                 (unsigned long long)ms->calls);
+        }
+    }
+    emit(o, "# HELP ghostgate_inflight_calls Calls in flight.\n# TYPE ghostgate_inflight_calls gauge\n");
+    for (int i = 0; i < m->nservices; i++)
+        emit(o, "ghostgate_inflight_calls{service=\"%s\"} %u\n", label(m->services[i]->name, sv, sizeof sv),
+             m->services[i]->inflight);
+}
+
+static void render_upstreams(out *o, gg_server *srv)
+{
+    char sv[160], uv_[200];
+    gg_generation *gen = srv->gen;
+    emit(o, "# HELP ghostgate_upstream_connections Live connections to an upstream endpoint.\n"
+            "# TYPE ghostgate_upstream_connections gauge\n");
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
+        for (int e = 0; e < svc->neps; e++)
+            emit(o, "ghostgate_upstream_connections{service=\"%s\",upstream=\"%s\"} %d\n",
+                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
+                 svc->eps[e].nconnected);
+    }
+    emit(o, "# HELP ghostgate_upstream_pool_size Pooled connections configured per endpoint.\n"
+            "# TYPE ghostgate_upstream_pool_size gauge\n");
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
+        for (int e = 0; e < svc->neps; e++)
+            emit(o, "ghostgate_upstream_pool_size{service=\"%s\",upstream=\"%s\"} %d\n",
+                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
+                 svc->eps[e].nconns);
+    }
+    emit(o, "# HELP ghostgate_upstream_connect_failures_total Failed connection attempts.\n"
+            "# TYPE ghostgate_upstream_connect_failures_total counter\n");
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
+        for (int e = 0; e < svc->neps; e++)
+            emit(o, "ghostgate_upstream_connect_failures_total{service=\"%s\",upstream=\"%s\"} %llu\n",
+                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
+                 (unsigned long long)svc->eps[e].connect_failures);
+    }
+}
+
+/* Breaker states come from the policies (Lua): ghost.gateway.breakers(pipelines) returns
+ * { {service, upstream, state}, ... }. */
+static void render_breakers(out *o, gg_server *srv)
+{
+    char sv[160], uv_[200];
+    lua_State *L = srv->pol.L;
+    gg_generation *gen = srv->gen;
+    emit(o, "# HELP ghostgate_breaker_state Circuit breaker per endpoint: 0 closed, 1 open, 2 half-open.\n"
+            "# TYPE ghostgate_breaker_state gauge\n");
+    if (!L || gen->pipelines_ref == LUA_NOREF) return;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ghost.gateway");
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        lua_getfield(L, -1, "breakers");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, gen->pipelines_ref);
+        if (lua_isfunction(L, -2) && lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
+            int t = lua_gettop(L);
+            for (int i = 1;; i++) {
+                lua_rawgeti(L, t, i);
+                if (!lua_istable(L, -1)) break;
+                lua_rawgeti(L, -1, 1);
+                lua_rawgeti(L, -2, 2);
+                lua_rawgeti(L, -3, 3);
+                const char *s = lua_tostring(L, -3), *u = lua_tostring(L, -2);
+                emit(o, "ghostgate_breaker_state{service=\"%s\",upstream=\"%s\"} %d\n",
+                     label(s ? s : "?", sv, sizeof sv), label(u ? u : "?", uv_, sizeof uv_),
+                     (int)lua_tointeger(L, -1));
+                lua_pop(L, 4);
+            }
+        }
+    }
+    lua_settop(L, top);
+}
+
+int gg_metrics_render(gg_server *srv, gg_buf *b, gg_bufpool *pool)
+{
+    out o = {.b = b, .pool = pool};
+    gg_metrics *m = &srv->met;
+    render_calls(&o, m);
+    render_upstreams(&o, srv);
+    render_breakers(&o, srv);
+    emit(&o, "# HELP ghostgate_clients Client connections.\n# TYPE ghostgate_clients gauge\n"
+             "ghostgate_clients %u\n",
+         srv->nclients);
+    emit(&o, "# HELP ghostgate_calls_in_flight Calls in flight in the gateway.\n"
+             "# TYPE ghostgate_calls_in_flight gauge\nghostgate_calls_in_flight %u\n",
+         srv->lp.calls.live);
+    emit(&o, "# HELP ghostgate_reloads_total Config reloads, by result.\n"
+             "# TYPE ghostgate_reloads_total counter\n"
+             "ghostgate_reloads_total{result=\"ok\"} %llu\nghostgate_reloads_total{result=\"failed\"} %llu\n",
+         (unsigned long long)m->reloads, (unsigned long long)m->reload_failures);
+    return o.failed ? -1 : 0;
+}

@@ -1,0 +1,56 @@
+/* metrics.h -- what the gateway counts, for /metrics (Prometheus text format).
+ *
+ * Per service and method: calls, errors by code, a latency histogram. Methods are the
+ * clients' strings, so each service counts at most GG_MET_METHODS names; the rest go to the
+ * row method="_other". Counters live in the server, keyed by service name, so they survive
+ * reloads. Recording a call costs a hash of its method name and a few increments. */
+#ifndef GG_METRICS_H
+#define GG_METRICS_H
+
+#include "buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GG_MET_METHODS 256
+#define GG_MET_BUCKETS 14 /* upper bounds in metrics.c, then +Inf */
+#define GG_MET_CODES   16 /* outcome classes: see metrics.c */
+
+struct gg_server;
+
+typedef struct gg_method_stats {
+    char name[64];
+    uint32_t len;
+    uint64_t calls;
+    uint64_t outcomes[GG_MET_CODES];
+    uint64_t buckets[GG_MET_BUCKETS + 1];
+    double seconds;
+} gg_method_stats;
+
+typedef struct gg_service_stats {
+    char name[64];
+    uint32_t inflight;
+    uint32_t nmethods;
+    gg_method_stats *methods; /* open addressing, GG_MET_METHODS * 2 slots */
+    gg_method_stats other;
+} gg_service_stats;
+
+typedef struct gg_metrics {
+    gg_service_stats **services; /* each allocated once: services keep pointers to them */
+    int nservices, cap;
+    uint64_t reloads;
+    uint64_t reload_failures;
+} gg_metrics;
+
+void gg_metrics_free(gg_metrics *m);
+/* The counters of service `name`, made on first use (NULL when out of memory). */
+gg_service_stats *gg_metrics_service(gg_metrics *m, const char *name);
+/* The row of one method (never NULL: "_other" once the table is full). */
+gg_method_stats *gg_metrics_method(gg_service_stats *s, const char *method, uint32_t len);
+/* A call ended: outcome 0 ok, 1 the upstream returned an error, else a gateway error code. */
+void gg_metrics_record(gg_method_stats *m, int outcome, uint64_t nanoseconds);
+
+/* Append the Prometheus text of everything the server counts to out. Returns 0 or -1. */
+int gg_metrics_render(struct gg_server *srv, gg_buf *out, gg_bufpool *pool);
+
+#endif
