@@ -42,29 +42,6 @@ static void retry_release(gg_retry *r)
         free(r);
 }
 
-/* Unlink the call from everything and give it back. Exactly one path reaches here per call. */
-static void call_end(gg_server *srv, gg_call *call)
-{
-    gg_uconn *uc = call->up;
-    if (uc) {
-        if (call->uprev)
-            call->uprev->unext = call->unext;
-        else
-            uc->calls = call->unext;
-        if (call->unext) call->unext->uprev = call->uprev;
-        uc->inflight--;
-    }
-    if (call->client) gg_client_unlink_call(call->client, call);
-    if (call->data) retry_release(call->data);
-    gg_metrics_record(call->mstats, call->outcome, uv_hrtime() - call->t0);
-    call->svc->stats->inflight--;
-    gg_deadline_remove(&srv->lp.calls, call);
-    gg_generation *gen = call->svc->gen;
-    gg_call_release(&srv->lp.calls, call);
-    if (--gen->calls == 0 && gen->retired) gg_generation_maybe_free(gen);
-    if (srv->draining) gg_server_check_drained(srv);
-}
-
 /* Take the call off its upstream connection (it stays linked to its client and deadline). */
 static void detach_upstream(gg_call *call)
 {
@@ -78,6 +55,21 @@ static void detach_upstream(gg_call *call)
     uc->inflight--;
     call->up = NULL;
     call->uprev = call->unext = NULL;
+}
+
+/* Unlink the call from everything and give it back. Exactly one path reaches here per call. */
+static void call_end(gg_server *srv, gg_call *call)
+{
+    detach_upstream(call);
+    if (call->client) gg_client_unlink_call(call->client, call);
+    if (call->data) retry_release(call->data);
+    gg_metrics_record(call->mstats, call->outcome, uv_hrtime() - call->t0);
+    call->svc->stats->inflight--;
+    gg_deadline_remove(&srv->lp.calls, call);
+    gg_generation *gen = call->svc->gen;
+    gg_call_release(&srv->lp.calls, call);
+    if (--gen->calls == 0 && gen->retired) gg_generation_maybe_free(gen);
+    if (srv->draining) gg_server_check_drained(srv);
 }
 
 static gg_client *live_client(gg_call *call)
