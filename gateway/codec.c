@@ -25,7 +25,7 @@ static inline uint64_t be64(const uint8_t *p)
 
 /* Decode the token header at p: its header bytes, the raw payload bytes that follow it
  * (str, bin, ext) and, for containers, how many objects it holds (2n for maps). */
-static int token(const uint8_t *p, size_t avail, size_t *hdr, uint64_t *payload, uint64_t *elems)
+static inline int token(const uint8_t *p, size_t avail, size_t *hdr, uint64_t *payload, uint64_t *elems)
 {
     uint8_t b = p[0];
     *payload = 0;
@@ -82,6 +82,9 @@ static int token(const uint8_t *p, size_t avail, size_t *hdr, uint64_t *payload,
     }
 }
 
+static inline size_t get_uint(const char *s, size_t len, uint64_t *out);
+static inline size_t get_str(const char *s, size_t len, uint32_t *n);
+
 void gg_scan_reset(gg_scan_state *st)
 {
     st->pos = 0;
@@ -95,7 +98,7 @@ void gg_scan_reset(gg_scan_state *st)
 
 /* Record what element `index` of the top-level array tells about the envelope. Only
  * complete scalars reach here, so every field is captured at most once. */
-static void capture(gg_scan_state *st, const uint8_t *p, size_t n)
+static void capture(gg_scan_state *st, size_t pos, const uint8_t *p, size_t n)
 {
     gg_msg *m = &st->msg;
     uint64_t v;
@@ -103,36 +106,36 @@ static void capture(gg_scan_state *st, const uint8_t *p, size_t n)
     size_t h;
     switch (st->index) {
     case 0:
-        if (gg_get_uint((const char *)p, n, &v) && v <= 2) m->type = (int)v;
+        if (get_uint((const char *)p, n, &v) && v <= 2) m->type = (int)v;
         break;
     case 1:
         if (m->type == GG_NOTIFY) goto method;
-        if (gg_get_uint((const char *)p, n, &v) && v <= UINT32_MAX) {
+        if (get_uint((const char *)p, n, &v) && v <= UINT32_MAX) {
             m->has_id = 1;
             m->msgid = (uint32_t)v;
         }
         break;
     case 2:
         if (m->type == GG_NOTIFY) {
-            m->body_off = (uint32_t)st->pos;
+            m->body_off = (uint32_t)pos;
             m->body_first = p[0];
             break;
         }
         if (m->type == GG_RESPONSE) {
-            m->body_off = (uint32_t)st->pos;
+            m->body_off = (uint32_t)pos;
             break;
         }
     method:
-        h = gg_get_str((const char *)p, n, &slen);
+        h = get_str((const char *)p, n, &slen);
         if (h && p[0] != 0xc7 && h + slen == n) {
             m->has_method = 1;
-            m->method_off = (uint32_t)(st->pos + h);
+            m->method_off = (uint32_t)(pos + h);
             m->method_len = slen;
         }
         break;
     case 3:
         if (m->type == GG_REQUEST) {
-            m->body_off = (uint32_t)st->pos;
+            m->body_off = (uint32_t)pos;
             m->body_first = p[0];
         }
         break;
@@ -142,65 +145,132 @@ static void capture(gg_scan_state *st, const uint8_t *p, size_t n)
 int gg_scan(gg_scan_state *st, const char *buf, size_t len, const gg_scan_limits *lim)
 {
     const uint8_t *b = (const uint8_t *)buf;
-    size_t max = lim->max_message;
-    uint32_t max_depth = lim->max_depth > GG_DEPTH_CAP ? GG_DEPTH_CAP : lim->max_depth;
+    const size_t max = lim->max_message;
+    const uint32_t max_depth = lim->max_depth > GG_DEPTH_CAP ? GG_DEPTH_CAP : lim->max_depth;
+    /* The walk runs on locals and stores them back once: this loop is most of the cost of
+     * reading a message. */
+    size_t pos = st->pos;
+    uint32_t depth = st->depth;
+    uint32_t *left = st->left;
+    int rc;
 
-    while (st->depth > 0) {
-        if (st->left[st->depth - 1] == 0) {
-            st->depth--;
+    /* Nearly every message starts [0, msgid, "method", or [1, msgid, : read that envelope in
+     * straight-line code, then walk the rest (params, or error and result) as usual. Anything
+     * else, or an envelope not all here yet, takes the general walk from the start. */
+    if (pos == 0 && len >= 4 && b[0] == 0x94 && b[1] <= GG_RESPONSE) {
+        uint64_t id;
+        size_t p = 2, n = get_uint(buf + p, len - p, &id);
+        if (n && id <= UINT32_MAX) {
+            gg_msg *m = &st->msg;
+            p += n;
+            uint32_t slen = 0;
+            size_t h = b[1] == GG_REQUEST && p < len ? get_str(buf + p, len - p, &slen) : 0;
+            if (b[1] == GG_RESPONSE || (h && p + h + slen <= len)) {
+                m->is_array = 1;
+                m->count = 4;
+                m->type = b[1];
+                m->has_id = 1;
+                m->msgid = (uint32_t)id;
+                if (b[1] == GG_REQUEST) {
+                    m->has_method = 1;
+                    m->method_off = (uint32_t)(p + h);
+                    m->method_len = slen;
+                    p += h + slen;
+                }
+                /* the top-level array is open with what follows still to walk */
+                left[0] = 0;
+                left[1] = b[1] == GG_REQUEST ? 1 : 2;
+                depth = 2;
+                st->index = b[1] == GG_REQUEST ? 3 : 2;
+                pos = p;
+            }
+        }
+    }
+
+    while (depth > 0) {
+        if (left[depth - 1] == 0) {
+            depth--;
             continue;
         }
-        size_t pos = st->pos, hdr = 0;
+        if (pos >= len) {
+            st->need = pos + 1;
+            goto more;
+        }
+        uint8_t c = b[pos];
+        size_t hdr;
         uint64_t payload = 0, elems = 0;
-        if (pos >= len) goto more;
-        int kind = token(b + pos, len - pos, &hdr, &payload, &elems);
-        if (kind == TOK_BAD) return GG_EMALFORMED;
-        if (kind == TOK_SHORT) {
-            st->need = pos + hdr;
-            goto more_checked;
+        int kind;
+        /* The common one-byte scalars and short strings, before the general decoder. */
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+            hdr = 1;
+            kind = TOK_SCALAR;
+        } else if ((c & 0xe0) == 0xa0) {
+            hdr = 1;
+            payload = c & 0x1f;
+            kind = TOK_SCALAR;
+        } else {
+            kind = token(b + pos, len - pos, &hdr, &payload, &elems);
+            if (kind == TOK_BAD) {
+                rc = GG_EMALFORMED;
+                goto out;
+            }
+            if (kind == TOK_SHORT) {
+                st->need = pos + hdr;
+                goto more;
+            }
         }
         /* The only place a claimed size is trusted, so check it against the limit first. */
         uint64_t end = (uint64_t)pos + hdr + payload;
-        if (end > max) return GG_ETOOBIG;
-        int top_elem = st->depth == 2 && st->index < 4 && st->msg.is_array;
+        if (end > max) {
+            rc = GG_ETOOBIG;
+            goto out;
+        }
+        int top_elem = depth == 2 && st->index < 4 && st->msg.is_array;
         if (kind == TOK_CONTAINER) {
             if (pos + hdr > len) {
                 st->need = pos + hdr;
-                goto more_checked;
+                goto more;
             }
             /* Every element takes at least one byte, so a count larger than the room left
              * under the limit is a lie: refuse it before it is ever used. */
-            if (elems > max - end) return GG_ETOOBIG;
-            if (st->depth > max_depth) return GG_ETOODEEP;
-            if (st->depth == 1) {
-                st->msg.is_array = b[pos] <= 0x9f || b[pos] == 0xdc || b[pos] == 0xdd;
+            if (elems > max - end) {
+                rc = GG_ETOOBIG;
+                goto out;
+            }
+            if (depth > max_depth) {
+                rc = GG_ETOODEEP;
+                goto out;
+            }
+            if (depth == 1) {
+                st->msg.is_array = c <= 0x9f || c == 0xdc || c == 0xdd;
                 st->msg.count = (uint32_t)elems;
             } else if (top_elem) {
-                capture(st, b + pos, hdr);
+                capture(st, pos, b + pos, hdr);
             }
-            if (st->depth == 2) st->index++;
-            st->left[st->depth - 1]--;
-            st->left[st->depth++] = (uint32_t)elems;
-            st->pos = end;
+            if (depth == 2) st->index++;
+            left[depth - 1]--;
+            left[depth++] = (uint32_t)elems;
+            pos = (size_t)end;
             continue;
         }
         if (end > len) {
             st->need = (size_t)end;
-            goto more_checked;
+            goto more;
         }
-        if (top_elem) capture(st, b + pos, (size_t)(end - pos));
-        if (st->depth == 2) st->index++;
-        st->left[st->depth - 1]--;
-        st->pos = (size_t)end;
+        if (top_elem) capture(st, pos, b + pos, (size_t)(end - pos));
+        if (depth == 2) st->index++;
+        left[depth - 1]--;
+        pos = (size_t)end;
     }
-    st->msg.size = st->pos;
-    return GG_SCAN_DONE;
-
+    st->msg.size = pos;
+    rc = GG_SCAN_DONE;
+    goto out;
 more:
-    st->need = st->pos + 1;
-more_checked:
-    if (st->need > max) return GG_ETOOBIG;
-    return GG_SCAN_MORE;
+    rc = st->need > max ? GG_ETOOBIG : GG_SCAN_MORE;
+out:
+    st->pos = pos;
+    st->depth = depth;
+    return rc;
 }
 
 const char *gg_msg_invalid(const gg_msg *m)
@@ -230,7 +300,7 @@ const char *gg_msg_invalid(const gg_msg *m)
     return NULL;
 }
 
-size_t gg_get_uint(const char *s, size_t len, uint64_t *out)
+static inline size_t get_uint(const char *s, size_t len, uint64_t *out)
 {
     const uint8_t *p = (const uint8_t *)s;
     if (len == 0) return 0;
@@ -265,7 +335,7 @@ size_t gg_get_uint(const char *s, size_t len, uint64_t *out)
     return 1 + n;
 }
 
-size_t gg_get_str(const char *s, size_t len, uint32_t *n)
+static inline size_t get_str(const char *s, size_t len, uint32_t *n)
 {
     const uint8_t *p = (const uint8_t *)s;
     if (len == 0) return 0;
@@ -429,4 +499,14 @@ size_t gg_put_response_hdr(char *s, uint32_t msgid)
     s[0] = (char)0x94;
     s[1] = 0x01;
     return 2 + gg_put_uint(s + 2, msgid);
+}
+
+size_t gg_get_uint(const char *s, size_t len, uint64_t *out)
+{
+    return get_uint(s, len, out);
+}
+
+size_t gg_get_str(const char *s, size_t len, uint32_t *n)
+{
+    return get_str(s, len, n);
 }

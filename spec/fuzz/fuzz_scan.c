@@ -29,7 +29,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int rc1 = gg_scan(&split, buf, cut, &lim);
         int rc2 = rc1 == GG_SCAN_MORE ? gg_scan(&split, buf, size, &lim) : rc1;
         if (rc2 != rc) abort();
-        if (rc == GG_SCAN_DONE && (split.msg.size != whole.msg.size || split.msg.msgid != whole.msg.msgid))
+        /* The envelope read in one go (the straight-line path) and piece by piece (the general
+         * walk) must agree on every field. */
+        const gg_msg *a = &whole.msg, *b = &split.msg;
+        if (rc == GG_SCAN_DONE &&
+            (a->size != b->size || a->is_array != b->is_array || a->count != b->count ||
+             a->type != b->type || a->has_id != b->has_id || a->msgid != b->msgid ||
+             a->has_method != b->has_method || a->method_off != b->method_off ||
+             a->method_len != b->method_len || a->body_off != b->body_off ||
+             a->body_first != b->body_first))
             abort();
     }
 
