@@ -6,7 +6,7 @@ PKGS     := libuv msgpack luajit jansson libcrypto
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -fno-strict-aliasing $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
 # Export symbols so LuaJIT's FFI can reach the core from scripts run by the gateway.
 LDFLAGS  += -Wl,-E
 ifeq ($(SAN),1)
@@ -98,3 +98,65 @@ format:
 
 clean:
 	rm -rf build
+
+# --- The Lua client library (require "ghost") ------------------------------------------------
+# build/lua/ghost/core.so is ghost.core for plain luajit: the same gateway/*.c the binary uses,
+# compiled position-independent, linked with libuv and msgpack-c but not LuaJIT (the
+# interpreter provides it). Only luaopen_ghost_core is exported. A SAN=1 build makes it without
+# the sanitizers, so that an uninstrumented luajit (busted) can load it; the sanitizers cover
+# the same code through `ghostgate run`. The Lua half is lua/ghost/*.lua (embedded in the
+# binary too). Plain luajit finds both with:
+#   export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" LUA_CPATH="$PWD/build/lua/?.so;;"
+GHOST_SO     := $(BUILD)/lua/ghost/core.so
+GHOST_SO_SRC := gateway/lua_ghost.c gateway/lua_msgpack.c gateway/loop.c gateway/stream.c \
+                gateway/futures.c gateway/buf.c gateway/codec.c gateway/addr.c gateway/log.c \
+                gateway/errors.c
+GHOST_SO_OBJ := $(GHOST_SO_SRC:%.c=$(BUILD)/pic/%.o)
+PIC_CFLAGS   := $(filter-out -fsanitize=% -fno-sanitize-recover=% -O1,$(CFLAGS)) -fPIC -fvisibility=hidden
+
+all: $(GHOST_SO)
+
+$(BUILD)/pic/%.o: %.c $(wildcard gateway/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(PIC_CFLAGS) -c $< -o $@
+
+$(GHOST_SO): $(GHOST_SO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $^ -o $@ $(shell pkg-config --libs libuv msgpack 2>/dev/null) -lm
+
+# `make install PREFIX=/usr/local`: the binary, the Lua modules and ghost.core where plain
+# luajit looks by default ($PREFIX/share/lua/5.1, $PREFIX/lib/lua/5.1).
+PREFIX ?= /usr/local
+.PHONY: install
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lua/5.1/ghost \
+	    $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost
+	install -m 755 $(BUILD)/ghostgate $(DESTDIR)$(PREFIX)/bin/ghostgate
+	install -m 644 lua/ghost/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.1/ghost/
+	install -m 755 $(GHOST_SO) $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost/core.so
+
+# --- Robustness: soak and valgrind (docs/robustness.md) ----------------------------------------
+# `make soak DURATION=60`: mixed load with faults on a schedule through one gateway; prints calls
+# sent vs answered, errors by code and the gateway's RSS; fails on an unanswered call or RSS
+# growth beyond its bound (bench/soak.sh).
+# `make valgrind`: a representative subset of the specs with the gateway under valgrind
+# (memcheck, full leak check); a gateway with an error or a definite/indirect leak exits 99 and
+# its spec fails. VALGRIND_SPECS picks the spec files.
+DURATION ?= 60
+VALGRIND ?= valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+            --show-leak-kinds=definite,indirect --error-exitcode=99 --track-fds=no \
+            --suppressions=spec/support/valgrind.supp
+VALGRIND_SPECS ?= spec/02-core/round_trip_spec.lua spec/02-core/malformed_input_spec.lua \
+                  spec/02-core/limits_spec.lua spec/02-core/upstream_failures_spec.lua \
+                  spec/02-core/client_disconnect_spec.lua spec/02-core/notifications_spec.lua \
+                  spec/02-core/drain_spec.lua spec/05-faults/upstream_faults_spec.lua \
+                  spec/05-faults/cap_and_reload_spec.lua
+.PHONY: soak valgrind
+soak: deps all
+	@BUILD=$(BUILD) DURATION=$(DURATION) bench/soak.sh
+
+# SAN=1 in spec/run's environment only relaxes what a slow, instrumented gateway cannot meet (RSS
+# bounds, latency ratios); the binaries are the plain build.
+valgrind: deps all
+	@GG_WRAPPER="$(VALGRIND)" GG_TIMEOUT_SCALE=$${GG_TIMEOUT_SCALE:-8} GG_NO_FUZZ=1 BUILD=$(BUILD) \
+	    SAN=1 spec/run $(VALGRIND_SPECS)

@@ -136,7 +136,11 @@ static struct {
     uint32_t count; /* --idle N / --park N */
     int wait_usr1;
     int watch_pid;
-} lg_opt = {"tcp://127.0.0.1:7420", LG_LOAD, 8, 1, 5, 1, 64, 0, "echo", 0, 0, 0};
+    const char *token; /* --token: ghost.auth(token) first on every connection */
+} lg_opt = {"tcp://127.0.0.1:7420", LG_LOAD, 8, 1, 5, 1, 64, 0, "echo", 0, 0, 0, NULL};
+
+/* The msgid of ghost.auth: outside the slot ids' range (slot bits are at most 24). */
+#define LG_AUTH_ID 0xffffffffu
 
 static uv_loop_t *lg_loop;
 static int lg_is_unix;
@@ -363,6 +367,13 @@ static void lg_answer(lg_conn *c, const char *msg, const gg_msg *m, uint64_t now
         lg_err_proto++;
         return;
     }
+    if (m->msgid == LG_AUTH_ID) {
+        if ((unsigned char)msg[m->body_off] != 0xc0) {
+            fprintf(stderr, "ghost-bench: ghost.auth(token) was refused\n");
+            exit(1);
+        }
+        return;
+    }
     uint32_t s = m->msgid & lg_slot_mask;
     if (s < c->first_slot || s >= c->first_slot + c->nslots || !lg_slots[s].busy ||
         lg_slots[s].msgid != m->msgid) {
@@ -459,6 +470,16 @@ static void lg_connect_cb(uv_connect_t *req, int status)
     if (uv_read_start(&c->h.stream, lg_alloc_cb, lg_read_cb)) {
         lg_conn_lost(c, "read_start failed");
         return;
+    }
+    if (lg_opt.token) { /* authenticate first: calls queued after it run as that identity */
+        size_t tl = strlen(lg_opt.token);
+        char *p = lg_buf_reserve(&c->out, 32 + tl);
+        size_t n = gg_put_request_hdr(p, LG_AUTH_ID, "ghost.auth", 10);
+        n += gg_put_array_hdr(p + n, 1);
+        n += gg_put_str_hdr(p + n, (uint32_t)tl);
+        memcpy(p + n, lg_opt.token, tl);
+        c->out.len += n + tl;
+        lg_mark_dirty(c);
     }
     if (++lg_nconnected == lg_nconns)
         lg_all_connected();
@@ -648,6 +669,7 @@ static void lg_usage(void)
     fprintf(stderr,
             "usage: ghost-bench -a ADDR [-c CONNS=8] [-d DEPTH=1] [-t SECONDS=5] [-w WARMUP=1]\n"
             "                   [-s SIZE=64] [--bin] [-m METHOD=echo] [--watch-pid PID]\n"
+            "                   [--token TOKEN]  (ghost.auth(TOKEN) first on each connection)\n"
             "       ghost-bench -a ADDR --idle N\n"
             "       ghost-bench -a ADDR --park N [-c CONNS] [-m METHOD] [-s SIZE] [--wait-usr1]\n");
 }
@@ -686,6 +708,8 @@ int main(int argc, char **argv)
             lg_opt.addr = val;
         else if (!strcmp(a, "-m"))
             lg_opt.method = val;
+        else if (!strcmp(a, "--token"))
+            lg_opt.token = val;
         else if (!strcmp(a, "-c") && !lg_num(val, 1, 1e6, &v))
             lg_opt.conns = (uint32_t)v;
         else if (!strcmp(a, "-d") && !lg_num(val, 1, 1e6, &v))

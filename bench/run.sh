@@ -24,15 +24,17 @@ REPEAT=${BENCH_REPEAT:-2}
 LIMIT=$(awk -v t="$T" -v w="$W" 'BEGIN { printf "%d", t + w + 30 }') # seconds for one ghost-bench run
 PARK_CONNS=40
 ROWS=${BENCH_ROWS:-direct haproxy ghostgate ghostgate+5}
-# The five-policy row: these fields go into the `bench` service table. Five built-ins that
-# need no credentials, each configured so that it never refuses a call of the benchmark:
-# what is measured is their cost on the success path.
+# The five-policy row: these fields go into the `bench` service table: guard + auth + route +
+# breaker + ratelimit, each configured so that it never refuses a call of the benchmark (the
+# load generator authenticates every connection with BENCH_KEY first): what is measured is
+# their cost on the success path.
+BENCH_KEY=bench-key-0123456789abcdef
 DEFAULT_POLICIES='policies = {
       guard { allow = { "*" } },
-      ratelimit { rate = 1e9, burst = 1e9 },
+      auth {},
       route { strategy = "round_robin" },
       breaker { failures = 5, cooldown = 2 },
-      retry { attempts = 1 },
+      ratelimit { rate = 1e9, burst = 1e9 },
     },'
 GG_POLICIES=${GG_POLICIES-$DEFAULT_POLICIES}
 SHAPES=("c64 d1 64B" "c8 d32 64B" "c8 d32 16KiB bin")
@@ -227,6 +229,7 @@ return {
   listen = "tcp://127.0.0.1:0",
   log_level = "info",
   limits = { max_clients = 30000, max_inflight_per_client = 4096 },
+  auth = { keys = { ["$BENCH_KEY"] = { identity = "bench", scopes = { "bench.*" } } } },
   services = {
     bench = { upstream = "$UP_ADDR", deadline = 30, $extra },
     park = { upstream = "$UP_ADDR", deadline = 3600 },
@@ -277,7 +280,8 @@ run_once() {
     children_ticks
     t0=$(date +%s%N) b0=$(host_busy) o0=$(ours_ticks "$watch") l0=$CHILD_TICKS
     out=$(timeout "$LIMIT" $LOAD_PIN "$LOADGEN" -a "$addr" -c "$c" -d "$d" -s "$s" $bin \
-        -m "$method" -t "$T" -w "$W" ${watch:+--watch-pid "$watch"} 2>"$TMP/loadgen.err")
+        -m "$method" -t "$T" -w "$W" ${watch:+--watch-pid "$watch"} ${TOKEN:+--token "$TOKEN"} \
+        2>"$TMP/loadgen.err")
     rc=$?
     children_ticks
     t1=$(date +%s%N) b1=$(host_busy) o1=$(ours_ticks "$watch") l1=$CHILD_TICKS
@@ -333,7 +337,7 @@ for row in $ROWS; do
             # A build without policy support rejects the config: not a failure of the row.
             mark_rows ghostgate+5 "n/a (this ghostgate rejects the policy config: $(head -c 150 "$TMP/check.err" | tr '\n' ' '))"
         elif start_ghostgate "$GG_POLICIES"; then
-            run_rows_for ghostgate+5 "$GG_ADDR" bench.echo "$GG_PID"
+            TOKEN=$BENCH_KEY run_rows_for ghostgate+5 "$GG_ADDR" bench.echo "$GG_PID"
         else
             mark_rows ghostgate+5 "failed: ghostgate did not start with GG_POLICIES"
         fi

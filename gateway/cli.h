@@ -18,4 +18,10 @@ int gg_cmd_reload(int argc, char **argv);
 /* `ghostgate token -c CONFIG -i IDENTITY [-t TTL] [-s SCOPES]`: mint an HMAC token. */
 int gg_cmd_token(int argc, char **argv);
 
+/* `ghostgate run SCRIPT.lua [ARG...]`: run a Lua script with the ghost library built in
+ * (cli_run.c). Returns the exit status (1 on an uncaught error, 64 on bad usage). */
+int gg_cmd_run(int argc, char **argv);
+/* `ghostgate stubs [-a ADDR] [-t SECONDS] -o DIR`: editor annotations from sys.describe. */
+int gg_cmd_stubs(int argc, char **argv);
+
 #endif

@@ -37,6 +37,11 @@ static void maybe_resume(gg_client *c)
     }
 }
 
+void gg_client_drained(gg_client *c)
+{
+    maybe_resume(c);
+}
+
 static void mp_answer(gg_client *c, uint32_t id, const char *body, size_t len)
 {
     char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + len);

@@ -51,6 +51,10 @@ void gg_client_remove(struct gg_server *srv, gg_client *c);
 void gg_client_link_call(gg_client *c, gg_call *call);
 void gg_client_unlink_call(gg_client *c, gg_call *call);
 
+/* A client's queued output has been written (its stream's on_drain): resume reading if it
+ * was held back only by that. */
+void gg_client_drained(gg_client *c);
+
 /* "tcp://ip:port" of the peer, or "unix". */
 void gg_client_peer(gg_client *c, char *out, size_t n);
 

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "log.h"
 #include "lua_bridge.h"
+#include "policy.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -170,6 +171,7 @@ static gg_config *config_new(const char *source, lua_State *L)
     c->table_ref = LUA_NOREF;
     c->owns_L = 1;
     c->L = L ? L : gg_lua_new();
+    if (c->L) gg_policy_preload_host(c->L); /* user policies may require it at load */
     if (!c->source || !c->L) {
         if (L) c->L = NULL; /* the caller still owns it */
         gg_config_free(c);

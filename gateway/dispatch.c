@@ -116,6 +116,8 @@ static int schedule_retry(gg_server *srv, gg_call *call, double delay)
     if (!r || !call->client || now + wait >= call->deadline || call->attempt >= 255) return -1;
     detach_upstream(call);
     call->attempt++;
+    call->endpoint = 0; /* a deadline during the wait is nobody's endpoint's failure */
+    call->sent = 0;
     if (!r->timer_started) {
         uv_timer_init(srv->lp.uv, &r->timer);
         r->timer.data = r;
@@ -172,6 +174,11 @@ void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
             return;
         }
         if (v.verdict == GG_V_RETRY && schedule_retry(srv, call, v.delay) == 0) return;
+        if (v.verdict == GG_V_ERROR) { /* as for an upstream's answer: the policy's error wins */
+            answer_error(call, v.code, -1, v.message);
+            call_end(srv, call);
+            return;
+        }
     }
     answer_error(call, code, -1, msg);
     call_end(srv, call);

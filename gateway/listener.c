@@ -17,7 +17,7 @@ static void on_connection(uv_stream_t *server, int status)
                uv_strerror(status));
         return;
     }
-    gg_client_accept(ls->srv, server, ls->addr->kind == GG_ADDR_UNIX);
+    gg_client_accept(ls->srv, server, ls->addr.kind == GG_ADDR_UNIX);
 }
 
 /* A socket file left by a dead gateway is removed; one that still answers is in use. */
@@ -69,7 +69,7 @@ fail:
 
 static int start_one(gg_server *srv, gg_listener *ls, int inherited, char *err, size_t errlen)
 {
-    const gg_addr *a = ls->addr;
+    const gg_addr *a = &ls->addr;
     int rc;
     int fd = inherited;
     if (fd < 0 && srv->opts.reuseport && a->kind == GG_ADDR_TCP) {
@@ -117,7 +117,7 @@ int gg_listeners_start(gg_server *srv, char *err, size_t errlen)
     for (int i = 0; i < cfg->nlisten; i++) {
         gg_listener *ls = &srv->listeners[srv->nlisteners++];
         ls->srv = srv;
-        ls->addr = &cfg->listen[i];
+        ls->addr = cfg->listen[i];
         ls->io.handle.data = ls;
         int inherited = srv->opts.listen_fds ? srv->opts.listen_fds[i] : -1;
         if (start_one(srv, ls, inherited, err, errlen)) return -1;
@@ -132,6 +132,6 @@ void gg_listeners_stop(gg_server *srv)
         if (!ls->open) continue;
         ls->open = 0;
         uv_close(&ls->io.handle, NULL);
-        if (ls->owns_path) unlink(ls->addr->path);
+        if (ls->owns_path) unlink(ls->addr.path);
     }
 }

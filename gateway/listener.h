@@ -16,7 +16,7 @@ typedef struct gg_listener {
         uv_pipe_t pipe;
     } io;
     struct gg_server *srv;
-    const gg_addr *addr;
+    gg_addr addr;    /* a copy: the config it came from is freed when a reload retires it */
     char bound[160]; /* the real address, with the port the kernel gave */
     int open;
     int owns_path; /* unix: remove the socket file when closing */

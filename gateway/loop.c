@@ -9,11 +9,24 @@
 #define POOL_CHUNK  (64 * 1024)
 #define POOL_SPARES 64
 
-static void on_check(uv_check_t *h)
+/* Output is written at the end of each turn, once per connection however many answers it
+ * has. Twice per turn in fact: after the reads (check), and before the loop blocks again
+ * (prepare), so that what a timer queued (a deadline's error, a retry) does not wait for the
+ * next wake-up. */
+static void flush_turn(gg_loop *l)
 {
-    gg_loop *l = h->data;
     if (l->before_flush) l->before_flush(l);
     gg_stream_flush_all(l);
+}
+
+static void on_check(uv_check_t *h)
+{
+    flush_turn(h->data);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    flush_turn(h->data);
 }
 
 static void arm(gg_loop *l, uint64_t deadline);
@@ -62,6 +75,10 @@ int gg_loop_init(gg_loop *l, uv_loop_t *uv, const gg_loop_limits *lim)
     l->flusher.data = l;
     uv_check_start(&l->flusher, on_check);
     uv_unref((uv_handle_t *)&l->flusher); /* flushing alone does not keep the loop alive */
+    uv_prepare_init(uv, &l->flusher2);
+    l->flusher2.data = l;
+    uv_prepare_start(&l->flusher2, on_prepare);
+    uv_unref((uv_handle_t *)&l->flusher2);
     uv_timer_init(uv, &l->deadline_timer);
     l->deadline_timer.data = l;
     return 0;
@@ -76,6 +93,7 @@ fail_rbuf:
 void gg_loop_close(gg_loop *l)
 {
     if (!uv_is_closing((uv_handle_t *)&l->flusher)) uv_close((uv_handle_t *)&l->flusher, NULL);
+    if (!uv_is_closing((uv_handle_t *)&l->flusher2)) uv_close((uv_handle_t *)&l->flusher2, NULL);
     if (!uv_is_closing((uv_handle_t *)&l->deadline_timer))
         uv_close((uv_handle_t *)&l->deadline_timer, NULL);
 }

@@ -27,7 +27,8 @@ struct gg_loop {
     gg_calls calls;
 
     struct gg_stream *flush_head; /* streams with output queued this turn */
-    uv_check_t flusher;
+    uv_check_t flusher;   /* after the reads of a turn */
+    uv_prepare_t flusher2; /* before the loop blocks: what timers and close callbacks queued */
     /* Called at the end of each turn before the flush (may queue more output). */
     void (*before_flush)(gg_loop *l);
 

@@ -1,5 +1,6 @@
 /* lua_bridge.c -- create the LuaJIT state and reach the Lua modules linked into the binary. */
 #include "lua_bridge.h"
+#include "lua_ghost.h"
 #include "lua_modules.h"
 
 #include <lauxlib.h>
@@ -28,10 +29,22 @@ lua_State *gg_lua_new(void)
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
     for (int i = 0; gg_lua_modules[i].name; i++) {
+        const char *name = gg_lua_modules[i].name;
+        size_t n = strlen(name);
         lua_pushinteger(L, i);
         lua_pushcclosure(L, load_embedded, 1);
-        lua_setfield(L, -2, gg_lua_modules[i].name);
+        /* lua/ghost/init.lua is "ghost.init" and also "ghost", as ?/init.lua on package.path. */
+        if (n > 5 && strcmp(name + n - 5, ".init") == 0) {
+            lua_pushvalue(L, -1);
+            lua_pushlstring(L, name, n - 5);
+            lua_insert(L, -2);
+            lua_settable(L, -4);
+        }
+        lua_setfield(L, -2, name);
     }
+    /* The Lua client library (require "ghost"): the same C as build/lua/ghost/core.so. */
+    lua_pushcfunction(L, luaopen_ghost_core);
+    lua_setfield(L, -2, "ghost.core");
     lua_pop(L, 2);
     return L;
 }

@@ -1,10 +1,30 @@
-/* lua_msgpack.h -- MessagePack values to Lua values (for policies and tests), never on the
- * proxy's hot path: params and results are forwarded as raw bytes. */
+/* lua_msgpack.h -- MessagePack values to Lua values and back (for policies, tests, sys.describe
+ * and the Lua client library ghost.core). Never on the gateway's proxy path: params and results
+ * are forwarded as raw bytes there.
+ *
+ * Mapping (docs/client.md has the user's version):
+ *   MessagePack -> Lua   nil -> nil, bool -> boolean, int/float -> number (integers beyond 2^53
+ *                        lose precision), str -> string, bin -> string (or a ghost.bin value
+ *                        with GG_LUA_MARK), ext -> string of its data, array -> sequence (nil
+ *                        elements leave holes), map -> table (nil and NaN keys dropped).
+ *   Lua -> MessagePack   nil, booleans; whole numbers within int64/uint64 -> int, other numbers
+ *                        -> float64; string -> str; ghost.bin -> bin; a table whose keys are
+ *                        exactly 1..n -> array, an empty table -> array (empty map: a table
+ *                        with the ghost.map metatable), any other table -> map. Cycles,
+ *                        functions, threads, other userdata and cdata are refused. */
 #ifndef GG_LUA_MSGPACK_H
 #define GG_LUA_MSGPACK_H
 
 #include <lua.h>
+#include <msgpack.h>
 #include <stddef.h>
+
+/* Registry names of the marker metatables (luaL_getmetatable). */
+#define GG_LUA_BIN_MT "ghost.bin"
+#define GG_LUA_MAP_MT "ghost.map"
+
+/* gg_lua_unpack flags. */
+#define GG_LUA_MARK 0x01 /* bin -> ghost.bin; an empty map -> a table with the ghost.map mt */
 
 /* Push the one MessagePack value held in data[0..len) as a Lua value. The bytes are checked
  * with the bounded scanner first (max_depth levels), so a lying count cannot size anything.
@@ -14,13 +34,24 @@
 int gg_lua_push_msgpack(lua_State *L, const char *data, size_t len, unsigned max_depth, char *err,
                         size_t errlen);
 
-#include <msgpack.h>
+/* The same with flags (GG_LUA_MARK); *used (if not NULL) gets the size of the value, so
+ * several values that follow each other can be read. Returns 0, or -1 with a reason in err
+ * (nothing pushed). */
+int gg_lua_unpack(lua_State *L, const char *data, size_t len, unsigned max_depth, unsigned flags,
+                  size_t *used, char *err, size_t errlen);
 
-/* Pack the Lua value at idx: nil, booleans, numbers (whole numbers in the int64/uint64 range
- * as integers, others as float64), strings as str, tables as arrays when they are sequences
- * (1..n with no other keys; the empty table is an empty array) and as maps otherwise. Refuses
- * functions, userdata, threads, cycles and nesting deeper than max_depth. Returns 0, or -1
- * with a reason in err (the packer's output is then incomplete: discard it). */
+/* Write the Lua value at idx to pk (see the mapping above). Tables nested deeper than
+ * max_depth are refused. Returns 0, or -1 with a reason in err ("cannot encode a function
+ * (at .x[2])", "cycle (at .self)", "out of memory"); bytes already written by pk are the
+ * caller's to discard. */
 int gg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int max_depth, char *err, size_t errlen);
+
+/* Push a new ghost.bin value holding data[0..len). */
+void gg_lua_push_bin(lua_State *L, const char *data, size_t len);
+/* The bytes of the ghost.bin value at idx (and their length in *len), or NULL when the value
+ * at idx is not a ghost.bin. */
+const char *gg_lua_tobin(lua_State *L, int idx, size_t *len);
+/* Push the ghost.map metatable (created on first use). */
+void gg_lua_push_map_mt(lua_State *L);
 
 #endif

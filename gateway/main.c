@@ -87,6 +87,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "call")) return gg_cmd_call(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return gg_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "stubs")) return gg_cmd_stubs(argc - 1, argv + 1);
     if (!strcmp(cmd, "reload")) return gg_cmd_reload(argc - 1, argv + 1);
     if (!strcmp(cmd, "token")) return gg_cmd_token(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

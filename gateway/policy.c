@@ -12,21 +12,28 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ARGS_DEPTH 32
 
+/* The host functions reach the server through a cell shared by all of them, set when the
+ * server starts (gg_policy_init): a policy file may require "ghost.host" while the config is
+ * still being read, before there is a server. Until then `now` is the wall clock and the
+ * per-call functions refuse. */
 static gg_server *host_srv(lua_State *L)
 {
-    return lua_touserdata(L, lua_upvalueindex(1));
+    return *(gg_server **)lua_touserdata(L, lua_upvalueindex(1));
 }
 
 /* ctx:args(): the params of the call in its request phase, decoded. */
 static int host_args(lua_State *L)
 {
-    gg_policy_host *pol = &host_srv(L)->pol;
+    gg_server *srv = host_srv(L);
     char err[128];
-    if (!pol->cur_params) return luaL_error(L, "ctx:args() is only available in the request phase");
+    if (!srv || !srv->pol.cur_params)
+        return luaL_error(L, "ctx:args() is only available in the request phase");
+    gg_policy_host *pol = &srv->pol;
     if (gg_lua_push_msgpack(L, pol->cur_params, pol->cur_len, ARGS_DEPTH, err, sizeof err))
         return luaL_error(L, "cannot decode params: %s", err);
     return 1;
@@ -34,8 +41,10 @@ static int host_args(lua_State *L)
 
 static int host_args_raw(lua_State *L)
 {
-    gg_policy_host *pol = &host_srv(L)->pol;
-    if (!pol->cur_params) return luaL_error(L, "ctx:args_raw() is only available in the request phase");
+    gg_server *srv = host_srv(L);
+    if (!srv || !srv->pol.cur_params)
+        return luaL_error(L, "ctx:args_raw() is only available in the request phase");
+    gg_policy_host *pol = &srv->pol;
     lua_pushlstring(L, pol->cur_params, pol->cur_len);
     return 1;
 }
@@ -49,6 +58,25 @@ static int host_now(lua_State *L)
     if (!srv) return host_time(L); /* a command with no loop (ghostgate token) */
     lua_pushnumber(L, (lua_Number)uv_now(srv->lp.uv) / 1000.0);
     return 1;
+}
+
+/* The clocks again, as plain C functions for the policies to call through LuaJIT's FFI: a
+ * call through the Lua C API cannot be compiled into a trace (LuaJIT stitches around it),
+ * and ratelimit and breaker read the clock on every call. */
+double gg_host_now(void *server)
+{
+    gg_server *srv = server;
+    if (srv) return (double)uv_now(srv->lp.uv) / 1000.0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double gg_host_time(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
 /* Wall-clock seconds (token expiry). */
@@ -112,7 +140,8 @@ static int host_log(lua_State *L)
     const char *event = luaL_checkstring(L, 2);
     const char *msg = luaL_optstring(L, 3, "");
     if (level < 0) level = GG_LOG_INFO;
-    gg_log(&srv->lp.log, level, event, "%s", msg);
+    const gg_logger fallback = {.level = GG_LOG_WARN, .fd = 2};
+    gg_log(srv ? &srv->lp.log : &fallback, level, event, "%s", msg);
     return 0;
 }
 
@@ -154,24 +183,64 @@ static const luaL_Reg host_fns[] = {
     {NULL, NULL},
 };
 
-void gg_policy_push_host(lua_State *L, gg_server *srv)
+static const char host_cell_key = 0; /* its address keys the cell in the registry */
+
+static gg_server **host_cell(lua_State *L)
 {
-    lua_newtable(L);
-    if (srv) { /* the runner writes the running policy's number there, for the watchdog */
-        lua_pushlightuserdata(L, &srv->wd.current);
-        lua_setfield(L, -2, "current");
+    lua_pushlightuserdata(L, (void *)&host_cell_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    gg_server **cell = lua_touserdata(L, -1);
+    if (!cell) {
+        lua_pop(L, 1);
+        cell = lua_newuserdata(L, sizeof *cell);
+        *cell = NULL;
+        lua_pushlightuserdata(L, (void *)&host_cell_key);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, LUA_REGISTRYINDEX);
     }
+    return cell; /* left on the stack */
+}
+
+/* package.preload["ghost.host"] */
+static int open_host(lua_State *L)
+{
+    host_cell(L);
+    int cell = lua_gettop(L);
+    lua_newtable(L);
     for (const luaL_Reg *r = host_fns; r->name; r++) {
-        lua_pushlightuserdata(L, srv);
+        lua_pushvalue(L, cell);
         lua_pushcclosure(L, r->func, 1);
         lua_setfield(L, -2, r->name);
     }
-    /* scripts and user policies may require it */
+    return 1;
+}
+
+void gg_policy_preload_host(lua_State *L)
+{
     lua_getglobal(L, "package");
-    lua_getfield(L, -1, "loaded");
-    lua_pushvalue(L, -3);
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, open_host);
     lua_setfield(L, -2, "ghost.host");
     lua_pop(L, 2);
+}
+
+void gg_policy_push_host(lua_State *L, gg_server *srv)
+{
+    gg_policy_preload_host(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ghost.host");
+    lua_call(L, 1, 1);
+    if (srv) {
+        gg_server **cell = host_cell(L);
+        *cell = srv;
+        lua_pop(L, 1);
+        /* the runner writes the running policy's number there, for the watchdog */
+        lua_pushlightuserdata(L, &srv->wd.current);
+        lua_setfield(L, -2, "current");
+        /* for gg_host_now through the FFI (ghost.policy) */
+        lua_pushlightuserdata(L, srv);
+        lua_setfield(L, -2, "server");
+    }
 }
 
 static int ref_field(lua_State *L, int t, const char *k)
@@ -190,6 +259,8 @@ int gg_policy_init(gg_server *srv, char *err, size_t errlen)
     lua_settop(L, 0);
     gg_policy_push_host(L, srv);
     pol->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushcfunction(L, traceback);
+    pol->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getglobal(L, "require");
     lua_pushstring(L, "ghost.gateway");
     if (lua_pcall(L, 1, 1, 0)) {
@@ -385,7 +456,7 @@ void gg_policy_request(gg_server *srv, gg_client *c, gg_service *svc, gg_call *c
     int top = lua_gettop(L);
     v->endpoint = 0;
     v->deadline = (double)svc->conf->deadline_ms / 1000.0;
-    lua_pushcfunction(L, traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->traceback_ref); /* not a new closure per call */
     lua_rawgeti(L, LUA_REGISTRYINDEX, pol->request_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
     lua_pushinteger(L, slot_of(call));
@@ -413,7 +484,7 @@ void gg_policy_response(gg_server *srv, gg_call *call, int kind, int code, const
     lua_State *L = pol->L;
     gg_service *svc = call->svc;
     int top = lua_gettop(L);
-    lua_pushcfunction(L, traceback);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->traceback_ref); /* not a new closure per call */
     lua_rawgeti(L, LUA_REGISTRYINDEX, pol->response_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
     lua_pushinteger(L, slot_of(call));
@@ -461,6 +532,79 @@ void gg_policy_endpoint_changed(gg_server *srv, gg_endpoint *ep)
     lua_settop(L, top);
 }
 
+/* Call the authenticator for connection c with the token on top of L's stack. Fills res; on
+ * success res->identity points at the identity, a Lua string on the stack: the caller uses it
+ * before it restores the stack top. */
+static void run_auth(gg_server *srv, gg_client *c, gg_auth_result *res)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    int token = lua_gettop(L);
+    res->code = 0;
+    res->retry_after = -1;
+    res->identity = NULL;
+    res->identity_len = 0;
+    res->message = res->buf;
+    res->buf[0] = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->traceback_ref); /* not a new closure per call */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->auth_ref);
+    lua_getfield(L, -1, "authenticate");
+    lua_insert(L, -2); /* authenticate, self */
+    push_client(L, srv, c);
+    lua_pushvalue(L, token);
+    gg_watchdog_enter(&srv->wd, "ghost", "auth", NULL);
+    int rc = lua_pcall(L, 3, 4, token + 1);
+    gg_watchdog_leave(&srv->wd);
+    if (rc) {
+        gg_verdict v;
+        policy_error(srv, "ghost", "auth", &v);
+        res->code = v.code;
+        snprintf(res->buf, sizeof res->buf, "%s", v.message);
+        return;
+    }
+    int r = token + 2;
+    if (lua_isstring(L, r)) {
+        res->identity = lua_tolstring(L, r, &res->identity_len);
+        gg_log(&srv->lp.log, GG_LOG_INFO, "authenticated", "identity=%s", lua_tostring(L, r));
+        return;
+    }
+    int code = (int)lua_tointeger(L, r + 1);
+    const char *m = lua_tostring(L, r + 2);
+    res->code = code ? code : GG_ERR_UNAUTHENTICATED;
+    res->retry_after = lua_isnumber(L, r + 3) ? lua_tonumber(L, r + 3) : -1;
+    res->message = m ? m : "invalid token";
+    char peer[80];
+    gg_client_peer(c, peer, sizeof peer);
+    gg_log(&srv->lp.log, GG_LOG_WARN, "auth_failed", "peer=%s reason=\"%s\"", peer, m ? m : "?");
+}
+
+void gg_policy_authenticate(gg_server *srv, gg_client *c, const char *token, size_t len,
+                            gg_auth_result *res)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    if (pol->auth_ref == LUA_NOREF || !L) {
+        res->code = GG_ERR_NOT_SUPPORTED;
+        res->retry_after = -1;
+        res->identity = NULL;
+        res->identity_len = 0;
+        res->message = "authentication is not configured on this gateway";
+        return;
+    }
+    int top = lua_gettop(L);
+    lua_pushlstring(L, token, len);
+    run_auth(srv, c, res);
+    /* Lua strings die with the stack: keep copies of what the caller may read. */
+    if (res->code == 0) {
+        res->identity_len = 0;
+        res->identity = NULL;
+    } else if (res->message != res->buf) {
+        snprintf(res->buf, sizeof res->buf, "%s", res->message);
+        res->message = res->buf;
+    }
+    lua_settop(L, top);
+}
+
 void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *params,
                     size_t params_len)
 {
@@ -477,29 +621,13 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
         gg_reply_error(&c->st, msgid, GG_ERR_BAD_REQUEST, "ghost.auth: %s", err);
         return;
     }
-    int args = lua_gettop(L);
-    lua_pushcfunction(L, traceback);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->auth_ref);
-    lua_getfield(L, -1, "authenticate");
-    lua_insert(L, -2); /* authenticate, self */
-    push_client(L, srv, c);
-    lua_rawgeti(L, args, 1); /* the token */
-    gg_watchdog_enter(&srv->wd, "ghost", "auth", NULL);
-    int rc = lua_pcall(L, 3, 4, args + 1);
-    gg_watchdog_leave(&srv->wd);
-    if (rc) {
-        gg_verdict v;
-        policy_error(srv, "ghost", "auth", &v);
-        gg_reply_error(&c->st, msgid, v.code, "%s", v.message);
-        lua_settop(L, top);
-        return;
-    }
-    int r = args + 2;
-    if (lua_isstring(L, r)) {
-        char *p = gg_stream_reserve(&c->st, 64 + lua_objlen(L, r));
+    lua_rawgeti(L, -1, 1); /* the token */
+    gg_auth_result res;
+    run_auth(srv, c, &res);
+    if (res.code == 0) {
+        size_t len = res.identity_len;
+        char *p = gg_stream_reserve(&c->st, 64 + len);
         if (p) {
-            size_t len;
-            const char *who = lua_tolstring(L, r, &len);
             size_t n = gg_put_response_hdr(p, msgid);
             p[n++] = (char)0xc0;
             n += gg_put_map_hdr(p + n, 1);
@@ -507,19 +635,24 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
             memcpy(p + n, "identity", 8);
             n += 8;
             n += gg_put_str_hdr(p + n, (uint32_t)len);
-            memcpy(p + n, who, len);
+            memcpy(p + n, res.identity, len);
             gg_stream_commit(&c->st, n + len);
         }
-        gg_log(&srv->lp.log, GG_LOG_INFO, "authenticated", "identity=%s", lua_tostring(L, r));
+    } else if (res.message == res.buf) { /* a policy error: formatted as before */
+        gg_reply_error(&c->st, msgid, res.code, "%s", res.message);
     } else {
-        int code = (int)lua_tointeger(L, r + 1);
-        const char *m = lua_tostring(L, r + 2);
-        double wait = lua_isnumber(L, r + 3) ? lua_tonumber(L, r + 3) : -1;
-        char peer[80];
-        gg_client_peer(c, peer, sizeof peer);
-        gg_log(&srv->lp.log, GG_LOG_WARN, "auth_failed", "peer=%s reason=\"%s\"", peer, m ? m : "?");
-        gg_reply_error_full(&c->st, msgid, code ? code : GG_ERR_UNAUTHENTICATED, wait,
-                            m ? m : "invalid token");
+        gg_reply_error_full(&c->st, msgid, res.code, res.retry_after, res.message);
     }
     lua_settop(L, top);
+}
+
+int gg_policy_client_authenticated(gg_server *srv, gg_client *c)
+{
+    lua_State *L = srv->pol.L;
+    if (!L || c->lua_ref <= 0) return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->lua_ref);
+    lua_getfield(L, -1, "identity");
+    int yes = lua_isstring(L, -1);
+    lua_pop(L, 2);
+    return yes;
 }

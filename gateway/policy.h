@@ -40,7 +40,7 @@ typedef struct gg_verdict {
 
 typedef struct gg_policy_host {
     lua_State *L;
-    int host_ref, request_ref, response_ref, endpoint_ref, auth_ref;
+    int host_ref, request_ref, response_ref, endpoint_ref, auth_ref, traceback_ref;
     msgpack_sbuffer out; /* packed RESPOND values */
     const char *cur_params; /* the params of the call in its request phase */
     size_t cur_len;
@@ -67,12 +67,36 @@ void gg_policy_request(struct gg_server *srv, struct gg_client *c, struct gg_ser
  * is the raw result (kind 0) when a policy wants results. */
 void gg_policy_response(struct gg_server *srv, gg_call *call, int kind, int code,
                         const char *result, size_t result_len, gg_verdict *v);
-/* ghost.auth(token) on connection c: answers the request itself. */
+/* What authenticating a connection gave. */
+typedef struct gg_auth_result {
+    int code;           /* 0: authenticated; else a gateway error code (401, 429, 500, 501) */
+    double retry_after; /* seconds, < 0 when none */
+    const char *identity; /* code 0, inside policy.c only: a Lua string, valid until the stack
+                           * top is restored (gg_policy_authenticate leaves it NULL) */
+    size_t identity_len;
+    const char *message; /* code != 0: why; valid as long as the result */
+    char buf[512];
+} gg_auth_result;
+
+/* Authenticate connection c with a token (an HTTP front door's Authorization: Bearer): the same
+ * authenticator, throttling and logs as ghost.auth. On success the connection's identity is
+ * what its calls run as. */
+void gg_policy_authenticate(struct gg_server *srv, struct gg_client *c, const char *token,
+                            size_t len, gg_auth_result *res);
+/* ghost.auth(token) on connection c: answers the request itself (MessagePack-RPC). */
 void gg_policy_auth(struct gg_server *srv, struct gg_client *c, uint32_t msgid, const char *params,
                     size_t params_len);
-/* Push the table of core functions Lua sees as require "ghost.host" (srv may be NULL for a
+/* Push the table of core functions Lua sees as require "ghost.host", bound to srv (NULL for a
  * command that runs no loop). */
 void gg_policy_push_host(lua_State *L, struct gg_server *srv);
+/* Seconds on the loop's clock (the wall clock's monotonic twin when server is NULL), and
+ * wall-clock seconds: for Lua through the FFI (ghost.policy), which compiles these calls. */
+double gg_host_now(void *server);
+double gg_host_time(void);
+/* Make require "ghost.host" work before there is a server (while a config is read). */
+void gg_policy_preload_host(lua_State *L);
+/* Whether connection c has authenticated (ghost.auth or a Bearer token). */
+int gg_policy_client_authenticated(struct gg_server *srv, struct gg_client *c);
 void gg_policy_client_closed(struct gg_server *srv, struct gg_client *c);
 void gg_policy_endpoint_changed(struct gg_server *srv, struct gg_endpoint *ep);
 

@@ -68,7 +68,7 @@ static void shutdown_now(gg_server *srv)
 {
     gg_log(&srv->lp.log, GG_LOG_INFO, "stopped", "clients=%u", srv->nclients);
     gg_listeners_stop(srv);
-    gg_http_front_stop(srv);
+    gg_http_front_close(srv);
     gg_stream_flush_all(&srv->lp);
     gg_clients_close_all(srv);
     gg_generation_stop(srv->gen);

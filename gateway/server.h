@@ -39,6 +39,7 @@ typedef struct gg_server {
 
     gg_listener *listeners;
     int nlisteners;
+    struct gg_http_front *http; /* the HTTP listeners (http_front.c), NULL when none */
     gg_generation *gen;     /* the services calls go to now */
     gg_generation *retired; /* older generations with calls still in flight */
     unsigned reloads;

@@ -6,6 +6,7 @@
 #include "lua_msgpack.h"
 #include "server.h"
 
+#include <lauxlib.h>
 #include <string.h>
 
 static int out_write(void *data, const char *buf, size_t len)
@@ -64,6 +65,12 @@ int gg_sys_request(gg_server *srv, gg_client *c, const char *msg, const gg_msg *
     const char *name = msg + m->method_off + 4;
     uint32_t len = m->method_len - 4;
     if (len == 8 && memcmp(name, "describe", 8) == 0) {
+        /* The method names it lists are not for anonymous callers of a gateway with auth. */
+        if (srv->pol.auth_ref != LUA_NOREF && !gg_policy_client_authenticated(srv, c)) {
+            gg_reply_error(&c->st, m->msgid, GG_ERR_UNAUTHENTICATED,
+                           "sys.describe requires authentication: call ghost.auth(token) first");
+            return 0;
+        }
         sys_describe(srv, c, m->msgid);
     } else if (len == 4 && memcmp(name, "ping", 4) == 0) {
         char *p = gg_stream_reserve(&c->st, GG_RESPONSE_HDR_MAX + 6);

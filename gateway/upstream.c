@@ -160,7 +160,10 @@ static void on_connect(uv_connect_t *req, int status)
         on_eof(&uc->st, UV_EIO);
         return;
     }
-    gg_stream_flush(&uc->st); /* calls queued while connecting */
+    /* Calls queued while connecting are written now: from here they may reach the upstream
+     * (a retry policy must not assume they did not). */
+    for (gg_call *call = uc->calls; call; call = call->unext) call->sent = 1;
+    gg_stream_flush(&uc->st);
 }
 
 static void uconn_connect(gg_uconn *uc)

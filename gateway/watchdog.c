@@ -35,9 +35,15 @@ static void *watch(void *arg)
     if (tick < 20) tick = 20;
     if (tick > 250) tick = 250;
     uint64_t seen = 0, since = 0;
+    pthread_mutex_lock(&w->lock);
     while (!atomic_load(&w->stop)) {
-        struct timespec ts = {(time_t)(tick / 1000), (long)(tick % 1000) * 1000000};
-        nanosleep(&ts, NULL);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)(tick % 1000) * 1000000;
+        until.tv_sec += (time_t)(tick / 1000) + until.tv_nsec / 1000000000;
+        until.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&w->wake, &w->lock, &until);
+        if (atomic_load(&w->stop)) break;
         uint64_t now = now_ms();
         uint64_t progress = atomic_load_explicit(&w->progress, memory_order_relaxed);
         if (!atomic_load_explicit(&w->busy, memory_order_acquire) || progress != seen) {
@@ -57,6 +63,7 @@ static void *watch(void *arg)
          * could touch the state the stuck thread holds. */
         _exit(70);
     }
+    pthread_mutex_unlock(&w->lock);
     return NULL;
 }
 
@@ -66,7 +73,17 @@ int gg_watchdog_start(gg_watchdog *w, uint64_t timeout_ms, const gg_logger *log)
     w->log = log;
     atomic_store(&w->stop, 0);
     if (!timeout_ms) return 0;
-    if (pthread_create(&w->thread, NULL, watch, w)) return -1;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&w->lock, NULL);
+    if (pthread_create(&w->thread, NULL, watch, w)) {
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        return -1;
+    }
     w->running = 1;
     return 0;
 }
@@ -74,7 +91,12 @@ int gg_watchdog_start(gg_watchdog *w, uint64_t timeout_ms, const gg_logger *log)
 void gg_watchdog_stop(gg_watchdog *w)
 {
     if (!w->running) return;
+    pthread_mutex_lock(&w->lock);
     atomic_store(&w->stop, 1);
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->lock);
     w->running = 0;
 }

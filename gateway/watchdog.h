@@ -26,6 +26,8 @@ typedef struct gg_watchdog {
     uint64_t timeout_ms;       /* 0: off */
     const gg_logger *log;
     atomic_int stop;
+    pthread_mutex_t lock; /* with wake: stop does not wait for the thread's tick */
+    pthread_cond_t wake;
     pthread_t thread;
     int running;
 } gg_watchdog;

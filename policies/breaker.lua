@@ -65,9 +65,12 @@ function _M:reload(service)
         for _, o in pairs(old) do
             if o.address == e.address then prev = o end
         end
-        self.endpoints[i] = prev or new_state(self.conf)
-        self.endpoints[i].address = e.address
-        e.open = self.endpoints[i].state == OPEN
+        local st = prev or new_state(self.conf)
+        self.endpoints[i] = st
+        st.address = e.address
+        -- the route policy reads these: an open endpoint is skipped until retry_at
+        e.open = st.state ~= CLOSED
+        e.retry_at = st.state == OPEN and st.opened_at + st.cooldown or 0
     end
     self.service = service
 end
@@ -99,14 +102,23 @@ local function close(self, st, i)
     self.eps[i].open = false
 end
 
+-- Would this endpoint's breaker let a call through now?
+local function admits(self, st)
+    local state = st.state
+    if state == CLOSED then return true end
+    if state == OPEN then return self.service.now() >= st.opened_at + st.cooldown end
+    return st.probes < self.conf.probes
+end
+
 function _M:access(ctx)
     local i = ctx.endpoint
     if i == 0 then
-        -- nobody chose: take the next endpoint whose breaker lets calls through
+        -- nobody chose (no route policy): take the next endpoint whose breaker lets calls
+        -- through; when none does, the next one, which refuses the call below
         local n = #self.endpoints
         for _ = 1, n do
             self.rr = self.rr % n + 1
-            if self.endpoints[self.rr].state ~= OPEN then
+            if admits(self, self.endpoints[self.rr]) then
                 i = self.rr
                 break
             end
@@ -141,10 +153,16 @@ function _M:response(ctx, outcome)
     if not st then return end
     local probe = self.probe[ctx.slot]
     if probe then self.probe[ctx.slot] = nil end
+    local kind = outcome.kind
+    if kind == "rejected" or kind == "responded" then
+        -- the call never went upstream: give its probe back, count nothing
+        if probe and st.state == HALF_OPEN and st.probes > 0 then st.probes = st.probes - 1 end
+        return
+    end
     local failed
     if outcome.ok then
         failed = false
-    elseif outcome.kind == "gateway_error" then
+    elseif kind == "gateway_error" then
         failed = outcome.code == 502 or outcome.code == 504
         if not failed and not probe then return end
     else

@@ -18,9 +18,12 @@ local _M = {
             ttl = { type = "number", default = 60, min = 0.001 },
             size = { type = "integer", default = 1000, min = 0, max = 1000000 },
             value = { type = "any", description = "static answer when nothing is cached" },
-            on = { type = "array", elements = { type = "string" }, default = function()
-                return { "upstream_unavailable", "deadline_exceeded", "circuit_open" }
-            end },
+            on = { type = "array", default = function()
+                       return { "upstream_unavailable", "deadline_exceeded", "circuit_open" }
+                   end,
+                   elements = { type = "string", one_of = { "upstream_unavailable", "deadline_exceeded",
+                                "circuit_open", "overloaded", "rate_limited", "internal" } },
+                   description = "the gateway errors answered from the fallback" },
         },
     },
     wants_result = true,

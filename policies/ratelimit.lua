@@ -5,15 +5,17 @@
 --
 -- Over the limit a call fails with `rate_limited`; the error carries `retry_after` (seconds
 -- until a token is back). Buckets live in the gateway process (each worker has its own).
+-- It runs before route and breaker (priority 850): a refused call takes no endpoint or probe.
 -- No table is built per call: buckets are two numbers in tables keyed by identity (and by
--- method with per = "method"), created once per key. At most `max_keys` keys are kept;
--- beyond that the oldest generation of buckets is forgotten (a refill, never a leak).
+-- method with per = "method"), created once per key. At most `max_keys` buckets are kept;
+-- beyond that they are all forgotten at once (a refill, never a leak). Buckets survive a
+-- reload that leaves the policy's options unchanged.
 
 local setmetatable, format = setmetatable, string.format
 
 local _M = {
     name = "ratelimit",
-    priority = 600,
+    priority = 850,
     schema = {
         type = "record",
         fields = {
@@ -35,14 +37,16 @@ function _M.new(conf, service)
                           max_keys = conf.max_keys, buckets = {}, nkeys = 0, service = service }, mt)
 end
 
-local function bucket(self, key, now)
-    local b = self.buckets[key]
+-- The bucket of `key` in `buckets` (self.buckets, or one key's per-method table).
+local function bucket(self, buckets, key, now)
+    local b = buckets[key]
     if b then return b end
     if self.nkeys >= self.max_keys then
         self.buckets, self.nkeys = {}, 0
+        buckets = self.buckets
     end
     b = { tokens = self.burst, at = now }
-    self.buckets[key] = b
+    buckets[key] = b
     self.nkeys = self.nkeys + 1
     return b
 end
@@ -60,18 +64,15 @@ function _M:access(ctx)
     local now = self.service.now()
     local b
     if self.per_method then
+        -- buckets[key] holds that key's buckets by method; every bucket counts in max_keys
         local per = self.buckets[key]
         if not per then
-            per = bucket(self, key, now)
-            per.methods = per.methods or {}
+            per = bucket(self, self.buckets, key, now)
+            per.methods = {}
         end
-        b = per.methods[ctx.method]
-        if not b then
-            b = { tokens = self.burst, at = now }
-            per.methods[ctx.method] = b
-        end
+        b = bucket(self, per.methods, ctx.method, now)
     else
-        b = bucket(self, key, now)
+        b = bucket(self, self.buckets, key, now)
     end
     local tokens = b.tokens + (now - b.at) * self.rate
     if tokens > self.burst then tokens = self.burst end

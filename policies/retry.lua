@@ -2,13 +2,16 @@
 --
 --   retry { attempts = 3, idempotent = { "get_*", "list" } }
 --
--- A call is retried only if its method is idempotent (listed here, or in the service's
--- `idempotent` list) or if it provably never reached the upstream (no connection could take
--- it). Only failures of the way there count: `upstream_unavailable` and, for idempotent
--- methods, `deadline_exceeded` of the attempt... never errors the upstream returned.
--- Backoff is exponential with full jitter: a random wait in [0, min(max_backoff,
--- backoff * 2^attempt)]. A retry budget keeps retries under `budget` (a fraction) of the calls,
--- so that retries cannot multiply an outage; the core never retries past the call's deadline.
+-- Only gateway errors on the way to the upstream are retried, never errors the upstream
+-- returned: `upstream_unavailable` when the call provably never reached the upstream (no
+-- connection took it: outcome.sent is false), whatever the method; `upstream_unavailable`
+-- after it was sent (the connection died) only for idempotent methods (listed here, or in the
+-- service's `idempotent` list). `deadline_exceeded` is the whole call's deadline, so it is
+-- never retried. Backoff is exponential with full jitter: a random wait in
+-- [0, min(max_backoff, backoff * 2^(attempt-1))]. A retry budget keeps retries under `budget`
+-- per call made (plus a reserve of 10), so that retries cannot multiply an outage; the core
+-- never schedules a retry past the call's deadline. Each attempt runs the request phase
+-- again: route and breaker may choose another endpoint.
 
 local glob = require "policies.glob"
 
@@ -51,13 +54,9 @@ function _M:response(ctx, outcome)
     end
     if outcome.ok or outcome.kind ~= "gateway_error" then return end
     if outcome.attempt >= self.conf.attempts then return end
-    local code = outcome.code
-    local safe
-    if code == 502 and not outcome.sent then
-        safe = true -- never left the gateway
-    elseif code == 502 or code == 504 then
-        safe = self.idempotent(ctx.method)
-    end
+    if outcome.code ~= 502 then return end
+    -- never left the gateway, or safe to send twice
+    local safe = not outcome.sent or self.idempotent(ctx.method)
     if not safe or self.tokens < 1 then return end
     self.tokens = self.tokens - 1
     local cap = self.conf.backoff * 2 ^ (outcome.attempt - 1)

@@ -5,8 +5,11 @@
 --   route { strategy = "least_outstanding" }
 --   route { strategy = "hash", arg = 1 }               same first argument -> same endpoint
 --
--- Endpoints with no live connection, or whose breaker is open, are skipped; with none left
--- the call fails with `upstream_unavailable` (or `circuit_open` when breakers closed them all).
+-- Endpoints with no live connection, or whose breaker is open, are skipped. When no endpoint
+-- has a live connection (the gateway is still connecting, or reconnecting), the strategy picks
+-- among those whose breaker is not open and the core sends the call on a connection being
+-- opened, or answers `upstream_unavailable` at once. When breakers have opened every endpoint
+-- the call fails with `circuit_open`.
 -- "hash" is consistent hashing (virtual nodes on a ring): removing an endpoint moves only its
 -- own keys.
 
@@ -56,53 +59,62 @@ local function build_ring(self)
     self.ring = ring
 end
 
-function _M.new(conf, service)
-    local self = setmetatable({
-        strategy = conf.strategy, endpoints = service.endpoints, rr = 0,
-        weights = {}, current = {}, vnodes = conf.vnodes, arg = conf.arg, field = conf.field,
-        service = service,
-        -- only least_outstanding needs to hear about answers: the others cost no response phase
-        wants_response = conf.strategy == "least_outstanding",
-    }, mt)
+-- Per-endpoint data of the strategy, for the service's endpoints (at start and on reload).
+local function setup(self, service)
+    local conf = self.conf
+    self.endpoints = service.endpoints
+    self.weights, self.current = {}, {}
     for i = 1, #service.endpoints do
         self.weights[i] = conf.weights and conf.weights[i] or 1
         self.current[i] = 0
     end
+    if self.rr > #service.endpoints then self.rr = 0 end
     if conf.strategy == "hash" then build_ring(self) end
+end
+
+function _M.new(conf, service)
+    local self = setmetatable({
+        conf = conf, strategy = conf.strategy, rr = 0, vnodes = conf.vnodes, arg = conf.arg,
+        field = conf.field, service = service,
+        -- least_outstanding: the endpoint each call in flight was counted on, by call slot
+        counted = {},
+        -- only least_outstanding needs to hear about answers: the others cost no response phase
+        wants_response = conf.strategy == "least_outstanding",
+    }, mt)
+    setup(self, service)
     return self
 end
 
 function _M:reload(service)
-    self.endpoints = service.endpoints
-    if self.strategy == "hash" then build_ring(self) end
+    setup(self, service)
 end
 
 -- Live, and not behind an open breaker (once the breaker's cooldown is over the endpoint is
--- usable again, so that its half-open probes can reach it).
-local function usable(e, self)
-    if e.connected == 0 then return false end
-    if e.open then return self.service.now() >= e.retry_at end
+-- usable again, so that its half-open probes can reach it). With `any`, live or not.
+local function usable(e, self, any)
+    if e.connected == 0 and not any then return false end
+    if e.open then return self.service.now() >= (e.retry_at or 0) end
     return true
 end
 
 local pick = {}
 
-function pick.round_robin(self)
+function pick.round_robin(self, _, any)
     local eps = self.endpoints
     local n = #eps
     for _ = 1, n do
         self.rr = self.rr % n + 1
-        if usable(eps[self.rr], self) then return self.rr end
+        if usable(eps[self.rr], self, any) then return self.rr end
     end
 end
 
 -- Smooth weighted round robin (as nginx): every endpoint gains its weight, the richest is
 -- chosen and pays the total.
-function pick.weighted(self)
+function pick.weighted(self, _, any)
     local eps, w, cur = self.endpoints, self.weights, self.current
     local best, total = nil, 0
     for i = 1, #eps do
-        if w[i] > 0 and usable(eps[i], self) then
+        if w[i] > 0 and usable(eps[i], self, any) then
             cur[i] = cur[i] + w[i]
             total = total + w[i]
             if not best or cur[i] > cur[best] then best = i end
@@ -112,7 +124,7 @@ function pick.weighted(self)
     return best
 end
 
-function _M.pick_least(self)
+function _M.pick_least(self, _, any)
     local eps = self.endpoints
     local best
     local n = #eps
@@ -120,13 +132,13 @@ function _M.pick_least(self)
     for k = 0, n - 1 do
         local i = (self.rr + k - 1) % n + 1
         local e = eps[i]
-        if (not best or e.inflight < eps[best].inflight) and usable(e, self) then best = i end
+        if (not best or e.inflight < eps[best].inflight) and usable(e, self, any) then best = i end
     end
     return best
 end
 pick.least_outstanding = _M.pick_least
 
-function pick.hash(self, ctx)
+function pick.hash(self, ctx, any)
     local args = ctx:args()
     local v = type(args) == "table" and args[self.arg]
     if self.field and type(v) == "table" then v = v[self.field] end
@@ -141,12 +153,13 @@ function pick.hash(self, ctx)
     if ring[lo].h < h then lo = 1 end
     for k = 0, #ring - 1 do
         local node = ring[(lo + k - 1) % #ring + 1]
-        if usable(self.endpoints[node.ep], self) then return node.ep end
+        if usable(self.endpoints[node.ep], self, any) then return node.ep end
     end
 end
 
 function _M:access(ctx)
-    local i = pick[self.strategy](self, ctx)
+    local choose = pick[self.strategy]
+    local i = choose(self, ctx, false) or choose(self, ctx, true)
     if not i then
         local eps, open = self.endpoints, 0
         for k = 1, #eps do
@@ -161,13 +174,17 @@ function _M:access(ctx)
     if self.strategy == "least_outstanding" then
         local e = self.endpoints[i]
         e.inflight = e.inflight + 1
+        self.counted[ctx.slot] = e
     end
 end
 
+-- least_outstanding: the call is over (answered, failed, or refused after this policy chose
+-- its endpoint).
 function _M:response(ctx)
-    if self.strategy == "least_outstanding" then
-        local e = self.endpoints[ctx.endpoint]
-        if e and e.inflight > 0 then e.inflight = e.inflight - 1 end
+    local e = self.counted[ctx.slot]
+    if e then
+        self.counted[ctx.slot] = nil
+        if e.inflight > 0 then e.inflight = e.inflight - 1 end
     end
 end
 

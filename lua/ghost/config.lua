@@ -7,8 +7,8 @@ local auth = require "ghost.auth"
 
 local type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable =
     type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable
-local format = string.format
-local insert = table.insert
+local format, gmatch, match, sub = string.format, string.gmatch, string.match, string.sub
+local insert, concat = table.insert, table.concat
 local getinfo = debug.getinfo
 
 local _M = {}
@@ -45,6 +45,29 @@ local http_listener = {
     },
 }
 
+-- Extra HTTP headers: names are HTTP tokens, values one line; the framing headers are the
+-- gateway's (a configured Content-Length could split one request into two).
+local header_name = {
+    type = "string",
+    check = function(k)
+        if not k:match("^[%w!#%$%%&'%*%+%-%.%^_`|~]+$") then
+            return nil, format("header name %q is not an HTTP token", k)
+        end
+        local l = k:lower()
+        if l == "content-length" or l == "transfer-encoding" or l == "connection" then
+            return nil, format("header %q is set by the gateway", k)
+        end
+        return true
+    end,
+}
+local header_value = {
+    type = "string",
+    check = function(v)
+        if v:find("[\r\n%z]") then return nil, "a header value is one line (no CR, LF or NUL)" end
+        return true
+    end,
+}
+
 local service = {
     type = "record",
     fields = {
@@ -52,21 +75,24 @@ local service = {
         upstreams = { type = "array", elements = upstream_address, coerce_single = true },
         protocol = { type = "string", default = "msgpack-rpc", one_of = { "msgpack-rpc", "jsonrpc-http" },
                      description = "what the upstreams speak" },
-        headers = { type = "map", keys = { type = "string" }, values = { type = "string" },
+        headers = { type = "map", keys = header_name, values = header_value,
                     description = "extra HTTP headers sent to jsonrpc-http upstreams" },
         adapter = { type = "string", description = "a Lua file implementing the service in the gateway" },
         deadline = { type = "number", default = 30, min = 0.001, max = 86400,
                      description = "seconds a call may take end to end" },
-        connections = { type = "integer", default = 2, min = 1, max = 64,
-                        description = "pooled connections per upstream endpoint" },
+        connections = { type = "integer", min = 1, max = 64,
+                        description = "pooled connections per upstream endpoint (default 2; 8 for "
+                            .. "jsonrpc-http, whose connections carry one call at a time)" },
         policies = { type = "array", elements = { type = "any" }, default = function() return {} end,
                      description = "policies run for every call: { guard { allow = {...} }, breaker {} }" },
         idempotent = { type = "array", elements = { type = "string" },
                        description = "methods (globs) safe to send twice, for retry" },
         keep_prefix = { type = "boolean", default = false,
                         description = "send 'svc.method' upstream instead of 'method'" },
+        methods = require("ghost.types").methods_schema, -- { get_profile = { "id: integer" } }
     },
     check = function(s)
+        if s.connections == nil then s.connections = s.protocol == "jsonrpc-http" and 8 or 2 end
         local list = s.upstreams or {}
         if s.upstream then insert(list, 1, s.upstream) end
         s.upstreams, s.upstream = list, nil
@@ -103,7 +129,8 @@ _M.schema = {
                      description = "seconds a policy may run without returning before its worker is killed" },
         pid_file = { type = "string", description = "written at start, for `ghostgate reload`" },
         policy_path = { type = "string", default = "./policies/?.lua",
-                        description = "where user policies are found (a package.path template)" },
+                        description = "where user policies are found: a package.path template "
+                            .. "whose relative entries start at the config file's directory" },
         auth = auth.schema,
         http = http_listener,   -- the JSON-RPC over HTTP front door
         admin = { type = "record", fields = { listen = http_listener.fields.listen } },
@@ -131,13 +158,26 @@ _M.schema = {
     },
 }
 
+-- The entries of a package.path template that are relative start at `dir`.
+local function resolve_path(path, dir)
+    if not dir then return path end
+    local out = {}
+    for e in gmatch(path, "[^;]+") do
+        if sub(e, 1, 1) ~= "/" then e = dir .. "/" .. e end
+        out[#out + 1] = e
+    end
+    return concat(out, ";")
+end
+
 --- Validate a config table. Returns the normalised table, or nil and "source: path: reason".
-function _M.normalize(t, source)
+-- `dir` is the config file's directory (relative policy_path entries start there).
+function _M.normalize(t, source, dir)
     if type(t) ~= "table" then
         return nil, format("%s: the config must return a table, got %s", source, type(t))
     end
     local v, err = schema.validate(_M.schema, t, "")
     if not v then return nil, format("%s: %s", source, err) end
+    v.policy_path = resolve_path(v.policy_path, dir)
     -- Policies are validated by their own schemas; errors name the file and line of the policy.
     for name, svc in pairs(v.services) do
         for i, spec in ipairs(svc.policies) do
@@ -160,7 +200,7 @@ function _M.load(path)
     setfenv(chunk, setmetatable(env, { __index = _G }))
     local ok, t = pcall(chunk)
     if not ok then return nil, tostring(t) end
-    return _M.normalize(t, path)
+    return _M.normalize(t, path, match(path, "^(.*)/[^/]*$") or ".")
 end
 
 return _M

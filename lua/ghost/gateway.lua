@@ -4,9 +4,16 @@
 local policy = require "ghost.policy"
 local auth = require "ghost.auth"
 
-local pairs, ipairs, next, require = pairs, ipairs, next, require
+local pairs, ipairs, next, setmetatable = pairs, ipairs, next, setmetatable
 
 local _M = {}
+
+-- An adapter service has no upstreams. The policies that work per endpoint (breaker, route)
+-- see one: the adapter itself, which the core reports as always connected (gateway/adapter.c).
+local function with_endpoints(svc)
+    if not svc.adapter or #svc.upstreams > 0 then return svc end
+    return setmetatable({ upstreams = { "adapter:" .. svc.adapter } }, { __index = svc })
+end
 
 --- Build everything for the normalised config `cfg`. `host` holds the core's functions
 -- (args, args_raw, now, sha256_hex, hmac_sha256_hex, consttime_eq). `old` is the previous
@@ -14,25 +21,28 @@ local _M = {}
 -- Returns { services = { name = pipeline }, auth = authenticator or nil }.
 function _M.start(cfg, host, old)
     local out = { services = {} }
+    -- kept instances move to the new pipelines only once all of them are built: a new() that
+    -- fails leaves the running ones untouched (the reload is refused)
+    local moves = {}
     for name, svc in pairs(cfg.services) do
         if next(svc.policies) then
             local prev = old and old.services[name]
-            out.services[name] = policy.build(name, svc.policies, svc, host, prev)
+            out.services[name] = policy.build(name, svc.policies, with_endpoints(svc), host, prev,
+                moves)
         end
     end
+    policy.commit(moves)
     local a = cfg.auth
     if a and (next(a.keys) or a.hmac_secret) then out.auth = auth.new(a, host) end
     return out
 end
 
--- Flags the core reads once per service.
+-- Flags the core reads once per service: whether it runs a request phase, a response phase,
+-- passes results to Lua (a module sets wants_result) and keeps a copy of each request so that a
+-- policy can retry it (a module sets keeps_request); and the policy names, in the order the
+-- watchdog numbers them.
 function _M.flags(p)
-    local keeps = false
-    for _, e in pairs(p.instances) do
-        local m = policy.builtin[e.name] and require("policies." .. e.name)
-        if m and m.keeps_request then keeps = true end
-    end
-    return p.has_request, p.has_response, p.wants_result, keeps
+    return p.has_request, p.has_response, p.wants_result, p.keeps_request, policy.names(p)
 end
 
 local breaker_state = { closed = 0, open = 1, half_open = 2 }

@@ -12,23 +12,43 @@
 --                                 ctx:respond(), ctx:set_endpoint(), ctx:set_deadline().
 --   response(self, ctx, outcome)  per call, after the answer (or failure): breakers, metrics,
 --                                 caches; may ctx:respond() to replace a failure, or
---                                 ctx:retry(delay) to send the call again.
+--                                 ctx:retry(delay) to send the call again. Also run, with
+--                                 outcome.kind "rejected" or "responded", for the policies whose
+--                                 access phase saw a call that then never went upstream, so that
+--                                 what an access phase took (a probe, a counter) is given back.
 --   recover(self, ctx, code)      when an access phase rejected the call: may ctx:respond()
 --                                 instead (a fallback answering for an open breaker).
 --
+-- docs/policies.md is the reference.
 -- The C core calls request() and response() below once per call. Nothing here allocates per
 -- call: ctx and outcome are reused (phases never overlap: they do not yield), and what a call
 -- needs between its two phases is kept in arrays indexed by the call's slot.
 
 local schema = require "ghost.schema"
+local ffi = require "ffi"
 
-local type, pairs, ipairs, pcall, error, tostring, setmetatable, require =
-    type, pairs, ipairs, pcall, error, tostring, setmetatable, require
+local type, pairs, ipairs, pcall, error, tostring, setmetatable, require, loadstring, assert, unpack =
+    type, pairs, ipairs, pcall, error, tostring, setmetatable, require, loadstring, assert, unpack
 local sort, concat = table.sort, table.concat
 local format = string.format
-local loadfile, searchpath = loadfile, package.searchpath
+local searchpath = package.searchpath
+local io_open = io.open
 
 local _M = {}
+
+-- In the gateway, the clocks are C functions the FFI can call from compiled code.
+ffi.cdef [[
+double gg_host_now(void *server);
+double gg_host_time(void);
+]]
+
+local function clocks(core)
+    if not core.server then return core.now, core.time end
+    local ok = pcall(function() return ffi.C.gg_host_now end)
+    if not ok then return core.now, core.time end
+    local C, server = ffi.C, ffi.cast("void *", core.server)
+    return function() return C.gg_host_now(server) end, function() return C.gg_host_time() end
+end
 
 -- Verdicts returned to C.
 local CONTINUE, REJECT, RESPOND, RESPOND_RAW, RETRY = 0, 1, 2, 3, 4
@@ -42,6 +62,8 @@ _M.codes = {
     shutting_down = 531,
 }
 local codes = _M.codes
+local known_code = {}
+for _, c in pairs(codes) do known_code[c] = true end
 
 -- How many (identity, method) decisions one service caches per identity; beyond that the
 -- decision is computed per call (a client sending random method names cannot grow memory).
@@ -57,6 +79,10 @@ local builtin = {
 }
 _M.builtin = builtin
 
+-- User policy modules by file: a file whose text did not change gives the same module table
+-- on reload, so that its instances (and their state) can be kept like the built-ins'.
+local user_modules = {}
+
 local function load_module(name, path)
     if builtin[name] then
         local ok, mod = pcall(require, "policies." .. name)
@@ -66,12 +92,21 @@ local function load_module(name, path)
     local file = path and searchpath(name, path)
     if not file then
         return nil, format("no policy named '%s' (built-in: guard, auth, route, breaker, retry, "
-            .. "ratelimit, fallback; user policies are found with policy_path)", name)
+            .. "ratelimit, fallback; user policies are found with policy_path %s)", name,
+            tostring(path))
     end
-    local chunk, err = loadfile(file)
+    local f, err = io_open(file, "rb")
+    if not f then return nil, err end
+    local src = f:read("*a")
+    f:close()
+    local cached = user_modules[file]
+    if cached and cached.src == src then return cached.mod end
+    local chunk
+    chunk, err = loadstring(src, "@" .. file)
     if not chunk then return nil, err end
     local ok, mod = pcall(chunk, name)
     if not ok then return nil, format("%s: %s", file, tostring(mod)) end
+    user_modules[file] = { src = src, mod = mod }
     return mod
 end
 
@@ -148,9 +183,14 @@ end
 local ctx_mt = {}
 ctx_mt.__index = ctx_mt
 
--- Refuse the call with a gateway error. retry_after (seconds) is added to the error object.
+-- Refuse the call with a gateway error: code is a name ("forbidden") or a number of
+-- _M.codes; anything else is `internal`. retry_after (seconds) is added to the error object.
 function ctx_mt:reject(code, message, retry_after)
-    if type(code) == "string" then code = codes[code] or codes.internal end
+    if type(code) == "string" then
+        code = codes[code] or codes.internal
+    elseif not known_code[code] then
+        code = codes.internal
+    end
     self.verdict, self.code, self.message, self.retry_after = REJECT, code, message, retry_after
 end
 
@@ -178,7 +218,7 @@ end
 -- The call's params, decoded on first use (the C fast path never decodes them).
 function ctx_mt:args()
     local a = self._args
-    if a == nil then
+    if not a then
         a = self._core.args()
         self._args = a
     end
@@ -188,7 +228,7 @@ end
 -- The call's params as the MessagePack bytes the client sent (a cheap cache key).
 function ctx_mt:args_raw()
     local a = self._args_raw
-    if a == nil then
+    if not a then
         a = self._core.args_raw()
         self._args_raw = a
     end
@@ -198,44 +238,108 @@ end
 ---------------------------------------------------------------------------------------------
 -- Building a service's pipeline
 
+-- Higher priority first; equal priorities keep the order of the config's list.
 local function by_priority(a, b)
-    return (a.module.priority or 0) > (b.module.priority or 0)
+    local pa, pb = a.spec.module.priority or 0, b.spec.module.priority or 0
+    if pa ~= pb then return pa > pb end
+    return a.index < b.index
+end
+
+-- The instance of the previous pipeline to keep for spec `s`: same module, same options, not
+-- already taken by an earlier spec of the same policy.
+local function previous(old, s, taken)
+    if not (old and old.instances) then return nil end
+    for _, e in ipairs(old.instances) do
+        if not taken[e] and e.name == s.name and e.module == s.module and schema.equal(e.conf, s.conf) then
+            taken[e] = true
+            return e.instance
+        end
+    end
+end
+
+-- A kept instance moves to its new service table (and runs its reload hook).
+local function move(inst, svc)
+    inst.service = svc
+    if inst.reload then inst:reload(svc) end
+end
+
+--- Move the instances a reload keeps to their new pipelines: called once every pipeline of the
+-- new config is built (build(..., moves)), so that a reload that fails half-way leaves the
+-- running pipelines' instances as they were.
+function _M.commit(moves)
+    for i = 1, #moves, 2 do move(moves[i], moves[i + 1]) end
+end
+
+-- A phase's policies called in a row by a function made for this pipeline: every call site
+-- then calls one known function (a loop over the list would call a different one at each
+-- turn, which LuaJIT's traces cannot follow, and the calls would run in the interpreter).
+-- `stop`: return at the first verdict. Returns the number of the last policy that ran (0 none).
+local function compile(list, running, stop)
+    local names, src = { "running" }, {}
+    local values = { running }
+    for k, e in ipairs(list) do
+        names[#names + 1] = "f" .. k
+        names[#names + 1] = "i" .. k
+        values[#values + 1] = e[1]
+        values[#values + 1] = e[2]
+        src[#src + 1] = format("running[0] = %d; f%d(i%d, ctx, o)", e[3], k, k)
+        if stop then src[#src + 1] = format("if ctx.verdict then return %d end", e[3]) end
+    end
+    local last = #list > 0 and list[#list][3] or 0
+    local code = format("local %s = ...\nreturn function(ctx, o)\n%s\nreturn %d\nend",
+        concat(names, ", "), concat(src, "\n"), last)
+    return assert(loadstring(code, "=pipeline"))(unpack(values, 1, #values))
 end
 
 --- Build the pipeline of one service. `specs` are validated specs, `service` the normalised
 -- service config (name, upstreams, deadline, ...), `core` the C functions (args, args_raw,
--- now). `old` is the same service's previous pipeline, on reload: instances whose policy
--- and options did not change are kept, with their state.
-function _M.build(name, specs, service, core, old)
+-- now, time, log). `old` is the same service's previous pipeline, on reload: instances of an
+-- unchanged policy (same module, same options) are kept, with their state. With `moves` (a
+-- list), moving the kept instances is left to commit(moves); without, it is done here.
+function _M.build(name, specs, service, core, old, moves)
     local sorted = {}
-    for i, s in ipairs(specs) do sorted[i] = s end
+    for i, s in ipairs(specs) do sorted[i] = { spec = s, index = i } end
     sort(sorted, by_priority)
 
     local endpoints = {}
     for i, addr in ipairs(service.upstreams) do
-        endpoints[i] = { index = i, address = addr, connected = 0, open = false, inflight = 0 }
+        endpoints[i] = { index = i, address = addr, connected = 0, open = false, retry_at = 0,
+                         inflight = 0 }
     end
+    local now, time = clocks(core)
     local svc = { name = name, endpoints = endpoints, deadline = service.deadline,
-                  methods = service.methods, idempotent = service.idempotent, now = core.now,
-                  time = core.time }
+                  methods = service.methods, idempotent = service.idempotent, now = now,
+                  time = time, log = core.log }
 
     local p = {
         name = name, service = svc, endpoints = endpoints,
         decide = {}, access = {}, response = {}, recover = {}, instances = {},
         decisions = {}, ndecisions = 0,
         call_method = {}, call_endpoint = {}, call_key = {}, call_client = {},
-        ctx = setmetatable({ service = name, endpoints = endpoints, _core = core }, ctx_mt),
-        outcome = {},
+        -- Every field a call sets exists from the start (false, not nil): stores then update
+        -- a slot instead of adding and removing keys, which compiled code does much faster.
+        ctx = setmetatable({ service = name, endpoints = endpoints, _core = core, client = false,
+                             address = false, identity = false, meta = false, method = false,
+                             endpoint = 0, deadline = 0, slot = 0, verdict = false, _args = false,
+                             _args_raw = false, code = false, message = false, retry_after = false,
+                             value = false, probe = false }, ctx_mt),
+        outcome = { kind = false, ok = false, code = false, latency = 0, result = false,
+                    attempt = 0, sent = false },
         core = core,
-        wants_result = false,
+        wants_result = false, keeps_request = false,
+        -- where the core's watchdog reads which policy is running (a scratch cell otherwise)
+        running = core.current and ffi.cast("int32_t *", core.current) or ffi.new("int32_t[1]"),
     }
-    for _, s in ipairs(sorted) do
-        local inst
-        local prev = old and old.by_spec and old.by_spec[s.name]
-        if prev and schema.equal(prev.conf, s.conf) then
-            inst = prev.instance
-            inst.service = svc
-            if inst.reload then inst:reload(svc) end
+    local taken = {}
+    for order, e in ipairs(sorted) do
+        local s = e.spec
+        local inst = previous(old, s, taken)
+        if inst then
+            if moves then
+                moves[#moves + 1], moves[#moves + 2] = inst, svc
+            else
+                move(inst, svc)
+            end
         else
             inst = s.module.new(s.conf, svc)
             if type(inst) ~= "table" then
@@ -243,20 +347,27 @@ function _M.build(name, specs, service, core, old)
             end
         end
         local m = s.module
-        if m.decide then p.decide[#p.decide + 1] = { m.decide, inst } end
+        local n = #p.instances + 1 -- its number, for the watchdog's report
+        if m.decide then p.decide[#p.decide + 1] = { m.decide, inst, n } end
         -- an instance may opt out of a phase its module has (inst.wants_access = false)
-        if m.access and inst.wants_access ~= false then p.access[#p.access + 1] = { m.access, inst } end
-        if m.response and inst.wants_response ~= false then
-            p.response[#p.response + 1] = { m.response, inst }
+        if m.access and inst.wants_access ~= false then
+            p.access[#p.access + 1] = { m.access, inst, order }
         end
-        if m.recover then p.recover[#p.recover + 1] = { m.recover, inst } end
+        if m.response and inst.wants_response ~= false then
+            p.response[#p.response + 1] = { m.response, inst, order }
+        end
+        if m.recover then p.recover[#p.recover + 1] = { m.recover, inst, order } end
         if m.wants_result then p.wants_result = true end
-        p.instances[#p.instances + 1] = { name = s.name, conf = s.conf, instance = inst }
+        if m.keeps_request then p.keeps_request = true end
+        p.instances[#p.instances + 1] = { name = s.name, module = m, conf = s.conf, instance = inst,
+                                          where = s.where }
     end
-    p.by_spec = {}
-    for _, e in ipairs(p.instances) do p.by_spec[e.name] = e end
-    p.has_request = #p.decide + #p.access > 0
     p.has_response = #p.response > 0
+    -- the request phase also records what the response phase needs (method, client, args):
+    -- a pipeline with only response phases (retry alone) still runs it
+    p.has_request = #p.decide + #p.access > 0 or p.has_response
+    p.run_access = compile(p.access, p.running, true)
+    p.run_response = compile(p.response, p.running, false)
     return p
 end
 
@@ -264,17 +375,44 @@ end
 -- Running the phases (called by the C core)
 
 local function decide(p, method, client)
+    local running = p.running
     for i = 1, #p.decide do
         local d = p.decide[i]
+        running[0] = d[3]
         local code, message = d[1](d[2], method, client)
-        if code then return { code = code, message = message or "refused" } end
+        if code then
+            if type(code) == "string" then code = codes[code] end
+            if not known_code[code] then code = codes.internal end
+            return { code = code, message = message or "refused" }
+        end
     end
     return true
 end
 
+local function set_client(ctx, client)
+    ctx.client, ctx.address, ctx.identity, ctx.meta = client, client.address or false,
+        client.identity or false, client.meta or false
+end
+
+-- The call ends in its request phase (rejected or answered by a policy): the response phases
+-- of the policies that saw it (order <= last) hear it, so they can give back what they took.
+local function abandon(p, ctx, last, kind, code)
+    local o = p.outcome
+    o.kind, o.ok, o.code, o.latency, o.result, o.attempt, o.sent = kind, false, code or false, 0,
+        false, 0, false
+    local verdict, value = ctx.verdict, ctx.value
+    local response = p.response
+    for i = 1, #response do
+        local r = response[i]
+        if r[3] > last then break end
+        r[1](r[2], ctx, o)
+    end
+    ctx.verdict, ctx.value = verdict, value
+end
+
 --- Request phase. Returns a verdict and its values:
 --   CONTINUE, endpoint, deadline    the call goes upstream (endpoint 0: the core chooses)
---   REJECT, code, message           answer with a gateway error
+--   REJECT, code, message, retry_after
 --   RESPOND, value | RESPOND_RAW, bytes
 function _M.request(p, slot, client, method, endpoint, deadline)
     local d
@@ -299,21 +437,18 @@ function _M.request(p, slot, client, method, endpoint, deadline)
         if d ~= true then return REJECT, d.code, d.message end
     end
     local ctx = p.ctx
-    ctx.method, ctx.client, ctx.endpoint, ctx.deadline = method, client, endpoint, deadline
-    ctx.slot, ctx.verdict, ctx._args, ctx._args_raw = slot, nil, nil, nil
-    ctx.code, ctx.message, ctx.retry_after, ctx.value, ctx.probe = nil, nil, nil, nil, nil
-    local access = p.access
-    for i = 1, #access do
-        local a = access[i]
-        a[1](a[2], ctx)
-        if ctx.verdict then break end
-    end
+    set_client(ctx, client)
+    ctx.method, ctx.endpoint, ctx.deadline = method, endpoint, deadline
+    ctx.slot, ctx.verdict, ctx._args, ctx._args_raw = slot, false, false, false
+    ctx.code, ctx.message, ctx.retry_after, ctx.value = false, false, false, false
+    local last = p.run_access(ctx)
     local v = ctx.verdict
     if v == REJECT and #p.recover > 0 then
         -- a rejection (an open breaker, no upstream) may still be answered from elsewhere
-        ctx.verdict = nil
+        ctx.verdict = false
         for i = 1, #p.recover do
             local r = p.recover[i]
+            p.running[0] = r[3]
             r[1](r[2], ctx, ctx.code)
             if ctx.verdict then break end
         end
@@ -321,9 +456,15 @@ function _M.request(p, slot, client, method, endpoint, deadline)
         v = ctx.verdict
     end
     if v == REJECT then
-        return REJECT, ctx.code or codes.internal, ctx.message or "refused", ctx.retry_after
+        local code, message, retry_after = ctx.code or codes.internal, ctx.message or "refused",
+            ctx.retry_after
+        if p.has_response then abandon(p, ctx, last, "rejected", code) end
+        return REJECT, code, message, retry_after
     end
-    if v == RESPOND or v == RESPOND_RAW then return v, ctx.value end
+    if v == RESPOND or v == RESPOND_RAW then
+        if p.has_response then abandon(p, ctx, last, "responded") end
+        return v, ctx.value
+    end
     if p.has_response then
         p.call_method[slot] = method
         p.call_endpoint[slot] = ctx.endpoint
@@ -336,27 +477,30 @@ end
 local kinds = { [0] = "ok", "upstream_error", "gateway_error" }
 
 --- Response phase. kind: 0 ok, 1 upstream error, 2 gateway error (code set). latency in
--- seconds. result: the raw result bytes when a policy asked for them (wants_result).
+-- seconds. result: the raw result bytes when a policy asked for them (wants_result). attempt:
+-- 1 for the first. sent: whether the call was written to an upstream connection.
 -- Returns nothing (the answer stands), RESPOND(_RAW) with a replacement, or RETRY, delay.
-function _M.response(p, slot, kind, code, latency, endpoint, result, attempt)
+function _M.response(p, slot, kind, code, latency, endpoint, result, attempt, sent)
     local ctx, o = p.ctx, p.outcome
+    local client = p.call_client[slot]
     ctx.method = p.call_method[slot]
-    ctx.client = p.call_client[slot]
-    ctx.endpoint = endpoint
-    ctx.slot, ctx.verdict, ctx._args = slot, nil, nil
-    ctx._args_raw = p.call_key[slot] or nil
-    o.kind, o.ok, o.code, o.latency, o.result, o.attempt = kinds[kind], kind == 0, code, latency,
-        result, attempt
-    local response = p.response
-    for i = 1, #response do
-        local r = response[i]
-        r[1](r[2], ctx, o)
+    if client then
+        set_client(ctx, client)
+    else
+        ctx.client, ctx.address, ctx.identity, ctx.meta = false, false, false, false
     end
+    ctx.endpoint = endpoint
+    ctx.slot, ctx.verdict, ctx.value, ctx._args = slot, false, false, false
+    ctx._args_raw = p.call_key[slot] or false
+    o.kind, o.ok, o.code, o.latency, o.result, o.attempt, o.sent = kinds[kind], kind == 0,
+        code or false, latency, result or false, attempt, sent == true
+    p.run_response(ctx, o)
     local v = ctx.verdict
     if v ~= RETRY then
-        p.call_method[slot], p.call_client[slot], p.call_key[slot] = nil, nil, nil
+        p.call_method[slot], p.call_client[slot], p.call_key[slot], p.call_endpoint[slot] =
+            nil, nil, nil, nil
     end
-    o.result = nil
+    o.result = false
     if v then return v, ctx.value end
 end
 

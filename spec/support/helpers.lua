@@ -1063,4 +1063,135 @@ function _M.cleanup()
     end
 end
 
+---------------------------------------------------------------------------------------------
+-- The Lua client library (require "ghost"): backends and scripts run by ghostgate or luajit
+
+-- LUA_PATH and LUA_CPATH for a plain luajit that finds lua/ghost/*.lua and
+-- $GG_BUILD/lua/ghost/core.so (merge into opts.env of spawn/run).
+function _M.ghost_env()
+    local lua = abspath("lua")
+    return {
+        LUA_PATH = lua .. "/?.lua;" .. lua .. "/?/init.lua;;",
+        LUA_CPATH = _M.bin("lua") .. "/?.so;;",
+    }
+end
+
+-- `require "ghost"` in this (busted) process, from lua/ and $GG_BUILD/lua/. Returns the module.
+function _M.ghost()
+    local env = _M.ghost_env()
+    if not package.path:find(env.LUA_PATH:sub(1, -3), 1, true) then
+        package.path = env.LUA_PATH:sub(1, -2) .. package.path
+        package.cpath = env.LUA_CPATH:sub(1, -2) .. package.cpath
+    end
+    return require "ghost"
+end
+
+-- Command and arguments running a Lua script: `$GG_BUILD/ghostgate run script args...`, or
+-- plain luajit when opts.luajit (then opts.env gets ghost_env()).
+local function lua_command(script, args, opts)
+    local env = {}
+    for k, v in pairs(opts.env or {}) do
+        env[k] = v
+    end
+    local cmd, argv
+    if opts.luajit then
+        for k, v in pairs(_M.ghost_env()) do
+            if env[k] == nil then
+                env[k] = v
+            end
+        end
+        cmd, argv = "luajit", { script }
+    else
+        cmd, argv = _M.bin("ghostgate"), { "run", script }
+    end
+    for _, a in ipairs(args or {}) do
+        argv[#argv + 1] = a
+    end
+    return cmd, argv, env
+end
+
+-- Start a ghost.serve backend: a Lua script (a path, or source written to a temp file) run by
+-- `ghostgate run` (opts.luajit: plain luajit), with args. Waits for the line ghost.serve
+-- prints, "ghost.serve: ready listen=ADDR". The process is strict (see spawn): cleanup() fails
+-- the test if it died on its own, did not exit 0 on SIGTERM or printed a sanitizer report.
+-- Returns a server {addr, proc, pid, methods} with :stop(), :logs(), ..., or nil, err.
+function _M.start_backend(script, args, opts)
+    opts = opts or {}
+    if script:find("\n") then
+        script = assert(_M.write_file(_M.tmpdir() .. "/backend.lua", script))
+    end
+    local cmd, argv, env = lua_command(script, args, opts)
+    local proc, err = _M.spawn(cmd, argv, { name = opts.name or "backend", env = env, strict = true })
+    if not proc then
+        return nil, err
+    end
+    local line
+    line, err = proc:wait_line("ghost%.serve: ready listen=", opts.timeout or _M.timeout(10))
+    if not line then
+        proc:stop(1)
+        proc.strict = false
+        return nil, err
+    end
+    local self = server(proc, { line:match("listen=(%S+)") })
+    self.methods = split(line:match("methods=(%S*)") or "", ",")
+    return self
+end
+
+-- Run a Lua script (path or source) to completion with `ghostgate run` (opts.luajit: plain
+-- luajit). Returns {code, signal, stdout, stderr, output, proc} or nil, err (as run()); a
+-- sanitizer report in its output is an error too.
+function _M.run_lua(script, args, opts)
+    opts = opts or {}
+    if script:find("\n") then
+        script = assert(_M.write_file(_M.tmpdir() .. "/script.lua", script))
+    end
+    local cmd, argv, env = lua_command(script, args, opts)
+    local r, err = _M.run(cmd, argv, { env = env, timeout = opts.timeout, stdin = opts.stdin })
+    if r then
+        local report = _M.sanitizer_report(r.proc)
+        if report then
+            return nil, "sanitizer report from " .. script .. ": " .. report .. "\n" .. r.output
+        end
+    end
+    return r, err
+end
+
+-- Test fixture: ghost.serve backends, a gateway routing a service to each, and a ghost.connect()
+-- proxy in this process. services: name -> script path, or {script = ..., methods = {...},
+-- service fields...}. Each backend runs `ghostgate run SCRIPT tcp://127.0.0.1:0 GATEWAY` (so it
+-- can call other services through the gateway). opts: config (top-level gateway fields),
+-- connect (ghost.connect options). Raises when a part cannot start. Returns
+-- {ghost, gw, gateway, backends = {name = server}}.
+function _M.setup_ghost(services, opts)
+    opts = opts or {}
+    local ghost = _M.ghost()
+    local gaddr = "tcp://127.0.0.1:" .. _M.unused_port()
+    local backends, svcs = {}, {}
+    for name, spec in pairs(services) do
+        if type(spec) == "string" then
+            spec = { script = spec }
+        end
+        local b = assert(_M.start_backend(spec.script, { "tcp://127.0.0.1:0", gaddr }, { name = name }))
+        backends[name] = b
+        local svc = { upstream = b.addr, deadline = 10 }
+        for k, v in pairs(spec) do
+            if k ~= "script" then
+                svc[k] = v
+            end
+        end
+        svcs[name] = svc
+    end
+    local cfg = { listen = gaddr, services = svcs }
+    for k, v in pairs(opts.config or {}) do
+        cfg[k] = v
+    end
+    local gateway = assert(_M.start_gateway(cfg))
+    local copts = { timeout = _M.timeout(5) }
+    for k, v in pairs(opts.connect or {}) do
+        copts[k] = v
+    end
+    local gw = assert(ghost.connect(gateway.addr, copts))
+    return { ghost = ghost, gw = gw, gateway = gateway, backends = backends }
+end
+
 return _M

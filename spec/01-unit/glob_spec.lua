@@ -1,0 +1,41 @@
+-- policies/glob.lua: the method-name globs of guard allow/deny lists, auth scopes and retry's
+-- idempotent list.
+local glob = require "policies.glob"
+
+describe("glob", function()
+    it("matches exact names exactly", function()
+        local m = glob.compile({ "echo", "users.get" })
+        assert.is_true(m("echo"))
+        assert.is_true(m("users.get"))
+        assert.is_false(m("echo2"))
+        assert.is_false(m("users"))
+    end)
+
+    it("'*' stays within one dot-separated segment, '**' crosses dots, '?' is one character", function()
+        local m = glob.compile({ "get_*", "admin.**", "v?" })
+        assert.is_true(m("get_user"))
+        assert.is_true(m("get_"))
+        assert.is_false(m("get_user.secret"))
+        assert.is_true(m("admin.a.b.c"))
+        assert.is_false(m("admin"))
+        assert.is_true(m("v1"))
+        assert.is_false(m("v12"))
+    end)
+
+    it("treats Lua pattern characters in a glob as themselves", function()
+        local m = glob.compile({ "a.b*", "x%y*", "(z)?", "p-q+*", "[s]*" })
+        assert.is_true(m("a.bc"))
+        assert.is_false(m("aXbc"))
+        assert.is_true(m("x%yz"))
+        assert.is_true(m("(z)1"))
+        assert.is_true(m("p-q+r"))
+        assert.is_false(m("pq"))
+        assert.is_true(m("[s]t"))
+        assert.is_false(m("st"))
+    end)
+
+    it("compiles a glob to an anchored Lua pattern", function()
+        assert.equal("^get_[^.]*$", glob.pattern("get_*"))
+        assert.equal("^demo%..*$", glob.pattern("demo.**"))
+    end)
+end)
