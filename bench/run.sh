@@ -23,7 +23,7 @@ PARK_N=${BENCH_PARK:-20000}
 REPEAT=${BENCH_REPEAT:-2}
 LIMIT=$(awk -v t="$T" -v w="$W" 'BEGIN { printf "%d", t + w + 30 }') # seconds for one ghost-bench run
 PARK_CONNS=40
-ROWS=${BENCH_ROWS:-direct haproxy ghostgate ghostgate+5}
+ROWS=${BENCH_ROWS:-direct haproxy ghostgate ghostgate+5 ghostgate-w2}
 # The five-policy row: these fields go into the `bench` service table: guard + auth + route +
 # breaker + ratelimit, each configured so that it never refuses a call of the benchmark (the
 # load generator authenticates every connection with BENCH_KEY first): what is measured is
@@ -222,13 +222,14 @@ EOF
 
 # The config: a `bench` service -> the upstream. $1: extra fields for the bench service.
 write_ghostgate_config() {
-    local extra=${1:-}
+    local extra=${1:-} top=${2:-}
     [ -x "$GHOSTGATE" ] || return 1
     cat >"$TMP/ghostgate.lua" <<EOF
 return {
   listen = "tcp://127.0.0.1:0",
   log_level = "info",
   limits = { max_clients = 30000, max_inflight_per_client = 4096 },
+  $top
   auth = { keys = { ["$BENCH_KEY"] = { identity = "bench", scopes = { "bench.*" } } } },
   services = {
     bench = { upstream = "$UP_ADDR", deadline = 30, $extra },
@@ -241,7 +242,7 @@ EOF
 # ghostgate on the proxy CPU; sets GG_PID and GG_ADDR. $1: as write_ghostgate_config.
 start_ghostgate() {
     local cfg=$TMP/ghostgate.lua
-    write_ghostgate_config "${1:-}" || return 1
+    write_ghostgate_config "${1:-}" "${2:-}" || return 1
     : >"$TMP/ghostgate.err"
     $PROXY_PIN "$GHOSTGATE" serve -c "$cfg" --log-level info 2>"$TMP/ghostgate.err" &
     GG_PID=$!
@@ -325,6 +326,18 @@ for row in $ROWS; do
             run_rows_for ghostgate "$GG_ADDR" bench.echo "$GG_PID"
         else
             mark_rows ghostgate "failed: ghostgate did not start $(tail -c 200 "$TMP/ghostgate.err" 2>/dev/null | tr '\n' ' ')"
+        fi
+        [ -n "${GG_PID:-}" ] && stop_pid "$GG_PID" && forget_pid "$GG_PID"
+        GG_PID=
+        ;;
+    ghostgate-w2)
+        # Two worker processes on the proxy's one CPU: what the master/worker split costs.
+        # The CPU column stays empty: the workers are the master's children, and /proc counts
+        # a child's time in its parent only once it has exited.
+        if start_ghostgate "" "workers = 2,"; then
+            run_rows_for ghostgate-w2 "$GG_ADDR" bench.echo ""
+        else
+            mark_rows ghostgate-w2 "failed: ghostgate did not start with workers = 2"
         fi
         [ -n "${GG_PID:-}" ] && stop_pid "$GG_PID" && forget_pid "$GG_PID"
         GG_PID=
