@@ -14,7 +14,7 @@
 #define BACKOFF_MAX_MS   5000
 /* A connection is preferred while it carries fewer calls than this, so that light load is
  * batched onto one socket (one write per turn) and heavy load spreads over the pool. */
-#define FILL_FIRST 64
+#define FILL_FIRST 256
 
 static void uconn_connect(gg_uconn *uc);
 
