@@ -192,6 +192,12 @@ int gg_scan(gg_scan_state *st, const char *buf, size_t len, const gg_scan_limits
             depth--;
             continue;
         }
+        /* Past the limit nothing can be valid: say so whether or not the bytes are here yet, so
+         * that the verdict does not depend on how the stream was split. */
+        if (pos >= max) {
+            rc = GG_ETOOBIG;
+            goto out;
+        }
         if (pos >= len) {
             st->need = pos + 1;
             goto more;

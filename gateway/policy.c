@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define ARGS_DEPTH 32
+#define GG_TOKEN_MAX 4096 /* longer tokens are refused before any work */
 
 /* The host functions reach the server through a cell shared by all of them, set when the
  * server starts (gg_policy_init): a policy file may require "ghost.host" while the config is
@@ -617,11 +618,27 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
         return;
     }
     int top = lua_gettop(L);
-    if (gg_lua_push_msgpack(L, params, params_len, 4, err, sizeof err)) {
+    /* The token is read from the raw params, [token, ...]: anyone may call ghost.auth, so
+     * nothing else of what they send is decoded (a megabyte of nested arrays would cost far
+     * more as Lua tables than as bytes). */
+    uint32_t tlen = 0;
+    size_t h = 0;
+    uint8_t first = params_len ? (uint8_t)params[0] : 0;
+    if (params_len >= 2 && ((first >= 0x91 && first <= 0x9f) || first == 0xdc || first == 0xdd)) {
+        size_t at = first <= 0x9f ? 1 : first == 0xdc ? 3 : 5;
+        h = at < params_len ? gg_get_str(params + at, params_len - at, &tlen) : 0;
+        if (h && (uint8_t)params[at] != 0xc4 && (uint8_t)params[at] != 0xc5 &&
+            (uint8_t)params[at] != 0xc6 && tlen <= GG_TOKEN_MAX && at + h + tlen <= params_len) {
+            lua_pushlstring(L, params + at + h, tlen);
+        } else {
+            h = 0;
+        }
+    }
+    if (!h) {
+        snprintf(err, sizeof err, "params must be [token], a string of at most %d bytes", GG_TOKEN_MAX);
         gg_reply_error(&c->st, msgid, GG_ERR_BAD_REQUEST, "ghost.auth: %s", err);
         return;
     }
-    lua_rawgeti(L, -1, 1); /* the token */
     gg_auth_result res;
     run_auth(srv, c, &res);
     if (res.code == 0) {

@@ -5,6 +5,7 @@
 #include "http_front.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,25 @@ int gg_server_reload(gg_server *srv)
     return 0;
 }
 
+/* Each client is a file descriptor: take the hard limit, and say so when max_clients cannot
+ * be reached (connections over the limit are refused by the kernel, silently otherwise). */
+static void raise_fd_limit(gg_server *srv)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t want = (uint64_t)srv->cfg->limits.max_clients + 64; /* listeners, upstreams, logs */
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        gg_log(&srv->lp.log, GG_LOG_WARN, "fd_limit_low",
+               "limit=%llu max_clients=%u reason=\"connections beyond the limit are refused; raise "
+               "RLIMIT_NOFILE (LimitNOFILE= in systemd)\"",
+               (unsigned long long)rl.rlim_cur, srv->cfg->limits.max_clients);
+}
+
 static void write_pid_file(gg_server *srv)
 {
     lua_State *L = srv->L;
@@ -249,6 +269,7 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     gg_loop *lp = &srv->lp;
     lp->data = srv;
     apply_limits(srv, cfg);
+    raise_fd_limit(srv);
     if (gg_watchdog_start(&srv->wd, cfg->watchdog_ms, &lp->log))
         gg_log(&lp->log, GG_LOG_WARN, "watchdog_off", "reason=\"cannot start its thread\"");
     lp->before_flush = resume_clients;

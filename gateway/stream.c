@@ -36,13 +36,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     gg_stream *s = h->data;
     gg_loop *lp = s->loop;
     if (s->in.len && !s->ops->on_bytes) {
-        /* Grow only when the room left cannot take what the message still needs: a buffer
-         * that keeps doubling and shrinking per read costs more than the read. */
-        size_t room = s->in.cap - s->in.len;
-        size_t short_by = s->scan && s->scan->need > s->in.len ? s->scan->need - s->in.len : 1;
-        if (room < short_by || room < 4096) {
-            size_t want = short_by > MIN_READ ? short_by : MIN_READ;
-            if (gg_buf_reserve(&s->in, &lp->bufs, want)) {
+        /* Read into the room the buffer has; when it runs low, grow by a read's worth (the
+         * buffer doubles). Never by what the message claims it still needs: a claim is not
+         * bytes, and 2,000 connections claiming 8 MiB each must not reserve 16 GB. */
+        if (s->in.cap - s->in.len < 4096) {
+            if (gg_buf_reserve(&s->in, &lp->bufs, MIN_READ)) {
                 *buf = uv_buf_init(NULL, 0); /* out of memory: libuv reports UV_ENOBUFS */
                 return;
             }

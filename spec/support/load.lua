@@ -153,7 +153,7 @@ function _M.driver(addr, opts)
     local self = setmetatable({
         addr = addr, opts = opts, conns = {}, sent = 0, answered = 0, ok = 0, by_code = {},
         max_latency = 0, late = 0, running = true, pending = {}, latencies = {}, lost = 0,
-        closed_conns = 0, duplicates = 0, unknown = 0, max_by_code = {},
+        closed_conns = 0, duplicates = 0, unknown = 0, max_by_code = {}, late_list = {}, methods = {},
     }, Driver)
     for i = 1, opts.conns or 4 do
         local c = assert(h.client(addr))
@@ -184,6 +184,7 @@ function Driver:_send(st)
     self.sent = n
     st.inflight = st.inflight + 1
     self.pending[st.c][id] = h.now()
+    self.methods[id] = self.opts.method
 end
 
 function Driver:pump()
@@ -207,7 +208,14 @@ function Driver:pump()
                 end
                 if self.opts.late_after and lat > self.opts.late_after then
                     self.late = self.late + 1
+                    if #self.late_list < 10 then
+                        self.late_list[#self.late_list + 1] = {
+                            sent = t0, latency = lat, method = self.methods[id],
+                            code = r.error == nil and "ok" or (type(r.error) == "table" and r.error.code),
+                        }
+                    end
                 end
+                self.methods[id] = nil
                 if r.error == nil then
                     self.ok = self.ok + 1
                     if lat > (self.max_by_code.ok or 0) then
@@ -280,6 +288,7 @@ function Driver:stats()
         by_code = self.by_code, max_by_code = self.max_by_code, max_latency = self.max_latency,
         late = self.late,
         duplicates = self.duplicates, unknown = self.unknown, closed_conns = self.closed_conns,
+        late_list = self.late_list,
         p99 = _M.percentile(self.latencies, 0.99), p50 = _M.percentile(self.latencies, 0.5),
     }
 end

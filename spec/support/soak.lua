@@ -307,6 +307,10 @@ local function main()
     for _, c in ipairs(codes) do
         print(format("  errors %-10s %d", tostring(c.code), c.n))
     end
+    for _, l in ipairs(s.late_list) do
+        print(format("  late: %s sent at %.1f s, answered after %.3f s (%s)", tostring(l.method),
+            l.sent - _G.SOAK_T0, l.latency, tostring(l.code)))
+    end
     print(format("ghost-bench        %d runs, %d calls answered in the windows, %d error answers, "
         .. "%d unanswered", bench_total.runs, bench_total.calls, bench_total.errors, bench_total.unanswered))
     rss_start = rss_start or rss_boot
