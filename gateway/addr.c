@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
 {
@@ -99,4 +101,26 @@ void gg_addr_format_sa(const struct sockaddr *sa, char *out, size_t n)
     } else {
         snprintf(out, n, "unknown");
     }
+}
+
+/* A socket file left by a dead process is removed; one that still answers is in use. */
+int gg_addr_clear_stale(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "unix:%s exists and is not a socket", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    int alive = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    if (fd >= 0) close(fd);
+    if (alive) {
+        snprintf(err, errlen, "unix:%s is in use by another process", path);
+        return -1;
+    }
+    unlink(path);
+    return 0;
 }

@@ -21,6 +21,10 @@ typedef struct gg_addr {
 /* Returns 0, or -1 with a reason in err. Host names are resolved here (blocking). */
 int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen);
 
+/* Before binding a Unix socket at path: a file left by a dead process is removed; one that
+ * still answers is in use. Returns 0, or -1 with a reason in err. */
+int gg_addr_clear_stale(const char *path, char *err, size_t errlen);
+
 /* Canonical text of a bound socket address (tcp://ip:port). */
 void gg_addr_format_sa(const struct sockaddr *sa, char *out, size_t n);
 

@@ -162,40 +162,21 @@ static void get_ready(gg_http_admin_conn *a, int head_only, int keep_alive)
 
 /* Breaker states from the policies: {service: {address: "closed"|"open"|"half_open"}}, or
  * NULL when no service has a breaker. */
-static json_t *breaker_states(gg_server *srv)
+static void add_breaker(void *data, const char *service, const char *upstream, int state)
 {
     static const char *const names[] = {"closed", "open", "half_open"};
-    lua_State *L = srv->pol.L;
-    gg_generation *gen = srv->gen;
-    if (!L || gen->pipelines_ref == LUA_NOREF) return NULL;
+    json_t *out = data;
+    json_t *per = json_object_get(out, service);
+    if (!per) json_object_set_new(out, service, per = json_object());
+    if (per) json_object_set_new(per, upstream, json_string(names[state]));
+}
+
+static json_t *breaker_states(gg_server *srv)
+{
     json_t *out = json_object();
-    int top = lua_gettop(L);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "ghost.gateway");
-    if (out && lua_pcall(L, 1, 1, 0) == 0) {
-        lua_getfield(L, -1, "breakers");
-        lua_rawgeti(L, LUA_REGISTRYINDEX, gen->pipelines_ref);
-        if (lua_isfunction(L, -2) && lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
-            int t = lua_gettop(L);
-            for (int i = 1;; i++) {
-                lua_rawgeti(L, t, i);
-                if (!lua_istable(L, -1)) break;
-                lua_rawgeti(L, -1, 1);
-                lua_rawgeti(L, -2, 2);
-                lua_rawgeti(L, -3, 3);
-                const char *s = lua_tostring(L, -3), *u = lua_tostring(L, -2);
-                int st = (int)lua_tointeger(L, -1);
-                if (s && u && st >= 0 && st <= 2) {
-                    json_t *per = json_object_get(out, s);
-                    if (!per) json_object_set_new(out, s, per = json_object());
-                    if (per) json_object_set_new(per, u, json_string(names[st]));
-                }
-                lua_pop(L, 4);
-            }
-        }
-    }
-    lua_settop(L, top);
-    if (out && json_object_size(out) == 0) {
+    if (!out) return NULL;
+    gg_policy_breakers(srv, srv->gen, add_breaker, out);
+    if (json_object_size(out) == 0) {
         json_decref(out);
         return NULL;
     }

@@ -20,33 +20,11 @@ static void on_connection(uv_stream_t *server, int status)
     gg_client_accept(ls->srv, server, ls->addr.kind == GG_ADDR_UNIX);
 }
 
-/* A socket file left by a dead gateway is removed; one that still answers is in use. */
-static int clear_stale_socket(const char *path, char *err, size_t errlen)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) return 0;
-    if (!S_ISSOCK(st.st_mode)) {
-        snprintf(err, errlen, "unix:%s exists and is not a socket", path);
-        return -1;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int alive = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-    if (fd >= 0) close(fd);
-    if (alive) {
-        snprintf(err, errlen, "unix:%s is in use by another process", path);
-        return -1;
-    }
-    unlink(path);
-    return 0;
-}
-
 int gg_listen_socket(const gg_addr *a, int reuseport, int do_listen, char *err, size_t errlen)
 {
     int fd, one = 1;
     if (a->kind == GG_ADDR_UNIX) {
-        if (clear_stale_socket(a->path, err, errlen)) return -1;
+        if (gg_addr_clear_stale(a->path, err, errlen)) return -1;
         struct sockaddr_un sun = {.sun_family = AF_UNIX};
         snprintf(sun.sun_path, sizeof sun.sun_path, "%s", a->path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -82,7 +60,7 @@ static int start_one(gg_server *srv, gg_listener *ls, int inherited, char *err, 
         if (fd >= 0) {
             rc = uv_pipe_open(&ls->io.pipe, fd);
         } else {
-            if (clear_stale_socket(a->path, err, errlen)) return -1;
+            if (gg_addr_clear_stale(a->path, err, errlen)) return -1;
             rc = uv_pipe_bind(&ls->io.pipe, a->path);
             ls->owns_path = rc == 0;
         }

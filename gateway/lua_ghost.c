@@ -979,27 +979,6 @@ static void on_connection(uv_stream_t *server, int status)
     if (gg_stream_start(&c->st)) gg_stream_close(&c->st);
 }
 
-/* A socket file left by a dead process is removed; one that still answers is in use. */
-static int clear_stale_socket(const char *path, char *err, size_t errlen)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) return 0;
-    if (!S_ISSOCK(st.st_mode)) {
-        snprintf(err, errlen, "unix:%s exists and is not a socket", path);
-        return -1;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
-    int alive = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-    if (fd >= 0) close(fd);
-    if (alive) {
-        snprintf(err, errlen, "unix:%s is in use by another process", path);
-        return -1;
-    }
-    unlink(path);
-    return 0;
-}
 
 /* core.listen(addr, owner, max_message?) -> listener, bound address */
 static int l_listen(lua_State *L)
@@ -1011,7 +990,7 @@ static int l_listen(lua_State *L)
     gg_addr a;
     char err[300];
     if (gg_addr_parse(addr, &a, err, sizeof err)) return fail3(L, "listen", "%s", err);
-    if (a.kind == GG_ADDR_UNIX && clear_stale_socket(a.path, err, sizeof err))
+    if (a.kind == GG_ADDR_UNIX && gg_addr_clear_stale(a.path, err, sizeof err))
         return fail3(L, "listen", "%s", err);
     listener *l = calloc(1, sizeof *l);
     if (!l) return fail3(L, "listen", "out of memory");

@@ -3,7 +3,6 @@
 #include "errors.h"
 #include "server.h"
 
-#include <lauxlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,39 +254,19 @@ static void render_upstreams(out *o, gg_server *srv)
     }
 }
 
-/* Breaker states come from the policies (Lua): ghost.gateway.breakers(pipelines) returns
- * { {service, upstream, state}, ... }. */
-static void render_breakers(out *o, gg_server *srv)
+static void emit_breaker(void *data, const char *service, const char *upstream, int state)
 {
     char sv[160], uv_[200];
-    lua_State *L = srv->pol.L;
-    gg_generation *gen = srv->gen;
+    emit(data, "ghostgate_breaker_state{service=\"%s\",upstream=\"%s\"} %d\n",
+         label(service, sv, sizeof sv), label(upstream, uv_, sizeof uv_), state);
+}
+
+/* Breaker states come from the policies (Lua). */
+static void render_breakers(out *o, gg_server *srv)
+{
     emit(o, "# HELP ghostgate_breaker_state Circuit breaker per endpoint: 0 closed, 1 open, 2 half-open.\n"
             "# TYPE ghostgate_breaker_state gauge\n");
-    if (!L || gen->pipelines_ref == LUA_NOREF) return;
-    int top = lua_gettop(L);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "ghost.gateway");
-    if (lua_pcall(L, 1, 1, 0) == 0) {
-        lua_getfield(L, -1, "breakers");
-        lua_rawgeti(L, LUA_REGISTRYINDEX, gen->pipelines_ref);
-        if (lua_isfunction(L, -2) && lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
-            int t = lua_gettop(L);
-            for (int i = 1;; i++) {
-                lua_rawgeti(L, t, i);
-                if (!lua_istable(L, -1)) break;
-                lua_rawgeti(L, -1, 1);
-                lua_rawgeti(L, -2, 2);
-                lua_rawgeti(L, -3, 3);
-                const char *s = lua_tostring(L, -3), *u = lua_tostring(L, -2);
-                emit(o, "ghostgate_breaker_state{service=\"%s\",upstream=\"%s\"} %d\n",
-                     label(s ? s : "?", sv, sizeof sv), label(u ? u : "?", uv_, sizeof uv_),
-                     (int)lua_tointeger(L, -1));
-                lua_pop(L, 4);
-            }
-        }
-    }
-    lua_settop(L, top);
+    gg_policy_breakers(srv, srv->gen, emit_breaker, o);
 }
 
 int gg_metrics_render(gg_server *srv, gg_buf *b, gg_bufpool *pool)

@@ -673,3 +673,31 @@ int gg_policy_client_authenticated(gg_server *srv, gg_client *c)
     lua_pop(L, 2);
     return yes;
 }
+
+void gg_policy_breakers(gg_server *srv, gg_generation *gen, gg_breaker_fn fn, void *data)
+{
+    lua_State *L = srv->pol.L;
+    if (!L || gen->pipelines_ref == LUA_NOREF) return;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ghost.gateway");
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        lua_getfield(L, -1, "breakers");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, gen->pipelines_ref);
+        if (lua_isfunction(L, -2) && lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
+            int t = lua_gettop(L);
+            for (int i = 1;; i++) {
+                lua_rawgeti(L, t, i);
+                if (!lua_istable(L, -1)) break;
+                lua_rawgeti(L, -1, 1);
+                lua_rawgeti(L, -2, 2);
+                lua_rawgeti(L, -3, 3);
+                const char *svc = lua_tostring(L, -3), *up = lua_tostring(L, -2);
+                int st = (int)lua_tointeger(L, -1);
+                if (svc && up && st >= 0 && st <= 2) fn(data, svc, up, st);
+                lua_pop(L, 4);
+            }
+        }
+    }
+    lua_settop(L, top);
+}

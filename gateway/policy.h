@@ -95,6 +95,10 @@ double gg_host_now(void *server);
 double gg_host_time(void);
 /* Make require "ghost.host" work before there is a server (while a config is read). */
 void gg_policy_preload_host(lua_State *L);
+/* Every breaker of gen's policies: fn(data, service, upstream, state) with state 0 closed,
+ * 1 open, 2 half-open. The strings are valid only during the call. For /metrics and /routes. */
+typedef void (*gg_breaker_fn)(void *data, const char *service, const char *upstream, int state);
+void gg_policy_breakers(struct gg_server *srv, struct gg_generation *gen, gg_breaker_fn fn, void *data);
 /* Whether connection c has authenticated (ghost.auth or a Bearer token). */
 int gg_policy_client_authenticated(struct gg_server *srv, struct gg_client *c);
 void gg_policy_client_closed(struct gg_server *srv, struct gg_client *c);
