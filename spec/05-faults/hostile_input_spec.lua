@@ -328,6 +328,9 @@ describe("Hostile input at scale", function()
         assert.is_table(r.error)
         local rss1 = assert(h.rss_kb(gw.pid))
         load.note("ghost.auth amplification: RSS %d -> %d KiB", rss0, rss1)
-        assert.is_true((rss1 - rss0) * 1024 < 2 * max, format("RSS grew from %d to %d KiB", rss0, rss1))
+        -- ASan holds freed memory in quarantine and pads allocations: a looser bound there,
+        -- still far under what decoding the params cost (+80 MiB for 1 MiB)
+        local bound = h.san and 8 * max or 2 * max
+        assert.is_true((rss1 - rss0) * 1024 < bound, format("RSS grew from %d to %d KiB", rss0, rss1))
     end)
 end)
