@@ -25,12 +25,12 @@
 -- breakers see it).
 
 local errors = require "ghost.errors"
+local export = require "ghost.export"
 
-local type, pairs, next, select, tostring, tonumber, setmetatable, getmetatable, xpcall, error,
-    loadstring, setfenv, ipairs = type, pairs, next, select, tostring, tonumber, setmetatable,
+local type, pairs, select, tostring, tonumber, setmetatable, getmetatable, xpcall, error,
+    loadstring, setfenv, ipairs = type, pairs, select, tostring, tonumber, setmetatable,
     getmetatable, xpcall, error, loadstring, setfenv, ipairs
-local format, sub, upper, find, gsub = string.format, string.sub, string.upper, string.find,
-    string.gsub
+local format, upper, find, gsub = string.format, string.upper, string.find, string.gsub
 local sort, concat = table.sort, table.concat
 local yield, running = coroutine.yield, coroutine.running
 local traceback = debug.traceback
@@ -169,22 +169,7 @@ end
 -- The handlers of obj: name -> function (same rule as ghost.serve and the guard policy: no
 -- name starting with "_", so neither private helpers nor metamethods are reachable).
 local function collect(obj)
-    local handlers, seen = {}, { [obj] = true }
-    local function walk(t, prefix, depth)
-        for k, v in next, t do
-            if type(k) == "string" and sub(k, 1, 1) ~= "_" then
-                if type(v) == "function" then
-                    handlers[prefix .. k] = v
-                elseif type(v) == "table" and getmetatable(v) == nil and not seen[v]
-                        and depth < MAX_NESTING then
-                    seen[v] = true
-                    walk(v, prefix .. k .. ".", depth + 1)
-                end
-            end
-        end
-    end
-    walk(obj, "", 1)
-    return handlers
+    return export.public_functions(obj, MAX_NESTING)
 end
 
 local function capture(e)

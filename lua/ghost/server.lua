@@ -11,10 +11,11 @@
 local core = require "ghost.core"
 local sched = require "ghost.sched"
 local errors = require "ghost.errors"
+local export = require "ghost.export"
 
-local type, pairs, ipairs, next, error, tostring, setmetatable, getmetatable, xpcall, unpack =
-    type, pairs, ipairs, next, error, tostring, setmetatable, getmetatable, xpcall, unpack
-local format, sub = string.format, string.sub
+local type, pairs, ipairs, next, error, tostring, setmetatable, xpcall, unpack =
+    type, pairs, ipairs, next, error, tostring, setmetatable, xpcall, unpack
+local format = string.format
 local concat, sort = table.concat, table.sort
 local io_stderr = io.stderr
 
@@ -31,22 +32,7 @@ local DEFAULT_DRAIN = 10   -- seconds serve() waits for handlers after close()
 
 -- The handlers of obj: name -> function.
 local function collect(obj, opts, level)
-    local handlers = {}
-    local seen = { [obj] = true }
-    local function walk(t, prefix, depth)
-        for k, v in next, t do
-            if type(k) == "string" and sub(k, 1, 1) ~= "_" then
-                if type(v) == "function" then
-                    handlers[prefix .. k] = v
-                elseif type(v) == "table" and getmetatable(v) == nil and not seen[v]
-                        and depth < MAX_NESTING then
-                    seen[v] = true
-                    walk(v, prefix .. k .. ".", depth + 1)
-                end
-            end
-        end
-    end
-    walk(obj, "", 1)
+    local handlers = export.public_functions(obj, MAX_NESTING)
     if opts.expose ~= nil then
         if type(opts.expose) ~= "table" then error("ghost.serve: expose must be a list of names", level) end
         for _, name in ipairs(opts.expose) do
