@@ -286,6 +286,22 @@ static const gg_stream_ops no_stream_ops = {
 
 static void conn_abandon(ad_conn *c);
 
+/* Let go of the task's HTTP request in progress, if any: its connection is abandoned (closed,
+ * the late answer dropped) and a name lookup still running is cancelled. */
+static void drop_http(ad_task *t)
+{
+    if (t->conn) {
+        t->conn->task = NULL;
+        conn_abandon(t->conn);
+        t->conn = NULL;
+    }
+    if (t->gai) {
+        t->gai->task = NULL;
+        uv_cancel((uv_req_t *)&t->gai->req);
+        t->gai = NULL;
+    }
+}
+
 static void task_freed(ad_task *t)
 {
     gg_adapter *ad = t->ad;
@@ -307,16 +323,7 @@ static void task_detach(ad_task *t)
     t->client.calls = NULL;
     t->client.inflight = 0;
     gg_server_forget_resume(srv, &t->client);
-    if (t->conn) {
-        t->conn->task = NULL;
-        conn_abandon(t->conn);
-        t->conn = NULL;
-    }
-    if (t->gai) {
-        t->gai->task = NULL;
-        uv_cancel((uv_req_t *)&t->gai->req);
-        t->gai = NULL;
-    }
+    drop_http(t);
     if (t->timer_init) uv_timer_stop(&t->timer);
     t->waiting = W_NONE;
 }
@@ -935,16 +942,7 @@ static void on_http_timeout(uv_timer_t *timer)
 {
     ad_task *t = timer->data;
     if (t->waiting != W_HTTP) return;
-    if (t->conn) {
-        t->conn->task = NULL;
-        conn_abandon(t->conn);
-        t->conn = NULL;
-    }
-    if (t->gai) {
-        t->gai->task = NULL;
-        uv_cancel((uv_req_t *)&t->gai->req);
-        t->gai = NULL;
-    }
+    drop_http(t);
     res_error(t, RES_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
               "no response within %.3f s", (double)t->http_ms / 1000.0);
     op_done(t);
