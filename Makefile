@@ -3,10 +3,16 @@ CC       ?= cc
 BUILD    ?= build
 SAN      ?= 0
 PKGS     := libuv msgpack luajit jansson libcrypto
+# The package flags are read when this Makefile is parsed. The targets a new user types (run,
+# test, bench, ...) install the packages first and then build in a sub-make, which parses this
+# file again once pkg-config and the .pc files exist: never expand them before `deps` has run.
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+SO_LIBS    := $(shell pkg-config --libs libuv msgpack 2>/dev/null)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-            -fno-strict-aliasing $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lm
+            -fno-strict-aliasing $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lhttp_parser -lm
 # Export symbols so LuaJIT's FFI can reach the core from scripts run by the gateway.
 LDFLAGS  += -Wl,-E
 ifeq ($(SAN),1)
@@ -25,11 +31,15 @@ LUA_OBJ  := $(LUA_SRC:%.lua=$(BUILD)/luabc/%.o)
 BINS     := $(BUILD)/ghostgate $(BUILD)/ghost-upstream $(BUILD)/ghost-bench
 CTESTS   := $(patsubst spec/c/%.c,$(BUILD)/spec/%,$(wildcard spec/c/test_*.c))
 
-.PHONY: all deps run test bench fuzz fuzz-replay clean format
+.PHONY: all build deps run test bench fuzz fuzz-replay clean format
 all: $(BINS) $(CTESTS)
 
 deps:
 	@deploy/install-deps.sh
+
+# deps, then `all` in a fresh make that sees the installed packages' flags.
+build: deps
+	@$(MAKE) --no-print-directory all
 
 $(BUILD)/%.o: %.c $(wildcard gateway/*.h)
 	@mkdir -p $(dir $@)
@@ -61,13 +71,14 @@ $(BUILD)/spec/%: spec/c/%.c spec/c/unit.h $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Igateway $< $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o -o $@ $(LDFLAGS) $(LDLIBS)
 
-run: deps all
+run: build
 	@deploy/run-demo.sh $(BUILD)
 
-test: deps all
+test: build
 	@BUILD=$(BUILD) SAN=$(SAN) spec/run
 
-bench: deps all
+bench: build
+	@deploy/install-deps.sh bench
 	@BUILD=$(BUILD) bench/run.sh
 
 # libFuzzer targets (spec/fuzz/fuzz_*.c), built with clang and ASan+UBSan. `make fuzz` runs each
@@ -80,10 +91,14 @@ FUZZ_LUA  := $(LUA_SRC:%.lua=build/luabc/%.o) build/luabc/modules.o
 build/fuzz/%: spec/fuzz/%.c $(CORE_SRC) $(wildcard gateway/*.h) $(FUZZ_LUA)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=all -Igateway $(shell pkg-config --cflags $(PKGS)) \
+	    -fno-sanitize-recover=all -Igateway $(PKG_CFLAGS) \
 	    $< $(CORE_SRC) $(FUZZ_LUA) -o $@ $(LDLIBS)
 
-fuzz: deps $(FUZZERS)
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-run
+
+.PHONY: fuzz-run
+fuzz-run: $(FUZZERS)
 	@for f in $(FUZZERS); do n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n; \
 	  echo "fuzzing $$n for $(FUZZ_TIME) s"; \
 	  $$f -max_total_time=$(FUZZ_TIME) -artifact_prefix=build/fuzz/$$n- -print_final_stats=1 \
@@ -122,13 +137,13 @@ $(BUILD)/pic/%.o: %.c $(wildcard gateway/*.h)
 
 $(GHOST_SO): $(GHOST_SO_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $^ -o $@ $(shell pkg-config --libs libuv msgpack 2>/dev/null) -lm
+	$(CC) -shared $^ -o $@ $(SO_LIBS) -lm
 
 # `make install PREFIX=/usr/local`: the binary, the Lua modules and ghost.core where plain
 # luajit looks by default ($PREFIX/share/lua/5.1, $PREFIX/lib/lua/5.1).
 PREFIX ?= /usr/local
 .PHONY: install
-install: all
+install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lua/5.1/ghost \
 	    $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost
 	install -m 755 $(BUILD)/ghostgate $(DESTDIR)$(PREFIX)/bin/ghostgate
@@ -152,11 +167,11 @@ VALGRIND_SPECS ?= spec/02-core/round_trip_spec.lua spec/02-core/malformed_input_
                   spec/02-core/drain_spec.lua spec/05-faults/upstream_faults_spec.lua \
                   spec/05-faults/cap_and_reload_spec.lua
 .PHONY: soak valgrind
-soak: deps all
+soak: build
 	@BUILD=$(BUILD) DURATION=$(DURATION) bench/soak.sh
 
 # SAN=1 in spec/run's environment only relaxes what a slow, instrumented gateway cannot meet (RSS
 # bounds, latency ratios); the binaries are the plain build.
-valgrind: deps all
+valgrind: build
 	@GG_WRAPPER="$(VALGRIND)" GG_TIMEOUT_SCALE=$${GG_TIMEOUT_SCALE:-8} GG_NO_FUZZ=1 BUILD=$(BUILD) \
 	    SAN=1 spec/run $(VALGRIND_SPECS)
