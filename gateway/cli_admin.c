@@ -106,9 +106,15 @@ int gg_cmd_token(int argc, char **argv)
     lua_pushstring(L, identity);
     lua_pushnumber(L, ttl);
     lua_pushstring(L, scopes);
-    int rc = gg_lua_call(L, "ghost.auth", "mint", 5, 1, err, sizeof err);
-    if (rc == 0) printf("%s\n", lua_tostring(L, -1));
-    else fprintf(stderr, "ghostgate token: %s\n", err);
+    /* mint returns nil, reason for an identity or scopes a token cannot carry. */
+    int rc = gg_lua_call(L, "ghost.auth", "mint", 5, 2, err, sizeof err);
+    if (rc == 0 && lua_isstring(L, -2)) {
+        printf("%s\n", lua_tostring(L, -2));
+    } else {
+        if (rc == 0) snprintf(err, sizeof err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "cannot mint");
+        fprintf(stderr, "ghostgate token: %s\n", err);
+        rc = 1;
+    }
     gg_config_free(cfg);
     return rc ? 1 : 0;
 usage:

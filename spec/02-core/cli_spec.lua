@@ -138,3 +138,28 @@ describe("ghostgate call", function()
         assert.is_true(#r.stderr > 0)
     end)
 end)
+
+describe("ghostgate token", function()
+    local SECRET = "0123456789abcdef0123456789abcdef"
+
+    after_each(h.cleanup)
+
+    local function token_config(auth)
+        local path = h.tmpdir() .. "/config.lua"
+        assert(h.write_file(path, "return " .. h.serialize({
+            listen = "tcp://127.0.0.1:0", auth = auth or { hmac_secret = SECRET }, services = {},
+        }) .. "\n"))
+        return path
+    end
+
+    it("refuses an identity a token cannot carry: exit 1 and the reason, no crash", function()
+        local r = ghostgate({ "token", "-c", token_config(), "-i", "a:b" })
+        assert.equal(1, r.code, r.output)
+        assert.equal(0, r.signal)
+        assert.equal("ghostgate token: identity must be letters, digits, _ . @ -", r.stderr)
+        assert.equal("", r.stdout)
+        r = ghostgate({ "token", "-c", token_config(), "-i", "ci", "-s", "demo.*:x" })
+        assert.equal(1, r.code, r.output)
+        assert.equal("ghostgate token: scopes cannot contain ':'", r.stderr)
+    end)
+end)
