@@ -27,9 +27,28 @@ end
 describe("Worker processes", function()
     after_each(h.cleanup)
 
-    it("serve one port from every worker: each worker has its own upstream pool", function()
+    it("serve one port from every worker: each worker answers client calls", function()
         local up = assert(h.start_upstream())
-        local gw = assert(h.start_gateway(h.demo_config(up, { connections = 2 }, { workers = 2 })))
+        local dir = h.tmpdir()
+        -- demo.whoami is answered by the worker itself (its pid), demo.echo by the upstream
+        -- through that worker's pool: a worker that never accepted a client never shows up.
+        assert(h.write_file(dir .. "/whoami.lua", [[
+local ffi = require "ffi"
+pcall(ffi.cdef, "int getpid(void);")
+local _M = { name = "whoami", priority = 10 }
+function _M.new() return setmetatable({}, { __index = _M }) end
+function _M:access(ctx)
+    if ctx.method == "whoami" then ctx:respond(ffi.C.getpid()) end
+end
+return _M
+]]))
+        local config = string.format([[
+return {
+    listen = "tcp://127.0.0.1:0", workers = 2, drain_timeout = 2, policy_path = %q,
+    services = { demo = { upstream = %q, connections = 2, policies = { policy "whoami" {} } } },
+}
+]], dir .. "/?.lua", up.addr)
+        local gw = assert(h.start_gateway(config))
         assert.matches("workers=2", gw.ready_line)
         local pids = worker_pids(gw, 2)
         assert.are_not.equal(pids[0], pids[1])
@@ -37,8 +56,17 @@ describe("Worker processes", function()
         for line in gw:logs():gmatch("worker_ready[^\n]+") do
             assert.matches("listen=tcp://127.0.0.1:" .. gw.port, line, 1, true)
         end
-        local c = assert(h.client(gw.addr))
-        assert.equal("hi", (c:call("demo.echo", { "hi" })))
+        -- the kernel spreads new connections over the workers: connect until both answered
+        local answered, n = {}, 0
+        assert(h.await(function()
+            n = n + 1
+            local c = assert(h.client(gw.addr))
+            local pid = assert(c:call("demo.whoami", {}))
+            assert.equal(n, (c:call("demo.echo", { n })))
+            c:close()
+            answered[pid] = true
+            return answered[pids[0]] and answered[pids[1]]
+        end, h.timeout(10)), "not every worker answered a client call")
         -- 2 workers x 2 pooled connections reach the upstream
         assert(h.await(function() return h.upstream_stats(up).accepted >= 4 end))
     end)
