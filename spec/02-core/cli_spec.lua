@@ -163,3 +163,64 @@ describe("ghostgate token", function()
         assert.equal("ghostgate token: scopes cannot contain ':'", r.stderr)
     end)
 end)
+
+describe("ghostgate token mints tokens the gateway accepts", function()
+    local SECRET = "0123456789abcdef0123456789abcdef"
+
+    after_each(h.cleanup)
+
+    local function guarded_gateway(up)
+        return assert(h.start_gateway(string.format([[
+return {
+    listen = "tcp://127.0.0.1:0", drain_timeout = 2,
+    auth = { hmac_secret = %q, max_ttl = 600 },
+    services = { demo = { upstream = %q, policies = { auth {} } } },
+}
+]], SECRET, up.addr)))
+    end
+
+    it("refuses a TTL above the config's max_ttl, naming max_ttl: exit 1, no token", function()
+        local up = assert(h.start_upstream())
+        local gw = guarded_gateway(up)
+        local r = ghostgate({ "token", "-c", gw.config_path, "-i", "ci", "-t", "999999" })
+        assert.equal(1, r.code, r.output)
+        assert.equal("", r.stdout)
+        assert.matches("TTL 999999 s exceeds auth.max_ttl (600 s) in " .. gw.config_path ..
+            ": the gateway would refuse the token; use -t 600 or less, or raise max_ttl", r.stderr, 1, true)
+        r = ghostgate({ "token", "-c", gw.config_path, "-i", "ci", "-t", "600" })
+        assert.equal(0, r.code, r.output)
+        r = ghostgate({ "call", "-a", gw.addr, "-T", r.stdout, "demo.echo", '"in time"' })
+        assert.equal(0, r.code, r.output)
+        assert.equal('"in time"', r.stdout)
+    end)
+
+    it("gives every scope ('**') without -s, as API keys do: calls are allowed", function()
+        local up = assert(h.start_upstream())
+        local gw = guarded_gateway(up)
+        local r = ghostgate({ "token", "-c", gw.config_path, "-i", "ci", "-t", "60" })
+        assert.equal(0, r.code, r.output)
+        assert.matches("^gg1:ci:%d+:%*%*:%x+$", r.stdout)
+        r = ghostgate({ "call", "-a", gw.addr, "-T", r.stdout, "demo.add", "2", "3" })
+        assert.equal(0, r.code, r.output)
+        assert.equal("5", r.stdout)
+    end)
+
+    it("warns that a token minted with -s '' can call nothing behind auth", function()
+        local up = assert(h.start_upstream())
+        local gw = guarded_gateway(up)
+        local r = ghostgate({ "token", "-c", gw.config_path, "-i", "ci", "-t", "60", "-s", "" })
+        assert.equal(0, r.code, r.output)
+        assert.equal("ghostgate token: warning: the token has no scopes: every service with the auth " ..
+            "policy will refuse its calls (403)", r.stderr)
+        r = ghostgate({ "call", "-a", gw.addr, "-T", r.stdout, "demo.add", "2", "3" })
+        assert.equal(1, r.code, r.output)
+        assert.equal("error 403 forbidden: identity 'ci' has no scope for 'demo.add'", r.stderr)
+    end)
+
+    it("says what is wrong with a bad TTL: exit 64 and the usage", function()
+        local r = ghostgate({ "token", "-c", "deploy/default.lua", "-i", "ci", "-t", "soon" })
+        assert.equal(64, r.code, r.output)
+        assert.matches("^ghostgate token: bad TTL 'soon' %(seconds, at least 1%)\nusage: ghostgate token",
+            r.stderr)
+    end)
+end)
