@@ -39,7 +39,7 @@ static const char call_usage[] =
     "              (default " CALL_DEFAULT_ADDR ")\n"
     "  -t SECONDS  give up after this long, connecting included (default 30)\n"
     "  -T TOKEN    authenticate first with ghost.auth(TOKEN) (or set GHOSTGATE_TOKEN)\n"
-    "  -h          print this help\n"
+    "  -h, --help  print this help\n"
     "Each ARG is a JSON value (42, true, null, '\"text\"', '[1,2]', '{\"k\":1}'); an ARG that is\n"
     "not JSON is sent as a string. bin, ext and unsigned integers above 2^63-1 are written\n"
     "{\"$bin\":\"BASE64\"}, {\"$ext\":TYPE,\"data\":\"BASE64\"} and {\"$uint\":\"DIGITS\"}.\n"

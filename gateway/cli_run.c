@@ -16,7 +16,8 @@ static const char run_usage[] =
     "Run a Lua script with the ghost library built in (require \"ghost\").\n"
     "The script sees its arguments in `arg` (arg[0] is the script) and in `...`. Once it\n"
     "returns, tasks it spawned run to their end. Exit status: os.exit's, 0 at the end, 1 on an\n"
-    "uncaught error (printed with its traceback on stderr), 64 on bad usage.\n";
+    "uncaught error (printed with its traceback on stderr), 64 on bad usage.\n"
+    "  -h, --help  print this help (as the first argument)\n";
 
 static const char stubs_usage[] =
     "usage: ghostgate stubs [-a ADDR] [-t SECONDS] -o DIR\n"
@@ -24,6 +25,8 @@ static const char stubs_usage[] =
     "DIR/ghost_services.lua and DIR/ghost_api.lua. Add DIR to the editor's workspace.library.\n"
     "  -a ADDR     gateway (default tcp://127.0.0.1:7420)\n"
     "  -t SECONDS  give up after this long (default 10)\n"
+    "  -o DIR      where to write the files (created if missing)\n"
+    "  -h, --help  print this help\n"
     "Exit status: 0 written, 1 the gateway cannot be asked or DIR cannot be written, 64 usage.\n";
 
 /* Message handler: the error as text (error objects through __tostring) and a traceback. */

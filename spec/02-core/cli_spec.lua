@@ -224,3 +224,72 @@ return {
             r.stderr)
     end)
 end)
+
+describe("ghostgate help", function()
+    after_each(h.cleanup)
+
+    -- each command and the options its --help must list
+    local COMMANDS = {
+        serve = { "-c, --config", "-l, --log-level", "-h, --help" },
+        check = { "-c, --config", "-h, --help" },
+        call = { "-a ADDR", "-t SECONDS", "-T TOKEN", "-h, --help" },
+        reload = { "-p PIDFILE", "-c FILE", "-h, --help" },
+        token = { "-c FILE", "-i IDENTITY", "-t TTL", "-s SCOPES", "-h, --help" },
+        run = { "-h, --help" },
+        stubs = { "-a ADDR", "-t SECONDS", "-o DIR", "-h, --help" },
+        version = {},
+    }
+
+    local function usage_lines(text)
+        local lines = {}
+        for line in text:gmatch("[^\n]+") do
+            local l = line:match("^usage: (ghostgate .*)$") or line:match("^%s+(ghostgate .*)$")
+            if l then lines[#lines + 1] = l end
+        end
+        return lines
+    end
+
+    it("lists every command, as README's command list does", function()
+        local r = ghostgate({ "--help" })
+        assert.equal(0, r.code, r.output)
+        assert.equal("", r.stderr)
+        local listed = usage_lines(r.stdout)
+        local readme = assert(h.read_file("README.md"))
+        local block = assert(readme:match("\n## Commands\n\n```\n(.-)\n```\n"), "README has no command list")
+        assert.same(h.split(block, "\n"), listed)
+        for cmd in pairs(COMMANDS) do
+            assert.matches("\nghostgate " .. cmd .. "[ \n]", "\n" .. table.concat(listed, "\n") .. "\n")
+        end
+        assert.same(listed, usage_lines(ghostgate({ "help" }).stdout))
+    end)
+
+    for cmd, options in pairs(COMMANDS) do
+        it("`" .. cmd .. " --help` prints the command's usage and every option on stdout, exit 0", function()
+            for _, flag in ipairs({ "--help", "-h" }) do
+                local r = ghostgate({ cmd, flag })
+                assert.equal(0, r.code, r.output)
+                assert.equal("", r.stderr)
+                assert.matches("^usage: ghostgate " .. cmd .. "[ \n]", r.stdout)
+                for _, opt in ipairs(options) do
+                    assert.matches("\n  " .. opt, r.stdout, 1, true)
+                end
+            end
+        end)
+    end
+
+    it("says what is wrong with a command line, then the usage, on stderr: exit 64", function()
+        local r = ghostgate({ "serve", "--bogus" })
+        assert.equal(64, r.code, r.output)
+        assert.equal("", r.stdout)
+        assert.matches("^ghostgate serve: unexpected argument '%-%-bogus'\nusage: ghostgate serve", r.stderr)
+        r = ghostgate({ "check" })
+        assert.equal(64, r.code, r.output)
+        assert.matches("^ghostgate check: %-c FILE is required\nusage: ghostgate check", r.stderr)
+        r = ghostgate({ "reload", "-x" })
+        assert.equal(64, r.code, r.output)
+        assert.matches("^ghostgate reload: unexpected argument '%-x'\nusage: ghostgate reload", r.stderr)
+        r = ghostgate({ "frobnicate" })
+        assert.equal(64, r.code, r.output)
+        assert.matches("^ghostgate: unknown command 'frobnicate'\nusage: ghostgate serve", r.stderr)
+    end)
+end)
