@@ -49,12 +49,13 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
         snprintf(a->text, sizeof a->text, "http://%.60s%.90s", hostport, path);
         return 0;
     }
+    const char *given = s; /* errors quote the address as written, scheme included */
     if (strncmp(s, "tcp://", 6) == 0) s += 6;
     char host[128];
     const char *colon = strrchr(s, ':');
     size_t hl = colon ? (size_t)(colon - s) : 0;
     if (!colon || hl == 0 || hl >= sizeof host) {
-        snprintf(err, errlen, "address '%s' is not tcp://host:port or unix:/path", s);
+        snprintf(err, errlen, "address '%s' is not tcp://host:port or unix:/path", given);
         return -1;
     }
     memcpy(host, s, hl);
@@ -66,7 +67,7 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
     char *end;
     long port = strtol(colon + 1, &end, 10);
     if (*end || end == colon + 1 || port < 0 || port > 65535) {
-        snprintf(err, errlen, "bad port in address '%s'", s);
+        snprintf(err, errlen, "bad port in address '%s'", given);
         return -1;
     }
     struct addrinfo hints = {0}, *res = NULL;

@@ -118,6 +118,12 @@ static int parse_opts(int argc, char **argv, call_opts *o)
     size_t mlen = strlen(o->method);
     if (mlen == 0 || mlen > GG_METHOD_MAX)
         return usage_error("method name must be 1 to %d bytes", GG_METHOD_MAX);
+    /* The gateway would answer "no such service 'demo'" for `call demo`, although demo
+     * exists: what is missing is the method. */
+    const char *dot = strchr(o->method, '.');
+    if (!dot || dot == o->method || !dot[1])
+        return usage_error("'%s' names no %s: write service.method (e.g. demo.echo)", o->method,
+                           !dot || !dot[1] ? "method" : "service");
     o->nargs = argc - i;
     o->args = argv + i;
     return -1;
@@ -241,6 +247,30 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline, char *err
     return 0;
 }
 
+/* The first bytes of p[0..n) for a message, quoted, non-printable bytes as \xNN, so that
+ * whatever a peer sent cannot forge lines on the terminal. */
+static void quote_bytes(char *out, size_t outlen, const char *p, size_t n)
+{
+    size_t o = 0, max = n < 40 ? n : 40;
+    o += (size_t)snprintf(out, outlen, "\"");
+    for (size_t i = 0; i < max && o + 8 < outlen; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
+    }
+    snprintf(out + o, outlen - o, "\"%s", n > max ? "..." : "");
+}
+
+/* The reason a peer that sent p[0..n) is not a MessagePack-RPC server, into err. */
+static void not_rpc(char *err, size_t errlen, const char *why, const char *p, size_t n)
+{
+    char sent[200];
+    quote_bytes(sent, sizeof sent, p, n);
+    snprintf(err, errlen, "the peer does not speak MessagePack-RPC (%s): it sent %s", why, sent);
+}
+
 /* Read until in->data starts with one whole message that is not a notification
  * (notifications are skipped); *msg describes it. 0, or -1 with a reason in err. */
 static int read_message(int fd, call_inbuf *in, gg_msg *msg, int64_t deadline, char *err,
@@ -262,11 +292,13 @@ static int read_message(int fd, call_inbuf *in, gg_msg *msg, int64_t deadline, c
                 *msg = st.msg;
                 return 0;
             }
+            if (r < 0 && r != GG_ETOOBIG && r != GG_ETOODEEP) {
+                not_rpc(err, errlen, "not MessagePack", in->data, in->len);
+                return -1;
+            }
             if (r < 0) {
                 snprintf(err, errlen, "bad response: %s",
-                         r == GG_ETOOBIG    ? "larger than 64 MiB"
-                         : r == GG_ETOODEEP ? "nested deeper than 64 levels"
-                                            : "not MessagePack");
+                         r == GG_ETOOBIG ? "larger than 64 MiB" : "nested deeper than 64 levels");
                 return -1;
             }
         }
@@ -306,38 +338,56 @@ static int read_message(int fd, call_inbuf *in, gg_msg *msg, int64_t deadline, c
     }
 }
 
-/* Print the error element e[0..n) of a response on stderr. */
+/* Print the error element e[0..n) of a response on stderr, always as
+ * `error CODE TYPE: MESSAGE`: the gateway's and ghost.serve's {code, type, message} maps as
+ * they are; any other error (a JSON-RPC upstream's {code, message}, a bare string) the way
+ * the Lua client reads it (ghost.errors.from_remote): type remote_error, code 500 unless it
+ * has one, and what is left over as ` data: JSON`. */
 static void print_error(const char *e, size_t n)
 {
     char jerr[256];
     json_t *j = gg_json_from_msgpack(e, n, GG_JSON_DEPTH_MAX, jerr, sizeof jerr);
     if (!j) {
-        fprintf(stderr, "error: (cannot be shown as JSON: %s)\n", jerr);
+        fprintf(stderr, "error 500 remote_error: (the error cannot be shown as JSON: %s)\n", jerr);
         return;
     }
     json_t *code = json_object_get(j, "code"), *type = json_object_get(j, "type"),
            *message = json_object_get(j, "message");
-    if (json_is_integer(code) && json_is_string(type) && json_is_string(message)) {
-        fprintf(stderr, "error %" JSON_INTEGER_FORMAT " %s: %s\n", json_integer_value(code),
-                json_string_value(type), json_string_value(message));
+    json_int_t c = json_is_integer(code) ? json_integer_value(code) : 500;
+    const char *t = json_is_string(type) ? json_string_value(type) : "remote_error";
+    if (json_is_object(j) && json_is_string(message)) {
+        json_t *data = json_object_get(j, "data");
+        char *d = data ? json_dumps(data, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        fprintf(stderr, "error %" JSON_INTEGER_FORMAT " %s: %s%s%s\n", c, t, json_string_value(message),
+                d ? " data: " : "", d ? d : "");
+        free(d);
+    } else if (json_is_string(j)) {
+        fprintf(stderr, "error 500 remote_error: %s\n", json_string_value(j));
     } else {
         char *s = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
-        fprintf(stderr, "error: %s\n", s ? s : "(out of memory)");
+        fprintf(stderr, "error %" JSON_INTEGER_FORMAT " %s: (no message) data: %s\n", c, t,
+                s ? s : "(out of memory)");
         free(s);
     }
     json_decref(j);
 }
 
-/* Handle the response m (described by msg, already walked by gg_scan): print the result on
- * stdout or the error on stderr. Returns the exit status. */
-static int print_response(const char *m, const gg_msg *msg)
+/* Handle the response m (described by msg, already walked by gg_scan; len bytes received)
+ * from peer: print the result on stdout or the error on stderr. Returns the exit status. */
+static int print_response(const char *m, size_t len, const gg_msg *msg, const char *peer)
 {
     char jerr[256];
     const char *why = gg_msg_invalid(msg);
-    if (!why && msg->type != GG_RESPONSE) why = "the server sent a request";
+    if (why) { /* MessagePack, but not an RPC envelope: some other protocol's bytes */
+        char err[512];
+        not_rpc(err, sizeof err, why, m, len);
+        fprintf(stderr, "ghostgate call: %s (%s)\n", err, peer);
+        return GG_CALL_FAIL;
+    }
+    if (msg->type != GG_RESPONSE) why = "the server sent a request";
     if (!why && msg->msgid != CALL_MSGID) why = "response to an unknown msgid";
     if (why) {
-        fprintf(stderr, "ghostgate call: bad response: %s\n", why);
+        fprintf(stderr, "ghostgate call: bad response: %s (%s)\n", why, peer);
         return GG_CALL_FAIL;
     }
 
@@ -438,7 +488,7 @@ int gg_cmd_call(int argc, char **argv)
         fprintf(stderr, "ghostgate call: %s (%s)\n", err, addr.text);
         goto cleanup;
     }
-    if (o.token && msg.type == GG_RESPONSE && msg.msgid == AUTH_MSGID) {
+    if (o.token && !gg_msg_invalid(&msg) && msg.type == GG_RESPONSE && msg.msgid == AUTH_MSGID) {
         const char *e = in.data + msg.body_off;
         if ((unsigned char)e[0] != 0xc0) { /* authentication refused */
             size_t rest = msg.size - msg.body_off;
@@ -456,7 +506,7 @@ int gg_cmd_call(int argc, char **argv)
             goto cleanup;
         }
     }
-    status = print_response(in.data, &msg);
+    status = print_response(in.data, in.len, &msg, addr.text);
     goto cleanup;
 
 oom:

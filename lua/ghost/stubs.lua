@@ -12,7 +12,7 @@ local types = require "ghost.types"
 
 local pairs, ipairs, type, tostring, tonumber, next, require = pairs, ipairs, type, tostring,
     tonumber, next, require
-local format, match, gsub = string.format, string.match, string.gsub
+local format, match, gsub, find = string.format, string.match, string.gsub, string.find
 local concat, sort = table.concat, table.sort
 local io_open = io.open
 
@@ -228,7 +228,12 @@ return ghost
 function _M.run(addr, dir, timeout)
     local ghost = require "ghost"
     local gw, err = ghost.connect(addr, { timeout = timeout or 10 })
-    if not gw then return nil, format("cannot connect to %s: %s", addr, tostring(err and err.message)) end
+    if not gw then
+        -- ghost.connect's message names the address already ("cannot connect to ADDR: ...")
+        local msg = tostring(type(err) == "table" and err.message or err)
+        if not find(msg, addr, 1, true) then msg = format("cannot connect to %s: %s", addr, msg) end
+        return nil, msg
+    end
     local desc
     desc, err = gw:try():call("sys.describe")
     gw:close()

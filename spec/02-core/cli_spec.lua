@@ -293,3 +293,73 @@ describe("ghostgate help", function()
         assert.matches("^ghostgate: unknown command 'frobnicate'\nusage: ghostgate serve", r.stderr)
     end)
 end)
+
+describe("ghostgate call says what went wrong", function()
+    local legacy = require "spec.support.legacy"
+    local uv = require "luv"
+
+    after_each(h.cleanup)
+
+    it("a method name without a method: says the method is missing, exit 64", function()
+        local r = ghostgate({ "call", "demo" })
+        assert.equal(64, r.code, r.output)
+        assert.matches("^ghostgate call: 'demo' names no method: write service.method " ..
+            "%(e.g. demo.echo%)\nusage: ghostgate call", r.stderr)
+        r = ghostgate({ "call", ".echo" })
+        assert.equal(64, r.code, r.output)
+        assert.matches("^ghostgate call: '.echo' names no service: write service.method", r.stderr)
+    end)
+
+    it("a JSON-RPC upstream's error: `error CODE remote_error: MESSAGE data: JSON`, exit 1", function()
+        local up = legacy.jsonrpc()
+        local gw = legacy.gateway({ calc = { protocol = "jsonrpc-http", upstream = up.url } })
+        local r = ghostgate({ "call", "-a", gw.addr, "calc.fail", '"boom"' })
+        assert.equal(1, r.code, r.output)
+        assert.equal('error -32000 remote_error: boom data: {"detail":"from fail"}', r.stderr)
+        -- the gateway's own errors, in the same format
+        r = ghostgate({ "call", "-a", gw.addr, "nosuch.echo" })
+        assert.equal(1, r.code, r.output)
+        assert.equal("error 404 no_such_service: no such service 'nosuch'", r.stderr)
+    end)
+
+    it("an address keeps its scheme in the error", function()
+        local r = ghostgate({ "call", "-a", "tcp://127.0.0.1", "demo.echo" })
+        assert.equal(2, r.code, r.output)
+        assert.equal("ghostgate call: address 'tcp://127.0.0.1' is not tcp://host:port or unix:/path",
+            r.stderr)
+    end)
+
+    it("a peer that does not speak MessagePack-RPC: says so, with what it sent (escaped), exit 2", function()
+        -- a kit listener answering like an HTTP server
+        local server = uv.new_tcp()
+        assert(server:bind("127.0.0.1", 0))
+        assert(server:listen(8, function()
+            local conn = uv.new_tcp()
+            server:accept(conn)
+            conn:read_start(function(_, data)
+                if data then
+                    conn:write("HTTP/1.1 400 Bad Request\r\nX: \27[31m\r\n\r\n", function() conn:close() end)
+                    conn:read_stop()
+                end
+            end)
+        end))
+        local addr = "tcp://127.0.0.1:" .. server:getsockname().port
+        local r = ghostgate({ "call", "-a", addr, "demo.echo", "1" })
+        server:close()
+        assert.equal(2, r.code, r.output)
+        assert.equal("ghostgate call: the peer does not speak MessagePack-RPC (message is not an " ..
+            'array): it sent "HTTP/1.1 400 Bad Request\\x0d\\x0aX: \\x1b[31m\\x0d\\x0a\\x0d\\x0a" (' ..
+            addr .. ")", r.stderr)
+    end)
+end)
+
+describe("ghostgate stubs says what went wrong", function()
+    after_each(h.cleanup)
+
+    it("names an unreachable gateway once", function()
+        local addr = "tcp://127.0.0.1:" .. h.unused_port()
+        local r = ghostgate({ "stubs", "-a", addr, "-t", "5", "-o", h.tmpdir() .. "/stubs" })
+        assert.equal(1, r.code, r.output)
+        assert.equal("ghostgate stubs: cannot connect to " .. addr .. ": connection refused", r.stderr)
+    end)
+end)
