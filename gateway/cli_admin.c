@@ -93,18 +93,33 @@ int gg_cmd_reload(int argc, char **argv)
     if (!pidfile) return usage_error("reload", reload_usage, "-p PIDFILE or -c FILE is required");
     FILE *f = fopen(pidfile, "r");
     long pid = 0;
+    int status = 1;
+    if (!f && errno == ENOENT) {
+        /* the gateway writes its pid_file once serving and removes it at exit */
+        fprintf(stderr, "ghostgate reload: the gateway is not running (%s does not exist); start "
+                        "it with: ghostgate serve -c FILE\n", pidfile);
+        goto out;
+    }
     if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
-        fprintf(stderr, "ghostgate reload: cannot read a pid from %s\n", pidfile);
-        if (f) fclose(f);
-        free(owned);
-        return 1;
+        fprintf(stderr, "ghostgate reload: cannot read a pid from %s%s%s\n", pidfile, f ? "" : ": ",
+                f ? "" : strerror(errno));
+        goto out;
     }
-    fclose(f);
-    free(owned);
     if (kill((pid_t)pid, SIGHUP)) {
-        fprintf(stderr, "ghostgate reload: pid %ld: %s\n", pid, strerror(errno));
-        return 1;
+        if (errno == ESRCH)
+            fprintf(stderr, "ghostgate reload: the gateway is not running (no process has pid %ld, "
+                            "read from %s, a file left by a gateway that did not exit cleanly); "
+                            "start it with: ghostgate serve -c FILE\n", pid, pidfile);
+        else
+            fprintf(stderr, "ghostgate reload: cannot signal pid %ld (from %s): %s%s\n", pid, pidfile,
+                    strerror(errno), errno == EPERM ? "; run as the gateway's user" : "");
+        goto out;
     }
+    status = 0;
+out:
+    if (f) fclose(f);
+    free(owned);
+    if (status) return status;
     printf("sent SIGHUP to ghostgate (pid %ld); the gateway logs reloaded or reload_failed\n", pid);
     return 0;
 }

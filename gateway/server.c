@@ -221,27 +221,39 @@ static void raise_fd_limit(gg_server *srv)
                (unsigned long long)rl.rlim_cur, srv->cfg->limits.max_clients);
 }
 
-static void write_pid_file(gg_server *srv)
+char *gg_pid_file_write(gg_config *cfg, gg_logger *log)
 {
-    lua_State *L = srv->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, srv->cfg->table_ref);
+    lua_State *L = cfg->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cfg->table_ref);
     lua_getfield(L, -1, "pid_file");
-    const char *path = lua_tostring(L, -1);
-    if (path) {
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fprintf(f, "%d\n", (int)getpid());
-            fclose(f);
-        } else {
-            gg_log(&srv->lp.log, GG_LOG_WARN, "pid_file_failed", "path=%s", path);
-        }
+    char *path = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+    lua_pop(L, 2);
+    if (!path) return NULL;
+    FILE *f = fopen(path, "w");
+    if (f && fprintf(f, "%d\n", (int)getpid()) > 0 && fclose(f) == 0) return path;
+    if (f) fclose(f);
+    gg_log(log, GG_LOG_WARN, "pid_file_failed", "path=%s", path);
+    free(path);
+    return NULL;
+}
+
+void gg_pid_file_remove(char *path)
+{
+    if (!path) return;
+    /* Only our own: a gateway started since (with the same pid_file) owns the file now. */
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) == 1 && pid == (long)getpid()) unlink(path);
+        fclose(f);
     }
-    lua_settop(L, 0);
+    free(path);
 }
 
 int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
 {
     gg_server *srv = calloc(1, sizeof *srv);
+    char *pid_file = NULL; /* written once serving, removed at exit: gg_pid_file_write */
     int status = 1;
     char err[1024];
     if (!srv) {
@@ -309,7 +321,7 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
             (void)w; /* the master notices a worker that never becomes ready */
             close(opts->ready_fd);
         } else {
-            write_pid_file(srv);
+            pid_file = gg_pid_file_write(cfg, &srv->lp.log);
         }
         log_ready(srv);
         status = 0;
@@ -332,5 +344,6 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     gg_metrics_free(&srv->met);
     lua_close(srv->L);
     free(srv);
+    gg_pid_file_remove(pid_file);
     return status;
 }

@@ -62,6 +62,13 @@ static inline gg_server *gg_server_of(gg_loop *lp)
     return lp->data;
 }
 
+/* Write this process's pid into cfg's pid_file, if it sets one (logs pid_file_failed on log
+ * when it cannot). Returns the path, malloc'd, for gg_pid_file_remove at exit; or NULL. */
+char *gg_pid_file_write(gg_config *cfg, gg_logger *log);
+/* Remove the pid file at path if it still holds this process's pid, and free path (NULL is
+ * fine): a pid file left after exit makes `ghostgate reload` signal a pid that is gone. */
+void gg_pid_file_remove(char *path);
+
 /* Run a gateway on cfg until it is told to stop. Takes ownership of cfg. Returns the exit status for the process. */
 int gg_server_run(gg_config *cfg, const gg_run_opts *opts);
 /* Re-read the config (SIGHUP): new calls use the new services and policies, calls in flight

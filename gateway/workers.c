@@ -213,7 +213,7 @@ static void log_ready(master *m)
 int gg_master_run(gg_config *cfg, const gg_run_opts *opts)
 {
     master m = {.cfg = cfg, .opts = *opts, .n = cfg->workers};
-    char err[512];
+    char err[512], *pid_file = NULL; /* the master's pid: reload signals it, it tells workers */
     int status = 1;
     m.log.fd = 2;
     m.log.level = opts->log_level >= 0 ? opts->log_level : cfg->log_level;
@@ -238,6 +238,7 @@ int gg_master_run(gg_config *cfg, const gg_run_opts *opts)
         m.stopping = 1;
         forward(&m, SIGTERM);
     } else {
+        pid_file = gg_pid_file_write(cfg, &m.log);
         log_ready(&m);
         status = 0;
     }
@@ -277,5 +278,6 @@ out:
     free(m.reserved);
     free(m.w);
     gg_config_free(cfg);
+    gg_pid_file_remove(pid_file);
     return status;
 }

@@ -363,3 +363,45 @@ describe("ghostgate stubs says what went wrong", function()
         assert.equal("ghostgate stubs: cannot connect to " .. addr .. ": connection refused", r.stderr)
     end)
 end)
+
+describe("ghostgate reload and pid_file", function()
+    after_each(h.cleanup)
+
+    local function exists(path)
+        local f = io.open(path, "r")
+        if f then f:close() end
+        return f ~= nil
+    end
+
+    for _, workers in ipairs({ 1, 2 }) do
+        it("workers = " .. workers .. ": pid_file holds the pid while serving and is removed at exit;" ..
+            " reload then says the gateway is not running", function()
+            local up = assert(h.start_upstream())
+            local pid_file = h.tmpdir() .. "/gw.pid"
+            local top = { workers = workers, pid_file = pid_file }
+            local gw = assert(h.start_gateway(h.demo_config(up, nil, top)))
+            assert.equal(tostring(gw.logged_pid) .. "\n", h.read_file(pid_file))
+            local r = ghostgate({ "reload", "-c", gw.config_path })
+            assert.equal(0, r.code, r.output)
+            assert(gw:wait_log("reload", h.timeout(5)))
+            assert(gw:kill("sigterm"))
+            assert.equal(0, gw:wait_exit(h.timeout(10)))
+            assert.is_false(exists(pid_file))
+            r = ghostgate({ "reload", "-c", gw.config_path })
+            assert.equal(1, r.code, r.output)
+            assert.equal("ghostgate reload: the gateway is not running (" .. pid_file ..
+                " does not exist); start it with: ghostgate serve -c FILE", r.stderr)
+        end)
+    end
+
+    it("says the gateway is not running when the pid file names a process that is gone", function()
+        local gone = ghostgate({ "version" }).proc.pid -- exited and reaped
+        local pid_file = h.tmpdir() .. "/stale.pid"
+        assert(h.write_file(pid_file, gone .. "\n"))
+        local r = ghostgate({ "reload", "-p", pid_file })
+        assert.equal(1, r.code, r.output)
+        assert.equal("ghostgate reload: the gateway is not running (no process has pid " .. gone ..
+            ", read from " .. pid_file .. ", a file left by a gateway that did not exit cleanly); " ..
+            "start it with: ghostgate serve -c FILE", r.stderr)
+    end)
+end)
