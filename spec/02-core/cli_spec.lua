@@ -405,3 +405,54 @@ describe("ghostgate reload and pid_file", function()
             "start it with: ghostgate serve -c FILE", r.stderr)
     end)
 end)
+
+describe("make run (deploy/run-demo.sh)", function()
+    local uv = require "luv"
+    local build = os.getenv("GG_BUILD") or "build"
+
+    after_each(h.cleanup)
+
+    local function run_demo(env)
+        return assert(h.spawn("sh", { "deploy/run-demo.sh", build }, { name = "run-demo", env = env }))
+    end
+
+    it("checks its ports first: a port in use stops it before anything starts, naming the holder", function()
+        local held = uv.new_tcp()
+        assert(held:bind("127.0.0.1", 0))
+        assert(held:listen(1, function() end))
+        local port = held:getsockname().port
+        local p = run_demo({ DEMO_PORT = port, DEMO_UPSTREAM_PORT = h.unused_port() })
+        local code = p:wait_exit(h.timeout(10))
+        held:close()
+        assert.equal(1, code, p:output())
+        local err = table.concat(p.stderr, "\n")
+        assert.matches("^run%-demo: port " .. port .. " is in use by [%w_.%-]+ %(pid " .. uv.os_getpid() ..
+            "%)\nrun%-demo: stop it, or run the demo on other ports: make run DEMO_PORT=N", err)
+        assert.equal("", table.concat(p.stdout, "\n")) -- no upstream started, no banner
+    end)
+
+    it("runs the demo on the ports DEMO_PORT and DEMO_UPSTREAM_PORT say", function()
+        local port, up_port = h.unused_port(), h.unused_port()
+        local p = run_demo({ DEMO_PORT = port, DEMO_UPSTREAM_PORT = up_port })
+        local pids = {} -- the script's children, stopped by pid should the test fail halfway
+        finally(function()
+            for _, pid in ipairs(pids) do uv.kill(pid, "sigkill") end
+        end)
+        local banner = assert(p:wait_line("^run%-demo: upstream tcp://127%.0%.0%.1:" .. up_port .. " ",
+            h.timeout(10)))
+        pids[1] = tonumber(banner:match("%(pid (%d+)%)"))
+        assert(p:wait_line("^run%-demo: try:  .*/ghostgate call %-a tcp://127%.0%.0%.1:" .. port ..
+            " demo%.echo", h.timeout(10)))
+        local ready = assert(p:wait_line("ready listen=tcp://127%.0%.0%.1:" .. port .. " ", h.timeout(10)))
+        local r = ghostgate({ "call", "-a", "tcp://127.0.0.1:" .. port, "demo.add", "2", "3" })
+        assert.equal(0, r.code, r.output)
+        assert.equal("5", r.stdout)
+        -- Ctrl-C reaches the gateway (the script's foreground job): it drains, the script stops
+        -- the upstream and exits with the gateway's status
+        pids[2] = tonumber(ready:match("pid=(%d+)"))
+        assert(uv.kill(pids[2], "sigterm"))
+        assert.equal(0, p:wait_exit(h.timeout(10)), p:output())
+        assert.is_nil(uv.kill(pids[1], 0), "the script left its upstream running")
+        pids = {}
+    end)
+end)
