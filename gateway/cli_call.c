@@ -365,8 +365,8 @@ static void print_error(const char *e, size_t n)
         fprintf(stderr, "error 500 remote_error: %s\n", json_string_value(j));
     } else {
         char *s = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
-        fprintf(stderr, "error %" JSON_INTEGER_FORMAT " %s: (no message) data: %s\n", c, t,
-                s ? s : "(out of memory)");
+        fprintf(stderr, "error %" JSON_INTEGER_FORMAT " %s: the upstream returned an error without a "
+                        "message data: %s\n", c, t, s ? s : "(out of memory)");
         free(s);
     }
     json_decref(j);

@@ -2,6 +2,8 @@
 -- `ghostgate call [-a ADDR] [-t SECONDS] service.method ARG...` makes one call (ARGs are JSON)
 -- and prints the result as JSON: exit 0 on a result, 1 on an error response
 -- (`error CODE TYPE: MESSAGE` on stderr), 2 when it cannot reach the gateway.
+-- `ghostgate token` mints tokens the gateway accepts; `reload` finds the gateway by its
+-- pid_file; every command answers --help; `make run` (deploy/run-demo.sh) checks its ports.
 local h = require "spec.support.helpers"
 local cjson = require "cjson"
 
@@ -329,8 +331,9 @@ describe("ghostgate call says what went wrong", function()
             r.stderr)
     end)
 
-    it("a peer that does not speak MessagePack-RPC: says so, with what it sent (escaped), exit 2", function()
-        -- a kit listener answering like an HTTP server
+    -- A kit listener that answers the first bytes it gets with `answer`, then closes. Returns
+    -- its address and the server handle (closed by the caller).
+    local function answering(answer)
         local server = uv.new_tcp()
         assert(server:bind("127.0.0.1", 0))
         assert(server:listen(8, function()
@@ -338,12 +341,33 @@ describe("ghostgate call says what went wrong", function()
             server:accept(conn)
             conn:read_start(function(_, data)
                 if data then
-                    conn:write("HTTP/1.1 400 Bad Request\r\nX: \27[31m\r\n\r\n", function() conn:close() end)
+                    conn:write(answer, function() conn:close() end)
                     conn:read_stop()
                 end
             end)
         end))
-        local addr = "tcp://127.0.0.1:" .. server:getsockname().port
+        return "tcp://127.0.0.1:" .. server:getsockname().port, server
+    end
+
+    it("errors of other shapes: still `error CODE TYPE: MESSAGE`, as the Lua client reads them", function()
+        -- [1, 1, "nope", nil]: a bare string
+        local addr, server = answering("\148\1\1\164nope\192")
+        local r = ghostgate({ "call", "-a", addr, "demo.echo", "1" })
+        server:close()
+        assert.equal(1, r.code, r.output)
+        assert.equal("error 500 remote_error: nope", r.stderr)
+        -- [1, 1, {x = 1}, nil]: a map without a message
+        addr, server = answering("\148\1\1\129\161x\1\192")
+        r = ghostgate({ "call", "-a", addr, "demo.echo", "1" })
+        server:close()
+        assert.equal(1, r.code, r.output)
+        assert.equal('error 500 remote_error: the upstream returned an error without a message data: {"x":1}',
+            r.stderr)
+    end)
+
+    it("a peer that does not speak MessagePack-RPC: says so, with what it sent (escaped), exit 2", function()
+        -- a kit listener answering like an HTTP server
+        local addr, server = answering("HTTP/1.1 400 Bad Request\r\nX: \27[31m\r\n\r\n")
         local r = ghostgate({ "call", "-a", addr, "demo.echo", "1" })
         server:close()
         assert.equal(2, r.code, r.output)
