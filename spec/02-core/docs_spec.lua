@@ -17,4 +17,12 @@ describe("The docs' examples", function()
     it("docs/http.md: the front door and its authentication work as written", function()
         run_doc("docs/http.md", 4)
     end)
+
+    it("docs/configuration.md: config errors are as shown", function()
+        run_doc("docs/configuration.md", 2)
+    end)
+
+    it("docs/policies.md: policy option errors are as shown", function()
+        run_doc("docs/policies.md", 1)
+    end)
 end)

@@ -154,7 +154,8 @@ function _M.run(blocks, opts)
         if name:match("%.lua$") and config and not src:match("\n%s*listen%s*=")
             and src:match("\n%s*services%s*=") then
             -- a gateway config: its default MessagePack listener goes to a free port too
-            src = src:gsub("return {\n", ("return {\n    listen = \"127.0.0.1:%s\",\n"):format(map(7420)), 1)
+            -- on the same line: the lines of the file stay those of the text (errors name them)
+            src = src:gsub("return {\n", ("return { listen = \"127.0.0.1:%s\",\n"):format(map(7420)), 1)
         end
         local sub = name:match("^(.*)/[^/]*$")
         if sub then assert(os.execute(format("mkdir -p '%s/%s'", dir, sub)) == 0) end
