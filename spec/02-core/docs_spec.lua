@@ -22,6 +22,10 @@ describe("The docs' examples", function()
         run_doc("docs/configuration.md", 2)
     end)
 
+    it("docs/client.md: an error's retry_after, and editor stubs, as written", function()
+        run_doc("docs/client.md", 1)
+    end)
+
     it("docs/policies.md: policy option errors are as shown", function()
         run_doc("docs/policies.md", 1)
     end)
