@@ -268,8 +268,9 @@ int gg_server_reload(gg_server *srv)
     describe_changes(old->cfg, cfg, changes, sizeof changes);
     /* With workers each one says so (with its number): a worker that failed is then visible. */
     if (srv->opts.worker >= 0)
-        gg_log_notice(&lp->log, "reloaded", "config=%s worker=%d services=%d %s reloads=%u calls_on_old=%u",
-                      cfg->source, srv->opts.worker, gen->nservices, changes, srv->reloads, old->calls);
+        gg_log_notice(&lp->log, "reloaded",
+                      "config=%s worker=%d services=%d %s reloads=%u calls_on_old=%u", cfg->source,
+                      srv->opts.worker, gen->nservices, changes, srv->reloads, old->calls);
     else
         gg_log_notice(&lp->log, "reloaded", "config=%s services=%d %s reloads=%u calls_on_old=%u",
                       cfg->source, gen->nservices, changes, srv->reloads, old->calls);

@@ -106,7 +106,8 @@ static void on_eof(gg_stream *s, int status)
     gg_uconn *uc = (gg_uconn *)s;
     gg_server *srv = srv_of(uc);
     /* A connection closed with nothing in flight lost nothing: the reconnect says the rest. */
-    gg_log(&srv->lp.log, srv->draining || !uc->inflight ? GG_LOG_INFO : GG_LOG_WARN, "upstream_lost",
+    int level = srv->draining || !uc->inflight ? GG_LOG_INFO : GG_LOG_WARN;
+    gg_log(&srv->lp.log, level, "upstream_lost",
            "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
            uc->ep->addr->text, status == UV_EOF ? "closed by peer" : uv_strerror(status),
            uc->inflight);
