@@ -335,8 +335,21 @@ static void rpc_answer(gg_client *c, uint32_t id, const char *body, size_t len)
     settle(c, id, reply);
 }
 
+/* The auth policy tells a caller without an identity to "call ghost.auth(token) first"; over
+ * HTTP the token goes in a header, so say that instead. The policy cannot word it per transport:
+ * its decisions are cached per identity, and both kinds of client share them. */
+#define AUTH_ADVICE ": call ghost.auth(token) "
+
 static void rpc_error(gg_client *c, uint32_t id, int code, double retry_after, const char *message)
 {
+    const char *advice = code == GG_ERR_UNAUTHENTICATED ? strstr(message, AUTH_ADVICE) : NULL;
+    if (advice) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "%.*s: send the header Authorization: Bearer <token>",
+                 (int)(advice - message > 200 ? 200 : advice - message), message);
+        settle(c, id, reply_gateway(slot_id(c, id), code, retry_after, msg));
+        return;
+    }
     settle(c, id, reply_gateway(slot_id(c, id), code, retry_after, message));
 }
 

@@ -25,4 +25,12 @@ void gg_log_write(const gg_logger *lg, int level, const char *event, const char 
         if ((lvl) <= (lg)->level) gg_log_write((lg), (lvl), (event), __VA_ARGS__);                \
     } while (0)
 
+/* What the process as a whole does (ready, reloaded, stopped): labelled info, but written at the
+ * default level too, so that an operator sees each start and reload without asking for info
+ * (nginx's notice). Only log_level = "error" hides them. */
+#define gg_log_notice(lg, event, ...)                                                             \
+    do {                                                                                          \
+        if ((lg)->level >= GG_LOG_WARN) gg_log_write((lg), GG_LOG_INFO, (event), __VA_ARGS__);    \
+    } while (0)
+
 #endif

@@ -137,12 +137,18 @@ static int host_consttime_eq(lua_State *L)
 static int host_log(lua_State *L)
 {
     gg_server *srv = host_srv(L);
-    int level = gg_log_level_parse(luaL_checkstring(L, 1));
+    const char *name = luaL_checkstring(L, 1);
+    int level = gg_log_level_parse(name);
     const char *event = luaL_checkstring(L, 2);
     const char *msg = luaL_optstring(L, 3, "");
-    if (level < 0) level = GG_LOG_INFO;
     const gg_logger fallback = {.level = GG_LOG_WARN, .fd = 2};
-    gg_log(srv ? &srv->lp.log : &fallback, level, event, "%s", msg);
+    const gg_logger *lg = srv ? &srv->lp.log : &fallback;
+    if (strcmp(name, "notice") == 0) { /* a state change: shown at the default level too */
+        gg_log_notice(lg, event, "%s", msg);
+        return 0;
+    }
+    if (level < 0) level = GG_LOG_INFO;
+    gg_log(lg, level, event, "%s", msg);
     return 0;
 }
 

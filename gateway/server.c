@@ -67,7 +67,10 @@ static void close_handle(uv_handle_t *h)
 /* Stop everything; uv_run returns once the last handle has closed. */
 static void shutdown_now(gg_server *srv)
 {
-    gg_log(&srv->lp.log, GG_LOG_INFO, "stopped", "clients=%u", srv->nclients);
+    if (srv->opts.worker >= 0)
+        gg_log(&srv->lp.log, GG_LOG_INFO, "stopped", "clients=%u", srv->nclients);
+    else
+        gg_log_notice(&srv->lp.log, "stopped", "clients=%u", srv->nclients);
     gg_listeners_stop(srv);
     gg_http_front_close(srv);
     gg_stream_flush_all(&srv->lp);
@@ -121,19 +124,84 @@ static void on_signal(uv_signal_t *h, int signum)
     gg_server_check_drained(srv);
 }
 
+/* Appends ",text" (no comma first) to list[*n]; a list that does not fit is cut, never overrun. */
+static void list_add(char *list, size_t size, size_t *n, const char *text)
+{
+    if (*n >= size) return;
+    int w = snprintf(list + *n, size - *n, "%s%s", *n ? "," : "", text);
+    if (w > 0) *n += (size_t)w;
+}
+
+/* The bound addresses (port 0 resolved) of the MessagePack listeners, then of the HTTP ones of
+ * one kind. Printed once at the default level: the only place a port 0 listener's port shows. */
 static void log_ready(gg_server *srv)
 {
-    char list[1024];
-    size_t n = 0;
-    list[0] = 0;
-    for (int i = 0; i < srv->nlisteners && n < sizeof list; i++)
-        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? "," : "", srv->listeners[i].bound);
+    char list[1024], http[512], admin[512];
+    size_t n = 0, nh = 0, na = 0;
+    list[0] = http[0] = admin[0] = 0;
+    for (int i = 0; i < srv->nlisteners; i++)
+        list_add(list, sizeof list, &n, srv->listeners[i].bound);
+    for (int i = 0; srv->http && i < srv->http->nlisteners; i++) {
+        const gg_http_listener *ls = &srv->http->listeners[i];
+        if (ls->admin)
+            list_add(admin, sizeof admin, &na, ls->bound);
+        else
+            list_add(http, sizeof http, &nh, ls->bound);
+    }
     if (srv->opts.worker >= 0)
-        gg_log(&srv->lp.log, GG_LOG_INFO, "worker_ready", "worker=%d listen=%s services=%d pid=%d",
-               srv->opts.worker, list, srv->gen->nservices, (int)getpid());
+        gg_log(&srv->lp.log, GG_LOG_INFO, "worker_ready",
+               "worker=%d listen=%s http=%s admin=%s services=%d pid=%d", srv->opts.worker, list,
+               nh ? http : "-", na ? admin : "-", srv->gen->nservices, (int)getpid());
     else
-        gg_log(&srv->lp.log, GG_LOG_INFO, "ready", "listen=%s services=%d pid=%d", list,
-               srv->gen->nservices, (int)getpid());
+        gg_log_notice(&srv->lp.log, "ready",
+                      "listen=%s http=%s admin=%s services=%d workers=1 pid=%d config=%s", list,
+                      nh ? http : "-", na ? admin : "-", srv->gen->nservices, (int)getpid(),
+                      srv->cfg->source);
+}
+
+static int same_addrs(const gg_addr *a, int na, const gg_addr *b, int nb)
+{
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (strcmp(a[i].text, b[i].text)) return 0;
+    return 1;
+}
+
+static int same_service(const gg_service_conf *a, const gg_service_conf *b)
+{
+    return a->protocol == b->protocol && a->deadline_ms == b->deadline_ms &&
+           a->connections == b->connections && a->keep_prefix == b->keep_prefix &&
+           !strcmp(a->adapter ? a->adapter : "", b->adapter ? b->adapter : "") &&
+           same_addrs(a->upstreams, a->nupstreams, b->upstreams, b->nupstreams);
+}
+
+static const gg_service_conf *find_conf(const gg_config *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->nservices; i++)
+        if (!strcmp(cfg->services[i].name, name)) return &cfg->services[i];
+    return NULL;
+}
+
+/* What a reload changed, for its log line: services added, removed, and those whose upstreams,
+ * protocol, adapter, deadline or pool size changed (policies are compared by policy.c, which
+ * keeps the state of those whose options did not change). O(services^2), once per reload. */
+static void describe_changes(const gg_config *old, const gg_config *cfg, char *out, size_t size)
+{
+    char added[256], removed[256], changed[256];
+    size_t na = 0, nr = 0, nc = 0;
+    added[0] = removed[0] = changed[0] = 0;
+    for (int i = 0; i < cfg->nservices; i++) {
+        const gg_service_conf *was = find_conf(old, cfg->services[i].name);
+        if (!was)
+            list_add(added, sizeof added, &na, cfg->services[i].name);
+        else if (!same_service(was, &cfg->services[i]))
+            list_add(changed, sizeof changed, &nc, cfg->services[i].name);
+    }
+    for (int i = 0; i < old->nservices; i++)
+        if (!find_conf(cfg, old->services[i].name))
+            list_add(removed, sizeof removed, &nr, old->services[i].name);
+    snprintf(out, size, "added=%s removed=%s changed=%s", na ? added : "-", nr ? removed : "-",
+             nc ? changed : "-");
 }
 
 /* Limits a reload can change for new connections and messages. */
@@ -196,8 +264,16 @@ int gg_server_reload(gg_server *srv)
     srv->retired = old;
     srv->reloads++;
     srv->met.reloads++;
-    gg_log(&lp->log, GG_LOG_INFO, "reloaded", "config=%s services=%d reloads=%u calls_on_old=%u",
-           cfg->source, gen->nservices, srv->reloads, old->calls);
+    char changes[800];
+    describe_changes(old->cfg, cfg, changes, sizeof changes);
+    /* With workers each one says so (with its number): a worker that failed is then visible. */
+    if (srv->opts.worker >= 0)
+        gg_log_notice(&lp->log, "reloaded",
+                      "config=%s worker=%d services=%d %s reloads=%u calls_on_old=%u", cfg->source,
+                      srv->opts.worker, gen->nservices, changes, srv->reloads, old->calls);
+    else
+        gg_log_notice(&lp->log, "reloaded", "config=%s services=%d %s reloads=%u calls_on_old=%u",
+                      cfg->source, gen->nservices, changes, srv->reloads, old->calls);
     gg_generation_retire(old);
     return 0;
 }

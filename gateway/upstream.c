@@ -67,11 +67,47 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
                    "the gateway does not accept requests from upstreams");
 }
 
+void gg_endpoint_connect_failed(gg_endpoint *ep, int conn, int status, uint64_t retry_ms)
+{
+    gg_server *srv = ep->svc->srv;
+    gg_logger *lg = &srv->lp.log;
+    ep->connect_failures++;
+    gg_log(lg, GG_LOG_DEBUG, "upstream_connect_failed",
+           "service=%s upstream=%s conn=%d reason=\"%s\" retry_ms=%llu", ep->svc->name,
+           ep->addr->text, conn, uv_strerror(status), (unsigned long long)retry_ms);
+    if (ep->down) {
+        ep->down_repeats++;
+        return;
+    }
+    if (ep->nconnected > 0) return; /* the pool still serves: not a state change */
+    ep->down = 1;
+    ep->down_since = uv_now(srv->lp.uv);
+    ep->down_repeats = 0;
+    gg_log(lg, GG_LOG_WARN, "upstream_down",
+           "service=%s upstream=%s reason=\"%s\" retry_ms=%llu", ep->svc->name, ep->addr->text,
+           uv_strerror(status), (unsigned long long)retry_ms);
+}
+
+void gg_endpoint_connected(gg_endpoint *ep, int conn)
+{
+    gg_server *srv = ep->svc->srv;
+    gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
+           ep->svc->name, ep->addr->text, conn);
+    if (!ep->down) return;
+    ep->down = 0;
+    gg_log_notice(&srv->lp.log, "upstream_back",
+                  "service=%s upstream=%s down_ms=%llu suppressed=%llu", ep->svc->name,
+                  ep->addr->text, (unsigned long long)(uv_now(srv->lp.uv) - ep->down_since),
+                  (unsigned long long)ep->down_repeats);
+}
+
 static void on_eof(gg_stream *s, int status)
 {
     gg_uconn *uc = (gg_uconn *)s;
     gg_server *srv = srv_of(uc);
-    gg_log(&srv->lp.log, srv->draining ? GG_LOG_INFO : GG_LOG_WARN, "upstream_lost",
+    /* A connection closed with nothing in flight lost nothing: the reconnect says the rest. */
+    int level = srv->draining || !uc->inflight ? GG_LOG_INFO : GG_LOG_WARN;
+    gg_log(&srv->lp.log, level, "upstream_lost",
            "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
            uc->ep->addr->text, status == UV_EOF ? "closed by peer" : uv_strerror(status),
            uc->inflight);
@@ -122,6 +158,8 @@ static void on_closed(gg_stream *s)
     uc->connected_at = 0;
     /* Jitter of +-20% so a pool does not reconnect in lockstep. */
     uint64_t wait = uc->backoff_ms * (80 + (uint64_t)(rand() % 41)) / 100;
+    if (uc->connect_status) gg_endpoint_connect_failed(uc->ep, uc->index, uc->connect_status, wait);
+    uc->connect_status = 0;
     uc->state = GG_UP_BACKOFF;
     uv_timer_start(&uc->retry, on_retry, wait, 0);
 }
@@ -140,11 +178,7 @@ static void on_connect(uv_connect_t *req, int status)
     gg_server *srv = srv_of(uc);
     if (status == UV_ECANCELED) return; /* closing */
     if (status < 0) {
-        uc->ep->connect_failures++;
-        gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_connect_failed",
-               "service=%s upstream=%s reason=\"%s\" retry_ms=%u", uc->ep->svc->name,
-               uc->ep->addr->text, uv_strerror(status),
-               uc->backoff_ms ? uc->backoff_ms * 2 : BACKOFF_FIRST_MS);
+        uc->connect_status = status; /* logged by on_closed, which knows the delay */
         fail_calls(uc, "refused the connection");
         gg_stream_close(&uc->st);
         return;
@@ -154,8 +188,7 @@ static void on_connect(uv_connect_t *req, int status)
     uc->ep->nconnected++;
     uc->st.flags |= GG_ST_READY;
     gg_policy_endpoint_changed(srv, uc->ep);
-    gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
-           uc->ep->svc->name, uc->ep->addr->text, uc->index);
+    gg_endpoint_connected(uc->ep, uc->index);
     if (gg_stream_start(&uc->st)) {
         on_eof(&uc->st, UV_EIO);
         return;
@@ -184,8 +217,7 @@ static void uconn_connect(gg_uconn *uc)
     uv_tcp_nodelay(&uc->st.io.tcp, 1);
     int rc = uv_tcp_connect(&uc->creq, &uc->st.io.tcp, (const struct sockaddr *)&a->sa, on_connect);
     if (rc < 0) {
-        gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_connect_failed",
-               "service=%s upstream=%s reason=\"%s\"", uc->ep->svc->name, a->text, uv_strerror(rc));
+        uc->connect_status = rc;
         gg_stream_close(&uc->st);
     }
 }

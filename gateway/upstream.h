@@ -28,6 +28,7 @@ typedef struct gg_uconn {
     int state;
     int index;
     uint32_t backoff_ms;
+    int connect_status; /* why the last connect failed (for on_closed's log), 0: it did not */
     uint64_t connected_at;
     uv_connect_t creq;
     uv_timer_t retry;
@@ -40,6 +41,11 @@ typedef struct gg_endpoint {
     int nconns;
     int nconnected;
     uint64_t connect_failures;
+    /* Down: a connect failed while no connection was up. Logged once, when it goes down and
+     * when it comes back; the failures in between are counted and logged at debug only. */
+    int down;
+    uint64_t down_since; /* loop time, ms */
+    uint64_t down_repeats;
 } gg_endpoint;
 
 typedef struct gg_service {
@@ -91,6 +97,12 @@ void gg_generation_free(gg_generation *gen);
 /* The service called name[0..len) in the current generation (or in gen), or NULL. */
 gg_service *gg_service_find(struct gg_server *srv, const char *name, size_t len);
 gg_service *gg_generation_find(gg_generation *gen, const char *name, size_t len);
+
+/* A connection of ep (both protocols) failed to connect; the next attempt is in retry_ms.
+ * Logs upstream_down when that leaves ep without a connection, else only at debug. */
+void gg_endpoint_connect_failed(gg_endpoint *ep, int conn, int status, uint64_t retry_ms);
+/* A connection of ep is up: logs upstream_back, with the failures not logged, if ep was down. */
+void gg_endpoint_connected(gg_endpoint *ep, int conn);
 
 /* Send a call upstream, to endpoint `endpoint` (1-based; 0: the core chooses). method/body are
  * the bytes to put after the upstream msgid. Returns 0, or a gateway error code (nothing was

@@ -53,6 +53,7 @@ typedef struct hu_conn {
     uint32_t call_id;
     uint8_t attempt;
     uint32_t backoff_ms;
+    int connect_status; /* why the last connect failed (for on_closed's log), 0: it did not */
     uint64_t connected_at;
 } hu_conn;
 
@@ -447,15 +448,12 @@ static void on_connect(gg_httpc *hc, int status)
     gg_http_up *up = c->ep->up;
     gg_server *srv = up->srv;
     if (status < 0) {
-        c->ep->gep->connect_failures++;
-        gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_connect_failed",
-               "service=%s upstream=%s reason=\"%s\"", up->name, url_of(c), uv_strerror(status));
-        return; /* on_closed follows */
+        c->connect_status = status;
+        return; /* on_closed follows, and logs it with the delay it chose */
     }
     c->connected_at = uv_now(srv->lp.uv);
     set_connected(c, 1);
-    gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
-           up->name, url_of(c), c->index);
+    gg_endpoint_connected(c->ep->gep, c->index);
     pump(c);
 }
 
@@ -513,6 +511,8 @@ static void on_closed(gg_httpc *hc)
         /* jitter of +-20% so a pool does not reconnect in lockstep */
         wait = c->backoff_ms * (80 + (uint64_t)(rand() % 41)) / 100;
     }
+    if (c->connect_status) gg_endpoint_connect_failed(ep->gep, c->index, c->connect_status, wait);
+    c->connect_status = 0;
     c->quick = 0;
     c->connected_at = 0;
     if (wait == 0) {

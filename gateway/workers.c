@@ -207,7 +207,8 @@ static void log_ready(master *m)
     list[0] = 0;
     for (int i = 0; i < m->cfg->nlisten && n < sizeof list; i++)
         n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? "," : "", m->cfg->listen[i].text);
-    gg_log(&m->log, GG_LOG_INFO, "ready", "listen=%s workers=%d pid=%d", list, m->n, (int)getpid());
+    gg_log_notice(&m->log, "ready", "listen=%s services=%d workers=%d pid=%d config=%s", list,
+                  m->cfg->nservices, m->n, (int)getpid(), m->cfg->source);
 }
 
 int gg_master_run(gg_config *cfg, const gg_run_opts *opts)
@@ -265,7 +266,7 @@ int gg_master_run(gg_config *cfg, const gg_run_opts *opts)
                 spawn(&m, i);
             }
     }
-    gg_log(&m.log, GG_LOG_INFO, "stopped", "workers=%d", m.n);
+    gg_log_notice(&m.log, "stopped", "workers=%d", m.n);
 out:
     for (int i = 0; m.inherit && i < cfg->nlisten; i++) {
         if (m.inherit[i] >= 0) {

@@ -92,14 +92,29 @@ local function roll(self, st, now)
 end
 
 -- eps[i].open and retry_at tell the route policy to skip this endpoint until retry_at.
-local function open(self, st, i, now, cooldown)
+-- One log line when a breaker opens and one when it closes, whatever happens in between: a
+-- failed probe reopening it and the calls it refused are counted and given with the close.
+-- `why` says what opened it (nil: a failed probe reopened it).
+local function open(self, st, i, now, cooldown, why)
+    if why then
+        st.since, st.reopened, st.refused = now, 0, 0
+        self.service.log("warn", "breaker_opened", format("service=%s upstream=%s reason=\"%s\" cooldown=%g",
+            self.service.name, self.eps[i].address, why, cooldown))
+    else
+        st.reopened = (st.reopened or 0) + 1
+        self.service.log("debug", "breaker_reopened", format("service=%s upstream=%s cooldown=%g",
+            self.service.name, self.eps[i].address, cooldown))
+    end
     st.state, st.opened_at, st.cooldown, st.probes = OPEN, now, cooldown, 0
     self.eps[i].open, self.eps[i].retry_at = true, now + cooldown
 end
 
-local function close(self, st, i)
+local function close(self, st, i, now)
     st.state, st.consecutive, st.cooldown, st.probes = CLOSED, 0, self.conf.cooldown, 0
     self.eps[i].open = false
+    self.service.log("notice", "breaker_closed",
+        format("service=%s upstream=%s open_s=%.3f reopened=%d refused=%d", self.service.name,
+            self.eps[i].address, now - (st.since or now), st.reopened or 0, st.refused or 0))
 end
 
 -- Would this endpoint's breaker let a call through now?
@@ -132,6 +147,7 @@ function _M:access(ctx)
     if st.state == OPEN then
         local left = st.opened_at + st.cooldown - now
         if left > 0 then
+            st.refused = (st.refused or 0) + 1
             return ctx:reject(530, format("circuit open for upstream %s of service '%s'",
                 self.eps[i].address, self.service.name), left)
         end
@@ -140,6 +156,7 @@ function _M:access(ctx)
     -- half-open: a bounded number of probes
     if st.probes >= self.conf.probes then
         self.eps[i].retry_at = now + st.cooldown
+        st.refused = (st.refused or 0) + 1
         return ctx:reject(530, format("circuit half-open for upstream %s of service '%s': probing",
             self.eps[i].address, self.service.name), st.cooldown)
     end
@@ -177,7 +194,7 @@ function _M:response(ctx, outcome)
             if c > self.conf.max_cooldown then c = self.conf.max_cooldown end
             open(self, st, i, now, c)
         else
-            close(self, st, i)
+            close(self, st, i, now)
         end
         return
     end
@@ -191,7 +208,9 @@ function _M:response(ctx, outcome)
     end
     st.fails[slot] = st.fails[slot] + 1
     st.consecutive = st.consecutive + 1
-    if st.consecutive >= self.conf.failures then return open(self, st, i, now, self.conf.cooldown) end
+    if st.consecutive >= self.conf.failures then
+        return open(self, st, i, now, self.conf.cooldown, format("%d failures in a row", st.consecutive))
+    end
     local ratio = self.conf.ratio
     if ratio then
         local calls, fails = 0, 0
@@ -199,7 +218,7 @@ function _M:response(ctx, outcome)
             calls, fails = calls + st.calls[k], fails + st.fails[k]
         end
         if calls >= self.conf.min_calls and fails / calls >= ratio then
-            open(self, st, i, now, self.conf.cooldown)
+            open(self, st, i, now, self.conf.cooldown, format("%d of %d calls failed", fails, calls))
         end
     end
 end

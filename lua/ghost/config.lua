@@ -7,8 +7,10 @@ local auth = require "ghost.auth"
 
 local type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable =
     type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable
-local format, gmatch, match, sub = string.format, string.gmatch, string.match, string.sub
+local format, gmatch, match, sub, gsub, find, rep = string.format, string.gmatch, string.match,
+    string.sub, string.gsub, string.find, string.rep
 local insert, concat = table.insert, table.concat
+local open = io.open
 local getinfo = debug.getinfo
 
 local _M = {}
@@ -84,6 +86,7 @@ local service = {
                         description = "pooled connections per upstream endpoint (default 2; 8 for "
                             .. "jsonrpc-http, whose connections carry one call at a time)" },
         policies = { type = "array", elements = { type = "any" }, default = function() return {} end,
+                     list_hint = "expected a list of policies, in braces: policies = { guard { ... } }",
                      description = "policies run for every call: { guard { allow = {...} }, breaker {} }" },
         idempotent = { type = "array", elements = { type = "string" },
                        description = "methods (globs) safe to send twice, for retry" },
@@ -93,8 +96,8 @@ local service = {
     },
     check = function(s)
         if s.connections == nil then s.connections = s.protocol == "jsonrpc-http" and 8 or 2 end
-        local list = s.upstreams or {}
-        if s.upstream then insert(list, 1, s.upstream) end
+        local list, single = s.upstreams or {}, s.upstream
+        if single then insert(list, 1, single) end
         s.upstreams, s.upstream = list, nil
         if s.adapter then
             if #list > 0 then return nil, "an adapter service has no upstreams of its own" end
@@ -103,8 +106,13 @@ local service = {
         if #list == 0 then return nil, "needs an upstream (upstream = \"tcp://host:port\") or an adapter" end
         local http = s.protocol == "jsonrpc-http"
         for _, u in ipairs(list) do
-            if http ~= (u:match("^http://") ~= nil) then
-                return nil, format("upstream %q does not fit protocol %s", u, s.protocol)
+            local at = u == single and "upstream" or "upstreams"
+            if http and not u:match("^http://") then
+                return nil, format("upstream %q does not fit protocol jsonrpc-http: give its URL, "
+                    .. "http://host:port/path", u), at
+            elseif not http and u:match("^http://") then
+                return nil, format("upstream %q does not fit protocol msgpack-rpc: for a JSON-RPC "
+                    .. "service over HTTP, set protocol = \"jsonrpc-http\"", u), at
             end
         end
         return true
@@ -158,31 +166,100 @@ _M.schema = {
     },
 }
 
+-- A relative file name, from the directory `dir` ("." stays out of the way: "./policies",
+-- "/etc/ghostgate/policies", never "././policies").
+local function from_dir(dir, file)
+    if sub(file, 1, 1) == "/" then return file end
+    file = gsub(file, "^%./", "")
+    if dir == "." then return "./" .. file end
+    return dir .. "/" .. file
+end
+
 -- The entries of a package.path template that are relative start at `dir`.
 local function resolve_path(path, dir)
     if not dir then return path end
     local out = {}
     for e in gmatch(path, "[^;]+") do
-        if sub(e, 1, 1) ~= "/" then e = dir .. "/" .. e end
-        out[#out + 1] = e
+        out[#out + 1] = from_dir(dir, e)
     end
     return concat(out, ";")
 end
 
+-- Where `key = ...` (or `["key"] = ...`) is written in text, from position init: its start.
+local function find_key(text, key, init)
+    local k = gsub(key, "%p", "%%%0")
+    local a = find(text, "%f[%w_]" .. k .. "%s*=[^=]", init)
+    local b = find(text, "%[%s*[\"']" .. k .. "[\"']%s*%]%s*=[^=]", init)
+    if a and b then return a < b and a or b end
+    return a or b
+end
+
+-- The line of the option at path `at` ("services.users.deadline") in the config file: each key
+-- is looked for after the previous one, comments skipped. Text search, not parsing: a file that
+-- builds its table with code gets no line (nil) rather than a wrong one.
+local function line_of(file, at)
+    local f = file and open(file, "r")
+    if not f then return nil end
+    local text = f:read("*a")
+    f:close()
+    text = gsub(text, "%-%-[^\n]*", function(c) return rep(" ", #c) end)
+    local pos
+    for key in gmatch(at, "[^%.%[%]]+") do
+        if not match(key, "^%d+$") then -- a list index has no key in the text
+            pos = find_key(text, key, pos and pos + 1 or 1)
+            if not pos then return nil end
+        end
+    end
+    if not pos then return nil end
+    local _, n = gsub(sub(text, 1, pos), "\n", "")
+    return n + 1
+end
+
+-- "gateway.lua:12: reason" when the line is known, "gateway.lua: reason" otherwise.
+local function where(source, file, at)
+    local line = at and line_of(file, at)
+    return line and format("%s:%d", source, line) or source
+end
+
+-- Adapters are files: one that is missing fails `ghostgate check`, not only `serve`.
+local function check_adapters(v, dir, source, file)
+    for name, svc in pairs(v.services) do
+        if svc.adapter then
+            local path = from_dir(dir, svc.adapter)
+            local f = open(path, "r")
+            if not f then
+                local at = format("services.%s.adapter", name)
+                return nil, format("%s: %s: no adapter file %s (relative paths start at the config "
+                    .. "file's directory)", where(source, file, at), at, path)
+            end
+            f:close()
+        end
+    end
+    return true
+end
+
 --- Validate a config table. Returns the normalised table, or nil and "source: path: reason".
 -- `dir` is the config file's directory (relative policy_path entries start there).
-function _M.normalize(t, source, dir)
+-- `file`: the config file, when there is one, to give the line of an option at fault.
+function _M.normalize(t, source, dir, file)
     if type(t) ~= "table" then
         return nil, format("%s: the config must return a table, got %s", source, type(t))
     end
-    local v, err = schema.validate(_M.schema, t, "")
-    if not v then return nil, format("%s: %s", source, err) end
+    local v, err, at = schema.validate(_M.schema, t, "")
+    if not v then return nil, format("%s: %s", where(source, file, at), err) end
     v.policy_path = resolve_path(v.policy_path, dir)
+    if dir then
+        local ok
+        ok, err = check_adapters(v, dir, source, file)
+        if not ok then return nil, err end
+    end
     -- Policies are validated by their own schemas; errors name the file and line of the policy.
     for name, svc in pairs(v.services) do
         for i, spec in ipairs(svc.policies) do
-            local where = format("%s: services.%s.policies[%d]", source, name, i)
-            local p, perr = policy.validate(spec, where, v.policy_path)
+            -- a constructor (`guard {...}`) recorded its line; a name or a plain table did not
+            local list = format("services.%s.policies", name)
+            local src = type(spec) == "table" and spec.__where and source or where(source, file, list)
+            local p, perr = policy.validate(spec, format("%s: %s[%d]", src, list, i), v.policy_path)
             if not p then return nil, perr end
             svc.policies[i] = p
         end
@@ -200,7 +277,7 @@ function _M.load(path)
     setfenv(chunk, setmetatable(env, { __index = _G }))
     local ok, t = pcall(chunk)
     if not ok then return nil, tostring(t) end
-    return _M.normalize(t, path, match(path, "^(.*)/[^/]*$") or ".")
+    return _M.normalize(t, path, match(path, "^(.*)/[^/]*$") or ".", path)
 end
 
 return _M

@@ -7,6 +7,7 @@
 --   message    text for people
 --   method     the full method name of the call that failed ("users.get_profile")
 --   traceback  the remote traceback, when the backend sent one
+--   retry_after  seconds to wait before trying again, when the gateway said (429, 503, 530)
 --   data       the `error` element exactly as the peer sent it (any shape), for remote errors
 -- tostring(err) gives "users.get_profile: 504 deadline_exceeded: ..." plus the remote traceback.
 
@@ -76,6 +77,7 @@ function _M.from_remote(v, method)
             type = type(v.type) == "string" and v.type or "remote_error",
             message = msg or "the upstream returned an error without a message",
             traceback = type(v.traceback) == "string" and v.traceback or nil,
+            retry_after = type(v.retry_after) == "number" and v.retry_after or nil,
         }
     else
         e = { code = 500, type = "remote_error", message = tostring(v) }

@@ -3,8 +3,12 @@
 -- A schema is a table { type = ..., default = ..., ... }. Types: "string", "number",
 -- "integer", "boolean", "record" (fields = { name = schema }), "array" (elements = schema),
 -- "map" (keys = schema, values = schema). Extra checks: min, max, one_of, match (Lua pattern),
--- check (function(value) -> true | nil, reason), required, description.
--- validate() returns the value with defaults filled in, or nil and "path: reason".
+-- check (function(value) -> true | nil, reason), required, description; for arrays
+-- list_hint (what to say when a table that is not a list is given).
+-- validate() returns the value with defaults filled in, or nil, "path: reason" and the path of
+-- the option at fault (for an unknown option: its own path), to find its line in the file.
+
+local distance = require("ghost.types").distance
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local concat, sort, format, floor = table.concat, table.sort, string.format, math.floor
@@ -25,6 +29,20 @@ local function join(path, key)
 end
 
 local validate
+
+-- The option name closest to a misspelt one, when it is a plausible typo: at most one edit per
+-- four letters (stricter than method names: 'deadlin' is 'deadline', not 'admin').
+local function suggest(word, fields)
+    local best, bestd = nil, floor(#word / 4) + 1
+    local names = {}
+    for k in pairs(fields) do names[#names + 1] = k end
+    sort(names)
+    for _, k in ipairs(names) do
+        local d = distance(word, k)
+        if d <= bestd and (not best or d < bestd) then best, bestd = k, d end
+    end
+    return best
+end
 
 local function check_scalar(s, v, path)
     local t = s.type
@@ -61,12 +79,14 @@ local function check_record(s, v, path)
     end
     if #unknown > 0 then
         sort(unknown)
-        return nil, format("%s: unknown option '%s'", path == "" and "config" or path, unknown[1])
+        local near = suggest(unknown[1], fields)
+        return nil, format("%s: unknown option '%s'%s", path == "" and "config" or path, unknown[1],
+            near and format("; did you mean '%s'?", near) or ""), join(path, unknown[1])
     end
     local out = {}
     for k, fs in pairs(fields) do
-        local fv, err = validate(fs, v[k], join(path, k))
-        if err then return nil, err end
+        local fv, err, at = validate(fs, v[k], join(path, k))
+        if err then return nil, err, at end
         out[k] = fv
     end
     return out
@@ -79,13 +99,14 @@ local function check_array(s, v, path)
     local n = #v
     for k in pairs(v) do
         if type(k) ~= "number" or k < 1 or k > n or k ~= floor(k) then
+            if s.list_hint then return nil, format("%s: %s", path, s.list_hint) end
             return nil, format("%s: expected a list, found key %s", path, describe(k))
         end
     end
     local out = {}
     for i = 1, n do
-        local ev, err = validate(s.elements, v[i], join(path, i))
-        if err then return nil, err end
+        local ev, err, at = validate(s.elements, v[i], join(path, i))
+        if err then return nil, err, at end
         out[i] = ev
     end
     if s.min_items and n < s.min_items then
@@ -100,11 +121,11 @@ local function check_map(s, v, path)
     end
     local out = {}
     for k, x in pairs(v) do
-        local kv, err = validate(s.keys, k, path == "" and tostring(k) or join(path, k))
-        if err then return nil, err end
+        local kv, err, at = validate(s.keys, k, path == "" and tostring(k) or join(path, k))
+        if err then return nil, err, at end
         local xv
-        xv, err = validate(s.values, x, join(path, k))
-        if err then return nil, err end
+        xv, err, at = validate(s.values, x, join(path, k))
+        if err then return nil, err, at end
         out[kv] = xv
     end
     return out
@@ -122,15 +143,15 @@ validate = function(s, v, path)
             return nil
         end
     end
-    local ok, err
+    local ok, err, at
     local t = s.type
     if t == "record" then
-        ok, err = check_record(s, v, path)
+        ok, err, at = check_record(s, v, path)
     elseif t == "array" then
         if s.coerce_single and type(v) ~= "table" then v = { v } end
-        ok, err = check_array(s, v, path)
+        ok, err, at = check_array(s, v, path)
     elseif t == "map" then
-        ok, err = check_map(s, v, path)
+        ok, err, at = check_map(s, v, path)
     elseif t == "any" then
         ok = v
     elseif t == "string" or t == "number" or t == "integer" or t == "boolean" then
@@ -138,10 +159,10 @@ validate = function(s, v, path)
     else
         error("schema at " .. path .. " has unknown type " .. tostring(t), 2)
     end
-    if err then return nil, err end
+    if err then return nil, err, at or path end
     if s.check then
-        local good, reason = s.check(ok)
-        if not good then return nil, format("%s: %s", path, reason) end
+        local good, reason, where = s.check(ok)
+        if not good then return nil, format("%s: %s", path, reason), where and join(path, where) or path end
     end
     return ok
 end
@@ -161,10 +182,11 @@ end
 --- Deep equality of two validated option values (used to keep policy state across reloads).
 _M.equal = equal
 
---- Validate `value` against `schema`. Returns the value with defaults, or nil, "path: reason".
+--- Validate `value` against `schema`. Returns the value with defaults, or nil, "path: reason"
+-- and the path of the option at fault ("services.users.deadline").
 function _M.validate(schema, value, path)
-    local v, err = validate(schema, value, path or "")
-    if err then return nil, err end
+    local v, err, at = validate(schema, value, path or "")
+    if err then return nil, err, at end
     return v
 end
 

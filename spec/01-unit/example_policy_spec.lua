@@ -27,7 +27,7 @@ describe("Example policy: maintenance", function()
         local _, err = kit.validate({ name = "maintenance", from = 1 }, PATH)
         assert.equal("spec: maintenance.to: is required", err)
         _, err = kit.validate({ name = "maintenance", from = 1, to = 2, mesage = "x" }, PATH)
-        assert.equal("spec: maintenance: unknown option 'mesage'", err)
+        assert.equal("spec: maintenance: unknown option 'mesage'; did you mean 'message'?", err)
     end)
 
     it("opens and closes the window on the gateway's wall clock", function()

@@ -80,7 +80,7 @@ describe("guard", function()
         local _, err = kit.validate({ name = "guard", allow = "echo" })
         assert.equal("spec: guard.allow: expected a list, got string \"echo\"", err)
         _, err = kit.validate({ name = "guard", patern = "x" })
-        assert.equal("spec: guard: unknown option 'patern'", err)
+        assert.equal("spec: guard: unknown option 'patern'; did you mean 'pattern'?", err)
     end)
 
     it("decides once per method through the pipeline, then answers from the cache", function()

@@ -128,7 +128,7 @@ return {
 
     it("fails `ghostgate check` and startup on an unknown option, naming file, line and option", function()
         fails(config([[guard { allow = { "echo" } }, breaker { failurs = 3 }]]),
-            "breaker: unknown option 'failurs'")
+            "breaker: unknown option 'failurs'; did you mean 'failures'?")
     end)
 
     it("fails on an option of the wrong type", function()
@@ -142,7 +142,8 @@ return { name = "quota", schema = { type = "record", fields = { limit = { type =
          new = function(conf) return { conf = conf } end, access = function() end }
 ]]))
         fails(config([[policy "quota" { limit = 0 }]], dir), "quota.limit: must be at least 1")
-        fails(config([[policy "quota" { limt = 5 }]], dir), "quota: unknown option 'limt'")
+        fails(config([[policy "quota" { limt = 5 }]], dir),
+            "quota: unknown option 'limt'; did you mean 'limit'?")
         assert.equal(0, ghostgate({ "check", "-c", config([[policy "quota" { limit = 5 }]], dir) }).code)
     end)
 

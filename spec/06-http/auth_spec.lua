@@ -47,6 +47,15 @@ describe("Bearer authentication on the HTTP front door", function()
         assert.equal("y", r.json[2].result) -- a service without the policy is open
     end)
 
+    it("without a token, tells the caller to send Authorization: Bearer (not ghost.auth)", function()
+        local _, gw = setup()
+        local r = assert(http.rpc(gw, http.req(1, "demo.echo", { "x" })))
+        assert.equal(200, r.status)
+        assert.equal(-32001, r.json.error.code)
+        assert.equal("service 'demo' requires authentication: send the header Authorization: Bearer <token>",
+            r.json.error.message)
+    end)
+
     it("with a valid token, the request's calls run as its identity and scopes", function()
         local _, gw = setup()
         local r = assert(http.rpc(gw, http.req(1, "demo.add", { 1, 2 }), bearer(KEY_CI)))
