@@ -88,7 +88,8 @@ static int cmd_serve(int argc, char **argv)
     if (rc >= 0) return rc;
     int lvl = level ? gg_log_level_parse(level) : 0;
     if (lvl < 0) {
-        fprintf(stderr, "ghostgate: unknown log level '%s'\n", level);
+        fprintf(stderr, "ghostgate: unknown log level '%s' (levels: error, warn, info, debug)\n",
+                level);
         return 64;
     }
     gg_config *cfg = gg_config_load(path, err, sizeof err);
@@ -114,8 +115,10 @@ static int cmd_check(int argc, char **argv)
         fprintf(stderr, "ghostgate: %s\n", err);
         return 1;
     }
-    printf("%s: ok (%d listener%s, %d service%s)\n", path, cfg->nlisten, cfg->nlisten == 1 ? "" : "s",
-           cfg->nservices, cfg->nservices == 1 ? "" : "s");
+    /* Every listener a serve would open: MessagePack-RPC, the HTTP front door and admin. */
+    int nl = cfg->nlisten + cfg->nhttp + cfg->nadmin;
+    printf("%s: ok (%d listener%s, %d service%s)\n", path, nl, nl == 1 ? "" : "s", cfg->nservices,
+           cfg->nservices == 1 ? "" : "s");
     gg_config_free(cfg);
     return 0;
 }

@@ -38,6 +38,19 @@ return {
         assert.matches("ok", r.stdout)
     end)
 
+    it("counts every listener: msgpack-rpc, the HTTP front door and admin", function()
+        local r = check([[
+return {
+  listen = { "tcp://127.0.0.1:0" },
+  http = { listen = "127.0.0.1:0" },
+  admin = { listen = "127.0.0.1:0" },
+  services = { demo = { upstream = "tcp://127.0.0.1:7421" } },
+}
+]])
+        assert.equal(0, r.code, r.output)
+        assert.matches("ok %(3 listeners, 1 service%)", r.stdout)
+    end)
+
     it("accepts the shipped default config (deploy/default.lua)", function()
         local r = ghostgate({ "check", "-c", "deploy/default.lua" })
         assert.equal(0, r.code, r.output)
@@ -90,6 +103,14 @@ return {
         local r = ghostgate({ "check", "-c", path })
         assert.equal(1, r.code, r.output)
         assert.matches("does-not-exist.lua", r.stderr, 1, true)
+    end)
+end)
+
+describe("ghostgate serve", function()
+    it("lists the log levels when -l names an unknown one: exit 64", function()
+        local r = ghostgate({ "serve", "-c", "deploy/default.lua", "-l", "verbose" })
+        assert.equal(64, r.code, r.output)
+        assert.matches("unknown log level 'verbose' %(levels: error, warn, info, debug%)", r.stderr)
     end)
 end)
 
