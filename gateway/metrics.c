@@ -85,6 +85,20 @@ gg_method_stats *gg_metrics_method(gg_service_stats *s, const char *method, uint
     }
 }
 
+void gg_metrics_notification(gg_metrics *m, gg_service_stats *s, int code)
+{
+    if (!s) {
+        m->notify_unrouted++;
+        return;
+    }
+    if (code == 0)
+        s->notifications++;
+    else if (code == GG_MET_ANSWERED)
+        s->notify_answered++;
+    else
+        s->notify_dropped[class_of(code)]++;
+}
+
 void gg_metrics_record(gg_method_stats *m, int outcome, uint64_t ns)
 {
     double s = (double)ns / 1e9;
@@ -221,6 +235,41 @@ static void render_calls(out *o, gg_metrics *m)
              m->services[i]->inflight);
 }
 
+static void render_notifications(out *o, gg_metrics *m)
+{
+    char sv[160];
+    emit(o, "# HELP ghostgate_notifications_total Client notifications sent upstream.\n"
+            "# TYPE ghostgate_notifications_total counter\n");
+    for (int i = 0; i < m->nservices; i++)
+        emit(o, "ghostgate_notifications_total{service=\"%s\"} %llu\n",
+             label(m->services[i]->name, sv, sizeof sv),
+             (unsigned long long)m->services[i]->notifications);
+    emit(o, "# HELP ghostgate_notifications_dropped_total Client notifications not sent, by the "
+            "error type a call would have got (\"answered\": a policy answered it; service \"\": "
+            "no such service).\n"
+            "# TYPE ghostgate_notifications_dropped_total counter\n");
+    if (m->notify_unrouted)
+        emit(o,
+             "ghostgate_notifications_dropped_total{service=\"\",reason=\"no_such_service\"} "
+             "%llu\n",
+             (unsigned long long)m->notify_unrouted);
+    for (int i = 0; i < m->nservices; i++) {
+        gg_service_stats *s = m->services[i];
+        label(s->name, sv, sizeof sv);
+        for (int c = 2; c < GG_MET_CODES - 1; c++)
+            if (s->notify_dropped[c])
+                emit(o,
+                     "ghostgate_notifications_dropped_total{service=\"%s\",reason=\"%s\"} "
+                     "%llu\n",
+                     sv, gg_error_type(class_code[c]), (unsigned long long)s->notify_dropped[c]);
+        if (s->notify_answered)
+            emit(o,
+                 "ghostgate_notifications_dropped_total{service=\"%s\",reason=\"answered\"} "
+                 "%llu\n",
+                 sv, (unsigned long long)s->notify_answered);
+    }
+}
+
 static void render_upstreams(out *o, gg_server *srv)
 {
     char sv[160], uv_[200];
@@ -274,6 +323,7 @@ int gg_metrics_render(gg_server *srv, gg_buf *b, gg_bufpool *pool)
     out o = {.b = b, .pool = pool};
     gg_metrics *m = &srv->met;
     render_calls(&o, m);
+    render_notifications(&o, m);
     render_upstreams(&o, srv);
     render_breakers(&o, srv);
     emit(&o, "# HELP ghostgate_clients Client connections.\n# TYPE ghostgate_clients gauge\n"

@@ -3,7 +3,8 @@
  * Per service and method: calls, errors by code, a latency histogram. Methods are the
  * clients' strings, so each service counts at most GG_MET_METHODS names; the rest go to the
  * row method="_other". Counters live in the server, keyed by service name, so they survive
- * reloads. Recording a call costs a hash of its method name and a few increments. */
+ * reloads. Recording a call costs a hash of its method name and a few increments. Client
+ * notifications are counted per service: sent, or dropped by reason. */
 #ifndef GG_METRICS_H
 #define GG_METRICS_H
 
@@ -33,6 +34,9 @@ typedef struct gg_service_stats {
     uint32_t nmethods;
     gg_method_stats *methods; /* open addressing, GG_MET_METHODS * 2 slots */
     gg_method_stats other;
+    uint64_t notifications;                /* sent upstream */
+    uint64_t notify_dropped[GG_MET_CODES]; /* by outcome class of the refusal */
+    uint64_t notify_answered;              /* a policy answered: nothing sent */
 } gg_service_stats;
 
 typedef struct gg_metrics {
@@ -40,6 +44,11 @@ typedef struct gg_metrics {
     int nservices, cap;
     uint64_t reloads;
     uint64_t reload_failures;
+    uint64_t notify_unrouted; /* notifications to no service: service="" in /metrics */
+    /* the rate of notification_dropped log lines (gg_dispatch_notify_dropped) */
+    uint64_t notify_log_second;
+    uint32_t notify_log_lines;
+    uint64_t notify_log_suppressed;
 } gg_metrics;
 
 void gg_metrics_free(gg_metrics *m);
@@ -47,6 +56,10 @@ void gg_metrics_free(gg_metrics *m);
 gg_service_stats *gg_metrics_service(gg_metrics *m, const char *name);
 /* The row of one method (never NULL: "_other" once the table is full). */
 gg_method_stats *gg_metrics_method(gg_service_stats *s, const char *method, uint32_t len);
+/* A client notification to s (NULL: no such service) was sent (code 0), answered by a policy
+ * (code GG_MET_ANSWERED) or dropped with gateway error `code`. */
+#define GG_MET_ANSWERED (-1)
+void gg_metrics_notification(gg_metrics *m, gg_service_stats *s, int code);
 /* A call ended: outcome 0 ok, 1 the upstream returned an error, else a gateway error code. */
 void gg_metrics_record(gg_method_stats *m, int outcome, uint64_t nanoseconds);
 
