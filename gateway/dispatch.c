@@ -195,6 +195,12 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
     if (svc->has_request) {
         gg_verdict v;
         gg_policy_request(srv, call->client, svc, call, rest, rest_len, params, plen, &v);
+        /* Only a name the policies let through gets a row of its own in /metrics: refused
+         * names are anyone's to choose. A retry keeps the row of its first attempt. */
+        if (call->attempt == 1)
+            call->mstats = v.verdict == GG_V_CONTINUE
+                               ? gg_metrics_method(svc->stats, rest, rest_len)
+                               : gg_metrics_method_find(svc->stats, rest, rest_len);
         switch (v.verdict) {
         case GG_V_CONTINUE:
             endpoint = v.endpoint;
@@ -215,6 +221,8 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
             call_end(srv, call);
             return;
         }
+    } else if (call->attempt == 1) { /* no policies: every call passes them */
+        call->mstats = gg_metrics_method(svc->stats, rest, rest_len);
     }
     if (svc->keeps_request && !call->data) {
         gg_retry *r = calloc(1, sizeof *r + mlen + plen);
@@ -249,8 +257,9 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
                srv->cfg->limits.max_calls);
-        gg_metrics_record(gg_metrics_method(svc->stats, method + dot + 1, method_len - dot - 1),
-                          GG_ERR_OVERLOADED, 0);
+        gg_metrics_record(
+            gg_metrics_method_find(svc->stats, method + dot + 1, method_len - dot - 1),
+            GG_ERR_OVERLOADED, 0);
         c->proto->error(c, id, GG_ERR_OVERLOADED, -1, "too many calls in flight");
         return;
     }
@@ -258,7 +267,7 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
     call->svc = svc;
     call->attempt = 1;
     call->t0 = uv_hrtime();
-    call->mstats = gg_metrics_method(svc->stats, method + dot + 1, method_len - dot - 1);
+    call->mstats = &svc->stats->other; /* its own row once it has passed the policies */
     svc->stats->inflight++;
     call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
     svc->gen->calls++;

@@ -1,10 +1,13 @@
 /* metrics.h -- what the gateway counts, for /metrics (Prometheus text format).
  *
  * Per service and method: calls, errors by code, a latency histogram. Methods are the
- * clients' strings, so each service counts at most GG_MET_METHODS names; the rest go to the
- * row method="_other". Counters live in the server, keyed by service name, so they survive
- * reloads. Recording a call costs a hash of its method name and a few increments. Client
- * notifications are counted per service: sent, or dropped by reason. */
+ * clients' strings, so a method gets a row of its own only once a call of it has passed the
+ * service's policies (a refused name would let anyone fill the rows), only when the name is
+ * printable UTF-8 that a label shows as sent, and at most GG_MET_METHODS per service; every
+ * other call is counted in the row method="_other". Counters live in the server, keyed by
+ * service name, so they survive reloads. Recording a call costs a hash of its method name and
+ * a few increments. Client notifications are counted per service: sent, or dropped by
+ * reason. */
 #ifndef GG_METRICS_H
 #define GG_METRICS_H
 
@@ -54,8 +57,12 @@ typedef struct gg_metrics {
 void gg_metrics_free(gg_metrics *m);
 /* The counters of service `name`, made on first use (NULL when out of memory). */
 gg_service_stats *gg_metrics_service(gg_metrics *m, const char *name);
-/* The row of one method (never NULL: "_other" once the table is full). */
+/* The row of one method, given one if it has none yet: for a call that passed the policies.
+ * Never NULL: "_other" once the table is full, or for a name a label cannot show. */
 gg_method_stats *gg_metrics_method(gg_service_stats *s, const char *method, uint32_t len);
+/* The row method already has, or "_other": for a call that ended before it passed the
+ * policies (refused, answered by a policy, too many calls). Never gives a name a row. */
+gg_method_stats *gg_metrics_method_find(gg_service_stats *s, const char *method, uint32_t len);
 /* A client notification to s (NULL: no such service) was sent (code 0), answered by a policy
  * (code GG_MET_ANSWERED) or dropped with gateway error `code`. */
 #define GG_MET_ANSWERED (-1)
