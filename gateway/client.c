@@ -151,6 +151,8 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
                         m->size - m->body_off);
 }
 
+/* A notification meets the same policies as a call (gg_dispatch_notify); it has no answer, so
+ * one that is refused or cannot be delivered is only counted and logged. */
 static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
 {
     gg_server *srv = gg_server_of(c->st.loop);
@@ -158,16 +160,13 @@ static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
     uint32_t mlen = m->method_len;
     const char *dot = memchr(method, '.', mlen);
     gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
-    int rc = svc ? 0 : GG_ERR_NO_SUCH_SERVICE;
-    if (svc) {
-        const char *fwd = svc->conf->keep_prefix ? method : dot + 1;
-        rc = gg_upstream_notify(svc, fwd, (uint32_t)(method + mlen - fwd), msg + m->body_off,
-                                m->size - m->body_off);
+    if (!svc) {
+        gg_dispatch_notify_dropped(srv, NULL, method, mlen, GG_ERR_NO_SUCH_SERVICE,
+                                   "no such service");
+        return;
     }
-    /* A notification has no answer: the only place a failure can go is the log. */
-    if (rc)
-        gg_log(&srv->lp.log, GG_LOG_WARN, "notification_dropped", "method=\"%.*s\" reason=%s",
-               (int)(mlen > 64 ? 64 : mlen), method, gg_error_type(rc));
+    gg_dispatch_notify(srv, c, svc, method, mlen, (uint32_t)(dot - method), msg + m->body_off,
+                       m->size - m->body_off);
 }
 
 static void on_message(gg_stream *s, const char *msg, const gg_msg *m)

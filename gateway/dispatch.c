@@ -195,6 +195,12 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
     if (svc->has_request) {
         gg_verdict v;
         gg_policy_request(srv, call->client, svc, call, rest, rest_len, params, plen, &v);
+        /* Only a name the policies let through gets a row of its own in /metrics: refused
+         * names are anyone's to choose. A retry keeps the row of its first attempt. */
+        if (call->attempt == 1)
+            call->mstats = v.verdict == GG_V_CONTINUE
+                               ? gg_metrics_method(svc->stats, rest, rest_len)
+                               : gg_metrics_method_find(svc->stats, rest, rest_len);
         switch (v.verdict) {
         case GG_V_CONTINUE:
             endpoint = v.endpoint;
@@ -215,6 +221,8 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
             call_end(srv, call);
             return;
         }
+    } else if (call->attempt == 1) { /* no policies: every call passes them */
+        call->mstats = gg_metrics_method(svc->stats, rest, rest_len);
     }
     if (svc->keeps_request && !call->data) {
         gg_retry *r = calloc(1, sizeof *r + mlen + plen);
@@ -249,8 +257,9 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
                srv->cfg->limits.max_calls);
-        gg_metrics_record(gg_metrics_method(svc->stats, method + dot + 1, method_len - dot - 1),
-                          GG_ERR_OVERLOADED, 0);
+        gg_metrics_record(
+            gg_metrics_method_find(svc->stats, method + dot + 1, method_len - dot - 1),
+            GG_ERR_OVERLOADED, 0);
         c->proto->error(c, id, GG_ERR_OVERLOADED, -1, "too many calls in flight");
         return;
     }
@@ -258,11 +267,104 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
     call->svc = svc;
     call->attempt = 1;
     call->t0 = uv_hrtime();
-    call->mstats = gg_metrics_method(svc->stats, method + dot + 1, method_len - dot - 1);
+    call->mstats = &svc->stats->other; /* its own row once it has passed the policies */
     svc->stats->inflight++;
     call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
     svc->gen->calls++;
     gg_client_link_call(c, call);
     gg_loop_add_deadline(&srv->lp, call);
     attempt(srv, call, method, method_len, dot, params, params_len);
+}
+
+/* ---- notifications ----------------------------------------------------------------------- */
+
+#define NOTIFY_LOG_PER_SEC 10 /* notification_dropped lines per second, at most */
+
+/* Bytes a client chose, made safe for a log line inside "...": quote and backslash escaped,
+ * control bytes and bytes past ASCII as \xNN, so that no sender can end the line or forge a
+ * field. At most `max` bytes of s are shown. */
+static const char *log_text(const char *s, size_t n, size_t max, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0;
+    if (n > max) n = max;
+    for (size_t i = 0; i < n && k + 5 < outlen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            out[k++] = '\\';
+            out[k++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            out[k++] = '\\';
+            out[k++] = 'x';
+            out[k++] = hex[c >> 4];
+            out[k++] = hex[c & 15];
+        } else {
+            out[k++] = (char)c;
+        }
+    }
+    out[k] = 0;
+    return out;
+}
+
+void gg_dispatch_notify_dropped(gg_server *srv, gg_service *svc, const char *method,
+                                uint32_t method_len, int code, const char *why)
+{
+    gg_metrics *met = &srv->met;
+    gg_metrics_notification(met, svc ? svc->stats : NULL, code);
+    if (GG_LOG_WARN > srv->lp.log.level) return;
+    /* A refusal is silent to the sender, so anyone can make them: the log gets a bounded
+     * number of lines per second, and the next line written says how many were left out. */
+    uint64_t second = uv_now(srv->lp.uv) / 1000;
+    if (second != met->notify_log_second) {
+        met->notify_log_second = second;
+        met->notify_log_lines = 0;
+    }
+    if (met->notify_log_lines >= NOTIFY_LOG_PER_SEC) {
+        met->notify_log_suppressed++;
+        return;
+    }
+    met->notify_log_lines++;
+    char m[4 * 64 + 1], w[4 * 200 + 1], more[40] = "";
+    if (met->notify_log_suppressed)
+        snprintf(more, sizeof more, " suppressed=%llu",
+                 (unsigned long long)met->notify_log_suppressed);
+    met->notify_log_suppressed = 0;
+    const char *reason = code == GG_MET_ANSWERED ? "answered" : gg_error_type(code);
+    gg_log(&srv->lp.log, GG_LOG_WARN, "notification_dropped",
+           "service=%s method=\"%s\" reason=%s why=\"%s\"%s", svc ? svc->name : "-",
+           log_text(method, method_len, 64, m, sizeof m), reason,
+           log_text(why ? why : "", why ? strlen(why) : 0, 200, w, sizeof w), more);
+}
+
+void gg_dispatch_notify(gg_server *srv, gg_client *c, gg_service *svc, const char *method,
+                        uint32_t method_len, uint32_t dot, const char *params, size_t params_len)
+{
+    const char *rest = method + dot + 1;
+    uint32_t rest_len = method_len - dot - 1;
+    int endpoint = 0;
+    if (svc->has_request) {
+        gg_verdict v;
+        gg_policy_request(srv, c, svc, NULL, rest, rest_len, params, params_len, &v);
+        if (v.verdict == GG_V_RESPOND || v.verdict == GG_V_RESPOND_RAW) {
+            gg_dispatch_notify_dropped(srv, svc, method, method_len, GG_MET_ANSWERED,
+                                       "a policy answered it");
+            return;
+        }
+        if (v.verdict != GG_V_CONTINUE) {
+            gg_dispatch_notify_dropped(srv, svc, method, method_len, v.code, v.message);
+            return;
+        }
+        endpoint = v.endpoint;
+    }
+    const char *fwd = svc->conf->keep_prefix ? method : rest;
+    uint32_t fwd_len = svc->conf->keep_prefix ? method_len : rest_len;
+    int rc = gg_upstream_notify(svc, endpoint, fwd, fwd_len, params, params_len);
+    if (rc) {
+        gg_dispatch_notify_dropped(srv, svc, method, method_len, rc,
+                                   rc == GG_ERR_NOT_SUPPORTED
+                                       ? "this service's protocol has no notifications"
+                                       : "the upstream cannot take it now");
+        return;
+    }
+    gg_metrics_notification(&srv->met, svc->stats, 0);
 }

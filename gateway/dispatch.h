@@ -19,6 +19,19 @@ void gg_dispatch_request(struct gg_server *srv, struct gg_client *c, struct gg_s
                          uint32_t id, const char *method, uint32_t method_len, uint32_t dot,
                          const char *params, size_t params_len);
 
+/* A notification of client c to service svc (arguments as for gg_dispatch_request): it meets
+ * the request phase of svc's policies like a call, then goes to the upstream. One that is
+ * refused or cannot be sent is dropped: it has no answer, so it is counted in /metrics and
+ * logged (gg_dispatch_notify_dropped). The bytes are only read during the call. */
+void gg_dispatch_notify(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
+                        const char *method, uint32_t method_len, uint32_t dot, const char *params,
+                        size_t params_len);
+/* Count and log a notification dropped with gateway error `code` (GG_MET_ANSWERED: a policy
+ * answered it); svc is NULL when it names no service. `why` is a message for the log or NULL.
+ * The log line names the method escaped, and at most a few such lines are written per second. */
+void gg_dispatch_notify_dropped(struct gg_server *srv, struct gg_service *svc, const char *method,
+                                uint32_t method_len, int code, const char *why);
+
 /* The upstream's answer: body is the raw [error, result] bytes. Ends the call (or retries). */
 void gg_call_answer(struct gg_server *srv, gg_call *call, const char *body, size_t body_len);
 /* End a call with a gateway error (the response phase may still answer it or retry). */

@@ -380,24 +380,31 @@ static int pack_params(gg_http_front *f, const json_t *params, char *why, size_t
     return params ? gg_json_pack(&pk, params, depth - 1, why, whylen) : 0;
 }
 
-/* A JSON-RPC notification: forwarded like a MessagePack client's (no policies, no answer);
- * one that cannot be delivered is dropped and logged. */
+/* A JSON-RPC notification: like a MessagePack client's, it meets the service's policies with
+ * this request's identity (gg_dispatch_notify) and has no answer: one that is refused or cannot
+ * be delivered is counted and logged, and the HTTP response is the same. */
 static void notify(gg_http_rpc_conn *k, const char *method, size_t mlen, const json_t *params)
 {
     gg_server *srv = server_of(k);
     const char *dot = memchr(method, '.', mlen);
     gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
-    char why[256] = "";
-    int rc = svc ? 0 : GG_ERR_NO_SUCH_SERVICE;
-    if (svc && pack_params(k->front, params, why, sizeof why)) rc = GG_ERR_BAD_REQUEST;
-    if (!rc) {
-        const char *fwd = svc->conf->keep_prefix ? method : dot + 1;
-        rc = gg_upstream_notify(svc, fwd, (uint32_t)(method + mlen - fwd), k->front->params.data,
-                                k->front->params.size);
+    char why[256];
+    if (!svc) {
+        gg_dispatch_notify_dropped(srv, NULL, method, (uint32_t)mlen, GG_ERR_NO_SUCH_SERVICE,
+                                   "no such service");
+        return;
     }
-    if (rc)
-        gg_log(&srv->lp.log, GG_LOG_WARN, "notification_dropped", "method=\"%.*s\" reason=%s%s%s",
-               (int)(mlen > 64 ? 64 : mlen), method, gg_error_type(rc), why[0] ? " why=" : "", why);
+    if (pack_params(k->front, params, why, sizeof why)) {
+        gg_dispatch_notify_dropped(srv, svc, method, (uint32_t)mlen, GG_ERR_BAD_REQUEST, why);
+        return;
+    }
+    if (k->front->params.size > srv->cfg->limits.max_message_size) {
+        gg_dispatch_notify_dropped(srv, svc, method, (uint32_t)mlen, GG_ERR_TOO_LARGE,
+                                   "params exceed limits.max_message_size");
+        return;
+    }
+    gg_dispatch_notify(srv, &k->c, svc, method, (uint32_t)mlen, (uint32_t)(dot - method),
+                       k->front->params.data, k->front->params.size);
 }
 
 /* The gateway's own methods over HTTP: ghost.ping and sys.ping. ghost.auth is the

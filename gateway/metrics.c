@@ -66,23 +66,82 @@ static uint32_t hash(const char *p, uint32_t n)
     return h;
 }
 
-gg_method_stats *gg_metrics_method(gg_service_stats *s, const char *method, uint32_t len)
+/* Whether a label shows these bytes as they were sent: UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF), no control characters, and not the name of the "_other" row. A
+ * name that fails would be shown changed, maybe as another name's label: it gets no row. */
+static int labelable(const char *p, uint32_t n)
 {
-    if (len == 0 || len >= sizeof s->other.name) return &s->other;
+    if (n == 6 && memcmp(p, "_other", 6) == 0) return 0;
+    const uint8_t *s = (const uint8_t *)p, *e = s + n;
+    while (s < e) {
+        uint8_t c = *s;
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f) return 0;
+            s++;
+            continue;
+        }
+        uint32_t need = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1, cp = c & (0x3fu >> need);
+        if (c < 0xc2 || c > 0xf4 || (uint32_t)(e - s) <= need) return 0;
+        for (uint32_t i = 1; i <= need; i++) {
+            if ((s[i] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (s[i] & 0x3fu);
+        }
+        if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        s += need + 1;
+    }
+    return 1;
+}
+
+/* The row of method, or the empty slot where it would go (*slot), or NULL when neither. */
+static gg_method_stats *lookup(gg_service_stats *s, const char *method, uint32_t len,
+                               gg_method_stats **slot)
+{
+    *slot = NULL;
+    if (len == 0 || len >= sizeof s->other.name) return NULL;
     uint32_t mask = GG_MET_METHODS * 2 - 1, i = hash(method, len) & mask;
     for (;;) {
         gg_method_stats *m = &s->methods[i];
         if (m->len == len && memcmp(m->name, method, len) == 0) return m;
         if (!m->len) {
-            if (s->nmethods >= GG_MET_METHODS) return &s->other;
-            memcpy(m->name, method, len);
-            m->name[len] = 0;
-            m->len = len;
-            s->nmethods++;
-            return m;
+            *slot = m;
+            return NULL;
         }
         i = (i + 1) & mask;
     }
+}
+
+gg_method_stats *gg_metrics_method(gg_service_stats *s, const char *method, uint32_t len)
+{
+    gg_method_stats *slot, *m = lookup(s, method, len, &slot);
+    if (m) return m;
+    if (!slot || s->nmethods >= GG_MET_METHODS || !labelable(method, len)) return &s->other;
+    memcpy(slot->name, method, len);
+    slot->name[len] = 0;
+    slot->len = len;
+    s->nmethods++;
+    return slot;
+}
+
+gg_method_stats *gg_metrics_method_find(gg_service_stats *s, const char *method, uint32_t len)
+{
+    gg_method_stats *slot, *m = lookup(s, method, len, &slot);
+    return m ? m : &s->other;
+}
+
+void gg_metrics_notification(gg_metrics *m, gg_service_stats *s, int code)
+{
+    if (!s) {
+        m->notify_unrouted++;
+        return;
+    }
+    if (code == 0)
+        s->notifications++;
+    else if (code == GG_MET_ANSWERED)
+        s->notify_answered++;
+    else
+        s->notify_dropped[class_of(code)]++;
 }
 
 void gg_metrics_record(gg_method_stats *m, int outcome, uint64_t ns)
@@ -128,19 +187,33 @@ __attribute__((format(printf, 2, 3))) static void emit(out *o, const char *fmt, 
     }
 }
 
-/* Label values are service and method names: escape what Prometheus needs escaped. */
+/* Label values: escaped as the text format wants ('\\', '"', '\n'). Method names reach here
+ * only as printable UTF-8 (labelable); what else is shown (service names, addresses, from the
+ * config) has its other control bytes and any byte past ASCII that is not UTF-8 made '?', so
+ * that the body stays UTF-8. */
 static const char *label(const char *s, char *buf, size_t n)
 {
     size_t k = 0;
-    for (; *s && k + 2 < n; s++) {
-        if (*s == '"' || *s == '\\') buf[k++] = '\\';
-        if (*s == '\n') {
+    while (*s && k + 5 < n) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\' || c == '\n') {
             buf[k++] = '\\';
-            buf[k++] = 'n';
+            buf[k++] = c == '\n' ? 'n' : (char)c;
+            s++;
             continue;
         }
-        if ((unsigned char)*s < 0x20) continue;
-        buf[k++] = *s;
+        if (c >= 0x80) {
+            uint32_t len = 1;
+            while (len < 4 && ((unsigned char)s[len] & 0xc0) == 0x80) len++;
+            if (labelable(s, len)) {
+                memcpy(buf + k, s, len);
+                k += len;
+                s += len;
+                continue;
+            }
+        }
+        buf[k++] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+        s++;
     }
     buf[k] = 0;
     return buf;
@@ -221,6 +294,41 @@ static void render_calls(out *o, gg_metrics *m)
              m->services[i]->inflight);
 }
 
+static void render_notifications(out *o, gg_metrics *m)
+{
+    char sv[160];
+    emit(o, "# HELP ghostgate_notifications_total Client notifications sent upstream.\n"
+            "# TYPE ghostgate_notifications_total counter\n");
+    for (int i = 0; i < m->nservices; i++)
+        emit(o, "ghostgate_notifications_total{service=\"%s\"} %llu\n",
+             label(m->services[i]->name, sv, sizeof sv),
+             (unsigned long long)m->services[i]->notifications);
+    emit(o, "# HELP ghostgate_notifications_dropped_total Client notifications not sent, by the "
+            "error type a call would have got (\"answered\": a policy answered it; service \"\": "
+            "no such service).\n"
+            "# TYPE ghostgate_notifications_dropped_total counter\n");
+    if (m->notify_unrouted)
+        emit(o,
+             "ghostgate_notifications_dropped_total{service=\"\",reason=\"no_such_service\"} "
+             "%llu\n",
+             (unsigned long long)m->notify_unrouted);
+    for (int i = 0; i < m->nservices; i++) {
+        gg_service_stats *s = m->services[i];
+        label(s->name, sv, sizeof sv);
+        for (int c = 2; c < GG_MET_CODES - 1; c++)
+            if (s->notify_dropped[c])
+                emit(o,
+                     "ghostgate_notifications_dropped_total{service=\"%s\",reason=\"%s\"} "
+                     "%llu\n",
+                     sv, gg_error_type(class_code[c]), (unsigned long long)s->notify_dropped[c]);
+        if (s->notify_answered)
+            emit(o,
+                 "ghostgate_notifications_dropped_total{service=\"%s\",reason=\"answered\"} "
+                 "%llu\n",
+                 sv, (unsigned long long)s->notify_answered);
+    }
+}
+
 static void render_upstreams(out *o, gg_server *srv)
 {
     char sv[160], uv_[200];
@@ -274,6 +382,7 @@ int gg_metrics_render(gg_server *srv, gg_buf *b, gg_bufpool *pool)
     out o = {.b = b, .pool = pool};
     gg_metrics *m = &srv->met;
     render_calls(&o, m);
+    render_notifications(&o, m);
     render_upstreams(&o, srv);
     render_breakers(&o, srv);
     emit(&o, "# HELP ghostgate_clients Client connections.\n# TYPE ghostgate_clients gauge\n"

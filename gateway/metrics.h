@@ -1,9 +1,13 @@
 /* metrics.h -- what the gateway counts, for /metrics (Prometheus text format).
  *
  * Per service and method: calls, errors by code, a latency histogram. Methods are the
- * clients' strings, so each service counts at most GG_MET_METHODS names; the rest go to the
- * row method="_other". Counters live in the server, keyed by service name, so they survive
- * reloads. Recording a call costs a hash of its method name and a few increments. */
+ * clients' strings, so a method gets a row of its own only once a call of it has passed the
+ * service's policies (a refused name would let anyone fill the rows), only when the name is
+ * printable UTF-8 that a label shows as sent, and at most GG_MET_METHODS per service; every
+ * other call is counted in the row method="_other". Counters live in the server, keyed by
+ * service name, so they survive reloads. Recording a call costs a hash of its method name and
+ * a few increments. Client notifications are counted per service: sent, or dropped by
+ * reason. */
 #ifndef GG_METRICS_H
 #define GG_METRICS_H
 
@@ -33,6 +37,9 @@ typedef struct gg_service_stats {
     uint32_t nmethods;
     gg_method_stats *methods; /* open addressing, GG_MET_METHODS * 2 slots */
     gg_method_stats other;
+    uint64_t notifications;                /* sent upstream */
+    uint64_t notify_dropped[GG_MET_CODES]; /* by outcome class of the refusal */
+    uint64_t notify_answered;              /* a policy answered: nothing sent */
 } gg_service_stats;
 
 typedef struct gg_metrics {
@@ -40,13 +47,26 @@ typedef struct gg_metrics {
     int nservices, cap;
     uint64_t reloads;
     uint64_t reload_failures;
+    uint64_t notify_unrouted; /* notifications to no service: service="" in /metrics */
+    /* the rate of notification_dropped log lines (gg_dispatch_notify_dropped) */
+    uint64_t notify_log_second;
+    uint32_t notify_log_lines;
+    uint64_t notify_log_suppressed;
 } gg_metrics;
 
 void gg_metrics_free(gg_metrics *m);
 /* The counters of service `name`, made on first use (NULL when out of memory). */
 gg_service_stats *gg_metrics_service(gg_metrics *m, const char *name);
-/* The row of one method (never NULL: "_other" once the table is full). */
+/* The row of one method, given one if it has none yet: for a call that passed the policies.
+ * Never NULL: "_other" once the table is full, or for a name a label cannot show. */
 gg_method_stats *gg_metrics_method(gg_service_stats *s, const char *method, uint32_t len);
+/* The row method already has, or "_other": for a call that ended before it passed the
+ * policies (refused, answered by a policy, too many calls). Never gives a name a row. */
+gg_method_stats *gg_metrics_method_find(gg_service_stats *s, const char *method, uint32_t len);
+/* A client notification to s (NULL: no such service) was sent (code 0), answered by a policy
+ * (code GG_MET_ANSWERED) or dropped with gateway error `code`. */
+#define GG_MET_ANSWERED (-1)
+void gg_metrics_notification(gg_metrics *m, gg_service_stats *s, int code);
 /* A call ended: outcome 0 ok, 1 the upstream returned an error, else a gateway error code. */
 void gg_metrics_record(gg_method_stats *m, int outcome, uint64_t nanoseconds);
 

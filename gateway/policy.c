@@ -466,7 +466,7 @@ void gg_policy_request(gg_server *srv, gg_client *c, gg_service *svc, gg_call *c
     lua_rawgeti(L, LUA_REGISTRYINDEX, pol->traceback_ref); /* not a new closure per call */
     lua_rawgeti(L, LUA_REGISTRYINDEX, pol->request_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
-    lua_pushinteger(L, slot_of(call));
+    lua_pushinteger(L, call ? slot_of(call) : 0); /* 0: a notification (ghost.policy) */
     push_client(L, srv, c);
     lua_pushlstring(L, method, method_len);
     lua_pushinteger(L, 0);

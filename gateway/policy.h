@@ -59,7 +59,8 @@ int gg_policy_build(struct gg_server *srv, struct gg_generation *gen, struct gg_
 void gg_policy_sync_endpoints(struct gg_server *srv, struct gg_generation *gen);
 void gg_policy_generation_free(struct gg_server *srv, struct gg_generation *gen);
 
-/* Request phase of a call (call->id gives its slot). The call is not yet sent. */
+/* Request phase of a call (call->id gives its slot). The call is not yet sent. call NULL: a
+ * notification, which meets the same decisions but will have no response phase. */
 void gg_policy_request(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
                        gg_call *call, const char *method, uint32_t method_len, const char *params,
                        size_t params_len, gg_verdict *v);

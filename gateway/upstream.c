@@ -496,12 +496,12 @@ int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *m
     return 0;
 }
 
-int gg_upstream_notify(gg_service *svc, const char *method, uint32_t method_len, const char *body,
-                       size_t body_len)
+int gg_upstream_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
+                       const char *body, size_t body_len)
 {
     if (svc->conf->protocol != GG_PROTO_MSGPACK) return GG_ERR_NOT_SUPPORTED;
     int connected;
-    gg_uconn *uc = pick(svc, 0, &connected);
+    gg_uconn *uc = pick(svc, endpoint, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
     if (gg_stream_pending(&uc->st) + body_len > svc->srv->cfg->limits.max_write_buffer)
         return GG_ERR_OVERLOADED;

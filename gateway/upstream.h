@@ -109,8 +109,9 @@ void gg_endpoint_connected(gg_endpoint *ep, int conn);
  * sent, the call is untouched). Sets call->endpoint and call->sent. */
 int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
                      uint32_t method_len, const char *body, size_t body_len);
-/* Forward a notification. Returns 0 or a gateway error code. */
-int gg_upstream_notify(gg_service *svc, const char *method, uint32_t method_len, const char *body,
-                       size_t body_len);
+/* Forward a notification to endpoint `endpoint` (as for gg_upstream_send). Returns 0 or a
+ * gateway error code. */
+int gg_upstream_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
+                       const char *body, size_t body_len);
 
 #endif

@@ -171,8 +171,9 @@ function _M:response(ctx, outcome)
     local probe = self.probe[ctx.slot]
     if probe then self.probe[ctx.slot] = nil end
     local kind = outcome.kind
-    if kind == "rejected" or kind == "responded" then
-        -- the call never went upstream: give its probe back, count nothing
+    if kind == "rejected" or kind == "responded" or kind == "notified" then
+        -- the call never went upstream, or is a notification (no answer to judge): give its
+        -- probe back, count nothing
         if probe and st.state == HALF_OPEN and st.probes > 0 then st.probes = st.probes - 1 end
         return
     end

@@ -19,6 +19,11 @@
 --   recover(self, ctx, code)      when an access phase rejected the call: may ctx:respond()
 --                                 instead (a fallback answering for an open breaker).
 --
+-- A client's notification (no answer) meets the same decide and access phases, with
+-- ctx.notification true; one that goes upstream is then over at once: the response phases
+-- that saw it hear outcome.kind "notified" (no answer will come), so they give back what they
+-- took, as for "rejected". Its slot is 0, shared by every notification.
+--
 -- docs/policies.md is the reference.
 -- The C core calls request() and response() below once per call. Nothing here allocates per
 -- call: ctx and outcome are reused (phases never overlap: they do not yield), and what a call
@@ -320,7 +325,8 @@ function _M.build(name, specs, service, core, old, moves)
         -- a slot instead of adding and removing keys, which compiled code does much faster.
         ctx = setmetatable({ service = name, endpoints = endpoints, _core = core, client = false,
                              address = false, identity = false, meta = false, method = false,
-                             endpoint = 0, deadline = 0, slot = 0, verdict = false, _args = false,
+                             endpoint = 0, deadline = 0, slot = 0, notification = false,
+                             verdict = false, _args = false,
                              _args_raw = false, code = false, message = false, retry_after = false,
                              value = false, probe = false }, ctx_mt),
         outcome = { kind = false, ok = false, code = false, latency = 0, result = false,
@@ -414,6 +420,7 @@ end
 --   CONTINUE, endpoint, deadline    the call goes upstream (endpoint 0: the core chooses)
 --   REJECT, code, message, retry_after
 --   RESPOND, value | RESPOND_RAW, bytes
+-- slot 0: a notification, which will have no response phase.
 function _M.request(p, slot, client, method, endpoint, deadline)
     local d
     if #p.decide > 0 then
@@ -439,7 +446,8 @@ function _M.request(p, slot, client, method, endpoint, deadline)
     local ctx = p.ctx
     set_client(ctx, client)
     ctx.method, ctx.endpoint, ctx.deadline = method, endpoint, deadline
-    ctx.slot, ctx.verdict, ctx._args, ctx._args_raw = slot, false, false, false
+    ctx.slot, ctx.notification, ctx.verdict, ctx._args, ctx._args_raw = slot, slot == 0, false,
+        false, false
     ctx.code, ctx.message, ctx.retry_after, ctx.value = false, false, false, false
     local last = p.run_access(ctx)
     local v = ctx.verdict
@@ -464,6 +472,10 @@ function _M.request(p, slot, client, method, endpoint, deadline)
     if v == RESPOND or v == RESPOND_RAW then
         if p.has_response then abandon(p, ctx, last, "responded") end
         return v, ctx.value
+    end
+    if slot == 0 then
+        if p.has_response then abandon(p, ctx, last, "notified") end
+        return CONTINUE, ctx.endpoint, ctx.deadline
     end
     if p.has_response then
         p.call_method[slot] = method
@@ -490,7 +502,7 @@ function _M.response(p, slot, kind, code, latency, endpoint, result, attempt, se
         ctx.client, ctx.address, ctx.identity, ctx.meta = false, false, false, false
     end
     ctx.endpoint = endpoint
-    ctx.slot, ctx.verdict, ctx.value, ctx._args = slot, false, false, false
+    ctx.slot, ctx.notification, ctx.verdict, ctx.value, ctx._args = slot, false, false, false, false
     ctx._args_raw = p.call_key[slot] or false
     o.kind, o.ok, o.code, o.latency, o.result, o.attempt, o.sent = kinds[kind], kind == 0,
         code or false, latency, result or false, attempt, sent == true

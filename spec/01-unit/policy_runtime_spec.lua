@@ -335,6 +335,34 @@ describe("Policy runtime: the response phase", function()
     end)
 end)
 
+describe("Policy runtime: notifications (slot 0)", function()
+    it("run the decide and access phases with ctx.notification true, then end as \"notified\"", function()
+        local flags = {}
+        local rec = recorder("rec", 2, {
+            decide = function(_, method)
+                if method == "private" then return "forbidden", "no" end
+            end,
+        })
+        local gate = recorder("gate", 1)
+        gate.access = function(self, ctx)
+            flags[#flags + 1] = ctx.notification
+            self.seen[#self.seen + 1] = "access:" .. ctx.method
+            if ctx:args()[1] == "deny" then ctx:reject(403, "denied") end
+        end
+        local p, core = pipeline({ rec, gate })
+        assert.same({ policy.REJECT, 403, "no" }, { request(p, core, 0, "private") })
+        assert.same({ policy.REJECT, 403, "denied" }, { request(p, core, 0, "op", { "deny" }) })
+        assert.same({ policy.CONTINUE, 0, 5 }, { request(p, core, 0, "op", { "ok" }) })
+        assert.same({ policy.CONTINUE, 0, 5 }, { request(p, core, 7, "op", { "ok" }) })
+        assert.same({ true, true, false }, flags)
+        -- a notification let through is over at once; a call waits for its response phase
+        assert.same({ "access:op", "response:op:rejected", "access:op", "response:op:notified",
+                      "access:op" }, p.instances[1].instance.seen)
+        assert.is_nil(p.call_method[0])
+        assert.equal("op", p.call_method[7])
+    end)
+end)
+
 describe("Policy runtime: reload", function()
     it("keeps the instance (and its state) of a policy whose module and options did not change", function()
         local core = kit.core()

@@ -78,6 +78,71 @@ describe("Admin endpoint", function()
                 { listener = "jsonrpc", status = 200 }))
         end)
 
+    it("/metrics gives a method a label only once a call of it passed the policies, escaped, "
+        .. "and counts the rest as method=\"_other\"", function()
+        local up = assert(h.start_upstream())
+        local gw = http.start({ services = {
+            guarded = { upstreams = { up.addr }, deadline = 5,
+                        policies = { { name = "guard", allow = { "echo" } } } },
+            plain = { upstreams = { up.addr }, deadline = 5 },
+        } })
+        local c = assert(h.client(gw.addr))
+        -- sends the calls 100 at a time; returns their responses
+        local function calls(names)
+            local out = {}
+            for from = 1, #names, 100 do
+                local ids = {}
+                for i = from, math.min(from + 99, #names) do
+                    ids[#ids + 1] = assert(c:request(names[i], {}))
+                end
+                for _, r in ipairs(assert(c:wait_all(ids))) do out[#out + 1] = r end
+            end
+            return out
+        end
+        -- an anonymous caller tries 300 names the guard refuses: none of them gets a label
+        local refused = {}
+        for i = 1, 300 do refused[i] = "guarded.nope_" .. i end
+        for _, r in ipairs(calls(refused)) do assert(h.is_error(r.error, 403, "forbidden")) end
+        assert.equal("x", c:call("guarded.echo", { "x" }))
+        -- names that went upstream (no policies): one a label shows escaped, one in UTF-8, and
+        -- names a label cannot show as sent, which go to _other
+        calls({ 'plain.a"b\\c', "plain.h\195\169llo", "plain.\255\254", "plain.x\1y", "plain._other" })
+
+        local r = assert(http.get(gw.admin_url .. "/metrics"))
+        local m = http.metrics(r.body)
+        local function count(service, method)
+            return http.sample(m, "ghostgate_calls_total", { service = service, method = method })
+        end
+        for _, s in ipairs(m) do
+            assert.is_nil((s.labels.method or ""):find("^nope_"), "a refused name has a label")
+        end
+        assert.equal(300, count("guarded", "_other"))
+        assert.equal(300, http.sample(m, "ghostgate_errors_total",
+            { service = "guarded", method = "_other", code = "403", type = "forbidden" }))
+        assert.equal(1, count("guarded", "echo"))
+        assert.truthy(r.body:find('ghostgate_calls_total{service="plain",method="a\\"b\\\\c"} 1\n', 1, true))
+        assert.equal(1, count("plain", "h\195\169llo"))
+        assert.equal(3, count("plain", "_other"))
+        -- the body is UTF-8: the only bytes past ASCII are the one name sent in UTF-8
+        assert.is_nil(r.body:gsub("h\195\169llo", ""):find("[\128-\255]"))
+        assert.is_nil(r.body:find("[%z\1-\9\11-\31]"))
+
+        -- 256 labels per service at most: the rest of the names that pass go to _other
+        local names = {}
+        for i = 1, 260 do names[i] = "plain.m" .. i end
+        calls(names)
+        m = http.metrics(assert(http.get(gw.admin_url .. "/metrics")).body)
+        local labelled = 0
+        for _, s in ipairs(m) do
+            if s.name == "ghostgate_calls_total" and s.labels.service == "plain"
+                and s.labels.method ~= "_other" then
+                labelled = labelled + 1
+            end
+        end
+        assert.equal(256, labelled)
+        assert.equal(3 + 260 + 2 - 256, count("plain", "_other"))
+    end)
+
     it("/metrics shows breaker states and rate-limit rejections", function()
         local up = assert(h.start_upstream())
         local gw = http.start(h.demo_config(up, { policies = {

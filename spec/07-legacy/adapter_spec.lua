@@ -213,6 +213,29 @@ describe("A Lua adapter", function()
         assert(h.is_error(err, 429, "rate_limited"))
     end)
 
+    it("meets notifications with its policies first; what they let through is not_supported", function()
+        -- neither an adapter nor a jsonrpc-http upstream takes notifications (docs/legacy.md),
+        -- but a refused one is refused as a call would be, before anything else
+        local f = setup({ users = { adapter = abs(USERS), deadline = 2, policies = {
+            { name = "guard", allow = { "get" } },
+        } } })
+        assert(f.c:notify("users.create", { { name = "x" } }))
+        assert(f.c:notify("users.get", { 1 }))
+        assert(f.c:notify("legacy._private", {}))
+        assert(f.c:notify("legacy.add", { 1, 2 }))
+        assert.equal("pong", f.c:call("ghost.ping", {}))
+        local gw = f.gw
+        assert(gw:wait_log('notification_dropped service=users method="users.create" reason=forbidden',
+            h.timeout(2)))
+        assert(gw:wait_log('notification_dropped service=users method="users.get" reason=not_supported',
+            h.timeout(2)))
+        assert(gw:wait_log('notification_dropped service=legacy method="legacy._private" reason=forbidden',
+            h.timeout(2)))
+        assert(gw:wait_log('notification_dropped service=legacy method="legacy.add" reason=not_supported',
+            h.timeout(2)))
+        assert.equal(0, legacy.count(f.up, "add"))
+    end)
+
     it("runs under a breaker: failures it lets through count", function()
         local dead = "http://127.0.0.1:" .. h.unused_port() .. "/"
         local f = setup({ calc = { adapter = abs(CALC), deadline = 2, policies = {
