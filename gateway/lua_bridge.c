@@ -19,6 +19,7 @@ typedef struct gg_lua_mem {
     int over;      /* an allocation was refused since the outermost gg_lua_protect began */
     int tramp_ref; /* the trampoline and the traceback handler, made once: no closure per call */
     int traceback_ref;
+    lua_State *main; /* the main thread: a coroutine cannot always be entered in protected mode */
 } gg_lua_mem;
 
 /* Refuse growth past the limit only while armed: a C push outside gg_lua_protect has no
@@ -101,6 +102,7 @@ lua_State *gg_lua_new(void)
         free(m);
         return NULL;
     }
+    m->main = L;
     lua_atpanic(L, panic);
     luaL_openlibs(L);
     lua_pushcfunction(L, trampoline);
@@ -155,13 +157,31 @@ size_t gg_lua_used(lua_State *L)
     return mem_of(L)->used;
 }
 
+static int gc_fn(lua_State *L, void *ud)
+{
+    (void)ud;
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return 0;
+}
+
+/* A full collection in protected mode, the budget not armed: LuaJIT passes on an error raised
+ * by a __gc metamethod, which would otherwise reach the panic handler. */
+static void full_gc(gg_lua_mem *m)
+{
+    lua_State *L = m->main;
+    tramp_arg a = {gc_fn, NULL};
+    lua_rawgeti(L, LUA_REGISTRYINDEX, m->tramp_ref);
+    lua_pushlightuserdata(L, &a);
+    if (lua_pcall(L, 1, 0, 0)) lua_pop(L, 1);
+}
+
 /* LuaJIT collects once the heap has doubled: garbage alone must not hit the budget. One full
  * collection when past 3/4 of it, and not again until half the room left is used, so a state
  * whose live data sits high does not pay a full GC per call. */
-static void collect_if_high(lua_State *L, gg_lua_mem *m)
+static void collect_if_high(gg_lua_mem *m)
 {
     if (!m->limit || m->used <= m->gc_at) return;
-    lua_gc(L, LUA_GCCOLLECT, 0);
+    full_gc(m);
     size_t floor = m->limit - m->limit / 4;
     m->gc_at = m->used < m->limit ? m->used + (m->limit - m->used) / 2 : m->limit;
     if (m->gc_at < floor) m->gc_at = floor;
@@ -173,7 +193,7 @@ int gg_lua_protect(lua_State *L, gg_lua_fn fn, void *ud, int nargs, int nres)
     int outer = !m->armed;
     int base = lua_gettop(L) - nargs;
     tramp_arg a = {fn, ud};
-    if (outer) collect_if_high(L, m);
+    if (outer) collect_if_high(m);
     /* No allocation before the pcall: two registry reads and a light userdata. */
     lua_rawgeti(L, LUA_REGISTRYINDEX, m->traceback_ref);
     lua_insert(L, base + 1);
@@ -195,7 +215,7 @@ int gg_lua_protect(lua_State *L, gg_lua_fn fn, void *ud, int nargs, int nres)
         /* What the call grew is garbage now that it has unwound (or the Lua code caught the
          * error and went on: the state is brought back under its budget either way). */
         m->over = 0;
-        lua_gc(L, LUA_GCCOLLECT, 0);
+        full_gc(m);
         if (rc) {
             lua_settop(L, base);
             lua_pushliteral(L, "not enough memory");
@@ -209,7 +229,7 @@ int gg_lua_resume(lua_State *co, int nargs)
 {
     gg_lua_mem *m = mem_of(co);
     int outer = !m->armed;
-    if (outer) collect_if_high(co, m);
+    if (outer) collect_if_high(m);
     if (outer) {
         m->armed = 1;
         m->over = 0;
@@ -219,7 +239,7 @@ int gg_lua_resume(lua_State *co, int nargs)
     m->armed = 0;
     if (m->over) {
         m->over = 0;
-        lua_gc(co, LUA_GCCOLLECT, 0);
+        full_gc(m);
         if (rc != 0 && rc != LUA_YIELD) return GG_LUA_ENOMEM;
     }
     return rc == LUA_ERRMEM ? GG_LUA_ENOMEM : rc;
