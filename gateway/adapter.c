@@ -523,10 +523,12 @@ static void task_finish(ad_task *t, int rc)
     if (rc != 0) {
         /* copied: the string is only anchored on the stack cleared below */
         char msg[512];
-        if (rc == GG_LUA_ENOMEM)
+        if (rc == GG_LUA_ENOMEM && gg_lua_budget(ad->L))
             snprintf(msg, sizeof msg,
                      "not enough memory (lua_memory is %zu bytes; the adapter's state was collected)",
                      gg_lua_budget(ad->L));
+        else if (rc == GG_LUA_ENOMEM) /* no budget: malloc refused */
+            snprintf(msg, sizeof msg, "not enough memory (the adapter's state was collected)");
         else
             snprintf(msg, sizeof msg, "%s",
                      lua_tostring(co, -1) ? lua_tostring(co, -1) : "error object");

@@ -155,8 +155,12 @@ static void policy_error(gg_server *srv, const char *service, const char *phase,
     const char *trace = lua_tostring(pol->L, -1);
     char mem[160];
     if (rc == GG_LUA_ENOMEM) {
-        snprintf(mem, sizeof mem, "not enough memory (lua_memory is %zu bytes; the state was collected)",
-                 gg_lua_budget(pol->L));
+        if (gg_lua_budget(pol->L))
+            snprintf(mem, sizeof mem,
+                     "not enough memory (lua_memory is %zu bytes; the state was collected)",
+                     gg_lua_budget(pol->L));
+        else /* no budget: malloc refused */
+            snprintf(mem, sizeof mem, "not enough memory (the state was collected)");
         trace = mem;
     }
     unsigned id = ((unsigned)getpid() << 16) ^ ++pol->errors;
