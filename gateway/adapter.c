@@ -1,12 +1,15 @@
 /* adapter.c -- services implemented by a Lua file inside the gateway (`adapter = "x.lua"`).
  *
- * The file is loaded into the gateway's Lua state when a config is loaded (lua/ghost/adapter.lua;
- * an error refuses the config with file:line). Each call runs the exported function in a new
- * coroutine (a task) with the decoded params. The coroutine never calls back into the core:
- * upstream.call and http.request yield an operation to the driver here, which starts it on the
- * loop and resumes the coroutine with the outcome, from the loop's idle phase when it comes
- * later. So Lua is never re-entered from inside a dispatch, and every resume is one watchdog
- * enter/leave, like a policy call.
+ * Each adapter has a Lua state of its own (docs/trust.md: what it does there cannot reach the
+ * policies, ghost.auth or another adapter), with the lua_memory budget. The file is loaded into
+ * it when a config is loaded (lua/ghost/adapter.lua; an error refuses the config with
+ * file:line). Each call runs the exported function in a new coroutine (a task) with the decoded
+ * params, pushed in protected mode on the new coroutine. The coroutine never calls back into
+ * the core: upstream.call and http.request yield an operation to the driver here, which starts
+ * it on the loop and resumes the coroutine with the outcome, from the loop's idle phase when it
+ * comes later; the outcome's values are made inside the resume (take). So Lua is never
+ * re-entered from inside a dispatch, and every resume is one watchdog enter/leave, like a
+ * policy call.
  *
  *   upstream.call   a gg_call through gg_dispatch_request, as from a client: the target's
  *                   policies apply. Each task is its own gg_client, not attached to a socket and
@@ -20,8 +23,9 @@
  * client table) are released whichever way a task ends.
  *
  * Ownership: svc->impl is a gg_adapter. Release abandons the tasks (their upstream calls lose
- * their client, their connections close), forgets svc, and frees the adapter once the last
- * task, connection and handle it counts in `pending` is gone. */
+ * their client, their connections close), forgets svc, and frees the adapter (and closes its
+ * Lua state) once the last task, connection and handle it counts in `pending` is gone. A
+ * task's client table (the caller's identity) is in the policies' state, srv->L. */
 #include "adapter.h"
 #include "dispatch.h"
 #include "errors.h"
@@ -128,6 +132,7 @@ struct ad_gai {
 
 struct gg_adapter {
     gg_server *srv;
+    lua_State *L; /* its own state (docs/trust.md): the file, its tasks' coroutines */
     gg_service *svc; /* NULL once released */
     char name[64];
     char file[512];
@@ -154,7 +159,9 @@ static const gg_limits *limits(gg_adapter *ad)
 
 static void maybe_free(gg_adapter *ad)
 {
-    if (ad->released && ad->pending == 0) free(ad);
+    if (!ad->released || ad->pending) return;
+    gg_lua_close(ad->L);
+    free(ad);
 }
 
 /* --- outcomes ------------------------------------------------------------------------------ */
@@ -344,7 +351,7 @@ static void task_free(ad_task *t)
     if (t->next) t->next->prev = t->prev;
     t->prev = t->next = NULL;
     gg_policy_client_closed(srv, &t->client);
-    if (t->co_ref != LUA_NOREF) luaL_unref(srv->L, LUA_REGISTRYINDEX, t->co_ref);
+    if (t->co_ref != LUA_NOREF) luaL_unref(ad->L, LUA_REGISTRYINDEX, t->co_ref);
     t->co_ref = LUA_NOREF;
     t->co = NULL;
     res_clear(t);
@@ -356,17 +363,23 @@ static void task_free(ad_task *t)
         task_freed(t);
 }
 
-/* The caller's identity goes with the task: upstream.call acts on its behalf. */
-static void task_client_table(ad_task *t, gg_client *outer)
+/* The caller's identity goes with the task: upstream.call acts on its behalf. The table is in
+ * the policies' state (srv->L), where the target's policies read it. */
+typedef struct client_arg {
+    ad_task *t;
+    gg_client *outer;
+} client_arg;
+
+static int client_table_fn(lua_State *L, void *ud)
 {
-    gg_adapter *ad = t->ad;
-    lua_State *L = ad->srv->L;
+    client_arg *a = ud;
+    gg_adapter *ad = a->t->ad;
     static const char *const copied[] = {"identity", "identity_key", "scopes", "scope_match",
                                          "expires",  "address",      "host",   "meta"};
     lua_createtable(L, 0, 10);
     int t_idx = lua_gettop(L);
-    if (outer && outer->lua_ref > 0) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, outer->lua_ref);
+    if (a->outer && a->outer->lua_ref > 0) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, a->outer->lua_ref);
         for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++) {
             lua_getfield(L, -1, copied[i]);
             lua_setfield(L, t_idx, copied[i]);
@@ -385,7 +398,18 @@ static void task_client_table(ad_task *t, gg_client *outer)
     lua_pop(L, 1);
     lua_pushstring(L, ad->name);
     lua_setfield(L, t_idx, "adapter");
-    t->client.lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    a->t->client.lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+static int task_client_table(ad_task *t, gg_client *outer)
+{
+    lua_State *L = t->ad->srv->L;
+    int top = lua_gettop(L);
+    client_arg a = {t, outer};
+    int rc = gg_lua_protect(L, client_table_fn, &a, 0, 0);
+    lua_settop(L, top);
+    return rc;
 }
 
 static ad_task *task_new(gg_adapter *ad, gg_call *call, const char *method, uint32_t mlen)
@@ -407,10 +431,14 @@ static ad_task *task_new(gg_adapter *ad, gg_call *call, const char *method, uint
     t->next = ad->tasks;
     if (ad->tasks) ad->tasks->prev = t;
     ad->tasks = t;
-    lua_State *L = srv->L;
+    lua_State *L = ad->L;
+    /* a thread and a registry slot: the budget is not armed here, only malloc can refuse */
     t->co = lua_newthread(L);
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    task_client_table(t, call->client);
+    if (task_client_table(t, call->client)) {
+        task_free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -495,14 +523,25 @@ static void task_finish(ad_task *t, int rc)
     if (rc != 0) {
         /* copied: the string is only anchored on the stack cleared below */
         char msg[512];
-        snprintf(msg, sizeof msg, "%s",
-                 lua_tostring(co, -1) ? lua_tostring(co, -1) : "error object");
+        if (rc == GG_LUA_ENOMEM && gg_lua_budget(ad->L))
+            snprintf(msg, sizeof msg,
+                     "not enough memory (lua_memory is %zu bytes; the adapter's state was collected)",
+                     gg_lua_budget(ad->L));
+        else if (rc == GG_LUA_ENOMEM) /* no budget: malloc refused */
+            snprintf(msg, sizeof msg, "not enough memory (the adapter's state was collected)");
+        else
+            snprintf(msg, sizeof msg, "%s",
+                     lua_tostring(co, -1) ? lua_tostring(co, -1) : "error object");
         unsigned id = adapter_error_id(ad, t->method, msg, NULL);
+        /* a dead coroutine's stack, outside any Lua call: the budget is not armed */
         lua_settop(co, 0);
         lua_createtable(co, 0, 4);
         lua_pushinteger(co, 500);
         lua_setfield(co, 1, "code");
-        lua_pushliteral(co, "adapter_error");
+        if (rc == GG_LUA_ENOMEM)
+            lua_pushliteral(co, "internal");
+        else
+            lua_pushliteral(co, "adapter_error");
         lua_setfield(co, 1, "type");
         lua_pushstring(co, msg);
         lua_setfield(co, 1, "message");
@@ -559,8 +598,9 @@ static void task_finish(ad_task *t, int rc)
 
 /* --- upstream.call ------------------------------------------------------------------------- */
 
-/* Push what the task is resumed with; returns how many values. */
-static int push_results(ad_task *t)
+/* Push the outcome of the task's operation onto co, its running coroutine (inside the
+ * resume: protected, under the budget); returns how many values. */
+static int push_outcome(ad_task *t)
 {
     gg_adapter *ad = t->ad;
     lua_State *co = t->co;
@@ -624,7 +664,25 @@ bad:
     lua_settop(co, 0);
     res_error(t, RES_GATEWAY, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream_unavailable",
               "the answer cannot be decoded: %s", err);
-    return push_results(t);
+    return push_outcome(t);
+}
+
+/* What the task is resumed with: only t, as a light userdata (nothing to allocate on a
+ * suspended coroutine, which cannot be entered in protected mode). ghost.adapter passes it to
+ * take() at once, which pushes the outcome from inside the resume. Returns 1. */
+static int push_results(ad_task *t)
+{
+    lua_settop(t->co, 0);
+    lua_pushlightuserdata(t->co, t);
+    return 1;
+}
+
+/* take(t) in ghost.adapter: the outcome of the operation t waited for. */
+static int l_take(lua_State *L)
+{
+    ad_task *t = lua_touserdata(L, 1);
+    if (!t || t->co != L) return luaL_error(L, "take: not the running task's operation");
+    return push_outcome(t);
 }
 
 /* A task whose call has ended (deadline) starts nothing more: no one waits for it, and what
@@ -1134,7 +1192,7 @@ static void task_run(ad_task *t, int nargs)
     for (;;) {
         gg_watchdog_enter(&srv->wd, ad->name, "adapter", ad->file);
         srv->wd.current = 1; /* its report names the adapter's file */
-        int rc = lua_resume(t->co, nargs);
+        int rc = gg_lua_resume(t->co, nargs);
         gg_watchdog_leave(&srv->wd);
         if (rc != LUA_YIELD) {
             task_finish(t, rc);
@@ -1231,6 +1289,30 @@ static int push_params(gg_adapter *ad, lua_State *co, const char *p, size_t len,
     return (int)n;
 }
 
+typedef struct send_arg {
+    ad_task *t;
+    const char *method, *params;
+    size_t method_len, params_len;
+    char err[200];
+    int bad; /* the params do not decode: answered 400, nothing runs */
+} send_arg;
+
+/* On the task's new coroutine, protected: run, its module, the method and the params; what
+ * it leaves is what the first resume passes. */
+static int send_fn(lua_State *co, void *ud)
+{
+    send_arg *a = ud;
+    gg_adapter *ad = a->t->ad;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ad->run_ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, ad->mod_ref);
+    lua_pushlstring(co, a->method, a->method_len);
+    if (push_params(ad, co, a->params, a->params_len, a->err, sizeof a->err) < 0) {
+        a->bad = 1;
+        return 0;
+    }
+    return lua_gettop(co);
+}
+
 int gg_adapter_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
                     const char *params, size_t params_len)
 {
@@ -1242,25 +1324,25 @@ int gg_adapter_send(gg_service *svc, gg_call *call, const char *method, uint32_t
     lua_State *co = t->co;
     call->endpoint = 1; /* the adapter itself: what breakers count */
     call->sent = 1;
-    lua_rawgeti(co, LUA_REGISTRYINDEX, ad->run_ref);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, ad->mod_ref);
-    lua_pushlstring(co, method, method_len);
-    char err[200];
-    int n = push_params(ad, co, params, params_len, err, sizeof err);
-    if (n < 0) {
+    send_arg a = {.t = t, .method = method, .method_len = method_len, .params = params,
+                  .params_len = params_len};
+    int rc = gg_lua_protect(co, send_fn, &a, 0, LUA_MULTRET);
+    if (rc || a.bad) {
+        if (rc) snprintf(a.err, sizeof a.err, "%s", rc == GG_LUA_ENOMEM ? "not enough memory" : "?");
         task_free(t);
         gg_call_fail(srv, call, GG_ERR_BAD_REQUEST, "service '%s': cannot decode params: %s",
-                     svc->name, err);
+                     svc->name, a.err);
         return 0;
     }
+    int n = lua_gettop(co) - 1;
     if (ad->depth >= MAX_SYNC_DEPTH) {
-        t->first_nargs = 2 + n;
+        t->first_nargs = n;
         op_done(t);
         return 0;
     }
     ad->depth++;
     ad->pending++; /* ad outlives the run even if the run releases it */
-    task_run(t, 2 + n);
+    task_run(t, n);
     ad->depth--;
     ad->pending--;
     maybe_free(ad);
@@ -1372,7 +1454,7 @@ static int l_json_decode(lua_State *L)
 static const luaL_Reg helpers[] = {
     {"bin", l_bin}, {"is_bin", l_is_bin},           {"map", l_map},
     {"log", l_log}, {"json_encode", l_json_encode}, {"json_decode", l_json_decode},
-    {NULL, NULL},
+    {"take", l_take}, {NULL, NULL},
 };
 
 static void idle_closed(uv_handle_t *h)
@@ -1392,10 +1474,33 @@ static void resolve_path(const char *source, const char *file, char *out, size_t
         snprintf(out, n, "%.*s/%s", (int)(slash - source), source, file);
 }
 
+/* Protected, in the adapter's new state: take ghost.adapter's runner before the file runs (the
+ * file may replace require or package.loaded in its state: it breaks only itself), then
+ * ghost.adapter.load(file, service, helpers) -> module handle | nil, reason. */
+static int open_fn(lua_State *L, void *ud)
+{
+    gg_adapter *ad = ud;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ghost.adapter");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "run");
+    ad->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "load");
+    lua_pushstring(L, ad->file);
+    lua_pushstring(L, ad->name);
+    lua_createtable(L, 0, 8);
+    for (const luaL_Reg *r = helpers; r->name; r++) {
+        lua_pushlightuserdata(L, ad);
+        lua_pushcclosure(L, r->func, 1);
+        lua_setfield(L, -2, r->name);
+    }
+    lua_call(L, 3, 2);
+    return 2;
+}
+
 int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
 {
     gg_server *srv = svc->srv;
-    lua_State *L = srv->L;
     gg_config *cfg = svc->gen->cfg;
     char why[1024];
     gg_adapter *ad = calloc(1, sizeof *ad);
@@ -1406,30 +1511,32 @@ int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* Its own state: nothing it does to its globals, the string metatable or the modules it
+     * requires reaches the gateway's policies and ghost.auth, or another adapter. */
+    lua_State *L = gg_lua_new();
+    if (!L) {
+        free(ad);
+        free(ep);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    gg_lua_set_budget(L, cfg->lua_memory);
+    ad->L = L;
     ad->srv = srv;
     ad->svc = svc;
     ad->mod_ref = ad->run_ref = LUA_NOREF;
     snprintf(ad->name, sizeof ad->name, "%s", svc->name);
     resolve_path(cfg->source, svc->conf->adapter, ad->file, sizeof ad->file);
     snprintf(ad->pseudo.text, sizeof ad->pseudo.text, "adapter:%.150s", svc->conf->adapter);
-    int top = lua_gettop(L);
-    lua_pushstring(L, ad->file);
-    lua_pushstring(L, svc->name);
-    lua_createtable(L, 0, 8);
-    for (const luaL_Reg *r = helpers; r->name; r++) {
-        lua_pushlightuserdata(L, ad);
-        lua_pushcclosure(L, r->func, 1);
-        lua_setfield(L, -2, r->name);
-    }
     /* The file is code: the watchdog covers it like a config file. */
     gg_watchdog_enter(&srv->wd, svc->name, "adapter_load", ad->file);
     srv->wd.current = 1;
-    int rc = gg_lua_call(L, "ghost.adapter", "load", 3, 2, why, sizeof why);
+    int rc = gg_lua_protect(L, open_fn, ad, 0, 2);
     gg_watchdog_leave(&srv->wd);
     if (rc || lua_isnil(L, -2)) {
-        if (!rc) snprintf(why, sizeof why, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        snprintf(why, sizeof why, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
         snprintf(err, errlen, "%s: services.%s.adapter: %s", cfg->source, svc->name, why);
-        lua_settop(L, top);
+        gg_lua_close(L);
         free(ad);
         free(ep);
         return -1;
@@ -1440,12 +1547,7 @@ int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
            ad->file, lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
     lua_pop(L, 1);
     ad->mod_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "ghost.adapter");
-    lua_call(L, 1, 1); /* loaded just above */
-    lua_getfield(L, -1, "run");
-    ad->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_settop(L, top);
+    lua_settop(L, 0);
     /* One endpoint, always up: the adapter itself (breakers and metrics count per endpoint). */
     ep->svc = svc;
     ep->addr = &ad->pseudo;
@@ -1460,7 +1562,6 @@ void gg_adapter_release(gg_service *svc)
 {
     gg_adapter *ad = svc->impl;
     if (!ad) return;
-    gg_server *srv = ad->srv;
     svc->impl = NULL;
     svc->neps = 0; /* its endpoint's address lives in ad */
     ad->released = 1;
@@ -1485,8 +1586,8 @@ void gg_adapter_release(gg_service *svc)
         t->orphan = 1;
     }
     while (ad->idle_conns) conn_abandon(ad->idle_conns);
-    if (ad->mod_ref != LUA_NOREF) luaL_unref(srv->L, LUA_REGISTRYINDEX, ad->mod_ref);
-    if (ad->run_ref != LUA_NOREF) luaL_unref(srv->L, LUA_REGISTRYINDEX, ad->run_ref);
+    if (ad->mod_ref != LUA_NOREF) luaL_unref(ad->L, LUA_REGISTRYINDEX, ad->mod_ref);
+    if (ad->run_ref != LUA_NOREF) luaL_unref(ad->L, LUA_REGISTRYINDEX, ad->run_ref);
     ad->mod_ref = ad->run_ref = LUA_NOREF;
     if (ad->idle_init) {
         uv_idle_stop(&ad->idle);

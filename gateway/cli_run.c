@@ -88,7 +88,7 @@ int gg_cmd_run(int argc, char **argv)
     int status = 0;
     if (luaL_loadfile(L, script)) {
         fprintf(stderr, "ghostgate run: %s\n", lua_tostring(L, -1));
-        lua_close(L);
+        gg_lua_close(L);
         return 1;
     }
     for (int i = 2; i < argc; i++) lua_pushstring(L, argv[i]);
@@ -107,7 +107,7 @@ int gg_cmd_run(int argc, char **argv)
             lua_pop(L, 3);
         }
     }
-    lua_close(L);
+    gg_lua_close(L);
     return status;
 }
 
@@ -160,6 +160,6 @@ int gg_cmd_stubs(int argc, char **argv)
         printf("ghostgate stubs: %s\n", lua_tostring(L, -2));
         status = 0;
     }
-    lua_close(L);
+    gg_lua_close(L);
     return status;
 }

@@ -123,6 +123,9 @@ static int read_config(gg_config *c, char *err, size_t errlen)
     c->drain_timeout_ms = (uint64_t)(num_field(L, t, "drain_timeout") * 1000);
     c->workers = (int)num_field(L, t, "workers");
     c->watchdog_ms = (uint64_t)(num_field(L, t, "watchdog") * 1000);
+    lua_getfield(L, t, "lua_memory");
+    c->lua_memory = lua_isnumber(L, -1) ? (size_t)lua_tonumber(L, -1) : GG_LUA_MEMORY_DEFAULT;
+    lua_pop(L, 1);
     read_limits(L, t, &c->limits);
     if (read_services(L, t, c, err, errlen)) return -1;
     lua_getfield(L, t, "http");
@@ -224,7 +227,7 @@ gg_config *gg_config_from_table(lua_State *L, const char *source, char *err, siz
 {
     gg_config *c = config_new(source, L);
     if (!c) {
-        lua_close(L);
+        gg_lua_close(L);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -250,7 +253,7 @@ void gg_config_free(gg_config *c)
     free(c->listen);
     free(c->source);
     if (c->L && c->owns_L)
-        lua_close(c->L);
+        gg_lua_close(c->L);
     else if (c->L && c->table_ref != LUA_NOREF)
         luaL_unref(c->L, LUA_REGISTRYINDEX, c->table_ref);
     free(c);

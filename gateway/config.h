@@ -42,6 +42,7 @@ typedef struct gg_config {
     uint64_t drain_timeout_ms;
     int workers;
     uint64_t watchdog_ms; /* 0: off */
+    size_t lua_memory;    /* each Lua state's budget in bytes; 0: none */
     gg_limits limits;
     gg_service_conf *services;
     int nservices;

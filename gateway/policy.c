@@ -152,18 +152,23 @@ static int host_log(lua_State *L)
     return 0;
 }
 
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
-    return 1;
-}
-
-/* A policy error: one id in the caller's answer and in the log line with the traceback. */
-static void policy_error(gg_server *srv, const char *service, const char *phase, gg_verdict *v)
+/* A policy error (rc from gg_lua_protect, its message on top of the stack): one id in the
+ * caller's answer and in the log line with the traceback. */
+static void policy_error(gg_server *srv, const char *service, const char *phase, int rc,
+                         gg_verdict *v)
 {
     gg_policy_host *pol = &srv->pol;
     const char *trace = lua_tostring(pol->L, -1);
+    char mem[160];
+    if (rc == GG_LUA_ENOMEM) {
+        if (gg_lua_budget(pol->L))
+            snprintf(mem, sizeof mem,
+                     "not enough memory (lua_memory is %zu bytes; the state was collected)",
+                     gg_lua_budget(pol->L));
+        else /* no budget: malloc refused */
+            snprintf(mem, sizeof mem, "not enough memory (the state was collected)");
+        trace = mem;
+    }
     unsigned id = ((unsigned)getpid() << 16) ^ ++pol->errors;
     char line[1536];
     /* the traceback goes on one line: a log line is one event */
@@ -256,6 +261,22 @@ static int ref_field(lua_State *L, int t, const char *k)
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+static int init_fn(lua_State *L, void *ud)
+{
+    gg_server *srv = ud;
+    gg_policy_host *pol = &srv->pol;
+    gg_policy_push_host(L, srv);
+    pol->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ghost.gateway");
+    lua_call(L, 1, 1);
+    int gw = lua_gettop(L);
+    pol->request_ref = ref_field(L, gw, "request");
+    pol->response_ref = ref_field(L, gw, "response");
+    pol->endpoint_ref = ref_field(L, gw, "endpoint_state");
+    return 0;
+}
+
 int gg_policy_init(gg_server *srv, char *err, size_t errlen)
 {
     gg_policy_host *pol = &srv->pol;
@@ -264,41 +285,27 @@ int gg_policy_init(gg_server *srv, char *err, size_t errlen)
     pol->auth_ref = LUA_NOREF;
     msgpack_sbuffer_init(&pol->out);
     lua_settop(L, 0);
-    gg_policy_push_host(L, srv);
-    pol->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushcfunction(L, traceback);
-    pol->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "ghost.gateway");
-    if (lua_pcall(L, 1, 1, 0)) {
+    if (gg_lua_protect(L, init_fn, srv, 0, 0)) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         lua_settop(L, 0);
         return -1;
     }
-    int gw = lua_gettop(L);
-    pol->request_ref = ref_field(L, gw, "request");
-    pol->response_ref = ref_field(L, gw, "response");
-    pol->endpoint_ref = ref_field(L, gw, "endpoint_state");
-    lua_settop(L, 0);
     return 0;
 }
 
-int gg_policy_build(gg_server *srv, gg_generation *gen, gg_generation *old, char *err, size_t errlen)
+typedef struct build_arg {
+    gg_server *srv;
+    gg_generation *gen;
+} build_arg;
+
+/* The table ghost.gateway.start built is at 1: one pipeline reference per service. */
+static int build_fn(lua_State *L, void *ud)
 {
+    build_arg *b = ud;
+    gg_server *srv = b->srv;
+    gg_generation *gen = b->gen;
     gg_policy_host *pol = &srv->pol;
-    lua_State *L = pol->L;
-    lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, gen->cfg->table_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->host_ref);
-    if (old && old->pipelines_ref != LUA_NOREF)
-        lua_rawgeti(L, LUA_REGISTRYINDEX, old->pipelines_ref);
-    else
-        lua_pushnil(L);
-    gg_watchdog_enter(&srv->wd, "-", "build", NULL);
-    int rc = gg_lua_call(L, "ghost.gateway", "start", 3, 1, err, errlen);
-    gg_watchdog_leave(&srv->wd);
-    if (rc) return -1;
-    int built = lua_gettop(L);
+    int built = 1;
     lua_getglobal(L, "require");
     lua_pushstring(L, "ghost.gateway");
     lua_call(L, 1, 1);
@@ -327,10 +334,37 @@ int gg_policy_build(gg_server *srv, gg_generation *gen, gg_generation *old, char
     }
     /* The authenticator belongs to the newest config; identities already given stay. */
     lua_getfield(L, built, "auth");
-    if (pol->auth_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, pol->auth_ref);
-    pol->auth_ref = lua_isnil(L, -1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+    int auth = lua_isnil(L, -1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, built);
     gen->pipelines_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (pol->auth_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, pol->auth_ref);
+    pol->auth_ref = auth;
+    return 0;
+}
+
+int gg_policy_build(gg_server *srv, gg_generation *gen, gg_generation *old, char *err, size_t errlen)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    /* the newest config's budget, from here on (a reload may change it) */
+    gg_lua_set_budget(L, gen->cfg->lua_memory);
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gen->cfg->table_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->host_ref);
+    if (old && old->pipelines_ref != LUA_NOREF)
+        lua_rawgeti(L, LUA_REGISTRYINDEX, old->pipelines_ref);
+    else
+        lua_pushnil(L);
+    gg_watchdog_enter(&srv->wd, "-", "build", NULL);
+    int rc = gg_lua_call(L, "ghost.gateway", "start", 3, 1, err, errlen);
+    gg_watchdog_leave(&srv->wd);
+    if (rc) return -1;
+    build_arg b = {srv, gen};
+    if (gg_lua_protect(L, build_fn, &b, 1, 0)) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+        lua_settop(L, 0);
+        return -1;
+    }
     lua_settop(L, 0);
     return 0;
 }
@@ -454,6 +488,35 @@ static void read_verdict(gg_server *srv, lua_State *L, int top, gg_verdict *v)
     }
 }
 
+/* One request or response phase, run by gg_lua_protect: everything it pushes (the client's
+ * table on first use, the method name, the result) is inside the protected call. */
+typedef struct phase_arg {
+    gg_server *srv;
+    gg_client *c;
+    gg_service *svc;
+    gg_call *call;
+    const char *method, *result;
+    size_t method_len, result_len;
+    int kind, code;
+    gg_verdict *v;
+} phase_arg;
+
+static int request_fn(lua_State *L, void *ud)
+{
+    phase_arg *a = ud;
+    gg_policy_host *pol = &a->srv->pol;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->request_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->svc->pipeline_ref);
+    lua_pushinteger(L, a->call ? slot_of(a->call) : 0); /* 0: a notification (ghost.policy) */
+    push_client(L, a->srv, a->c);
+    lua_pushlstring(L, a->method, a->method_len);
+    lua_pushinteger(L, 0);
+    lua_pushnumber(L, a->v->deadline);
+    lua_call(L, 6, 4);
+    read_verdict(a->srv, L, 0, a->v);
+    return 0;
+}
+
 void gg_policy_request(gg_server *srv, gg_client *c, gg_service *svc, gg_call *call,
                        const char *method, uint32_t method_len, const char *params,
                        size_t params_len, gg_verdict *v)
@@ -463,25 +526,43 @@ void gg_policy_request(gg_server *srv, gg_client *c, gg_service *svc, gg_call *c
     int top = lua_gettop(L);
     v->endpoint = 0;
     v->deadline = (double)svc->conf->deadline_ms / 1000.0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->traceback_ref); /* not a new closure per call */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->request_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
-    lua_pushinteger(L, call ? slot_of(call) : 0); /* 0: a notification (ghost.policy) */
-    push_client(L, srv, c);
-    lua_pushlstring(L, method, method_len);
-    lua_pushinteger(L, 0);
-    lua_pushnumber(L, v->deadline);
+    phase_arg a = {.srv = srv, .c = c, .svc = svc, .call = call, .method = method,
+                   .method_len = method_len, .v = v};
     pol->cur_params = params;
     pol->cur_len = params_len;
     gg_watchdog_enter(&srv->wd, svc->name, "request", svc->policy_names);
-    int rc = lua_pcall(L, 6, 4, top + 1);
+    int rc = gg_lua_protect(L, request_fn, &a, 0, 0);
     gg_watchdog_leave(&srv->wd);
     pol->cur_params = NULL;
-    if (rc)
-        policy_error(srv, svc->name, "request", v);
-    else
-        read_verdict(srv, L, top + 1, v);
+    if (rc) policy_error(srv, svc->name, "request", rc, v);
     lua_settop(L, top);
+}
+
+static int response_fn(lua_State *L, void *ud)
+{
+    phase_arg *a = ud;
+    gg_policy_host *pol = &a->srv->pol;
+    gg_call *call = a->call;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->response_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->svc->pipeline_ref);
+    lua_pushinteger(L, slot_of(call));
+    lua_pushinteger(L, a->kind);
+    if (a->code)
+        lua_pushinteger(L, a->code);
+    else
+        lua_pushnil(L);
+    lua_pushnumber(L, call->start_ns ? (double)(uv_hrtime() - call->start_ns) / 1e9 : 0.0);
+    lua_pushinteger(L, call->endpoint);
+    if (a->result && a->svc->wants_result)
+        lua_pushlstring(L, a->result, a->result_len);
+    else
+        lua_pushnil(L);
+    lua_pushinteger(L, call->attempt ? call->attempt : 1);
+    lua_pushboolean(L, call->sent);
+    lua_call(L, 9, 3);
+    read_verdict(a->srv, L, 0, a->v);
+    if (a->v->verdict == GG_V_REJECT) a->v->verdict = GG_V_CONTINUE; /* not a response verdict */
+    return 0;
 }
 
 void gg_policy_response(gg_server *srv, gg_call *call, int kind, int code, const char *result,
@@ -491,33 +572,25 @@ void gg_policy_response(gg_server *srv, gg_call *call, int kind, int code, const
     lua_State *L = pol->L;
     gg_service *svc = call->svc;
     int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->traceback_ref); /* not a new closure per call */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->response_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
-    lua_pushinteger(L, slot_of(call));
-    lua_pushinteger(L, kind);
-    if (code)
-        lua_pushinteger(L, code);
-    else
-        lua_pushnil(L);
-    lua_pushnumber(L, call->start_ns ? (double)(uv_hrtime() - call->start_ns) / 1e9 : 0.0);
-    lua_pushinteger(L, call->endpoint);
-    if (result && svc->wants_result)
-        lua_pushlstring(L, result, result_len);
-    else
-        lua_pushnil(L);
-    lua_pushinteger(L, call->attempt ? call->attempt : 1);
-    lua_pushboolean(L, call->sent);
+    phase_arg a = {.srv = srv, .svc = svc, .call = call, .result = result,
+                   .result_len = result_len, .kind = kind, .code = code, .v = v};
     gg_watchdog_enter(&srv->wd, svc->name, "response", svc->policy_names);
-    int rc = lua_pcall(L, 9, 3, top + 1);
+    int rc = gg_lua_protect(L, response_fn, &a, 0, 0);
     gg_watchdog_leave(&srv->wd);
-    if (rc) {
-        policy_error(srv, svc->name, "response", v);
-    } else {
-        read_verdict(srv, L, top + 1, v);
-        if (v->verdict == GG_V_REJECT) v->verdict = GG_V_CONTINUE; /* not a response verdict */
-    }
+    if (rc) policy_error(srv, svc->name, "response", rc, v);
     lua_settop(L, top);
+}
+
+static int endpoint_fn(lua_State *L, void *ud)
+{
+    gg_endpoint *ep = ud;
+    gg_service *svc = ep->svc;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->srv->pol.endpoint_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
+    lua_pushinteger(L, (int)(ep - svc->eps) + 1);
+    lua_pushinteger(L, ep->nconnected);
+    lua_call(L, 3, 0);
+    return 0;
 }
 
 void gg_policy_endpoint_changed(gg_server *srv, gg_endpoint *ep)
@@ -526,59 +599,85 @@ void gg_policy_endpoint_changed(gg_server *srv, gg_endpoint *ep)
     if (svc->pipeline_ref == LUA_NOREF || !srv->pol.L) return;
     lua_State *L = srv->pol.L;
     int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, srv->pol.endpoint_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
-    lua_pushinteger(L, (int)(ep - svc->eps) + 1);
-    lua_pushinteger(L, ep->nconnected);
     gg_watchdog_enter(&srv->wd, svc->name, "endpoint", svc->policy_names);
-    int rc = lua_pcall(L, 3, 0, 0);
+    int rc = gg_lua_protect(L, endpoint_fn, ep, 0, 0);
     gg_watchdog_leave(&srv->wd);
-    if (rc)
-        gg_log(&srv->lp.log, GG_LOG_ERROR, "policy_error", "service=%s phase=endpoint error=\"%s\"",
-               svc->name, lua_tostring(L, -1));
+    if (rc) {
+        gg_verdict v;
+        policy_error(srv, svc->name, "endpoint", rc, &v);
+    }
     lua_settop(L, top);
 }
 
-/* Call the authenticator for connection c with the token on top of L's stack. Fills res; on
- * success res->identity points at the identity, a Lua string on the stack: the caller uses it
- * before it restores the stack top. */
-static void run_auth(gg_server *srv, gg_client *c, gg_auth_result *res)
+typedef struct auth_arg {
+    gg_server *srv;
+    gg_client *c;
+    const char *token;
+    size_t len;
+    gg_auth_result *res;
+} auth_arg;
+
+/* authenticator:authenticate(client, token) -> identity | nil, code, message, retry_after.
+ * Leaves two values, anchored until the caller restores the stack top: the identity (or nil)
+ * and the refusal's message (or nil). */
+static int auth_fn(lua_State *L, void *ud)
+{
+    auth_arg *a = ud;
+    gg_auth_result *res = a->res;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->srv->pol.auth_ref);
+    lua_getfield(L, -1, "authenticate");
+    lua_insert(L, -2); /* authenticate, self */
+    push_client(L, a->srv, a->c);
+    lua_pushlstring(L, a->token, a->len);
+    lua_call(L, 3, 4);
+    if (lua_isstring(L, 1)) {
+        lua_tolstring(L, 1, NULL); /* a number becomes its string here, protected */
+        lua_settop(L, 1);
+        lua_pushnil(L);
+        return 2;
+    }
+    int code = (int)lua_tointeger(L, 2);
+    res->code = code ? code : GG_ERR_UNAUTHENTICATED;
+    res->retry_after = lua_isnumber(L, 4) ? lua_tonumber(L, 4) : -1;
+    lua_pushnil(L);
+    lua_replace(L, 1);
+    lua_pushvalue(L, 3);
+    lua_replace(L, 2);
+    lua_settop(L, 2);
+    return 2;
+}
+
+/* Call the authenticator for connection c with the token. Fills res; on success res->identity
+ * points at the identity, a Lua string on the stack: the caller uses it before it restores the
+ * stack top. */
+static void run_auth(gg_server *srv, gg_client *c, const char *token, size_t len,
+                     gg_auth_result *res)
 {
     gg_policy_host *pol = &srv->pol;
     lua_State *L = pol->L;
-    int token = lua_gettop(L);
     res->code = 0;
     res->retry_after = -1;
     res->identity = NULL;
     res->identity_len = 0;
     res->message = res->buf;
     res->buf[0] = 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->traceback_ref); /* not a new closure per call */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->auth_ref);
-    lua_getfield(L, -1, "authenticate");
-    lua_insert(L, -2); /* authenticate, self */
-    push_client(L, srv, c);
-    lua_pushvalue(L, token);
+    auth_arg a = {srv, c, token, len, res};
     gg_watchdog_enter(&srv->wd, "ghost", "auth", NULL);
-    int rc = lua_pcall(L, 3, 4, token + 1);
+    int rc = gg_lua_protect(L, auth_fn, &a, 0, 2);
     gg_watchdog_leave(&srv->wd);
     if (rc) {
         gg_verdict v;
-        policy_error(srv, "ghost", "auth", &v);
+        policy_error(srv, "ghost", "auth", rc, &v);
         res->code = v.code;
         snprintf(res->buf, sizeof res->buf, "%s", v.message);
         return;
     }
-    int r = token + 2;
-    if (lua_isstring(L, r)) {
-        res->identity = lua_tolstring(L, r, &res->identity_len);
-        gg_log(&srv->lp.log, GG_LOG_INFO, "authenticated", "identity=%s", lua_tostring(L, r));
+    if (res->code == 0) {
+        res->identity = lua_tolstring(L, -2, &res->identity_len);
+        gg_log(&srv->lp.log, GG_LOG_INFO, "authenticated", "identity=%s", res->identity);
         return;
     }
-    int code = (int)lua_tointeger(L, r + 1);
-    const char *m = lua_tostring(L, r + 2);
-    res->code = code ? code : GG_ERR_UNAUTHENTICATED;
-    res->retry_after = lua_isnumber(L, r + 3) ? lua_tonumber(L, r + 3) : -1;
+    const char *m = lua_tostring(L, -1);
     res->message = m ? m : "invalid token";
     char peer[80];
     gg_client_peer(c, peer, sizeof peer);
@@ -599,8 +698,7 @@ void gg_policy_authenticate(gg_server *srv, gg_client *c, const char *token, siz
         return;
     }
     int top = lua_gettop(L);
-    lua_pushlstring(L, token, len);
-    run_auth(srv, c, res);
+    run_auth(srv, c, token, len, res);
     /* Lua strings die with the stack: keep copies of what the caller may read. */
     if (res->code == 0) {
         res->identity_len = 0;
@@ -624,6 +722,7 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
         return;
     }
     int top = lua_gettop(L);
+    const char *token = NULL;
     /* The token is read from the raw params, [token, ...]: anyone may call ghost.auth, so
      * nothing else of what they send is decoded (a megabyte of nested arrays would cost far
      * more as Lua tables than as bytes). */
@@ -635,7 +734,7 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
         h = at < params_len ? gg_get_str(params + at, params_len - at, &tlen) : 0;
         if (h && (uint8_t)params[at] != 0xc4 && (uint8_t)params[at] != 0xc5 &&
             (uint8_t)params[at] != 0xc6 && tlen <= GG_TOKEN_MAX && at + h + tlen <= params_len) {
-            lua_pushlstring(L, params + at + h, tlen);
+            token = params + at + h;
         } else {
             h = 0;
         }
@@ -646,7 +745,7 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
         return;
     }
     gg_auth_result res;
-    run_auth(srv, c, &res);
+    run_auth(srv, c, token, tlen, &res);
     if (res.code == 0) {
         size_t len = res.identity_len;
         char *p = gg_stream_reserve(&c->st, 64 + len);
@@ -669,15 +768,54 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
     lua_settop(L, top);
 }
 
+static int authenticated_fn(lua_State *L, void *ud)
+{
+    gg_client *c = ud;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->lua_ref);
+    lua_getfield(L, -1, "identity");
+    lua_pushboolean(L, lua_isstring(L, -1));
+    return 1;
+}
+
 int gg_policy_client_authenticated(gg_server *srv, gg_client *c)
 {
     lua_State *L = srv->pol.L;
     if (!L || c->lua_ref <= 0) return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->lua_ref);
-    lua_getfield(L, -1, "identity");
-    int yes = lua_isstring(L, -1);
-    lua_pop(L, 2);
+    int top = lua_gettop(L);
+    int yes = gg_lua_protect(L, authenticated_fn, c, 0, 1) == 0 && lua_toboolean(L, -1);
+    lua_settop(L, top);
     return yes;
+}
+
+typedef struct breakers_arg {
+    gg_generation *gen;
+    gg_breaker_fn fn;
+    void *data;
+} breakers_arg;
+
+static int breakers_fn(lua_State *L, void *ud)
+{
+    breakers_arg *b = ud;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "ghost.gateway");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "breakers");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->gen->pipelines_ref);
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1)) return 0;
+    int t = lua_gettop(L);
+    for (int i = 1;; i++) {
+        lua_rawgeti(L, t, i);
+        if (!lua_istable(L, -1)) break;
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        lua_rawgeti(L, -3, 3);
+        const char *svc = lua_tostring(L, -3), *up = lua_tostring(L, -2);
+        int st = (int)lua_tointeger(L, -1);
+        if (svc && up && st >= 0 && st <= 2) b->fn(b->data, svc, up, st);
+        lua_pop(L, 4);
+    }
+    return 0;
 }
 
 void gg_policy_breakers(gg_server *srv, gg_generation *gen, gg_breaker_fn fn, void *data)
@@ -685,25 +823,7 @@ void gg_policy_breakers(gg_server *srv, gg_generation *gen, gg_breaker_fn fn, vo
     lua_State *L = srv->pol.L;
     if (!L || gen->pipelines_ref == LUA_NOREF) return;
     int top = lua_gettop(L);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "ghost.gateway");
-    if (lua_pcall(L, 1, 1, 0) == 0) {
-        lua_getfield(L, -1, "breakers");
-        lua_rawgeti(L, LUA_REGISTRYINDEX, gen->pipelines_ref);
-        if (lua_isfunction(L, -2) && lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
-            int t = lua_gettop(L);
-            for (int i = 1;; i++) {
-                lua_rawgeti(L, t, i);
-                if (!lua_istable(L, -1)) break;
-                lua_rawgeti(L, -1, 1);
-                lua_rawgeti(L, -2, 2);
-                lua_rawgeti(L, -3, 3);
-                const char *svc = lua_tostring(L, -3), *up = lua_tostring(L, -2);
-                int st = (int)lua_tointeger(L, -1);
-                if (svc && up && st >= 0 && st <= 2) fn(data, svc, up, st);
-                lua_pop(L, 4);
-            }
-        }
-    }
+    breakers_arg b = {gen, fn, data};
+    gg_lua_protect(L, breakers_fn, &b, 0, 0);
     lua_settop(L, top);
 }

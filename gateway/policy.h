@@ -40,7 +40,7 @@ typedef struct gg_verdict {
 
 typedef struct gg_policy_host {
     lua_State *L;
-    int host_ref, request_ref, response_ref, endpoint_ref, auth_ref, traceback_ref;
+    int host_ref, request_ref, response_ref, endpoint_ref, auth_ref;
     msgpack_sbuffer out; /* packed RESPOND values */
     const char *cur_params; /* the params of the call in its request phase */
     size_t cur_len;

@@ -3,6 +3,7 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "http_front.h"
+#include "lua_bridge.h"
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -350,7 +351,7 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     if (gg_loop_init(&srv->lp, uv, &lim) || !(srv->gen = gg_generation_new(srv, cfg))) {
         fprintf(stderr, "ghostgate: out of memory\n");
         gg_config_free(cfg);
-        lua_close(srv->L);
+        gg_lua_close(srv->L);
         free(srv);
         return 1;
     }
@@ -418,7 +419,7 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     free(srv->listeners);
     gg_loop_free(lp);
     gg_metrics_free(&srv->met);
-    lua_close(srv->L);
+    gg_lua_close(srv->L);
     free(srv);
     gg_pid_file_remove(pid_file);
     return status;

@@ -19,10 +19,11 @@
 --
 -- The C driver and this module talk through coroutine.yield: an operation yields
 -- (OP_CALL, service, method, n, args...) or (OP_HTTP, method, url, headers, body, timeout) and
--- is resumed with (R_OK, values...) or an error kind. run() returns DONE, result; FAILED,
--- error map; or GATEWAY_FAILED, code, message (an error of the gateway or of an upstream's
--- transport that the adapter let through: the call fails with the same gateway error, so
--- breakers see it).
+-- is resumed with a handle that core.take turns into (R_OK, values...) or an error kind
+-- (made inside the coroutine, where a memory error is caught like any other). run() returns
+-- DONE, result; FAILED, error map; or GATEWAY_FAILED, code, message (an error of the gateway or
+-- of an upstream's transport that the adapter let through: the call fails with the same
+-- gateway error, so breakers see it).
 
 local errors = require "ghost.errors"
 local export = require "ghost.export"
@@ -37,6 +38,9 @@ local traceback = debug.traceback
 local io_open = io.open
 
 local _M = {}
+
+-- core.take, set by load (each adapter has its own state, hence its own copy of this module)
+local take
 
 local OP_CALL, OP_HTTP = 1, 2
 local R_OK, R_REMOTE, R_GATEWAY, R_LOCAL = 0, 1, 2, 3
@@ -69,7 +73,7 @@ local function call(service, method, ...)
         error("upstream.call(service, method, ...): service and method must be strings", 3)
     end
     in_task("upstream.call", 3)
-    local kind, a, b, c, d = yield(OP_CALL, service, method, select("#", ...), ...)
+    local kind, a, b, c, d = take(yield(OP_CALL, service, method, select("#", ...), ...))
     if kind == R_OK then return true, a end
     local full = service .. "." .. method
     local err
@@ -156,7 +160,7 @@ function http.request(req)
     end
     local headers = header_list(req.headers)
     in_task("http.request", 2)
-    local kind, a, b, c = yield(OP_HTTP, method, url, headers, body, timeout)
+    local kind, a, b, c = take(yield(OP_HTTP, method, url, headers, body, timeout))
     if kind == R_OK then return { status = a, headers = b, body = c } end
     local err = errors.new(b, c, method .. " " .. url, a)
     if kind == R_GATEWAY then gateway_errors[err] = true end
@@ -233,9 +237,10 @@ local function make_log(core, name)
 end
 
 --- Load the adapter file `path` for service `name`; core holds the C helpers (bin, is_bin, map,
--- log, json_encode, json_decode). Returns a module handle { handlers, names, name, file } or
--- nil, "file:line: reason".
+-- log, json_encode, json_decode, take). Returns a module handle { handlers, names, name, file }
+-- or nil, "file:line: reason".
 function _M.load(path, name, core)
+    take = core.take
     local f, err = io_open(path, "rb")
     if not f then return nil, format("cannot read %s", tostring(err)) end
     local src = f:read("*a")

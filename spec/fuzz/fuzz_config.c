@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lua_State *L = gg_lua_new();
     if (!L) abort();
     if (gg_lua_push_msgpack(L, (const char *)data, size, 16, err, sizeof err)) {
-        lua_close(L);
+        gg_lua_close(L);
         return 0;
     }
     gg_config *c = gg_config_from_table(L, "fuzz", err, sizeof err);
