@@ -584,6 +584,11 @@ static int push_results(ad_task *t)
     if (t->op == OP_CALL) {
         size_t used = 0;
         lua_pushinteger(co, RES_OK);
+        if (!gg_lua_within(t->res_data, t->res_len, limits(ad)->max_decode_values)) {
+            snprintf(err, sizeof err, "more than %u values (limits.max_decode_values)",
+                     limits(ad)->max_decode_values);
+            goto bad;
+        }
         if (gg_lua_unpack(co, t->res_data, t->res_len, depth, GG_LUA_MARK, &used, err, sizeof err))
             goto bad;
         if (lua_isnil(co, -1)) {
@@ -1195,10 +1200,16 @@ static void on_idle(uv_idle_t *h)
 
 /* --- the service --------------------------------------------------------------------------- */
 
-/* Decode the params array onto co as separate values. Returns how many, or -1 with why. */
+/* Decode the params array onto co as separate values. Returns how many, -1 with why, or -2
+ * with why when the params hold more values than limits.max_decode_values (nothing decoded). */
 static int push_params(gg_adapter *ad, lua_State *co, const char *p, size_t len, char *err,
                        size_t errlen)
 {
+    uint32_t budget = limits(ad)->max_decode_values;
+    if (!gg_lua_within(p, len, budget)) {
+        snprintf(err, errlen, "params have more than %u values (limits.max_decode_values)", budget);
+        return -2;
+    }
     uint32_t n;
     size_t h;
     unsigned char b = len ? (unsigned char)p[0] : 0;
@@ -1247,6 +1258,11 @@ int gg_adapter_send(gg_service *svc, gg_call *call, const char *method, uint32_t
     lua_pushlstring(co, method, method_len);
     char err[200];
     int n = push_params(ad, co, params, params_len, err, sizeof err);
+    if (n == -2) {
+        task_free(t);
+        gg_call_fail(srv, call, GG_ERR_TOO_LARGE, "service '%s': %s", svc->name, err);
+        return 0;
+    }
     if (n < 0) {
         task_free(t);
         gg_call_fail(srv, call, GG_ERR_BAD_REQUEST, "service '%s': cannot decode params: %s",

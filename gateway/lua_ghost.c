@@ -27,6 +27,9 @@
  * checked against the connection's max_message/max_depth (defaults: the gateway's). */
 #define READ_MAX_MESSAGE ((size_t)64 << 20)
 #define READ_MAX_DEPTH   64
+/* Decoding budget of one params array or response (gg_lua_within): a peer's 64 MiB of empty
+ * arrays would otherwise become some 5 GB of Lua tables. */
+#define READ_MAX_VALUES  1000000
 #define MAX_CALLS        65536
 #define SEND_MAX_MESSAGE ((size_t)8 << 20)
 #define SEND_MAX_DEPTH   32
@@ -463,11 +466,13 @@ static void push_ref(lua_State *L, int ref, int owned)
     if (owned) luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
-/* Decode error then result from a response body into slots base+4, base+5. */
+/* Decode error then result from a response body into slots base+4, base+5. Returns 0, -1
+ * (undecodable) or -2 (over the decoding budget, nothing decoded). */
 static int push_response(lua_State *L, int t, int base, const char *p, size_t len)
 {
     char err[128];
     size_t used = 0;
+    if (!gg_lua_within(p, len, READ_MAX_VALUES)) return -2;
     if (gg_lua_unpack(L, p, len, READ_MAX_DEPTH, GG_LUA_MARK, &used, err, sizeof err)) return -1;
     set_slot(L, t, base + 4);
     if (gg_lua_unpack(L, p + used, len - used, READ_MAX_DEPTH, GG_LUA_MARK, NULL, err, sizeof err))
@@ -500,12 +505,16 @@ static int deliver(lua_State *L, ctx *x, int t)
             set_slot(L, t, base + 2);
             lua_pushnumber(L, r.id);
             set_slot(L, t, base + 3);
-            if (r.kind == EV_RESPONSE && push_response(L, t, base, pl, r.len)) {
+            int bad = r.kind == EV_RESPONSE ? push_response(L, t, base, pl, r.len) : 0;
+            if (bad) {
                 lua_pushinteger(L, EV_FAIL);
                 set_slot(L, t, base + 1);
                 lua_pushstring(L, fail_types[FT_BAD_RESPONSE]);
                 set_slot(L, t, base + 4);
-                lua_pushliteral(L, "undecodable response");
+                if (bad == -2)
+                    lua_pushfstring(L, "the response has more than %d values", READ_MAX_VALUES);
+                else
+                    lua_pushliteral(L, "undecodable response");
                 set_slot(L, t, base + 5);
             } else if (r.kind == EV_FAIL) {
                 lua_pushstring(L, fail_types[r.ftype]);
@@ -529,8 +538,12 @@ static int deliver(lua_State *L, ctx *x, int t)
             char err[128];
             const char *params = pl + r.mlen;
             size_t plen = r.len - r.mlen;
-            if (gg_lua_unpack(L, params, plen, READ_MAX_DEPTH, GG_LUA_MARK, NULL, err,
-                              sizeof err)) {
+            if (!gg_lua_within(params, plen, READ_MAX_VALUES)) {
+                lua_pushfstring(L, "params have more than %d values", READ_MAX_VALUES);
+                set_slot(L, t, base + 6);
+                lua_pushinteger(L, -2); /* over the budget: nothing decoded */
+            } else if (gg_lua_unpack(L, params, plen, READ_MAX_DEPTH, GG_LUA_MARK, NULL, err,
+                                     sizeof err)) {
                 lua_pushstring(L, err);
                 set_slot(L, t, base + 6);
                 lua_pushinteger(L, -1);
@@ -1241,6 +1254,11 @@ static int l_unpack(lua_State *L)
     size_t n, used = 0;
     const char *p = luaL_checklstring(L, 1, &n);
     char err[128];
+    if (!gg_lua_within(p, n, READ_MAX_VALUES)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "more than %d values", READ_MAX_VALUES);
+        return 2;
+    }
     if (gg_lua_unpack(L, p, n, READ_MAX_DEPTH, GG_LUA_MARK, &used, err, sizeof err)) {
         lua_pushnil(L);
         lua_pushstring(L, err);
@@ -1362,7 +1380,8 @@ int luaopen_ghost_core(lua_State *L)
                   {"EV_SIGNAL", EV_SIGNAL},
                   {"EV_STRIDE", EV_STRIDE},
                   {"SEND_MAX_MESSAGE", (int)SEND_MAX_MESSAGE},
-                  {"SEND_MAX_DEPTH", SEND_MAX_DEPTH}};
+                  {"SEND_MAX_DEPTH", SEND_MAX_DEPTH},
+                  {"READ_MAX_VALUES", READ_MAX_VALUES}};
     for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
         lua_pushinteger(L, consts[i].v);
         lua_setfield(L, -2, consts[i].name);

@@ -110,7 +110,9 @@ end
 local function on_request(srv, peer, msgid, method, params, n)
     srv.requests = srv.requests + 1
     srv.peers[peer] = true
-    if n < 0 then
+    if n == -2 then -- over ghost.core's decoding budget: nothing was decoded
+        return reply_error(peer, msgid, 413, "too_large", tostring(params))
+    elseif n < 0 then
         return reply_error(peer, msgid, 400, "bad_request", "undecodable params: " .. tostring(params))
     end
     if srv.closing then

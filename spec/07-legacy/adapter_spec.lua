@@ -254,6 +254,41 @@ describe("A Lua adapter", function()
     end)
 end)
 
+describe("A Lua adapter's decoding budget (limits.max_decode_values)", function()
+    after_each(h.cleanup)
+
+    it("refuses params over it with 413 too_large, before decoding them", function()
+        local f = setup(nil, { limits = { max_decode_values = 1000 } })
+        -- params [[[] x k]]: k + 2 values
+        local function empties(k) return { mp.raw("\221" .. string.char(0, 0, math.floor(k / 256), k % 256)
+            .. ("\144"):rep(k)) } end
+        local r, e = f.c:call("calc.same", empties(998))
+        assert.is_nil(e, e and e.message)
+        assert.equal(998, #r)
+        local _, err = f.c:call("calc.same", empties(999))
+        assert.same({ 413, "too_large",
+            "service 'calc': params have more than 1000 values (limits.max_decode_values)" },
+            { err.code, err.type, err.message })
+        -- the connection goes on
+        assert.equal(5, f.c:call("calc.add", { 2, 3 }))
+    end)
+
+    it("is 100000 values by default: 2 MiB of empty arrays cost nothing", function()
+        local f = setup()
+        local k = 2 * 1024 * 1024
+        local before = f.gw:rss_kb()
+        local params = { mp.raw("\221" .. string.char(0, 32, 0, 0) .. ("\144"):rep(k)) }
+        for _ = 1, 5 do
+            local _, err = f.c:call("calc.same", params)
+            assert.same({ 413, "too_large",
+                "service 'calc': params have more than 100000 values (limits.max_decode_values)" },
+                { err.code, err.type, err.message })
+        end
+        -- decoded, each would have been some 160 MB of Lua tables
+        assert.is_true(f.gw:rss_kb() - before < 64 * 1024, "RSS grew")
+    end)
+end)
+
 describe("Loading adapters", function()
     after_each(h.cleanup)
 

@@ -139,6 +139,31 @@ static void test_unpack_marks(void)
     UNIT_EQ_INT(lua_gettop(L), 0);
 }
 
+/* The decoding budget counts every value, keys and containers included, from the bytes. */
+static void test_within(void)
+{
+    static const char four[] = "\x92\x90\x91\xc0"; /* [[], [nil]]: 4 values */
+    UNIT_CHECK(gg_lua_within(four, 4, 4));
+    UNIT_CHECK(!gg_lua_within(four, 4, 3));
+    static const char map[] = "\x81\xa1\x61\xcd\x01\x00"; /* {a: 256}: 3 values in 6 bytes */
+    UNIT_CHECK(gg_lua_within(map, 6, 3));
+    UNIT_CHECK(!gg_lua_within(map, 6, 2));
+    static const char str[] = "\xd9\x05hello\x90"; /* a str8 is one value; what follows is not */
+    UNIT_CHECK(gg_lua_within(str, 7, 1));
+    /* a count that lies beyond the bytes ends the walk at the end of the bytes */
+    static const char liar[] = "\xdd\xff\xff\xff\xff\x90\x90";
+    UNIT_CHECK(gg_lua_within(liar, 7, 3));
+    UNIT_CHECK(!gg_lua_within(liar, 7, 2));
+    size_t n = 1 << 16;
+    char *many = malloc(n + 5);
+    UNIT_CHECK(many != NULL);
+    memcpy(many, "\xdd\x00\x01\x00\x00", 5);
+    memset(many + 5, 0x90, n); /* [[], [], ...]: 65537 values */
+    UNIT_CHECK(gg_lua_within(many, n + 5, n + 1));
+    UNIT_CHECK(!gg_lua_within(many, n + 5, n));
+    free(many);
+}
+
 int main(void)
 {
     L = luaL_newstate();
@@ -153,6 +178,7 @@ int main(void)
     UNIT_RUN(test_tables);
     UNIT_RUN(test_refusals);
     UNIT_RUN(test_unpack_marks);
+    UNIT_RUN(test_within);
     lua_close(L);
     return unit_summary();
 }

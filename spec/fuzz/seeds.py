@@ -155,6 +155,9 @@ def main():
         write("lua_msgpack", name, b"\x1f" + v)
     write("lua_msgpack", "marked_bins", b"\x9f" + VALUES["bins"])
     write("lua_msgpack", "marked_empty_map", b"\x9f" + pk([{}, {"a": {}}]))
+    # the decoding budget's walk (gg_lua_within): many one-byte values, a lying count
+    write("lua_msgpack", "budget_empties", b"\x9f" + b"\xdd" + struct.pack(">I", 4096) + b"\x90" * 4096)
+    write("lua_msgpack", "budget_liar", b"\x9f" + b"\xdf\xff\xff\xff\xff" + b"\xc0" * 64)
     write("json_mp", "depth0_scalar", b"\x00" + pk("x"))
     write("json_mp", "depth1_nested", b"\x01" + pk([[1]]))
     for name, text in JSON_TEXTS.items():
