@@ -1437,6 +1437,8 @@ int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
         lua_pushcclosure(L, r->func, 1);
         lua_setfield(L, -2, r->name);
     }
+    gg_lua_push_null(L);
+    lua_setfield(L, -2, "null");
     /* The file is code: the watchdog covers it like a config file. */
     gg_watchdog_enter(&srv->wd, svc->name, "adapter_load", ad->file);
     srv->wd.current = 1;

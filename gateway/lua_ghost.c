@@ -542,8 +542,8 @@ static int deliver(lua_State *L, ctx *x, int t)
                 lua_pushfstring(L, "params have more than %d values", READ_MAX_VALUES);
                 set_slot(L, t, base + 6);
                 lua_pushinteger(L, -2); /* over the budget: nothing decoded */
-            } else if (gg_lua_unpack(L, params, plen, READ_MAX_DEPTH, GG_LUA_MARK, NULL, err,
-                                     sizeof err)) {
+            } else if (gg_lua_unpack(L, params, plen, READ_MAX_DEPTH, GG_LUA_MARK | GG_LUA_ARGS,
+                                     NULL, err, sizeof err)) {
                 lua_pushstring(L, err);
                 set_slot(L, t, base + 6);
                 lua_pushinteger(L, -1);
@@ -1386,5 +1386,7 @@ int luaopen_ghost_core(lua_State *L)
         lua_pushinteger(L, consts[i].v);
         lua_setfield(L, -2, consts[i].name);
     }
+    gg_lua_push_null(L);
+    lua_setfield(L, -2, "null");
     return 1;
 }

@@ -45,6 +45,7 @@
  *   core.signals(on)                      SIGINT/SIGTERM become EV_SIGNAL events
  *   core.now() -> seconds (monotonic)     core.pid() -> this process's id
  *   core.bin(s), core.is_bin(v), core.map(t), core.pack(v) -> bytes, core.unpack(bytes)
+ *   core.null                             ghost.null (lua_msgpack.h)
  * Params and responses with more than core.READ_MAX_VALUES values are not decoded: nparams
  * -2 with a message in params, or EV_FAIL bad_response. */
 #ifndef GG_LUA_GHOST_H

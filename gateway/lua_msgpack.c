@@ -104,12 +104,20 @@ const char *gg_lua_tobin(lua_State *L, int idx, size_t *len)
     return b->data;
 }
 
+/* ---- ghost.null ------------------------------------------------------------------------- */
+
+void gg_lua_push_null(lua_State *L)
+{
+    lua_pushlightuserdata(L, NULL);
+}
+
 /* ---- decoding --------------------------------------------------------------------------- */
 
 typedef struct dec {
     const uint8_t *p, *end;
     unsigned flags;
     unsigned depth_left;
+    unsigned null_below; /* depth_left below this: nil is ghost.null (GG_LUA_MARK) */
 } dec;
 
 static inline uint16_t be16(const uint8_t *p)
@@ -215,7 +223,10 @@ static int dec_value(lua_State *L, dec *d)
     if ((c & 0xe0) == 0xa0) return dec_bytes(L, d, c & 0x1f, 0);
     switch (c) {
     case 0xc0:
-        lua_pushnil(L);
+        if ((d->flags & GG_LUA_MARK) && d->depth_left < d->null_below)
+            gg_lua_push_null(L); /* keeps its place in an array, its key in a map */
+        else
+            lua_pushnil(L);
         return 0;
     case 0xc2:
         lua_pushboolean(L, 0);
@@ -316,7 +327,8 @@ int gg_lua_unpack(lua_State *L, const char *data, size_t len, unsigned max_depth
         return -1;
     }
     int top = lua_gettop(L);
-    dec d = {(const uint8_t *)data, (const uint8_t *)data + st.msg.size, flags, max_depth};
+    dec d = {(const uint8_t *)data, (const uint8_t *)data + st.msg.size, flags, max_depth,
+             (flags & GG_LUA_ARGS) && max_depth ? max_depth - 1 : max_depth};
     if (dec_value(L, &d)) {
         lua_settop(L, top);
         snprintf(err, errlen, "malformed MessagePack");
@@ -550,6 +562,10 @@ static int enc_value(enc *e, int idx)
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         rc = msgpack_pack_nil(e->pk);
+        break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) != NULL) return fail(e, "cannot encode a %s", "light userdata");
+        rc = msgpack_pack_nil(e->pk); /* ghost.null */
         break;
     case LUA_TBOOLEAN:
         rc = lua_toboolean(L, idx) ? msgpack_pack_true(e->pk) : msgpack_pack_false(e->pk);

@@ -49,6 +49,10 @@ _M.bin = core.bin
 _M.is_bin = core.is_bin
 --- ghost.map(t): t is sent as a map even when empty (an empty table is sent as an array).
 _M.map = core.map
+--- ghost.null: MessagePack nil inside arrays and maps (received nils there are ghost.null;
+-- ghost.null is sent as nil), so that {1, ghost.null, 3} keeps its length. The same value as
+-- cjson.null.
+_M.null = core.null
 
 --- ghost.error(type, message [, code]): an error object (a handler may raise one).
 function _M.error(typ, message, code)

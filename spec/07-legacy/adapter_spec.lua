@@ -254,6 +254,42 @@ describe("A Lua adapter", function()
     end)
 end)
 
+describe("A Lua adapter's values", function()
+    after_each(h.cleanup)
+
+    local function hex(s) return (s:gsub(".", function(x) return ("%02x"):format(x:byte()) end)) end
+
+    -- The raw result of calc.same(v) for v given as MessagePack bytes.
+    local function same(c, bytes)
+        local id = assert(c:request("calc.same", { mp.raw(bytes) }))
+        local r = assert(c:wait_response(id))
+        assert.is_nil(r.error)
+        return r.raw_result
+    end
+
+    it("keep nil inside arrays (start, middle, end) and maps: null, and back as nil", function()
+        local f = setup()
+        for _, want in ipairs({ "93c001c0", "92c0c0", "9301c0c0", "9491c0c09190c0", "81a161c0",
+            "9181a16291c0" }) do
+            local bytes = want:gsub("..", function(x) return string.char(tonumber(x, 16)) end)
+            assert.equal(want, hex(same(f.c, bytes)))
+        end
+        -- {a: 1, b: [true, nil]}: a map of two, in either order
+        local back = hex(same(f.c, "\130\161a\001\161b\146\195\192"))
+        assert.is_true(back == "82a16101a16292c3c0" or back == "82a16292c3c0a16101", back)
+        -- built with the `null` global; the gateway's JSON mapping has it as JSON null
+        local id = assert(f.c:request("calc.nulls", {}))
+        assert.equal("93c081a161c0c0", hex(assert(f.c:wait_response(id)).raw_result))
+        local j = assert(f.c:call("calc.json", { { 1, mp.null, mp.map({ k = mp.null }) } }))
+        assert.equal('[1,null,{"k":null}]', j.text)
+        -- a nil argument is nil (not null): the adapter returns it as the result, nil
+        id = assert(f.c:request("calc.same", { mp.null }))
+        local r = assert(f.c:wait_response(id))
+        assert.is_nil(r.error)
+        assert.equal("c0", hex(r.raw_result))
+    end)
+end)
+
 describe("A Lua adapter's decoding budget (limits.max_decode_values)", function()
     after_each(h.cleanup)
 

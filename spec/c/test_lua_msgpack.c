@@ -139,6 +139,32 @@ static void test_unpack_marks(void)
     UNIT_EQ_INT(lua_gettop(L), 0);
 }
 
+/* ghost.null: nil inside arrays and maps keeps its place when marked; nil at the top stays nil;
+ * ghost.null packs as nil, so {1, ghost.null, 3} keeps its length. */
+static void test_null(void)
+{
+    UNIT_EQ_STR(pack_expr("ghost.null"), "c0");
+    UNIT_EQ_STR(pack_expr("{ghost.null, 1, ghost.null}"), "93c001c0");
+    UNIT_EQ_STR(pack_expr("{1, ghost.null, 3}"), "9301c003");
+    UNIT_EQ_STR(pack_expr("{a = ghost.null}"), "81a161c0");
+    UNIT_EQ_STR(pack_expr("{{ghost.null}}"), "9191c0");
+    pack_expr("{ debug.upvalueid(print, 1) }"); /* other light userdata: refused */
+    UNIT_CHECK(strncmp(err, "cannot encode a", 15) == 0);
+    UNIT_EQ_INT(unpack_hex("93c001c0", GG_LUA_MARK), 0);
+    UNIT_CHECK(check_value("#v == 3 and v[1] == ghost.null and v[2] == 1 and v[3] == ghost.null"));
+    UNIT_EQ_INT(unpack_hex("82a161c0a16291c0", GG_LUA_MARK), 0);
+    UNIT_CHECK(check_value("v.a == ghost.null and #v.b == 1 and v.b[1] == ghost.null"));
+    UNIT_EQ_INT(unpack_hex("c0", GG_LUA_MARK), 0);
+    UNIT_CHECK(check_value("v == nil"));
+    UNIT_EQ_INT(unpack_hex("81c001", GG_LUA_MARK), 0); /* a nil key is still dropped */
+    UNIT_CHECK(check_value("next(v) == nil"));
+    /* an argument list: a nil argument stays nil, a nil inside one is ghost.null */
+    UNIT_EQ_INT(unpack_hex("92c091c0", GG_LUA_MARK | GG_LUA_ARGS), 0);
+    UNIT_CHECK(check_value("v[1] == nil and v[2][1] == ghost.null"));
+    UNIT_EQ_INT(unpack_hex("93c001c0", 0), 0); /* unmarked: holes, as before */
+    UNIT_CHECK(check_value("v[1] == nil and v[3] == nil"));
+}
+
 /* The decoding budget counts every value, keys and containers included, from the bytes. */
 static void test_within(void)
 {
@@ -178,6 +204,7 @@ int main(void)
     UNIT_RUN(test_tables);
     UNIT_RUN(test_refusals);
     UNIT_RUN(test_unpack_marks);
+    UNIT_RUN(test_null);
     UNIT_RUN(test_within);
     lua_close(L);
     return unit_summary();

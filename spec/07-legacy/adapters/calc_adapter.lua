@@ -35,6 +35,7 @@ function calc.bin(b) return { is_bin = is_bin(b), len = #b, back = b } end
 function calc.json(v) return { text = json.encode(v), back = json.decode(json.encode(v)) } end
 function calc.decode(s) return { json.decode(s) } end
 function calc.same(v) return v end
+function calc.nulls() return { null, { a = null }, null } end
 
 function calc.fetch(url, timeout)
     local res, err = http.request { url = url, timeout = timeout }
