@@ -344,23 +344,21 @@ int gg_lua_push_msgpack(lua_State *L, const char *data, size_t len, unsigned max
     return gg_lua_unpack(L, data, len, max_depth, 0, NULL, err, errlen);
 }
 
-/* The bytes after the first byte c of a value that are not values themselves (lengths,
- * payloads), and in *elems the values it contains (2 per map pair). p points after c; avail
- * bytes are there. */
-static size_t value_extent(uint8_t c, const uint8_t *p, size_t avail, uint64_t *elems)
+/* The bytes after the first byte c of a value that are not values themselves: lengths,
+ * payloads (an array's or a map's elements are values, with headers of their own). p points
+ * after c; avail bytes are there. */
+static size_t value_extent(uint8_t c, const uint8_t *p, size_t avail)
 {
-    *elems = 0;
-    if (c <= 0x7f || c >= 0xe0) return 0;
-    if ((c & 0xf0) == 0x80) return *elems = 2u * (c & 0x0f), 0;
-    if ((c & 0xf0) == 0x90) return *elems = c & 0x0f, 0;
+    if (c <= 0x7f || c >= 0xe0 || (c & 0xe0) == 0x80) return 0; /* fixint, fixmap, fixarray */
     if ((c & 0xe0) == 0xa0) return c & 0x1f;
     static const uint8_t fixed[] = {[0xca - 0xc0] = 4, [0xcb - 0xc0] = 8, [0xcc - 0xc0] = 1,
                                     [0xcd - 0xc0] = 2, [0xce - 0xc0] = 4, [0xcf - 0xc0] = 8,
                                     [0xd0 - 0xc0] = 1, [0xd1 - 0xc0] = 2, [0xd2 - 0xc0] = 4,
                                     [0xd3 - 0xc0] = 8, [0xd4 - 0xc0] = 2, [0xd5 - 0xc0] = 3,
                                     [0xd6 - 0xc0] = 5, [0xd7 - 0xc0] = 9, [0xd8 - 0xc0] = 17};
-    /* Length fields: 1, 2 or 4 bytes; ext adds its type byte. */
-    size_t lw = 0, extra = 0, count_mul = 0;
+    /* Length fields: 1, 2 or 4 bytes; ext adds its type byte; array and map counts are not
+     * lengths. */
+    size_t lw = 0, extra = 0, count = 0;
     switch (c) {
     case 0xc4:
     case 0xd9:
@@ -384,43 +382,34 @@ static size_t value_extent(uint8_t c, const uint8_t *p, size_t avail, uint64_t *
         lw = 4, extra = 1;
         break;
     case 0xdc:
-        lw = 2, count_mul = 1;
+    case 0xde:
+        lw = 2, count = 1;
         break;
     case 0xdd:
-        lw = 4, count_mul = 1;
-        break;
-    case 0xde:
-        lw = 2, count_mul = 2;
-        break;
     case 0xdf:
-        lw = 4, count_mul = 2;
+        lw = 4, count = 1;
         break;
     default:
         return fixed[c - 0xc0]; /* nil, bool, numbers, fixext; 0xc1 counts as 1 byte */
     }
     if (avail < lw) return avail + 1; /* truncated: ends the walk */
+    if (count) return lw;
     uint64_t v = lw == 1 ? p[0] : lw == 2 ? be16(p) : be32(p);
-    if (count_mul) {
-        *elems = v * count_mul;
-        return lw;
-    }
     return lw + extra + v;
 }
 
 int gg_lua_within(const char *data, size_t len, size_t max_values)
 {
     if (len <= max_values) return 1;
+    /* Every header is one value, whatever it contains: count headers to the end. */
     const uint8_t *p = (const uint8_t *)data, *end = p + len;
-    uint64_t pending = 1, seen = 0;
-    while (pending && p < end) {
-        pending--;
+    size_t seen = 0;
+    while (p < end) {
         if (++seen > max_values) return 0;
         uint8_t c = *p++;
-        uint64_t elems;
-        size_t skip = value_extent(c, p, (size_t)(end - p), &elems);
+        size_t skip = value_extent(c, p, (size_t)(end - p));
         if (skip > (size_t)(end - p)) break;
         p += skip;
-        pending += elems;
     }
     return 1;
 }

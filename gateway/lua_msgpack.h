@@ -57,8 +57,9 @@ int gg_lua_unpack(lua_State *L, const char *data, size_t len, unsigned max_depth
  * caller's to discard. */
 int gg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int max_depth, char *err, size_t errlen);
 
-/* Whether the one MessagePack value at data[0..len) holds at most max_values values (every
- * array, map, key, string, number, ... counts one). This is the decoding budget: Lua tables
+/* Whether the MessagePack values at data[0..len) (one, or several one after another, such as
+ * a response's error and result) hold at most max_values values (every array, map, key,
+ * string, number, ... counts one). This is the decoding budget: Lua tables
  * cost about 80 times the bytes of an empty MessagePack array, so a caller refuses a value
  * before decoding it, not after. Allocation-free, one walk over the bytes, none at all when
  * len <= max_values (every value takes at least one byte). Never reads past len: bytes that

@@ -19,7 +19,7 @@ local pcall, type, error = pcall, type, error
 local _M = { _VERSION = "0.1.0" }
 
 --- ghost.connect(addr, opts) -> gw | nil, err. opts: token, timeout (seconds per call, 30),
--- connect_timeout, try (calls return nil, err), max_message, max_depth.
+-- connect_timeout, try (calls return nil, err), max_message, max_depth, max_values.
 _M.connect = client.connect
 
 --- ghost.spawn(fn, ...) -> task: run fn(...) concurrently (it starts now, until it waits).

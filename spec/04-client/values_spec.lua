@@ -83,18 +83,57 @@ describe("Values keep their shape through Lua", function()
 end)
 
 describe("The Lua library's decoding budget", function()
-    after_each(h.cleanup)
+    local gw
 
-    it("refuses params of more than core.READ_MAX_VALUES values with 413 too_large, undecoded", function()
+    after_each(function()
+        if gw then gw:close() end
+        gw = nil
+        h.cleanup()
+    end)
+
+    it("refuses params of more than 1,000,000 values with 413 too_large by default, undecoded", function()
         local backend = assert(h.start_backend(DEMO, { "tcp://127.0.0.1:0" }))
         local c = assert(h.client(backend.addr))
         -- params [[] x 1000000]: 1000001 values
         local params = mp.raw("\221\0\15\66\64" .. ("\144"):rep(1000000))
         local id = assert(c:send_raw(mp.encode({ 0, 7, "echo", params })) and 7)
         local r = assert(c:wait_response(id, h.timeout(20)))
-        assert.same({ code = 413, type = "too_large", message = "params have more than 1000000 values" },
-            r.error)
+        assert.same({ code = 413, type = "too_large",
+            message = "params have more than 1000000 values (max_values)" }, r.error)
         -- the connection goes on
         assert.equal("hi", (c:call("echo", { "hi" })))
+        h.ghost() -- ghost.core on the path: the default is exported from C
+        assert.equal(1000000, require("ghost.core").READ_MAX_VALUES)
+    end)
+
+    it("is max_values of ghost.serve (params) and of ghost.connect (responses)", function()
+        local backend = assert(h.start_backend([[
+            local ghost = require "ghost"
+            local t = {}
+            function t.echo(v) return v end
+            function t.count(n) local out = {} for i = 1, n do out[i] = i end return out end
+            ghost.serve(t, arg[1], { max_values = 10 })
+        ]], { "tcp://127.0.0.1:0" }))
+        local c = assert(h.client(backend.addr))
+        -- params [[1 .. k]]: k + 2 values
+        local function ints(k) local t = {} for i = 1, k do t[i] = i end return { t } end
+        assert.equal(8, #assert(c:call("echo", ints(8))))
+        local _, err = c:call("echo", ints(9))
+        assert.same({ code = 413, type = "too_large",
+            message = "params have more than 10 values (max_values)" }, err)
+        -- a notification over it is dropped; the connection goes on
+        assert(c:notify("echo", ints(9)))
+        assert.equal("hi", (c:call("echo", { "hi" })))
+
+        local ghost = h.ghost()
+        gw = assert(ghost.connect(backend.addr, { max_values = 6 }))
+        -- a response [1, nil, [1 .. k]]: the error and the result, k + 2 values
+        assert.same({ 1, 2, 3, 4 }, gw:call("count", 4))
+        local t = gw:try()
+        local r, e = t:call("count", 5)
+        assert.is_nil(r)
+        assert.same({ 502, "bad_response", "the response has more than 6 values (max_values)" },
+            { e.code, e.type, e.message })
+        assert.same({ 1 }, gw:call("count", 1)) -- the connection goes on
     end)
 end)

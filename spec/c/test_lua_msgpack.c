@@ -174,8 +174,9 @@ static void test_within(void)
     static const char map[] = "\x81\xa1\x61\xcd\x01\x00"; /* {a: 256}: 3 values in 6 bytes */
     UNIT_CHECK(gg_lua_within(map, 6, 3));
     UNIT_CHECK(!gg_lua_within(map, 6, 2));
-    static const char str[] = "\xd9\x05hello\x90"; /* a str8 is one value; what follows is not */
-    UNIT_CHECK(gg_lua_within(str, 7, 1));
+    static const char str[] = "\xd9\x05hello\x90"; /* a str8 is one value, [] is another */
+    UNIT_CHECK(gg_lua_within(str, 8, 2));
+    UNIT_CHECK(!gg_lua_within(str, 8, 1));
     /* a count that lies beyond the bytes ends the walk at the end of the bytes */
     static const char liar[] = "\xdd\xff\xff\xff\xff\x90\x90";
     UNIT_CHECK(gg_lua_within(liar, 7, 3));
