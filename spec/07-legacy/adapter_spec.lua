@@ -309,6 +309,16 @@ describe("A Lua adapter's decoding budget (limits.max_decode_values)", function(
         assert.equal(5, f.c:call("calc.add", { 2, 3 }))
     end)
 
+    it("refuses an upstream.call result over it: upstream_unavailable, nothing decoded", function()
+        local f = setup(nil, { limits = { max_decode_values = 1000 } })
+        -- the response [1, id, nil, [1 .. k]]: its error and result are k + 2 values
+        assert.equal(998, f.c:call("calc.echo_ints", { 998 }))
+        local _, err = f.c:call("calc.echo_ints", { 999 })
+        assert.same({ 502, "upstream_unavailable",
+            "demo.echo: the answer cannot be decoded: more than 1000 values (limits.max_decode_values)" },
+            { err.code, err.type, err.message })
+    end)
+
     it("is 100000 values by default: 2 MiB of empty arrays cost nothing", function()
         local f = setup()
         local k = 2 * 1024 * 1024
