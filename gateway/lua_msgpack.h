@@ -59,9 +59,9 @@ int gg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int max_depth, char *
 
 /* Whether the MessagePack values at data[0..len) (one, or several one after another, such as
  * a response's error and result) hold at most max_values values (every array, map, key,
- * string, number, ... counts one). This is the decoding budget: Lua tables
- * cost about 80 times the bytes of an empty MessagePack array, so a caller refuses a value
- * before decoding it, not after. Allocation-free, one walk over the bytes, none at all when
+ * string, number, ... counts one). This is the decoding budget: a Lua table costs about 80
+ * times the one byte of an empty MessagePack array, so a caller refuses a value before
+ * decoding it, not after. Allocation-free, one walk over the bytes, none at all when
  * len <= max_values (every value takes at least one byte). Never reads past len: bytes that
  * are not MessagePack count as what they claim up to where they end. */
 int gg_lua_within(const char *data, size_t len, size_t max_values);
