@@ -11,7 +11,7 @@ exclude_files = { "build/**" }
 files["spec/**/*_spec.lua"] = { std = "+busted" }
 
 -- Lua adapters (docs/legacy.md) run with these globals given by the gateway.
-local adapter_globals = { "upstream", "http", "json", "log", "bin", "is_bin", "map", "service" }
+local adapter_globals = { "upstream", "http", "json", "log", "bin", "is_bin", "map", "null", "service" }
 files["deploy/examples/*_adapter.lua"] = { read_globals = adapter_globals }
 files["spec/07-legacy/adapters/*.lua"] = { read_globals = adapter_globals }
 -- Example configs use the policy constructors the config environment gives.

@@ -624,6 +624,11 @@ static int push_outcome(ad_task *t)
     if (t->op == OP_CALL) {
         size_t used = 0;
         lua_pushinteger(co, RES_OK);
+        if (!gg_lua_within(t->res_data, t->res_len, limits(ad)->max_decode_values)) {
+            snprintf(err, sizeof err, "more than %u values (limits.max_decode_values)",
+                     limits(ad)->max_decode_values);
+            goto bad;
+        }
         if (gg_lua_unpack(co, t->res_data, t->res_len, depth, GG_LUA_MARK, &used, err, sizeof err))
             goto bad;
         if (lua_isnil(co, -1)) {
@@ -1253,10 +1258,16 @@ static void on_idle(uv_idle_t *h)
 
 /* --- the service --------------------------------------------------------------------------- */
 
-/* Decode the params array onto co as separate values. Returns how many, or -1 with why. */
+/* Decode the params array onto co as separate values. Returns how many, -1 with why, or -2
+ * with why when the params hold more values than limits.max_decode_values (nothing decoded). */
 static int push_params(gg_adapter *ad, lua_State *co, const char *p, size_t len, char *err,
                        size_t errlen)
 {
+    uint32_t budget = limits(ad)->max_decode_values;
+    if (!gg_lua_within(p, len, budget)) {
+        snprintf(err, errlen, "params have more than %u values (limits.max_decode_values)", budget);
+        return -2;
+    }
     uint32_t n;
     size_t h;
     unsigned char b = len ? (unsigned char)p[0] : 0;
@@ -1294,7 +1305,7 @@ typedef struct send_arg {
     const char *method, *params;
     size_t method_len, params_len;
     char err[200];
-    int bad; /* the params do not decode: answered 400, nothing runs */
+    int bad; /* push_params' -1 (answered 400) or -2 (over the budget, 413): nothing runs */
 } send_arg;
 
 /* On the task's new coroutine, protected: run, its module, the method and the params; what
@@ -1306,8 +1317,9 @@ static int send_fn(lua_State *co, void *ud)
     lua_rawgeti(co, LUA_REGISTRYINDEX, ad->run_ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, ad->mod_ref);
     lua_pushlstring(co, a->method, a->method_len);
-    if (push_params(ad, co, a->params, a->params_len, a->err, sizeof a->err) < 0) {
-        a->bad = 1;
+    int n = push_params(ad, co, a->params, a->params_len, a->err, sizeof a->err);
+    if (n < 0) {
+        a->bad = n;
         return 0;
     }
     return lua_gettop(co);
@@ -1327,6 +1339,11 @@ int gg_adapter_send(gg_service *svc, gg_call *call, const char *method, uint32_t
     send_arg a = {.t = t, .method = method, .method_len = method_len, .params = params,
                   .params_len = params_len};
     int rc = gg_lua_protect(co, send_fn, &a, 0, LUA_MULTRET);
+    if (!rc && a.bad == -2) {
+        task_free(t);
+        gg_call_fail(srv, call, GG_ERR_TOO_LARGE, "service '%s': %s", svc->name, a.err);
+        return 0;
+    }
     if (rc || a.bad) {
         if (rc) snprintf(a.err, sizeof a.err, "%s", rc == GG_LUA_ENOMEM ? "not enough memory" : "?");
         task_free(t);
@@ -1494,6 +1511,8 @@ static int open_fn(lua_State *L, void *ud)
         lua_pushcclosure(L, r->func, 1);
         lua_setfield(L, -2, r->name);
     }
+    gg_lua_push_null(L);
+    lua_setfield(L, -2, "null");
     lua_call(L, 3, 2);
     return 2;
 }

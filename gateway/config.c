@@ -50,6 +50,7 @@ static int read_limits(lua_State *L, int idx, gg_limits *l)
     int t = lua_gettop(L);
     l->max_message_size = (size_t)num_field(L, t, "max_message_size");
     l->max_depth = (uint32_t)num_field(L, t, "max_depth");
+    l->max_decode_values = (uint32_t)num_field(L, t, "max_decode_values");
     l->max_inflight_per_client = (uint32_t)num_field(L, t, "max_inflight_per_client");
     l->max_clients = (uint32_t)num_field(L, t, "max_clients");
     l->max_calls = (uint32_t)num_field(L, t, "max_calls");

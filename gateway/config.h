@@ -11,6 +11,7 @@
 typedef struct gg_limits {
     size_t max_message_size;
     uint32_t max_depth;
+    uint32_t max_decode_values; /* values a Lua adapter decodes from one params or result */
     uint32_t max_inflight_per_client;
     uint32_t max_clients;
     uint32_t max_calls;

@@ -27,6 +27,10 @@
  * checked against the connection's max_message/max_depth (defaults: the gateway's). */
 #define READ_MAX_MESSAGE ((size_t)64 << 20)
 #define READ_MAX_DEPTH   64
+/* Default decoding budget of one params array or response (gg_lua_within), per connection
+ * (max_values): a peer's 64 MiB of empty arrays would otherwise become some 5 GB of Lua
+ * tables. Checked when a message arrives, so what is queued always decodes within it. */
+#define READ_MAX_VALUES  1000000
 #define MAX_CALLS        65536
 #define SEND_MAX_MESSAGE ((size_t)8 << 20)
 #define SEND_MAX_DEPTH   32
@@ -92,6 +96,7 @@ typedef struct conn {
     int ref, owner_ref; /* peer: its userdata and its server's Lua object, held while open */
     size_t max_message;
     int max_depth;
+    size_t max_values; /* decoding budget of what arrives (params, responses) */
     char addr[160];
 } conn;
 
@@ -112,6 +117,7 @@ typedef struct listener {
     int owner_ref;
     int is_unix;
     size_t max_message;
+    size_t max_values;
     char path[108];
     char addr[160];
 } listener;
@@ -244,6 +250,13 @@ static void peer_message(conn *c, const char *msg, const gg_msg *m)
 {
     if (m->type == GG_RESPONSE) return; /* we never send requests to our clients */
     if (c->ref == LUA_NOREF) return;    /* not registered (out of memory at accept) */
+    if (!gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
+        /* Refused before any Lua table is built; the handler does not run. */
+        if (m->type == GG_REQUEST)
+            gg_reply_error(&c->st, m->msgid, GG_ERR_TOO_LARGE,
+                           "params have more than %zu values (max_values)", c->max_values);
+        return;
+    }
     ev_rec r = {.kind = m->type == GG_REQUEST ? EV_REQUEST : EV_NOTIFY,
                 .ref = c->ref,
                 .ref2 = c->owner_ref,
@@ -278,8 +291,15 @@ static void conn_on_message(gg_stream *s, const char *msg, const gg_msg *m)
     if (m->type == GG_RESPONSE) {
         gg_call *call = gg_call_find(&x->lp.calls, m->msgid);
         if (!call || call->data != c || call == c->connect_call) return; /* late: dropped */
-        ev_rec r = {.kind = EV_RESPONSE, .ref = call->ref, .id = call->id};
-        queue_event(x, &r, msg + m->body_off, m->size - m->body_off, NULL, 0);
+        if (gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
+            ev_rec r = {.kind = EV_RESPONSE, .ref = call->ref, .id = call->id};
+            queue_event(x, &r, msg + m->body_off, m->size - m->body_off, NULL, 0);
+        } else {
+            char why[100];
+            snprintf(why, sizeof why, "the response has more than %zu values (max_values)",
+                     c->max_values);
+            queue_fail(x, call, FT_BAD_RESPONSE, why);
+        }
         call_end(x, call);
     } else if (m->type == GG_REQUEST) {
         gg_reply_error(s, m->msgid, GG_ERR_NOT_SUPPORTED, "this client does not serve requests");
@@ -356,6 +376,7 @@ static conn *conn_new(ctx *x)
     c->ref = c->owner_ref = LUA_NOREF;
     c->max_message = SEND_MAX_MESSAGE;
     c->max_depth = SEND_MAX_DEPTH;
+    c->max_values = READ_MAX_VALUES;
     c->next = x->conns;
     if (x->conns) x->conns->prev = c;
     x->conns = c;
@@ -529,7 +550,7 @@ static int deliver(lua_State *L, ctx *x, int t)
             char err[128];
             const char *params = pl + r.mlen;
             size_t plen = r.len - r.mlen;
-            if (gg_lua_unpack(L, params, plen, READ_MAX_DEPTH, GG_LUA_MARK, NULL, err,
+            if (gg_lua_unpack(L, params, plen, READ_MAX_DEPTH, GG_LUA_MARK | GG_LUA_ARGS, NULL, err,
                               sizeof err)) {
                 lua_pushstring(L, err);
                 set_slot(L, t, base + 6);
@@ -862,15 +883,16 @@ static conn_box *new_box(lua_State *L, conn *c)
     return b;
 }
 
-/* core.connect(addr, waiter?, timeout_ms?, max_message?, max_depth?) -> conn, id */
+/* core.connect(addr, waiter?, timeout_ms?, max_message?, max_depth?, max_values?) -> conn, id */
 static int l_connect(lua_State *L)
 {
     ctx *x = ctx_get(L);
-    lua_settop(L, 5);
+    lua_settop(L, 6);
     const char *addr = luaL_checkstring(L, 1);
     lua_Number tmo = luaL_optnumber(L, 3, 0);
     lua_Number maxm = luaL_optnumber(L, 4, (lua_Number)SEND_MAX_MESSAGE);
     int maxd = (int)luaL_optinteger(L, 5, SEND_MAX_DEPTH);
+    lua_Number maxv = luaL_optnumber(L, 6, READ_MAX_VALUES);
     gg_addr a;
     char err[256];
     if (gg_addr_parse(addr, &a, err, sizeof err)) return fail3(L, "connection_failed", "%s", err);
@@ -878,6 +900,7 @@ static int l_connect(lua_State *L)
     if (!c) return fail3(L, "connection_failed", "out of memory");
     c->max_message = maxm > 0 ? (size_t)maxm : SEND_MAX_MESSAGE;
     c->max_depth = maxd < 3 ? 3 : maxd > GG_DEPTH_CAP ? GG_DEPTH_CAP : maxd;
+    c->max_values = maxv >= 1 ? (size_t)maxv : READ_MAX_VALUES;
     snprintf(c->addr, sizeof c->addr, "%s", a.text);
     c->state = ST_CONNECTING;
     new_box(L, c);
@@ -952,6 +975,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->state = ST_OPEN;
     c->max_message = l->max_message;
     c->max_depth = GG_DEPTH_CAP;
+    c->max_values = l->max_values;
     if (l->is_unix)
         uv_pipe_init(&x->uv, &c->st.io.pipe, 0);
     else
@@ -980,13 +1004,14 @@ static void on_connection(uv_stream_t *server, int status)
 }
 
 
-/* core.listen(addr, owner, max_message?) -> listener, bound address */
+/* core.listen(addr, owner, max_message?, max_values?) -> listener, bound address */
 static int l_listen(lua_State *L)
 {
     ctx *x = ctx_get(L);
     const char *addr = luaL_checkstring(L, 1);
     luaL_checkany(L, 2);
     lua_Number maxm = luaL_optnumber(L, 3, (lua_Number)SEND_MAX_MESSAGE);
+    lua_Number maxv = luaL_optnumber(L, 4, READ_MAX_VALUES);
     gg_addr a;
     char err[300];
     if (gg_addr_parse(addr, &a, err, sizeof err)) return fail3(L, "listen", "%s", err);
@@ -996,6 +1021,7 @@ static int l_listen(lua_State *L)
     if (!l) return fail3(L, "listen", "out of memory");
     l->x = x;
     l->max_message = maxm > 0 ? (size_t)maxm : SEND_MAX_MESSAGE;
+    l->max_values = maxv >= 1 ? (size_t)maxv : READ_MAX_VALUES;
     l->io.handle.data = l;
     int rc;
     if (a.kind == GG_ADDR_UNIX) {
@@ -1241,6 +1267,11 @@ static int l_unpack(lua_State *L)
     size_t n, used = 0;
     const char *p = luaL_checklstring(L, 1, &n);
     char err[128];
+    if (!gg_lua_within(p, n, READ_MAX_VALUES)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "more than %d values", READ_MAX_VALUES);
+        return 2;
+    }
     if (gg_lua_unpack(L, p, n, READ_MAX_DEPTH, GG_LUA_MARK, &used, err, sizeof err)) {
         lua_pushnil(L);
         lua_pushstring(L, err);
@@ -1362,10 +1393,13 @@ int luaopen_ghost_core(lua_State *L)
                   {"EV_SIGNAL", EV_SIGNAL},
                   {"EV_STRIDE", EV_STRIDE},
                   {"SEND_MAX_MESSAGE", (int)SEND_MAX_MESSAGE},
-                  {"SEND_MAX_DEPTH", SEND_MAX_DEPTH}};
+                  {"SEND_MAX_DEPTH", SEND_MAX_DEPTH},
+                  {"READ_MAX_VALUES", READ_MAX_VALUES}};
     for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
         lua_pushinteger(L, consts[i].v);
         lua_setfield(L, -2, consts[i].name);
     }
+    gg_lua_push_null(L);
+    lua_setfield(L, -2, "null");
     return 1;
 }

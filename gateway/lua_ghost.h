@@ -27,7 +27,7 @@
  *       produce another event.
  *   A waiter is any Lua value (ghost.sched passes a coroutine, a table or a function); it is
  *   held in the registry until its one event is delivered, or its call is cancelled.
- *   core.connect(addr, waiter?, timeout_ms?, max_message?, max_depth?) -> conn, id
+ *   core.connect(addr, waiter?, timeout_ms?, max_message?, max_depth?, max_values?) -> conn, id
  *       | nil, "connection_failed", message. With a waiter: EV_CONNECT, or EV_FAIL.
  *   conn:request(waiter, timeout_ms, method, ...) -> id | nil, kind, message
  *       kind: "closed" (the connection is gone: reconnect), "encode", "too_large", "overloaded"
@@ -35,7 +35,8 @@
  *   conn:reply(msgid, error, result) -> true | nil, kind, message       (server side)
  *   conn:state() -> "connecting" | "open" | "closed", reason
  *   conn:close(), conn:inflight(), conn:address()
- *   core.listen(addr, owner, max_message?) -> listener, bound address | nil, "listen", message
+ *   core.listen(addr, owner, max_message?, max_values?) -> listener, bound address
+ *       | nil, "listen", message
  *       Requests to it are EV_REQUEST events for owner (owner.on_request is ghost.server's).
  *   listener:close(), listener:address()
  *   core.close_peers(owner, force?) -> n   close the connections accepted for owner (after
@@ -44,7 +45,12 @@
  *   core.sleep(ms, waiter) -> id          core.cancel(id) -> true if it was pending
  *   core.signals(on)                      SIGINT/SIGTERM become EV_SIGNAL events
  *   core.now() -> seconds (monotonic)     core.pid() -> this process's id
- *   core.bin(s), core.is_bin(v), core.map(t), core.pack(v) -> bytes, core.unpack(bytes) */
+ *   core.bin(s), core.is_bin(v), core.map(t), core.pack(v) -> bytes, core.unpack(bytes)
+ *   core.null                             ghost.null (lua_msgpack.h)
+ * max_values (default core.READ_MAX_VALUES) is the decoding budget of what arrives on a
+ * connection: a request with more values in its params is answered 413 too_large from C (no
+ * event; a notification is dropped), a response with more fails its call (EV_FAIL
+ * bad_response). core.unpack has the default budget. */
 #ifndef GG_LUA_GHOST_H
 #define GG_LUA_GHOST_H
 

@@ -104,12 +104,20 @@ const char *gg_lua_tobin(lua_State *L, int idx, size_t *len)
     return b->data;
 }
 
+/* ---- ghost.null ------------------------------------------------------------------------- */
+
+void gg_lua_push_null(lua_State *L)
+{
+    lua_pushlightuserdata(L, NULL);
+}
+
 /* ---- decoding --------------------------------------------------------------------------- */
 
 typedef struct dec {
     const uint8_t *p, *end;
     unsigned flags;
     unsigned depth_left;
+    unsigned null_below; /* depth_left below this: nil is ghost.null (GG_LUA_MARK) */
 } dec;
 
 static inline uint16_t be16(const uint8_t *p)
@@ -215,7 +223,10 @@ static int dec_value(lua_State *L, dec *d)
     if ((c & 0xe0) == 0xa0) return dec_bytes(L, d, c & 0x1f, 0);
     switch (c) {
     case 0xc0:
-        lua_pushnil(L);
+        if ((d->flags & GG_LUA_MARK) && d->depth_left < d->null_below)
+            gg_lua_push_null(L); /* keeps its place in an array, its key in a map */
+        else
+            lua_pushnil(L);
         return 0;
     case 0xc2:
         lua_pushboolean(L, 0);
@@ -316,7 +327,8 @@ int gg_lua_unpack(lua_State *L, const char *data, size_t len, unsigned max_depth
         return -1;
     }
     int top = lua_gettop(L);
-    dec d = {(const uint8_t *)data, (const uint8_t *)data + st.msg.size, flags, max_depth};
+    dec d = {(const uint8_t *)data, (const uint8_t *)data + st.msg.size, flags, max_depth,
+             (flags & GG_LUA_ARGS) && max_depth ? max_depth - 1 : max_depth};
     if (dec_value(L, &d)) {
         lua_settop(L, top);
         snprintf(err, errlen, "malformed MessagePack");
@@ -330,6 +342,76 @@ int gg_lua_push_msgpack(lua_State *L, const char *data, size_t len, unsigned max
                         size_t errlen)
 {
     return gg_lua_unpack(L, data, len, max_depth, 0, NULL, err, errlen);
+}
+
+/* The bytes after the first byte c of a value that are not values themselves: lengths,
+ * payloads (an array's or a map's elements are values, with headers of their own). p points
+ * after c; avail bytes are there. */
+static size_t value_extent(uint8_t c, const uint8_t *p, size_t avail)
+{
+    if (c <= 0x7f || c >= 0xe0 || (c & 0xe0) == 0x80) return 0; /* fixint, fixmap, fixarray */
+    if ((c & 0xe0) == 0xa0) return c & 0x1f;
+    static const uint8_t fixed[] = {[0xca - 0xc0] = 4, [0xcb - 0xc0] = 8, [0xcc - 0xc0] = 1,
+                                    [0xcd - 0xc0] = 2, [0xce - 0xc0] = 4, [0xcf - 0xc0] = 8,
+                                    [0xd0 - 0xc0] = 1, [0xd1 - 0xc0] = 2, [0xd2 - 0xc0] = 4,
+                                    [0xd3 - 0xc0] = 8, [0xd4 - 0xc0] = 2, [0xd5 - 0xc0] = 3,
+                                    [0xd6 - 0xc0] = 5, [0xd7 - 0xc0] = 9, [0xd8 - 0xc0] = 17};
+    /* Length fields: 1, 2 or 4 bytes; ext adds its type byte; array and map counts are not
+     * lengths. */
+    size_t lw = 0, extra = 0, count = 0;
+    switch (c) {
+    case 0xc4:
+    case 0xd9:
+        lw = 1;
+        break;
+    case 0xc5:
+    case 0xda:
+        lw = 2;
+        break;
+    case 0xc6:
+    case 0xdb:
+        lw = 4;
+        break;
+    case 0xc7:
+        lw = 1, extra = 1;
+        break;
+    case 0xc8:
+        lw = 2, extra = 1;
+        break;
+    case 0xc9:
+        lw = 4, extra = 1;
+        break;
+    case 0xdc:
+    case 0xde:
+        lw = 2, count = 1;
+        break;
+    case 0xdd:
+    case 0xdf:
+        lw = 4, count = 1;
+        break;
+    default:
+        return fixed[c - 0xc0]; /* nil, bool, numbers, fixext; 0xc1 counts as 1 byte */
+    }
+    if (avail < lw) return avail + 1; /* truncated: ends the walk */
+    if (count) return lw;
+    uint64_t v = lw == 1 ? p[0] : lw == 2 ? be16(p) : be32(p);
+    return lw + extra + v;
+}
+
+int gg_lua_within(const char *data, size_t len, size_t max_values)
+{
+    if (len <= max_values) return 1;
+    /* Every header is one value, whatever it contains: count headers to the end. */
+    const uint8_t *p = (const uint8_t *)data, *end = p + len;
+    size_t seen = 0;
+    while (p < end) {
+        if (++seen > max_values) return 0;
+        uint8_t c = *p++;
+        size_t skip = value_extent(c, p, (size_t)(end - p));
+        if (skip > (size_t)(end - p)) break;
+        p += skip;
+    }
+    return 1;
 }
 
 /* ---- encoding --------------------------------------------------------------------------- */
@@ -469,6 +551,10 @@ static int enc_value(enc *e, int idx)
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         rc = msgpack_pack_nil(e->pk);
+        break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) != NULL) return fail(e, "cannot encode a %s", "light userdata");
+        rc = msgpack_pack_nil(e->pk); /* ghost.null */
         break;
     case LUA_TBOOLEAN:
         rc = lua_toboolean(L, idx) ? msgpack_pack_true(e->pk) : msgpack_pack_false(e->pk);

@@ -11,6 +11,7 @@
 --                                            -> { status, headers, body } or nil, err
 --   json.encode(v), json.decode(s)           the gateway's JSON mapping (docs/legacy.md)
 --   bin(s), is_bin(v), map(t)                MessagePack bin and empty-map markers
+--   null                                     MessagePack nil inside arrays and maps
 --   log.info(fmt, ...) (also debug, warn, error)
 --   service                                  the service's name
 -- and returns a table: its public functions (names not starting with "_"; nested tables give
@@ -237,8 +238,8 @@ local function make_log(core, name)
 end
 
 --- Load the adapter file `path` for service `name`; core holds the C helpers (bin, is_bin, map,
--- log, json_encode, json_decode, take). Returns a module handle { handlers, names, name, file }
--- or nil, "file:line: reason".
+-- log, json_encode, json_decode, take) and null. Returns a module handle { handlers, names, name,
+-- file } or nil, "file:line: reason".
 function _M.load(path, name, core)
     take = core.take
     local f, err = io_open(path, "rb")
@@ -251,7 +252,7 @@ function _M.load(path, name, core)
     local env = setmetatable({
         upstream = upstream, http = http, service = name, log = make_log(core, name),
         json = { encode = core.json_encode, decode = core.json_decode },
-        bin = core.bin, is_bin = core.is_bin, map = core.map,
+        bin = core.bin, is_bin = core.is_bin, map = core.map, null = core.null,
     }, { __index = _G })
     setfenv(chunk, env)
     local ok, obj = xpcall(chunk, function(e) return tostring(e) end, name)

@@ -30,7 +30,8 @@ local DEFAULT_TIMEOUT = 30 -- seconds, per call
 
 -- Open a new connection for client (does not wait). Returns conn or nil, err.
 local function new_conn(client)
-    local conn, _, msg = core_connect(client.addr, nil, 0, client.max_message, client.max_depth)
+    local conn, _, msg = core_connect(client.addr, nil, 0, client.max_message, client.max_depth,
+        client.max_values)
     if not conn then return nil, new_error("connection_failed", msg) end
     client.conn = conn
     if client.token then
@@ -183,7 +184,7 @@ local function check_opt(opts, k, typ)
 end
 
 local known = { token = true, timeout = true, connect_timeout = true, try = true,
-    max_message = true, max_depth = true }
+    max_message = true, max_depth = true, max_values = true }
 
 --- Connect to a gateway (or any MessagePack-RPC server). Returns the root proxy, or nil, err
 -- (an error object: connection_failed, or the ghost.auth error with a token).
@@ -205,6 +206,7 @@ function _M.connect(addr, opts)
         timeout_ms = timeout * 1000,
         max_message = check_opt(opts, "max_message", "number"),
         max_depth = check_opt(opts, "max_depth", "number"),
+        max_values = check_opt(opts, "max_values", "number"),
     }
     local connect_ms = (check_opt(opts, "connect_timeout", "number") or timeout) * 1000
     client.on_auth = function(kind, _, x, y)
@@ -217,7 +219,8 @@ function _M.connect(addr, opts)
 
     local co, rec = current()
     local w = rec and co or {}
-    local conn, id, msg = core_connect(addr, w, connect_ms, client.max_message, client.max_depth)
+    local conn, id, msg = core_connect(addr, w, connect_ms, client.max_message, client.max_depth,
+        client.max_values)
     if not conn then return nil, new_error("connection_failed", msg) end
     local k, x, y = wait(rec, w, id)
     if k ~= EV_CONNECT then

@@ -151,6 +151,9 @@ _M.schema = {
             fields = {
                 max_message_size = { type = "integer", default = 8 * MiB, min = 64, max = 1024 * MiB },
                 max_depth = { type = "integer", default = 32, min = 2, max = 128 },
+                max_decode_values = { type = "integer", default = 100000, min = 16, max = 4294967295,
+                                      description = "values a Lua adapter decodes from one call's "
+                                          .. "params (or an upstream's result)" },
                 max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
                 max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
                 max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,

@@ -60,6 +60,13 @@ function _M.is_error(v)
     return getmetatable(v) == mt
 end
 
+-- ghost.null (a message sent as nil inside the error map), told apart without requiring
+-- ghost.core, which would start an event loop in the gateway's Lua state: the only userdata
+-- without a metatable that a decoded value holds.
+local function is_null(v)
+    return type(v) == "userdata" and getmetatable(v) == nil
+end
+
 local function is_int(v)
     return type(v) == "number" and v == floor(v)
 end
@@ -71,7 +78,7 @@ function _M.from_remote(v, method)
     local e
     if type(v) == "table" and getmetatable(v) == nil then
         local msg = v.message
-        if type(msg) ~= "string" then msg = v.message ~= nil and tostring(v.message) or nil end
+        if type(msg) ~= "string" then msg = msg ~= nil and not is_null(msg) and tostring(msg) or nil end
         e = {
             code = is_int(v.code) and v.code or tonumber(v.code) or 500,
             type = type(v.type) == "string" and v.type or "remote_error",

@@ -19,7 +19,7 @@ local pcall, type, error = pcall, type, error
 local _M = { _VERSION = "0.1.0" }
 
 --- ghost.connect(addr, opts) -> gw | nil, err. opts: token, timeout (seconds per call, 30),
--- connect_timeout, try (calls return nil, err), max_message, max_depth.
+-- connect_timeout, try (calls return nil, err), max_message, max_depth, max_values.
 _M.connect = client.connect
 
 --- ghost.spawn(fn, ...) -> task: run fn(...) concurrently (it starts now, until it waits).
@@ -49,6 +49,10 @@ _M.bin = core.bin
 _M.is_bin = core.is_bin
 --- ghost.map(t): t is sent as a map even when empty (an empty table is sent as an array).
 _M.map = core.map
+--- ghost.null: MessagePack nil inside arrays and maps (received nils there are ghost.null;
+-- ghost.null is sent as nil), so that {1, ghost.null, 3} keeps its length. The same value as
+-- cjson.null.
+_M.null = core.null
 
 --- ghost.error(type, message [, code]): an error object (a handler may raise one).
 function _M.error(typ, message, code)

@@ -133,7 +133,7 @@ local function on_closed(srv, peer)
 end
 
 local known = { self = true, expose = true, quiet = true, max_message = true, drain_timeout = true,
-    signals = true }
+    signals = true, max_values = true }
 
 -- level: of the user's call, as seen from here.
 local function new_server(obj, addr, opts, level)
@@ -153,7 +153,7 @@ local function new_server(obj, addr, opts, level)
         drain = opts.drain_timeout or DEFAULT_DRAIN, signals = opts.signals ~= false,
         stopped = sched.event(), on_request = on_request, on_closed = on_closed,
     }, Server)
-    local l, bound, msg = core.listen(addr, srv, opts.max_message)
+    local l, bound, msg = core.listen(addr, srv, opts.max_message, opts.max_values)
     if not l then return nil, msg end
     srv.listener, srv.address = l, bound
     sched.hold()
@@ -166,9 +166,9 @@ end
 
 --- Listen on addr and serve obj without blocking. Returns the server or nil, err.
 -- opts: self (call handlers as obj:method(...)), expose (list of inherited method names),
--- quiet (no ready line on stderr), max_message (largest reply, bytes), drain_timeout
--- (seconds serve() waits for handlers after close()), signals (false: SIGINT/SIGTERM are
--- not handled by serve()).
+-- quiet (no ready line on stderr), max_message (largest reply, bytes), max_values (largest
+-- params decoded, in values), drain_timeout (seconds serve() waits for handlers after
+-- close()), signals (false: SIGINT/SIGTERM are not handled by serve()).
 function _M.listen(obj, addr, opts)
     local srv, err = new_server(obj, addr, opts, 3) -- not a tail call: level 3 is our caller
     return srv, err

@@ -277,6 +277,87 @@ describe("A Lua adapter", function()
     end)
 end)
 
+describe("A Lua adapter's values", function()
+    after_each(h.cleanup)
+
+    local function hex(s) return (s:gsub(".", function(x) return ("%02x"):format(x:byte()) end)) end
+
+    -- The raw result of calc.same(v) for v given as MessagePack bytes.
+    local function same(c, bytes)
+        local id = assert(c:request("calc.same", { mp.raw(bytes) }))
+        local r = assert(c:wait_response(id))
+        assert.is_nil(r.error)
+        return r.raw_result
+    end
+
+    it("keep nil inside arrays (start, middle, end) and maps: null, and back as nil", function()
+        local f = setup()
+        for _, want in ipairs({ "93c001c0", "92c0c0", "9301c0c0", "9491c0c09190c0", "81a161c0",
+            "9181a16291c0" }) do
+            local bytes = want:gsub("..", function(x) return string.char(tonumber(x, 16)) end)
+            assert.equal(want, hex(same(f.c, bytes)))
+        end
+        -- {a: 1, b: [true, nil]}: a map of two, in either order
+        local back = hex(same(f.c, "\130\161a\001\161b\146\195\192"))
+        assert.is_true(back == "82a16101a16292c3c0" or back == "82a16292c3c0a16101", back)
+        -- built with the `null` global; the gateway's JSON mapping has it as JSON null
+        local id = assert(f.c:request("calc.nulls", {}))
+        assert.equal("93c081a161c0c0", hex(assert(f.c:wait_response(id)).raw_result))
+        local j = assert(f.c:call("calc.json", { { 1, mp.null, mp.map({ k = mp.null }) } }))
+        assert.equal('[1,null,{"k":null}]', j.text)
+        -- a nil argument is nil (not null): the adapter returns it as the result, nil
+        id = assert(f.c:request("calc.same", { mp.null }))
+        local r = assert(f.c:wait_response(id))
+        assert.is_nil(r.error)
+        assert.equal("c0", hex(r.raw_result))
+    end)
+end)
+
+describe("A Lua adapter's decoding budget (limits.max_decode_values)", function()
+    after_each(h.cleanup)
+
+    it("refuses params over it with 413 too_large, before decoding them", function()
+        local f = setup(nil, { limits = { max_decode_values = 1000 } })
+        -- params [[[] x k]]: k + 2 values
+        local function empties(k) return { mp.raw("\221" .. string.char(0, 0, math.floor(k / 256), k % 256)
+            .. ("\144"):rep(k)) } end
+        local r, e = f.c:call("calc.same", empties(998))
+        assert.is_nil(e, e and e.message)
+        assert.equal(998, #r)
+        local _, err = f.c:call("calc.same", empties(999))
+        assert.same({ 413, "too_large",
+            "service 'calc': params have more than 1000 values (limits.max_decode_values)" },
+            { err.code, err.type, err.message })
+        -- the connection goes on
+        assert.equal(5, f.c:call("calc.add", { 2, 3 }))
+    end)
+
+    it("refuses an upstream.call result over it: upstream_unavailable, nothing decoded", function()
+        local f = setup(nil, { limits = { max_decode_values = 1000 } })
+        -- the response [1, id, nil, [1 .. k]]: its error and result are k + 2 values
+        assert.equal(998, f.c:call("calc.echo_ints", { 998 }))
+        local _, err = f.c:call("calc.echo_ints", { 999 })
+        assert.same({ 502, "upstream_unavailable",
+            "demo.echo: the answer cannot be decoded: more than 1000 values (limits.max_decode_values)" },
+            { err.code, err.type, err.message })
+    end)
+
+    it("is 100000 values by default: 2 MiB of empty arrays cost nothing", function()
+        local f = setup()
+        local k = 2 * 1024 * 1024
+        local before = f.gw:rss_kb()
+        local params = { mp.raw("\221" .. string.char(0, 32, 0, 0) .. ("\144"):rep(k)) }
+        for _ = 1, 5 do
+            local _, err = f.c:call("calc.same", params)
+            assert.same({ 413, "too_large",
+                "service 'calc': params have more than 100000 values (limits.max_decode_values)" },
+                { err.code, err.type, err.message })
+        end
+        -- decoded, each would have been some 160 MB of Lua tables
+        assert.is_true(f.gw:rss_kb() - before < 64 * 1024, "RSS grew")
+    end)
+end)
+
 describe("Loading adapters", function()
     after_each(h.cleanup)
 

@@ -139,6 +139,58 @@ static void test_unpack_marks(void)
     UNIT_EQ_INT(lua_gettop(L), 0);
 }
 
+/* ghost.null: nil inside arrays and maps keeps its place when marked; nil at the top stays nil;
+ * ghost.null packs as nil, so {1, ghost.null, 3} keeps its length. */
+static void test_null(void)
+{
+    UNIT_EQ_STR(pack_expr("ghost.null"), "c0");
+    UNIT_EQ_STR(pack_expr("{ghost.null, 1, ghost.null}"), "93c001c0");
+    UNIT_EQ_STR(pack_expr("{1, ghost.null, 3}"), "9301c003");
+    UNIT_EQ_STR(pack_expr("{a = ghost.null}"), "81a161c0");
+    UNIT_EQ_STR(pack_expr("{{ghost.null}}"), "9191c0");
+    pack_expr("{ debug.upvalueid(print, 1) }"); /* other light userdata: refused */
+    UNIT_CHECK(strncmp(err, "cannot encode a", 15) == 0);
+    UNIT_EQ_INT(unpack_hex("93c001c0", GG_LUA_MARK), 0);
+    UNIT_CHECK(check_value("#v == 3 and v[1] == ghost.null and v[2] == 1 and v[3] == ghost.null"));
+    UNIT_EQ_INT(unpack_hex("82a161c0a16291c0", GG_LUA_MARK), 0);
+    UNIT_CHECK(check_value("v.a == ghost.null and #v.b == 1 and v.b[1] == ghost.null"));
+    UNIT_EQ_INT(unpack_hex("c0", GG_LUA_MARK), 0);
+    UNIT_CHECK(check_value("v == nil"));
+    UNIT_EQ_INT(unpack_hex("81c001", GG_LUA_MARK), 0); /* a nil key is still dropped */
+    UNIT_CHECK(check_value("next(v) == nil"));
+    /* an argument list: a nil argument stays nil, a nil inside one is ghost.null */
+    UNIT_EQ_INT(unpack_hex("92c091c0", GG_LUA_MARK | GG_LUA_ARGS), 0);
+    UNIT_CHECK(check_value("v[1] == nil and v[2][1] == ghost.null"));
+    UNIT_EQ_INT(unpack_hex("93c001c0", 0), 0); /* unmarked: holes, as before */
+    UNIT_CHECK(check_value("v[1] == nil and v[3] == nil"));
+}
+
+/* The decoding budget counts every value, keys and containers included, from the bytes. */
+static void test_within(void)
+{
+    static const char four[] = "\x92\x90\x91\xc0"; /* [[], [nil]]: 4 values */
+    UNIT_CHECK(gg_lua_within(four, 4, 4));
+    UNIT_CHECK(!gg_lua_within(four, 4, 3));
+    static const char map[] = "\x81\xa1\x61\xcd\x01\x00"; /* {a: 256}: 3 values in 6 bytes */
+    UNIT_CHECK(gg_lua_within(map, 6, 3));
+    UNIT_CHECK(!gg_lua_within(map, 6, 2));
+    static const char str[] = "\xd9\x05hello\x90"; /* a str8 is one value, [] is another */
+    UNIT_CHECK(gg_lua_within(str, 8, 2));
+    UNIT_CHECK(!gg_lua_within(str, 8, 1));
+    /* a count that lies beyond the bytes ends the walk at the end of the bytes */
+    static const char liar[] = "\xdd\xff\xff\xff\xff\x90\x90";
+    UNIT_CHECK(gg_lua_within(liar, 7, 3));
+    UNIT_CHECK(!gg_lua_within(liar, 7, 2));
+    size_t n = 1 << 16;
+    char *many = malloc(n + 5);
+    UNIT_CHECK(many != NULL);
+    memcpy(many, "\xdd\x00\x01\x00\x00", 5);
+    memset(many + 5, 0x90, n); /* [[], [], ...]: 65537 values */
+    UNIT_CHECK(gg_lua_within(many, n + 5, n + 1));
+    UNIT_CHECK(!gg_lua_within(many, n + 5, n));
+    free(many);
+}
+
 int main(void)
 {
     L = luaL_newstate();
@@ -153,6 +205,8 @@ int main(void)
     UNIT_RUN(test_tables);
     UNIT_RUN(test_refusals);
     UNIT_RUN(test_unpack_marks);
+    UNIT_RUN(test_null);
+    UNIT_RUN(test_within);
     lua_close(L);
     return unit_summary();
 }

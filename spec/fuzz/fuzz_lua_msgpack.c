@@ -7,7 +7,8 @@
  * the decoded value packs back (gg_lua_pack, same depth) into exactly one MessagePack value,
  * and decoding those bytes gives a value deep-equal to the first one (the mapping loses
  * bin/ext-ness and integer precision beyond 2^53 once, and is stable after that).
- * The first input byte picks max_depth (1..40) and whether ghost.bin marks are used. */
+ * The first input byte picks max_depth (1..40), whether marks (ghost.bin, ghost.null) are used
+ * (bit 7) and whether the value is an argument list (bit 6); gg_lua_within walks the bytes too. */
 #include "codec.h"
 #include "lua_msgpack.h"
 
@@ -61,10 +62,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) return 0;
     unsigned depth = 1 + data[0] % 40;
     unsigned flags = (data[0] & 0x80) ? 0x01 : 0; /* GG_LUA_MARK */
+#ifdef GG_LUA_ARGS
+    if (data[0] & 0x40) flags |= GG_LUA_ARGS;
+#endif
     size--;
     char *buf = malloc(size ? size : 1);
     memcpy(buf, data + 1, size);
 
+#ifdef GG_LUA_MARK
+    /* The budget's walk reads nothing past len, and every value takes at least one byte; a
+     * budget a value fits in fits it plus one. */
+    if (!gg_lua_within(buf, size, size)) abort();
+    if (gg_lua_within(buf, size, data[0]) && !gg_lua_within(buf, size, (size_t)data[0] + 1))
+        abort();
+#endif
     char err[256] = "";
     int top = lua_gettop(L);
     if (decode(buf, size, depth, flags, err, sizeof err)) {

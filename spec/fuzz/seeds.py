@@ -7,7 +7,8 @@ Seeds are named seed-<what>; inputs found by fuzzing that crashed a target are k
 them as crash-<what> (never rewritten here). Each target's input format is in its .c file:
   json_mp      1 byte max_depth selector, then one MessagePack value
   json_text    1 byte max_depth selector, then JSON text
-  lua_msgpack  1 byte (max_depth selector, bit 7: ghost.bin marks), then one MessagePack value
+  lua_msgpack  1 byte (max_depth selector, bit 7: ghost.bin/null marks, bit 6: an argument list),
+               then one MessagePack value
   stream       4 bytes split seed, 1 byte mode (bits 0-1 limits, bit 2 pauses), then the stream
   http         4 bytes seed (splits, requests answered later), 1 byte mode (bits 0-1 max_body),
                then the bytes of an HTTP connection
@@ -155,6 +156,14 @@ def main():
         write("lua_msgpack", name, b"\x1f" + v)
     write("lua_msgpack", "marked_bins", b"\x9f" + VALUES["bins"])
     write("lua_msgpack", "marked_empty_map", b"\x9f" + pk([{}, {"a": {}}]))
+    # nil inside arrays (start, middle, end) and as map values: ghost.null when marked (bit 7);
+    # bit 6 decodes as an argument list (a nil argument stays nil)
+    nulls = pk([None, 1, None, [None], {"a": None, "b": [True, None]}, None])
+    write("lua_msgpack", "marked_nulls", b"\x9f" + nulls)
+    write("lua_msgpack", "args_nulls", b"\xdf" + nulls)
+    # the decoding budget's walk (gg_lua_within): many one-byte values, a lying count
+    write("lua_msgpack", "budget_empties", b"\x9f" + b"\xdd" + struct.pack(">I", 4096) + b"\x90" * 4096)
+    write("lua_msgpack", "budget_liar", b"\x9f" + b"\xdf\xff\xff\xff\xff" + b"\xc0" * 64)
     write("json_mp", "depth0_scalar", b"\x00" + pk("x"))
     write("json_mp", "depth1_nested", b"\x01" + pk([[1]]))
     for name, text in JSON_TEXTS.items():

@@ -34,6 +34,14 @@ function calc.raise_typed() error({ code = 409, type = "conflict", message = "al
 function calc.bin(b) return { is_bin = is_bin(b), len = #b, back = b } end
 function calc.json(v) return { text = json.encode(v), back = json.decode(json.encode(v)) } end
 function calc.decode(s) return { json.decode(s) } end
+function calc.same(v) return v end
+-- the length of demo.echo's answer to an array of n integers built here
+function calc.echo_ints(n)
+    local t = {}
+    for i = 1, n do t[i] = i end
+    return #upstream.call("demo", "echo", t)
+end
+function calc.nulls() return { null, { a = null }, null } end
 
 function calc.fetch(url, timeout)
     local res, err = http.request { url = url, timeout = timeout }
