@@ -131,6 +131,7 @@ static void capture(gg_scan_state *st, size_t pos, const uint8_t *p, size_t n)
             m->has_method = 1;
             m->method_off = (uint32_t)(pos + h);
             m->method_len = slen;
+            m->method_flaw = (uint8_t)gg_method_check((const char *)p + h, slen, &m->method_dot);
         }
         break;
     case 3:
@@ -175,6 +176,8 @@ int gg_scan(gg_scan_state *st, const char *buf, size_t len, const gg_scan_limits
                     m->has_method = 1;
                     m->method_off = (uint32_t)(p + h);
                     m->method_len = slen;
+                    m->method_flaw =
+                        (uint8_t)gg_method_check(buf + p + h, slen, &m->method_dot);
                     p += h + slen;
                 }
                 /* the top-level array is open with what follows still to walk */
@@ -304,6 +307,57 @@ const char *gg_msg_invalid(const gg_msg *m)
     uint8_t f = m->body_first;
     if (!((f >= 0x90 && f <= 0x9f) || f == 0xdc || f == 0xdd)) return "params must be an array";
     return NULL;
+}
+
+int gg_method_check(const char *s, uint32_t n, uint32_t *dot)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    int flaw = GG_NAME_OK;
+    *dot = n;
+    /* Longer names are refused by gg_msg_invalid anyway: do not walk a claimed megabyte. */
+    if (n > GG_METHOD_MAX) return GG_NAME_OK;
+    const char *d = memchr(s, '.', n);
+    if (d) *dot = (uint32_t)(d - s);
+    int seg_start = 1;
+    uint32_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (seg_start) {
+            if (c == '.') flaw = GG_NAME_EMPTY;
+            else if (c == '_' && flaw < GG_NAME_PRIVATE) flaw = GG_NAME_PRIVATE;
+        }
+        seg_start = c == '.';
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f) return GG_NAME_CONTROL;
+            i++;
+            continue;
+        }
+        /* UTF-8 by RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF. */
+        uint32_t len;
+        uint8_t lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf) len = 2;
+        else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        else if (c >= 0xf0 && c <= 0xf4) len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        else return GG_NAME_UTF8;
+        if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) return GG_NAME_UTF8;
+        for (uint32_t k = 2; k < len; k++)
+            if ((p[i + k] & 0xc0) != 0x80) return GG_NAME_UTF8;
+        if (c == 0xc2 && p[i + 1] < 0xa0) return GG_NAME_CONTROL; /* U+0080..U+009F */
+        i += len;
+    }
+    if (seg_start) flaw = GG_NAME_EMPTY; /* "" or a trailing '.' */
+    return flaw;
+}
+
+const char *gg_method_flaw_reason(int flaw)
+{
+    switch (flaw) {
+    case GG_NAME_PRIVATE: return "method is not public (a name segment starts with '_')";
+    case GG_NAME_EMPTY: return "method name has an empty segment";
+    case GG_NAME_CONTROL: return "method name contains a control character";
+    case GG_NAME_UTF8: return "method name is not valid UTF-8";
+    default: return "";
+    }
 }
 
 static inline size_t get_uint(const char *s, size_t len, uint64_t *out)

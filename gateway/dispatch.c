@@ -241,6 +241,12 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
         gg_call_fail(srv, call, rc, "upstream of service '%s' is overloaded", svc->name);
 }
 
+int gg_method_refused(const gg_service *svc, int flaw)
+{
+    if (flaw == GG_NAME_OK || (svc && svc->conf->any_method_name)) return 0;
+    return flaw == GG_NAME_PRIVATE ? GG_ERR_FORBIDDEN : GG_ERR_BAD_REQUEST;
+}
+
 void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id,
                          const char *method, uint32_t method_len, uint32_t dot, const char *params,
                          size_t params_len)

@@ -369,14 +369,16 @@ static int pack_params(gg_http_front *f, const json_t *params, char *why, size_t
 
 /* A JSON-RPC notification: forwarded like a MessagePack client's (no policies, no answer);
  * one that cannot be delivered is dropped and logged. */
-static void notify(gg_http_rpc_conn *k, const char *method, size_t mlen, const json_t *params)
+static void notify(gg_http_rpc_conn *k, const char *method, size_t mlen, int flaw,
+                   const json_t *params)
 {
     gg_server *srv = server_of(k);
     const char *dot = memchr(method, '.', mlen);
     gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
     char why[256] = "";
-    int rc = svc ? 0 : GG_ERR_NO_SUCH_SERVICE;
-    if (svc && pack_params(k->front, params, why, sizeof why)) rc = GG_ERR_BAD_REQUEST;
+    int rc = gg_method_refused(svc, flaw);
+    if (!rc && !svc) rc = GG_ERR_NO_SUCH_SERVICE;
+    if (!rc && pack_params(k->front, params, why, sizeof why)) rc = GG_ERR_BAD_REQUEST;
     if (!rc) {
         const char *fwd = svc->conf->keep_prefix ? method : dot + 1;
         rc = gg_upstream_notify(svc, fwd, (uint32_t)(method + mlen - fwd), k->front->params.data,
@@ -444,8 +446,10 @@ static void start_call(gg_http_rpc_conn *k, rpc_batch *b, uint32_t i, json_t *v)
                               mlen ? "method name is too long" : "method is empty");
         goto answer;
     }
+    uint32_t mdot;
+    int flaw = gg_method_check(m, (uint32_t)mlen, &mdot);
     if (!id) { /* a valid notification */
-        notify(k, m, mlen, params);
+        notify(k, m, mlen, flaw, params);
         s->state = SLOT_NOTIFY;
         b->pending--;
         return;
@@ -454,8 +458,16 @@ static void start_call(gg_http_rpc_conn *k, rpc_batch *b, uint32_t i, json_t *v)
         reply = reply_gateway(id, GG_ERR_SHUTTING_DOWN, -1, "the gateway is shutting down");
         goto answer;
     }
-    const char *dot = memchr(m, '.', mlen);
-    size_t svc_len = dot ? (size_t)(dot - m) : (mlen > 64 ? 64 : mlen);
+    const char *dot = mdot < mlen ? m + mdot : NULL;
+    size_t svc_len = dot ? mdot : (mlen > 64 ? 64 : mlen);
+    int refused = gg_method_refused(dot ? gg_service_find(srv, m, svc_len) : NULL, flaw);
+    if (refused) {
+        gg_log(&srv->lp.log, GG_LOG_INFO, "method_refused",
+               "front=http method=\"%.*s\" reason=\"%s\"", (int)(mlen > 64 ? 64 : mlen), m,
+               gg_method_flaw_reason(flaw));
+        reply = reply_gateway(id, refused, -1, gg_method_flaw_reason(flaw));
+        goto answer;
+    }
     if ((dot && svc_len == 5 && memcmp(m, "ghost", 5) == 0) ||
         (mlen > 4 && !memcmp(m, "sys.", 4))) {
         reply = own_method(id, m, mlen);
