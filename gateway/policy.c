@@ -663,6 +663,29 @@ void gg_policy_auth(gg_server *srv, gg_client *c, uint32_t msgid, const char *pa
     lua_settop(L, top);
 }
 
+int gg_policy_describe(gg_server *srv, gg_client *c, char *err, size_t errlen)
+{
+    lua_State *L = srv->pol.L;
+    gg_generation *gen = srv->gen;
+    if (!L || gen->pipelines_ref == LUA_NOREF) {
+        snprintf(err, errlen, "no policies are loaded");
+        return -1;
+    }
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gen->cfg->table_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gen->pipelines_ref);
+    push_client(L, srv, c);
+    /* The caller's decide phases run here (user policies included): watched like a call. */
+    gg_watchdog_enter(&srv->wd, "-", "describe", NULL);
+    int rc = gg_lua_call(L, "ghost.describe", "for_client", 3, 1, err, errlen);
+    gg_watchdog_leave(&srv->wd);
+    if (rc) {
+        lua_settop(L, top);
+        return -1;
+    }
+    return 0;
+}
+
 int gg_policy_client_authenticated(gg_server *srv, gg_client *c)
 {
     lua_State *L = srv->pol.L;
