@@ -89,6 +89,15 @@ static int host_time(lua_State *L)
     return 1;
 }
 
+/* host.show_address(url): the address as messages and logs may show it (gg_addr_redact). */
+static int host_show_address(lua_State *L)
+{
+    char out[512];
+    gg_addr_redact(luaL_checkstring(L, 1), out, sizeof out);
+    lua_pushstring(L, out);
+    return 1;
+}
+
 static void push_hex(lua_State *L, const unsigned char *d, unsigned n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -181,6 +190,7 @@ static const luaL_Reg host_fns[] = {
     {"hmac_sha256_hex", host_hmac_sha256_hex},
     {"consttime_eq", host_consttime_eq},
     {"log", host_log},
+    {"show_address", host_show_address},
     {NULL, NULL},
 };
 

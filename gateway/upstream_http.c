@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   5000
@@ -265,12 +266,17 @@ static char *request_bytes(hu_ep *ep, const char *body, size_t *len)
 
 /* --- answers -------------------------------------------------------------------------------- */
 
+/* The caller learns that the service's upstream failed and an id; the detail (the URL, the
+ * status, the body's first words) is for the log only: it names internals. */
 static void fail_call(hu_conn *c, gg_call *call, int code, const char *what)
 {
     gg_http_up *up = c->ep->up;
+    unsigned id = ((unsigned)getpid() << 16) ^ ++up->srv->pol.errors; /* as policy errors */
     gg_log(&up->srv->lp.log, GG_LOG_WARN, "upstream_http_error",
-           "service=%s upstream=%s reason=\"%s\"", up->name, url_of(c), what);
-    gg_call_fail(up->srv, call, code, "upstream %s of service '%s': %s", url_of(c), up->name, what);
+           "id=%08x service=%s upstream=%s reason=\"%s\"", id, up->name, url_of(c), what);
+    gg_call_fail(up->srv, call, code,
+                 "the upstream of service '%s' failed (error id %08x; see the gateway's log)",
+                 up->name, id);
 }
 
 /* A short, printable excerpt of a body for error messages (a status page's first words). */
@@ -374,8 +380,8 @@ static void on_deadline(uv_timer_t *t)
     /* The core's deadline timer has answered it already, unless both fired in this turn. */
     gg_call *call = live_call(up, c->call_id, c->attempt);
     if (call)
-        gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED, "no answer from %s within the deadline",
-                     url_of(c));
+        gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED,
+                     "no answer from the upstream of service '%s' within the deadline", up->name);
     /* Answers written in a timer callback would otherwise wait for the loop's next wake-up. */
     gg_stream_flush_all(&srv->lp);
 }
@@ -402,8 +408,8 @@ static void pump(hu_conn *c)
             uv_timer_start(&c->timer, on_deadline,
                            call->deadline > now ? call->deadline - now + 1 : 1, 0);
         } else if (call) {
-            gg_call_fail(up->srv, call, GG_ERR_OVERLOADED, "out of memory sending to %s",
-                         url_of(c));
+            gg_call_fail(up->srv, call, GG_ERR_OVERLOADED,
+                         "out of memory sending to the upstream of service '%s'", up->name);
         }
         free(w);
     }
@@ -422,7 +428,7 @@ static void fail_queue(hu_ep *ep, const char *why)
         free(w);
         if (call)
             gg_call_fail(up->srv, call, GG_ERR_UPSTREAM_UNAVAILABLE,
-                         "upstream %s of service '%s' %s", ep->addr->text, up->name, why);
+                         "an upstream of service '%s' %s", up->name, why);
     }
     ep->qtail = NULL;
 }
@@ -720,7 +726,7 @@ void gg_http_upstream_release(gg_service *svc)
             gg_call *call = live_call(up, c->call_id, c->attempt);
             if (call)
                 gg_call_fail(up->srv, call, GG_ERR_UPSTREAM_UNAVAILABLE,
-                             "upstream %s of service '%s' is being closed", url_of(c), svc->name);
+                             "an upstream of service '%s' is being closed", svc->name);
         }
         fail_queue(ep, "is being closed");
     }

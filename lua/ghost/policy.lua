@@ -301,10 +301,13 @@ function _M.build(name, specs, service, core, old, moves)
     for i, s in ipairs(specs) do sorted[i] = { spec = s, index = i } end
     sort(sorted, by_priority)
 
+    -- An endpoint's address is for showing (messages to clients, logs, /routes): a URL's query
+    -- string, often a credential, is redacted by the core's rule.
+    local show = core.show_address or function(a) return a end
     local endpoints = {}
     for i, addr in ipairs(service.upstreams) do
-        endpoints[i] = { index = i, address = addr, connected = 0, open = false, retry_at = 0,
-                         inflight = 0 }
+        endpoints[i] = { index = i, address = show(addr), connected = 0, open = false,
+                         retry_at = 0, inflight = 0 }
     end
     local now, time = clocks(core)
     local svc = { name = name, endpoints = endpoints, deadline = service.deadline,
