@@ -440,11 +440,12 @@ static unsigned adapter_error_id(gg_adapter *ad, const char *method, const char 
     unsigned id = ((unsigned)getpid() << 16) ^ ++srv->pol.errors;
     char line[1536];
     size_t n = 0;
+    /* lines joined with '|': one event, one line; quotes are the logger's to escape */
     for (const char *p = msg ? msg : "?"; *p && n < sizeof line - 400; p++)
-        line[n++] = *p == '\n' ? '|' : *p == '"' ? '\'' : *p;
+        line[n++] = *p == '\n' ? '|' : *p;
     for (const char *p = trace ? trace : ""; *p && n < sizeof line - 2; p++) {
         if (p == trace) line[n++] = '|';
-        line[n++] = *p == '\n' ? '|' : *p == '"' ? '\'' : *p;
+        line[n++] = *p == '\n' ? '|' : *p;
     }
     line[n] = 0;
     gg_log(&srv->lp.log, GG_LOG_ERROR, "adapter_error", "id=%08x service=%s method=%s error=\"%s\"",

@@ -172,7 +172,7 @@ static void policy_error(gg_server *srv, const char *service, const char *phase,
     /* the traceback goes on one line: a log line is one event */
     size_t n = 0;
     for (const char *p = trace ? trace : "?"; *p && n < sizeof line - 1; p++)
-        line[n++] = *p == '\n' ? '|' : *p == '"' ? '\'' : *p;
+        line[n++] = *p == '\n' ? '|' : *p; /* quotes: the logger escapes them */
     line[n] = 0;
     gg_log(&srv->lp.log, GG_LOG_ERROR, "policy_error", "id=%08x service=%s phase=%s error=\"%s\"", id,
            service, phase, line);

@@ -279,17 +279,19 @@ static void fail_call(hu_conn *c, gg_call *call, int code, const char *what)
                  up->name, id);
 }
 
-/* A short, printable excerpt of a body for error messages (a status page's first words). */
+/* The first line of a body, at most 80 bytes, for the log (a status page's first words). Bytes
+ * are kept as they are: the logger escapes what needs escaping (quotes as \", controls and
+ * bytes that are not UTF-8 as \xNN). A NUL ends it. */
 static void excerpt(const char *body, size_t len, char *out, size_t cap)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len && n + 1 < cap && n < 80; i++) {
+    for (size_t i = 0; i < len && n + 1 < cap && n < 80 && body[i]; i++) {
         unsigned char ch = (unsigned char)body[i];
         if (ch == '\r' || ch == '\n') {
             if (n) break;
             continue;
         }
-        out[n++] = ch >= 32 && ch < 127 && ch != '"' && ch != '\'' ? (char)ch : '?';
+        out[n++] = (char)ch;
     }
     out[n] = 0;
 }

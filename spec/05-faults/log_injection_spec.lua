@@ -3,6 +3,7 @@
 -- \t or \xNN, quotes inside a quoted value become \", and a key=value value that is not one
 -- plain word is quoted. See gateway/log.h.
 local h = require "spec.support.helpers"
+local uv = require "luv"
 
 local FORGED = "2026-01-01T00:00:00.000Z error policy_stuck service=demo"
 
@@ -40,6 +41,36 @@ describe("Log injection", function()
         local line = assert(d.gw:wait_log("notification_dropped", h.timeout(3)))
         assert.equal('method="nosuch\\" level=\\"error.x" reason=no_such_service', line:match("method=.*$"))
         assert.equal(0, #lines_with(d.gw, ' level="error'))
+    end)
+
+    it("quotes from an upstream's 502 body are logged as \\\", not as ?", function()
+        -- an HTTP upstream in this process: every request gets a 502 with a JSON body
+        local body = '{"error": "db \\"main\\" is down", \'x\': 1}'
+        local server = uv.new_tcp()
+        assert(server:bind("127.0.0.1", 0))
+        local conns = {}
+        assert(server:listen(16, function()
+            local conn = uv.new_tcp()
+            conns[#conns + 1] = conn
+            server:accept(conn)
+            conn:read_start(function(_, data)
+                if data and data:find("\r\n\r\n", 1, true) then
+                    conn:write("HTTP/1.1 502 Bad Gateway\r\nContent-Type: application/json\r\n"
+                        .. "Content-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
+                    conn:shutdown()
+                end
+            end)
+        end))
+        local port = server:getsockname().port
+        local gw = assert(h.start_gateway({ services = { x = {
+            protocol = "jsonrpc-http", upstream = "http://127.0.0.1:" .. port .. "/rpc", deadline = 5 } } }))
+        local c = assert(h.client(gw.addr))
+        local _, err = c:call("x.anything", {})
+        assert(h.is_error(err, 502, "upstream_unavailable"))
+        local line = assert(gw:wait_log("upstream_http_error", h.timeout(3)))
+        assert.matches([[reason="HTTP 502: {\"error\": \"db \\\"main\\\" is down\", 'x': 1}"]], line, 1, true)
+        for _, conn in ipairs(conns) do if not conn:is_closing() then conn:close() end end
+        server:close()
     end)
 
     it("bytes that are not UTF-8 are shown as \\xNN, valid UTF-8 as it is", function()
