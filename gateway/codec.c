@@ -1,5 +1,6 @@
 /* codec.c -- bounded MessagePack-RPC scanner and envelope writers. See codec.h. */
 #include "codec.h"
+#include "utf8.h"
 
 #include <string.h>
 
@@ -332,18 +333,10 @@ int gg_method_check(const char *s, uint32_t n, uint32_t *dot)
             i++;
             continue;
         }
-        /* UTF-8 by RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF. */
-        uint32_t len;
-        uint8_t lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) len = 2;
-        else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        else if (c >= 0xf0 && c <= 0xf4) len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        else return GG_NAME_UTF8;
-        if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) return GG_NAME_UTF8;
-        for (uint32_t k = 2; k < len; k++)
-            if ((p[i + k] & 0xc0) != 0x80) return GG_NAME_UTF8;
-        if (c == 0xc2 && p[i + 1] < 0xa0) return GG_NAME_CONTROL; /* U+0080..U+009F */
-        i += len;
+        size_t len = gg_utf8_len(p + i, n - i);
+        if (!len) return GG_NAME_UTF8;
+        if (gg_utf8_is_c1(p + i)) return GG_NAME_CONTROL;
+        i += (uint32_t)len;
     }
     if (seg_start) flaw = GG_NAME_EMPTY; /* "" or a trailing '.' */
     return flaw;

@@ -460,7 +460,8 @@ static void start_call(gg_http_rpc_conn *k, rpc_batch *b, uint32_t i, json_t *v)
     }
     const char *dot = mdot < mlen ? m + mdot : NULL;
     size_t svc_len = dot ? mdot : (mlen > 64 ? 64 : mlen);
-    int refused = gg_method_refused(dot ? gg_service_find(srv, m, svc_len) : NULL, flaw);
+    int refused = 0;
+    if (flaw) refused = gg_method_refused(dot ? gg_service_find(srv, m, svc_len) : NULL, flaw);
     if (refused) {
         gg_log(&srv->lp.log, GG_LOG_INFO, "method_refused",
                "front=http method=\"%.*s\" reason=\"%s\"", (int)(mlen > 64 ? 64 : mlen), m,

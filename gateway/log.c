@@ -4,6 +4,7 @@
  * upstream's body, a policy's message) can end the line early or fake a key: see log.h for
  * the rules. The format is walked by hand for that; numbers still go through snprintf. */
 #include "log.h"
+#include "utf8.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,27 +44,6 @@ static void putc_(line_buf *b, char c)
     if (b->n < b->cap) b->p[b->n++] = c;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t k = 2; k < len; k++)
-        if ((s[k] & 0xc0) != 0x80) return 0;
-    if (c == 0xc2 && s[1] < 0xa0) return 0; /* C1 controls: shown as \xc2\x85 */
-    return len;
-}
-
 #define CTX_TEXT   0 /* free text: controls and backslashes escaped, quotes kept */
 #define CTX_QUOTED 1 /* inside "...": quotes escaped too */
 #define CTX_VALUE  2 /* after key=: quoted (and escaped) when it is not one plain word */
@@ -89,8 +69,8 @@ static void put_escaped(line_buf *b, const char *str, size_t n, int ctx)
         char esc[5] = {'\\', 0, 0, 0, 0};
         size_t en = 2;
         if (c >= 0x80) {
-            size_t u = utf8_len(s + i, n - i);
-            if (u) {
+            size_t u = gg_utf8_len(s + i, n - i);
+            if (u && !gg_utf8_is_c1(s + i)) { /* a C1 control is shown as \xc2\x85 */
                 put(b, str + i, u);
                 i += u;
                 continue;
