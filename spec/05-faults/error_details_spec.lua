@@ -17,7 +17,7 @@ describe("Error details", function()
         local up = legacy.jsonrpc()
         local gw = http.start({ services = { x = {
             protocol = "jsonrpc-http", upstream = up.url .. "?api_key=SECRET", deadline = 5,
-            policies = { { name = "breaker" } },
+            policies = { { name = "breaker", failures = 1, cooldown = 30 } },
         } } })
         local c = assert(h.client(gw.addr))
         local _, err = c:call("x.http500", {})
@@ -27,10 +27,15 @@ describe("Error details", function()
         assert.is_string(id, err.message)
         local line = assert(gw:wait_log("upstream_http_error id=" .. id .. " service=x ", h.timeout(3)))
         assert.matches("upstream=http://127.0.0.1:%d+/rpc%?<redacted> reason=\"HTTP %d+", line)
+        -- the breaker opened on that failure: its message shows the address redacted too
+        _, err = c:call("x.http500", {})
+        assert(h.is_error(err, 530, "circuit_open"))
+        assert.matches("^circuit open for upstream http://127.0.0.1:%d+/rpc%?<redacted> of service 'x'$",
+            err.message)
         local routes = assert(http.get(gw.admin_url .. "/routes")).json
         local u = routes.services[1].upstreams[1]
         assert.matches("^http://127.0.0.1:%d+/rpc%?<redacted>$", u.address)
-        assert.equal("closed", u.breaker)
+        assert.equal("open", u.breaker)
         for _, l in ipairs(gw.proc.lines) do
             assert.is_nil(l:find("SECRET", 1, true), l)
         end
