@@ -452,6 +452,14 @@ static gg_call *task_call(ad_task *t)
     return call;
 }
 
+/* What a caller is told of an adapter's own failure, without error_details. */
+#define GENERIC_ERROR "adapter error (id %08x; see the gateway's log)"
+
+static int error_details(const gg_adapter *ad)
+{
+    return ad->svc && ad->svc->conf->error_details;
+}
+
 /* One log line per adapter error, with an id the caller also gets. */
 static unsigned adapter_error_id(gg_adapter *ad, const char *method, const char *msg,
                                  const char *trace)
@@ -460,11 +468,12 @@ static unsigned adapter_error_id(gg_adapter *ad, const char *method, const char 
     unsigned id = ((unsigned)getpid() << 16) ^ ++srv->pol.errors;
     char line[1536];
     size_t n = 0;
+    /* lines joined with '|': one event, one line; quotes are the logger's to escape */
     for (const char *p = msg ? msg : "?"; *p && n < sizeof line - 400; p++)
-        line[n++] = *p == '\n' ? '|' : *p == '"' ? '\'' : *p;
+        line[n++] = *p == '\n' ? '|' : *p;
     for (const char *p = trace ? trace : ""; *p && n < sizeof line - 2; p++) {
         if (p == trace) line[n++] = '|';
-        line[n++] = *p == '\n' ? '|' : *p == '"' ? '\'' : *p;
+        line[n++] = *p == '\n' ? '|' : *p;
     }
     line[n] = 0;
     gg_log(&srv->lp.log, GG_LOG_ERROR, "adapter_error", "id=%08x service=%s method=%s error=\"%s\"",
@@ -543,7 +552,10 @@ static void task_finish(ad_task *t, int rc)
         else
             lua_pushliteral(co, "adapter_error");
         lua_setfield(co, 1, "type");
-        lua_pushstring(co, msg);
+        if (error_details(ad))
+            lua_pushstring(co, msg);
+        else
+            lua_pushfstring(co, GENERIC_ERROR, id);
         lua_setfield(co, 1, "message");
         lua_pushfstring(co, "%08x", id);
         lua_setfield(co, 1, "id");
@@ -583,6 +595,10 @@ static void task_finish(ad_task *t, int rc)
                 adapter_error_id(ad, t->method, lua_tostring(co, -2), lua_tostring(co, -1));
             lua_pushfstring(co, "%08x", id);
             lua_setfield(co, 2, "id");
+            if (!error_details(ad)) { /* the log has the message: it names the adapter's file */
+                lua_pushfstring(co, GENERIC_ERROR, id);
+                lua_setfield(co, 2, "message");
+            }
         }
         answer_error_map(t, call, 2);
     } else if (status == GATEWAY_FAILED) {

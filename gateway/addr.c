@@ -45,8 +45,12 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
         if (gg_addr_parse(hostport, a, err, errlen)) return -1;
         memcpy(a->http_host, hostport, hl + 1);
         memcpy(a->http_path, path, sizeof path);
-        /* the text is for logs: a long path is cut */
-        snprintf(a->text, sizeof a->text, "http://%.60s%.90s", hostport, path);
+        /* the text is for logs, /routes and /metrics: a long path is cut, and a query string
+         * (often a credential: ?api_key=...) is never shown */
+        char *q = strchr(path, '?');
+        int plen = q ? (int)(q - path) : (int)strlen(path);
+        snprintf(a->text, sizeof a->text, "http://%.60s%.*s%s", hostport, plen > 90 ? 90 : plen,
+                 path, q ? GG_ADDR_REDACTED : "");
         return 0;
     }
     const char *given = s; /* errors quote the address as written, scheme included */
@@ -86,6 +90,15 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
     a->kind = GG_ADDR_TCP;
     gg_addr_format_sa((struct sockaddr *)&a->sa, a->text, sizeof a->text);
     return 0;
+}
+
+void gg_addr_redact(const char *url, char *out, size_t n)
+{
+    const char *q = strncmp(url, "http://", 7) == 0 ? strchr(url, '?') : NULL;
+    if (q)
+        snprintf(out, n, "%.*s%s", (int)(q - url), url, GG_ADDR_REDACTED);
+    else
+        snprintf(out, n, "%s", url);
 }
 
 void gg_addr_format_sa(const struct sockaddr *sa, char *out, size_t n)

@@ -128,8 +128,22 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
         gg_reply_error(&c->st, m->msgid, GG_ERR_SHUTTING_DOWN, "the gateway is shutting down");
         return;
     }
-    const char *dot = memchr(method, '.', mlen);
-    uint32_t svc_len = dot ? (uint32_t)(dot - method) : (mlen > 64 ? 64 : mlen);
+    const char *dot = m->method_dot < mlen ? method + m->method_dot : NULL;
+    uint32_t svc_len = dot ? m->method_dot : (mlen > 64 ? 64 : mlen);
+    if (m->method_flaw) {
+        int code = gg_method_refused(dot ? gg_service_find(srv, method, svc_len) : NULL,
+                                     m->method_flaw);
+        if (code) {
+            const char *why = gg_method_flaw_reason(m->method_flaw);
+            char peer[64];
+            gg_client_peer(c, peer, sizeof peer);
+            gg_log(&srv->lp.log, GG_LOG_INFO, "method_refused",
+                   "peer=%s msgid=%u method=\"%.*s\" reason=\"%s\"", peer, m->msgid,
+                   (int)(mlen > 64 ? 64 : mlen), method, why);
+            gg_reply_error(&c->st, m->msgid, code, "%s", why);
+            return;
+        }
+    }
     if (dot && svc_len == 5 && memcmp(method, "ghost", 5) == 0) {
         handle_ghost(c, msg, m, dot + 1, (uint32_t)(method + mlen - dot - 1));
         return;
@@ -160,6 +174,12 @@ static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
     uint32_t mlen = m->method_len;
     const char *dot = memchr(method, '.', mlen);
     gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
+    int rc = gg_method_refused(svc, m->method_flaw);
+    if (rc) {
+        gg_dispatch_notify_dropped(srv, svc, method, mlen, rc,
+                                   gg_method_flaw_reason(m->method_flaw));
+        return;
+    }
     if (!svc) {
         gg_dispatch_notify_dropped(srv, NULL, method, mlen, GG_ERR_NO_SUCH_SERVICE,
                                    "no such service");

@@ -1,5 +1,6 @@
 /* codec.c -- bounded MessagePack-RPC scanner and envelope writers. See codec.h. */
 #include "codec.h"
+#include "utf8.h"
 
 #include <string.h>
 
@@ -131,6 +132,7 @@ static void capture(gg_scan_state *st, size_t pos, const uint8_t *p, size_t n)
             m->has_method = 1;
             m->method_off = (uint32_t)(pos + h);
             m->method_len = slen;
+            m->method_flaw = (uint8_t)gg_method_check((const char *)p + h, slen, &m->method_dot);
         }
         break;
     case 3:
@@ -175,6 +177,8 @@ int gg_scan(gg_scan_state *st, const char *buf, size_t len, const gg_scan_limits
                     m->has_method = 1;
                     m->method_off = (uint32_t)(p + h);
                     m->method_len = slen;
+                    m->method_flaw =
+                        (uint8_t)gg_method_check(buf + p + h, slen, &m->method_dot);
                     p += h + slen;
                 }
                 /* the top-level array is open with what follows still to walk */
@@ -304,6 +308,49 @@ const char *gg_msg_invalid(const gg_msg *m)
     uint8_t f = m->body_first;
     if (!((f >= 0x90 && f <= 0x9f) || f == 0xdc || f == 0xdd)) return "params must be an array";
     return NULL;
+}
+
+int gg_method_check(const char *s, uint32_t n, uint32_t *dot)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    int flaw = GG_NAME_OK;
+    *dot = n;
+    /* Longer names are refused by gg_msg_invalid anyway: do not walk a claimed megabyte. */
+    if (n > GG_METHOD_MAX) return GG_NAME_OK;
+    const char *d = memchr(s, '.', n);
+    if (d) *dot = (uint32_t)(d - s);
+    int seg_start = 1;
+    uint32_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (seg_start) {
+            if (c == '.') flaw = GG_NAME_EMPTY;
+            else if (c == '_' && flaw < GG_NAME_PRIVATE) flaw = GG_NAME_PRIVATE;
+        }
+        seg_start = c == '.';
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f) return GG_NAME_CONTROL;
+            i++;
+            continue;
+        }
+        size_t len = gg_utf8_len(p + i, n - i);
+        if (!len) return GG_NAME_UTF8;
+        if (gg_utf8_is_c1(p + i)) return GG_NAME_CONTROL;
+        i += (uint32_t)len;
+    }
+    if (seg_start) flaw = GG_NAME_EMPTY; /* "" or a trailing '.' */
+    return flaw;
+}
+
+const char *gg_method_flaw_reason(int flaw)
+{
+    switch (flaw) {
+    case GG_NAME_PRIVATE: return "method is not public (a name segment starts with '_')";
+    case GG_NAME_EMPTY: return "method name has an empty segment";
+    case GG_NAME_CONTROL: return "method name contains a control character";
+    case GG_NAME_UTF8: return "method name is not valid UTF-8";
+    default: return "";
+    }
 }
 
 static inline size_t get_uint(const char *s, size_t len, uint64_t *out)

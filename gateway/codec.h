@@ -21,6 +21,14 @@
 #define GG_DEPTH_CAP   128
 #define GG_METHOD_MAX  255
 
+/* What gg_method_check() finds wrong with a method name, worst first. Each name is split into
+ * '.'-separated segments: "users.get_profile" has two. */
+#define GG_NAME_OK       0
+#define GG_NAME_PRIVATE  1 /* a segment starts with '_' (private by convention: _x, __gc) */
+#define GG_NAME_EMPTY    2 /* an empty segment: "a..b", "a.", ".a" */
+#define GG_NAME_CONTROL  3 /* a control character (C0, DEL, C1): NUL, newline, ... */
+#define GG_NAME_UTF8     4 /* not valid UTF-8 */
+
 /* gg_scan() results. */
 #define GG_SCAN_DONE   1  /* one whole message walked; see st->msg */
 #define GG_SCAN_MORE   0  /* need more bytes: call again with the same st and more data */
@@ -38,6 +46,8 @@ typedef struct gg_msg {
     int has_method;       /* element 2 (1 for a notification) is a str or bin */
     uint32_t method_off;  /* offset from the start of the message */
     uint32_t method_len;
+    uint32_t method_dot;  /* offset of the first '.' in the method, or method_len: none */
+    uint8_t method_flaw;  /* GG_NAME_*: what gg_method_check found (0: a public name) */
     uint32_t body_off;    /* where params (request/notify) or error (response) start */
     uint8_t body_first;   /* first byte of the params object (request/notify) */
     size_t size;          /* bytes of the whole message (valid when DONE) */
@@ -69,6 +79,14 @@ int gg_scan(gg_scan_state *st, const char *buf, size_t len, const gg_scan_limits
 
 /* After DONE: NULL if msg is a well-formed MessagePack-RPC envelope, else a reason. */
 const char *gg_msg_invalid(const gg_msg *m);
+
+/* Check a method name once, where it is parsed: returns GG_NAME_OK or the worst flaw found,
+ * and stores the offset of the first '.' (or n when there is none) in *dot. O(n), no
+ * allocation; gg_scan() calls it for every method it captures. */
+int gg_method_check(const char *s, uint32_t n, uint32_t *dot);
+
+/* A short reason for a GG_NAME_* flaw, for error messages ("" for GG_NAME_OK). */
+const char *gg_method_flaw_reason(int flaw);
 
 /* Writers. Each writes at most the stated bytes at p and returns the bytes written. */
 size_t gg_put_uint(char *p, uint64_t v);             /* <= 9 */

@@ -86,6 +86,12 @@ static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t 
         lua_getfield(L, v, "keep_prefix");
         s->keep_prefix = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        lua_getfield(L, v, "error_details");
+        s->error_details = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, v, "method_names");
+        s->any_method_name = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "any") == 0;
+        lua_pop(L, 1);
         lua_getfield(L, v, "adapter");
         if (lua_isstring(L, -1)) {
             s->protocol = GG_PROTO_ADAPTER;

@@ -33,6 +33,8 @@ typedef struct gg_service_conf {
     uint64_t deadline_ms;
     int connections;
     int keep_prefix;
+    int error_details;   /* error_details = true: tracebacks and adapter messages reach clients */
+    int any_method_name; /* method_names = "any": forward names gg_method_check flags */
 } gg_service_conf;
 
 typedef struct gg_config {

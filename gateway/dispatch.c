@@ -129,6 +129,51 @@ static int schedule_retry(gg_server *srv, gg_call *call, double delay)
     return 0;
 }
 
+/* Bytes of the MessagePack object at p (already framed by the upstream's scan), or 0. */
+static size_t object_size(const char *p, size_t len)
+{
+    gg_scan_state st;
+    gg_scan_limits lim = {.max_message = len, .max_depth = GG_DEPTH_CAP};
+    gg_scan_reset(&st);
+    return gg_scan(&st, p, len, &lim) == GG_SCAN_DONE ? st.msg.size : 0;
+}
+
+/* An upstream's error map with a "traceback" key (ghost.serve backends, adapters), for a
+ * service without error_details: the same answer without that key, in a malloc'd copy the
+ * caller frees. NULL when there is nothing to take out (or no memory: then it goes as it
+ * is). Only error answers pay for this walk over the map's keys. */
+static char *without_traceback(const char *body, size_t len, size_t *out_len)
+{
+    const uint8_t *b = (const uint8_t *)body;
+    uint32_t n;
+    size_t h;
+    if (len && (b[0] & 0xf0) == 0x80) n = b[0] & 0x0f, h = 1;
+    else if (len >= 3 && b[0] == 0xde) n = (uint32_t)b[1] << 8 | b[2], h = 3;
+    else if (len >= 5 && b[0] == 0xdf)
+        n = (uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4], h = 5;
+    else return NULL;
+    size_t pos = h, at = 0, cut = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t kl = object_size(body + pos, len - pos);
+        size_t vl = kl ? object_size(body + pos + kl, len - pos - kl) : 0;
+        if (!vl) return NULL;
+        uint32_t sl;
+        size_t sh = gg_get_str(body + pos, kl, &sl);
+        if (!cut && sh && sh + sl == kl && sl == 9 && memcmp(body + pos + sh, "traceback", 9) == 0)
+            at = pos, cut = kl + vl;
+        pos += kl + vl;
+    }
+    if (!cut) return NULL;
+    char *out = malloc(len);
+    if (!out) return NULL;
+    size_t o = gg_put_map_hdr(out, n - 1);
+    memcpy(out + o, body + h, at - h);
+    o += at - h;
+    memcpy(out + o, body + at + cut, len - at - cut); /* the other keys, then the result */
+    *out_len = o + len - at - cut;
+    return out;
+}
+
 void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body_len)
 {
     gg_service *svc = call->svc;
@@ -151,10 +196,15 @@ void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body
     }
     call->outcome = body_len && (unsigned char)body[0] == 0xc0 ? 0 : 1;
     gg_client *c = live_client(call);
+    char *stripped = NULL;
+    if (c && call->outcome && !svc->conf->error_details &&
+        (stripped = without_traceback(body, body_len, &body_len)))
+        body = stripped;
     if (c) {
         c->proto->answer(c, call->client_msgid, body, body_len);
         c->last_active = uv_now(srv->lp.uv);
     }
+    free(stripped);
     call_end(srv, call);
 }
 
@@ -249,6 +299,12 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
         gg_call_fail(srv, call, rc, "upstream of service '%s' is overloaded", svc->name);
 }
 
+int gg_method_refused(const gg_service *svc, int flaw)
+{
+    if (flaw == GG_NAME_OK || (svc && svc->conf->any_method_name)) return 0;
+    return flaw == GG_NAME_PRIVATE ? GG_ERR_FORBIDDEN : GG_ERR_BAD_REQUEST;
+}
+
 void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id,
                          const char *method, uint32_t method_len, uint32_t dot, const char *params,
                          size_t params_len)
@@ -280,32 +336,6 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
 
 #define NOTIFY_LOG_PER_SEC 10 /* notification_dropped lines per second, at most */
 
-/* Bytes a client chose, made safe for a log line inside "...": quote and backslash escaped,
- * control bytes and bytes past ASCII as \xNN, so that no sender can end the line or forge a
- * field. At most `max` bytes of s are shown. */
-static const char *log_text(const char *s, size_t n, size_t max, char *out, size_t outlen)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t k = 0;
-    if (n > max) n = max;
-    for (size_t i = 0; i < n && k + 5 < outlen; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            out[k++] = '\\';
-            out[k++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            out[k++] = '\\';
-            out[k++] = 'x';
-            out[k++] = hex[c >> 4];
-            out[k++] = hex[c & 15];
-        } else {
-            out[k++] = (char)c;
-        }
-    }
-    out[k] = 0;
-    return out;
-}
-
 void gg_dispatch_notify_dropped(gg_server *srv, gg_service *svc, const char *method,
                                 uint32_t method_len, int code, const char *why)
 {
@@ -324,16 +354,16 @@ void gg_dispatch_notify_dropped(gg_server *srv, gg_service *svc, const char *met
         return;
     }
     met->notify_log_lines++;
-    char m[4 * 64 + 1], w[4 * 200 + 1], more[40] = "";
+    char more[40] = "";
     if (met->notify_log_suppressed)
         snprintf(more, sizeof more, " suppressed=%llu",
                  (unsigned long long)met->notify_log_suppressed);
     met->notify_log_suppressed = 0;
     const char *reason = code == GG_MET_ANSWERED ? "answered" : gg_error_type(code);
+    /* The logger escapes the sender's bytes (log.c): nothing here can end the line. */
     gg_log(&srv->lp.log, GG_LOG_WARN, "notification_dropped",
-           "service=%s method=\"%s\" reason=%s why=\"%s\"%s", svc ? svc->name : "-",
-           log_text(method, method_len, 64, m, sizeof m), reason,
-           log_text(why ? why : "", why ? strlen(why) : 0, 200, w, sizeof w), more);
+           "service=%s method=\"%.*s\" reason=%s why=\"%.200s\"%s", svc ? svc->name : "-",
+           (int)(method_len > 64 ? 64 : method_len), method, reason, why ? why : "", more);
 }
 
 void gg_dispatch_notify(gg_server *srv, gg_client *c, gg_service *svc, const char *method,

@@ -12,6 +12,12 @@ struct gg_server;
 struct gg_client;
 struct gg_service;
 
+/* Safe defaults: whether the core refuses a method name gg_method_check() flagged with `flaw`
+ * (GG_NAME_*), before any policy, for every way in. 0: it goes on (no flaw, or svc opted in
+ * with method_names = "any"); else GG_ERR_FORBIDDEN for a private segment, GG_ERR_BAD_REQUEST
+ * for the rest. svc may be NULL (unknown service, sys.*, ghost.*: nobody opted in). */
+int gg_method_refused(const struct gg_service *svc, int flaw);
+
 /* Start a call of client c to service svc: id is the client's id for it, method the full
  * "svc.name" (its '.' at offset dot), params the MessagePack array of arguments. The bytes
  * are only read during the call. Answers at once on refusal. */

@@ -383,12 +383,18 @@ static int pack_params(gg_http_front *f, const json_t *params, char *why, size_t
 /* A JSON-RPC notification: like a MessagePack client's, it meets the service's policies with
  * this request's identity (gg_dispatch_notify) and has no answer: one that is refused or cannot
  * be delivered is counted and logged, and the HTTP response is the same. */
-static void notify(gg_http_rpc_conn *k, const char *method, size_t mlen, const json_t *params)
+static void notify(gg_http_rpc_conn *k, const char *method, size_t mlen, int flaw,
+                   const json_t *params)
 {
     gg_server *srv = server_of(k);
     const char *dot = memchr(method, '.', mlen);
     gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
     char why[256];
+    int rc = gg_method_refused(svc, flaw);
+    if (rc) {
+        gg_dispatch_notify_dropped(srv, svc, method, (uint32_t)mlen, rc, gg_method_flaw_reason(flaw));
+        return;
+    }
     if (!svc) {
         gg_dispatch_notify_dropped(srv, NULL, method, (uint32_t)mlen, GG_ERR_NO_SUCH_SERVICE,
                                    "no such service");
@@ -464,8 +470,10 @@ static void start_call(gg_http_rpc_conn *k, rpc_batch *b, uint32_t i, json_t *v)
                               mlen ? "method name is too long" : "method is empty");
         goto answer;
     }
+    uint32_t mdot;
+    int flaw = gg_method_check(m, (uint32_t)mlen, &mdot);
     if (!id) { /* a valid notification */
-        notify(k, m, mlen, params);
+        notify(k, m, mlen, flaw, params);
         s->state = SLOT_NOTIFY;
         b->pending--;
         return;
@@ -474,8 +482,17 @@ static void start_call(gg_http_rpc_conn *k, rpc_batch *b, uint32_t i, json_t *v)
         reply = reply_gateway(id, GG_ERR_SHUTTING_DOWN, -1, "the gateway is shutting down");
         goto answer;
     }
-    const char *dot = memchr(m, '.', mlen);
-    size_t svc_len = dot ? (size_t)(dot - m) : (mlen > 64 ? 64 : mlen);
+    const char *dot = mdot < mlen ? m + mdot : NULL;
+    size_t svc_len = dot ? mdot : (mlen > 64 ? 64 : mlen);
+    int refused = 0;
+    if (flaw) refused = gg_method_refused(dot ? gg_service_find(srv, m, svc_len) : NULL, flaw);
+    if (refused) {
+        gg_log(&srv->lp.log, GG_LOG_INFO, "method_refused",
+               "front=http method=\"%.*s\" reason=\"%s\"", (int)(mlen > 64 ? 64 : mlen), m,
+               gg_method_flaw_reason(flaw));
+        reply = reply_gateway(id, refused, -1, gg_method_flaw_reason(flaw));
+        goto answer;
+    }
     if ((dot && svc_len == 5 && memcmp(m, "ghost", 5) == 0) ||
         (mlen > 4 && !memcmp(m, "sys.", 4))) {
         reply = own_method(id, m, mlen);

@@ -15,7 +15,13 @@ typedef struct gg_logger {
 /* Parse "error", "warn", "info", "debug". Returns the level or -1. */
 int gg_log_level_parse(const char *name);
 
-/* Write one line. fmt formats the key=value part (may be NULL). */
+/* Write one line. fmt formats the key=value part (may be NULL), printf-style. Every %s
+ * argument is escaped, so that no value can end the line or fake a key: `\n`, `\r`, `\t`,
+ * `\\`, other control bytes and bytes that are not UTF-8 as `\xNN` (valid UTF-8 stays as it
+ * is); after a `"` in fmt (`reason="%s"`) quotes become `\"`; after a `=` (`method=%s`) a
+ * value that is not one plain word (empty, a space, `"`, `=`, `\`, non-ASCII) is written in
+ * quotes, escaped. Elsewhere (a policy's free-text message) quotes are kept. The event name
+ * is escaped like a key=value value. */
 void gg_log_write(const gg_logger *lg, int level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -133,7 +133,7 @@ gg_method_stats *gg_metrics_method_find(gg_service_stats *s, const char *method,
 void gg_metrics_notification(gg_metrics *m, gg_service_stats *s, int code)
 {
     if (!s) {
-        m->notify_unrouted++;
+        m->notify_unrouted[class_of(code)]++;
         return;
     }
     if (code == 0)
@@ -305,13 +305,12 @@ static void render_notifications(out *o, gg_metrics *m)
              (unsigned long long)m->services[i]->notifications);
     emit(o, "# HELP ghostgate_notifications_dropped_total Client notifications not sent, by the "
             "error type a call would have got (\"answered\": a policy answered it; service \"\": "
-            "no such service).\n"
+            "it reached no service).\n"
             "# TYPE ghostgate_notifications_dropped_total counter\n");
-    if (m->notify_unrouted)
-        emit(o,
-             "ghostgate_notifications_dropped_total{service=\"\",reason=\"no_such_service\"} "
-             "%llu\n",
-             (unsigned long long)m->notify_unrouted);
+    for (int c = 2; c < GG_MET_CODES - 1; c++)
+        if (m->notify_unrouted[c])
+            emit(o, "ghostgate_notifications_dropped_total{service=\"\",reason=\"%s\"} %llu\n",
+                 gg_error_type(class_code[c]), (unsigned long long)m->notify_unrouted[c]);
     for (int i = 0; i < m->nservices; i++) {
         gg_service_stats *s = m->services[i];
         label(s->name, sv, sizeof sv);

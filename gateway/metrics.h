@@ -47,7 +47,9 @@ typedef struct gg_metrics {
     int nservices, cap;
     uint64_t reloads;
     uint64_t reload_failures;
-    uint64_t notify_unrouted; /* notifications to no service: service="" in /metrics */
+    /* notifications that reached no service (no such service, or a name refused before the
+     * lookup could name one): service="" in /metrics, by outcome class */
+    uint64_t notify_unrouted[GG_MET_CODES];
     /* the rate of notification_dropped log lines (gg_dispatch_notify_dropped) */
     uint64_t notify_log_second;
     uint32_t notify_log_lines;

@@ -89,6 +89,15 @@ static int host_time(lua_State *L)
     return 1;
 }
 
+/* host.show_address(url): the address as messages and logs may show it (gg_addr_redact). */
+static int host_show_address(lua_State *L)
+{
+    char out[512];
+    gg_addr_redact(luaL_checkstring(L, 1), out, sizeof out);
+    lua_pushstring(L, out);
+    return 1;
+}
+
 static void push_hex(lua_State *L, const unsigned char *d, unsigned n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -174,7 +183,7 @@ static void policy_error(gg_server *srv, const char *service, const char *phase,
     /* the traceback goes on one line: a log line is one event */
     size_t n = 0;
     for (const char *p = trace ? trace : "?"; *p && n < sizeof line - 1; p++)
-        line[n++] = *p == '\n' ? '|' : *p == '"' ? '\'' : *p;
+        line[n++] = *p == '\n' ? '|' : *p; /* quotes: the logger escapes them */
     line[n] = 0;
     gg_log(&srv->lp.log, GG_LOG_ERROR, "policy_error", "id=%08x service=%s phase=%s error=\"%s\"", id,
            service, phase, line);
@@ -192,6 +201,7 @@ static const luaL_Reg host_fns[] = {
     {"hmac_sha256_hex", host_hmac_sha256_hex},
     {"consttime_eq", host_consttime_eq},
     {"log", host_log},
+    {"show_address", host_show_address},
     {NULL, NULL},
 };
 
@@ -775,6 +785,50 @@ static int authenticated_fn(lua_State *L, void *ud)
     lua_getfield(L, -1, "identity");
     lua_pushboolean(L, lua_isstring(L, -1));
     return 1;
+}
+
+typedef struct describe_arg {
+    gg_server *srv;
+    gg_client *c;
+} describe_arg;
+
+/* require("ghost.describe").for_client(config, pipelines, client), protected: push_client
+ * allocates, so it runs inside the call (gg_lua_protect's contract). */
+static int describe_fn(lua_State *L, void *ud)
+{
+    describe_arg *a = ud;
+    gg_generation *gen = a->srv->gen;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "ghost.describe");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "for_client");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gen->cfg->table_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, gen->pipelines_ref);
+    push_client(L, a->srv, a->c);
+    lua_call(L, 3, 1);
+    return 1;
+}
+
+int gg_policy_describe(gg_server *srv, gg_client *c, char *err, size_t errlen)
+{
+    lua_State *L = srv->pol.L;
+    gg_generation *gen = srv->gen;
+    if (!L || gen->pipelines_ref == LUA_NOREF) {
+        snprintf(err, errlen, "no policies are loaded");
+        return -1;
+    }
+    int top = lua_gettop(L);
+    describe_arg a = {.srv = srv, .c = c};
+    /* The caller's decide phases run here (user policies included): watched like a call. */
+    gg_watchdog_enter(&srv->wd, "-", "describe", NULL);
+    int rc = gg_lua_protect(L, describe_fn, &a, 0, 1);
+    gg_watchdog_leave(&srv->wd);
+    if (rc) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        lua_settop(L, top);
+        return -1;
+    }
+    return 0;
 }
 
 int gg_policy_client_authenticated(gg_server *srv, gg_client *c)

@@ -101,6 +101,11 @@ void gg_policy_preload_host(lua_State *L);
 typedef void (*gg_breaker_fn)(void *data, const char *service, const char *upstream, int state);
 void gg_policy_breakers(struct gg_server *srv, struct gg_generation *gen, gg_breaker_fn fn, void *data);
 /* Whether connection c has authenticated (ghost.auth or a Bearer token). */
+/* sys.describe for c: push on the policy Lua stack what the running generation lets c call
+ * (ghost.describe.for_client: filtered by c's identity and scopes, cached per generation and
+ * identity). The value is shared by the cache: read it, do not change it. Returns 0, or -1
+ * with the reason in err and nothing pushed. */
+int gg_policy_describe(struct gg_server *srv, struct gg_client *c, char *err, size_t errlen);
 int gg_policy_client_authenticated(struct gg_server *srv, struct gg_client *c);
 void gg_policy_client_closed(struct gg_server *srv, struct gg_client *c);
 void gg_policy_endpoint_changed(struct gg_server *srv, struct gg_endpoint *ep);

@@ -1,5 +1,5 @@
-/* sys.c -- the gateway's `sys.*` methods; see sys.h. Not a hot path: sys.describe calls into
- * Lua (ghost.describe) with the normalised config and packs what it returns. */
+/* sys.c -- the gateway's `sys.*` methods; see sys.h. Not a hot path: sys.describe asks Lua
+ * (ghost.describe, through gg_policy_describe) what the caller may call and packs it. */
 #include "sys.h"
 #include "errors.h"
 #include "lua_bridge.h"
@@ -44,12 +44,10 @@ oom:
 
 static void sys_describe(gg_server *srv, gg_client *c, uint32_t msgid)
 {
-    gg_config *cfg = srv->cfg;
-    lua_State *L = cfg->L;
+    lua_State *L = srv->pol.L;
     char err[512];
     int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, cfg->table_ref);
-    if (gg_lua_call(L, "ghost.describe", "describe", 1, 1, err, sizeof err)) {
+    if (gg_policy_describe(srv, c, err, sizeof err)) {
         lua_settop(L, top);
         gg_log(&srv->lp.log, GG_LOG_ERROR, "sys_describe_failed", "reason=\"%s\"", err);
         gg_reply_error(&c->st, msgid, GG_ERR_INTERNAL,

@@ -274,7 +274,9 @@ static int same_endpoints(const gg_service_conf *a, const gg_service_conf *b)
 {
     if (a->nupstreams != b->nupstreams || a->connections != b->connections) return 0;
     for (int i = 0; i < a->nupstreams; i++)
-        if (strcmp(a->upstreams[i].text, b->upstreams[i].text)) return 0;
+        if (strcmp(a->upstreams[i].text, b->upstreams[i].text) ||
+            strcmp(a->upstreams[i].http_path, b->upstreams[i].http_path)) /* text hides a query */
+            return 0;
     return 1;
 }
 

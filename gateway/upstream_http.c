@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS   5000
@@ -266,25 +267,32 @@ static char *request_bytes(hu_ep *ep, const char *body, size_t *len)
 
 /* --- answers -------------------------------------------------------------------------------- */
 
+/* The caller learns that the service's upstream failed and an id; the detail (the URL, the
+ * status, the body's first words) is for the log only: it names internals. */
 static void fail_call(hu_conn *c, gg_call *call, int code, const char *what)
 {
     gg_http_up *up = c->ep->up;
+    unsigned id = ((unsigned)getpid() << 16) ^ ++up->srv->pol.errors; /* as policy errors */
     gg_log(&up->srv->lp.log, GG_LOG_WARN, "upstream_http_error",
-           "service=%s upstream=%s reason=\"%s\"", up->name, url_of(c), what);
-    gg_call_fail(up->srv, call, code, "upstream %s of service '%s': %s", url_of(c), up->name, what);
+           "id=%08x service=%s upstream=%s reason=\"%s\"", id, up->name, url_of(c), what);
+    gg_call_fail(up->srv, call, code,
+                 "the upstream of service '%s' failed (error id %08x; see the gateway's log)",
+                 up->name, id);
 }
 
-/* A short, printable excerpt of a body for error messages (a status page's first words). */
+/* The first line of a body, at most 80 bytes, for the log (a status page's first words). Bytes
+ * are kept as they are: the logger escapes what needs escaping (quotes as \", controls and
+ * bytes that are not UTF-8 as \xNN). A NUL ends it. */
 static void excerpt(const char *body, size_t len, char *out, size_t cap)
 {
     size_t n = 0;
-    for (size_t i = 0; i < len && n + 1 < cap && n < 80; i++) {
+    for (size_t i = 0; i < len && n + 1 < cap && n < 80 && body[i]; i++) {
         unsigned char ch = (unsigned char)body[i];
         if (ch == '\r' || ch == '\n') {
             if (n) break;
             continue;
         }
-        out[n++] = ch >= 32 && ch < 127 && ch != '"' && ch != '\'' ? (char)ch : '?';
+        out[n++] = (char)ch;
     }
     out[n] = 0;
 }
@@ -375,8 +383,8 @@ static void on_deadline(uv_timer_t *t)
     /* The core's deadline timer has answered it already, unless both fired in this turn. */
     gg_call *call = live_call(up, c->call_id, c->attempt);
     if (call)
-        gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED, "no answer from %s within the deadline",
-                     url_of(c));
+        gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED,
+                     "no answer from the upstream of service '%s' within the deadline", up->name);
     /* Answers written in a timer callback would otherwise wait for the loop's next wake-up. */
     gg_stream_flush_all(&srv->lp);
 }
@@ -403,8 +411,8 @@ static void pump(hu_conn *c)
             uv_timer_start(&c->timer, on_deadline,
                            call->deadline > now ? call->deadline - now + 1 : 1, 0);
         } else if (call) {
-            gg_call_fail(up->srv, call, GG_ERR_OVERLOADED, "out of memory sending to %s",
-                         url_of(c));
+            gg_call_fail(up->srv, call, GG_ERR_OVERLOADED,
+                         "out of memory sending to the upstream of service '%s'", up->name);
         }
         free(w);
     }
@@ -423,7 +431,7 @@ static void fail_queue(hu_ep *ep, const char *why)
         free(w);
         if (call)
             gg_call_fail(up->srv, call, GG_ERR_UPSTREAM_UNAVAILABLE,
-                         "upstream %s of service '%s' %s", ep->addr->text, up->name, why);
+                         "an upstream of service '%s' %s", up->name, why);
     }
     ep->qtail = NULL;
 }
@@ -720,7 +728,7 @@ void gg_http_upstream_release(gg_service *svc)
             gg_call *call = live_call(up, c->call_id, c->attempt);
             if (call)
                 gg_call_fail(up->srv, call, GG_ERR_UPSTREAM_UNAVAILABLE,
-                             "upstream %s of service '%s' is being closed", url_of(c), svc->name);
+                             "an upstream of service '%s' is being closed", svc->name);
         }
         fail_queue(ep, "is being closed");
     }

@@ -1,7 +1,7 @@
 -- policies.glob: method-name globs shared by guard, auth scopes and retry.
 --   *   any run of characters within one name segment (no '.')
 --   **  any run of characters, dots included
---   ?   one character
+--   ?   one character within one name segment (not a '.'; a whole UTF-8 character)
 -- Everything else matches itself.
 
 local ipairs = ipairs
@@ -14,7 +14,9 @@ function _M.pattern(glob)
     local p = gsub(glob, "[%^%$%(%)%%%.%[%]%+%-]", "%%%0")
     p = gsub(p, "%*%*", "\1")
     p = gsub(p, "%*", "[^.]*")
-    p = gsub(p, "%?", ".")
+    -- Like '*', '?' must not cross a dot: "calc?get_x" is not "calc.get_x". One character
+    -- is a lead byte (or ASCII) and its continuation bytes.
+    p = gsub(p, "%?", "[^.\128-\191][\128-\191]*")
     p = gsub(p, "\1", ".*")
     return format("^%s$", p)
 end

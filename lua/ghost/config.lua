@@ -92,6 +92,13 @@ local service = {
                        description = "methods (globs) safe to send twice, for retry" },
         keep_prefix = { type = "boolean", default = false,
                         description = "send 'svc.method' upstream instead of 'method'" },
+        error_details = { type = "boolean", default = false,
+                          description = "send clients adapter error messages and the tracebacks "
+                              .. "adapters and backends put in their errors (development)" },
+        method_names = { type = "string", default = "public", one_of = { "public", "any" },
+                         description = "'public': the gateway refuses names with a segment starting "
+                             .. "with '_', an empty segment, a control character or invalid UTF-8; "
+                             .. "'any': such names are forwarded" },
         methods = require("ghost.types").methods_schema, -- { get_profile = { "id: integer" } }
     },
     check = function(s)

@@ -3,18 +3,26 @@
 --                                             names = { "id", "fields" } } },   -- names: if declared
 --                   upstreams = <number of upstream endpoints> } }
 --
--- sys.c calls describe(config) with the running gateway's normalised config (the table
+-- describe(config) takes the running gateway's normalised config (the table
 -- ghost.config.normalize returned). The methods listed are the ones the config declares
 -- (services.<name>.methods) that the service's guard policies let through (guard:exports).
+-- sys.c asks for_client(config, built, client): the part of that a caller may call, cached
+-- per config generation (in `built`, the generation's pipelines) and identity.
 -- `ghostgate stubs` turns the answer into lua-language-server annotations (ghost.stubs).
 
 local types = require "ghost.types"
+local policy = require "ghost.policy"
+local glob = require "policies.glob"
 
-local pairs, ipairs, type, pcall, setmetatable = pairs, ipairs, type, pcall, setmetatable
+local pairs, ipairs, type, pcall, setmetatable, next = pairs, ipairs, type, pcall, setmetatable, next
 local sort = table.sort
+local match = string.match
 local getregistry = debug.getregistry
 
 local _M = {}
+
+-- Identities whose description is kept per generation; more are described on each call.
+local MAX_CACHED_IDENTITIES = 256
 
 -- The marker metatable ghost.core encodes as a map even when the table is empty.
 local function map(t)
@@ -60,6 +68,72 @@ function _M.describe(config)
         out[name] = { methods = map(methods), upstreams = #(svc.upstreams or {}) }
     end
     return map(out)
+end
+
+-- Whether the service's auth policies let the caller in at all: for a service that declares
+-- no methods, so that there is no method to ask its decide phases about. A scope can reach the
+-- service when its first segment matches the service's name ("demo.*", "d?mo.x", "**").
+local function admitted(name, svc, client)
+    for _, p in ipairs(svc.policies or {}) do
+        if p.name == "auth" then
+            local who = client.identity
+            if not who then return false end
+            local ids = p.conf and p.conf.identities
+            if ids then
+                local found = false
+                for _, i in ipairs(ids) do found = found or i == who end
+                if not found then return false end
+            end
+            local reach = false
+            for _, scope in ipairs(client.scopes or {}) do
+                local first = match(scope, "^%*%*") and "**" or match(scope, "^[^.]*")
+                reach = reach or glob.compile({ first })(name)
+            end
+            if not reach then return false end
+        end
+    end
+    return true
+end
+
+local function filter(config, built, full, client)
+    local out = {}
+    for name, d in pairs(full) do
+        local p = built.services and built.services[name]
+        if not p then
+            out[name] = d -- no policies: anyone may call anything
+        else
+            local methods, any = {}, false
+            for m, spec in pairs(d.methods) do
+                if policy.allows(p, m, client) then methods[m], any = spec, true end
+            end
+            local svc = config.services[name]
+            if any or (not next(svc.methods or {}) and admitted(name, svc, client)) then
+                out[name] = { methods = map(methods), upstreams = d.upstreams }
+            end
+        end
+    end
+    return map(out)
+end
+
+--- What `client` (the connection's table: identity, identity_key, scopes) may call: the
+-- services and declared methods whose decide phases (guard, auth, your own) let it through.
+-- `built` is the running generation's ghost.gateway.start() result; the answer is cached in
+-- it per identity, so it is recomputed only after a reload. The caller must not modify it.
+function _M.for_client(config, built, client)
+    local cache = built.describe
+    if not cache then
+        cache = { full = _M.describe(config), by_identity = {}, n = 0 }
+        built.describe = cache
+    end
+    local key = client.identity_key or ""
+    local d = cache.by_identity[key]
+    if d then return d end
+    d = filter(config, built, cache.full, client)
+    if cache.n < MAX_CACHED_IDENTITIES then
+        cache.by_identity[key] = d
+        cache.n = cache.n + 1
+    end
+    return d
 end
 
 return _M

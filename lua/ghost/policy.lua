@@ -306,10 +306,13 @@ function _M.build(name, specs, service, core, old, moves)
     for i, s in ipairs(specs) do sorted[i] = { spec = s, index = i } end
     sort(sorted, by_priority)
 
+    -- An endpoint's address is for showing (messages to clients, logs, /routes): a URL's query
+    -- string, often a credential, is redacted by the core's rule.
+    local show = core.show_address or function(a) return a end
     local endpoints = {}
     for i, addr in ipairs(service.upstreams) do
-        endpoints[i] = { index = i, address = addr, connected = 0, open = false, retry_at = 0,
-                         inflight = 0 }
+        endpoints[i] = { index = i, address = show(addr), connected = 0, open = false,
+                         retry_at = 0, inflight = 0 }
     end
     local now, time = clocks(core)
     local svc = { name = name, endpoints = endpoints, deadline = service.deadline,
@@ -416,31 +419,42 @@ local function abandon(p, ctx, last, kind, code)
     ctx.verdict, ctx.value = verdict, value
 end
 
+-- The decide phases' verdict for (method, client): true, or { code, message }. Cached per
+-- identity and method; the cache tables are made once per identity, never per call.
+local function decided(p, method, client)
+    local ident = client.identity_key or ""
+    local cache = p.decisions[ident]
+    if not cache then
+        if p.ndecisions < MAX_CACHED_IDENTITIES then
+            cache = { n = 0 }
+            p.decisions[ident] = cache
+            p.ndecisions = p.ndecisions + 1
+        end
+    end
+    local d = cache and cache[method]
+    if d == nil then
+        d = decide(p, method, client)
+        if cache and cache.n < MAX_CACHED_METHODS then
+            cache[method] = d
+            cache.n = cache.n + 1
+        end
+    end
+    return d
+end
+
+--- Whether the decide phases let `client` call `method` (what sys.describe shows it).
+function _M.allows(p, method, client)
+    return #p.decide == 0 or decided(p, method, client) == true
+end
+
 --- Request phase. Returns a verdict and its values:
 --   CONTINUE, endpoint, deadline    the call goes upstream (endpoint 0: the core chooses)
 --   REJECT, code, message, retry_after
 --   RESPOND, value | RESPOND_RAW, bytes
 -- slot 0: a notification, which will have no response phase.
 function _M.request(p, slot, client, method, endpoint, deadline)
-    local d
     if #p.decide > 0 then
-        local ident = client.identity_key or ""
-        local cache = p.decisions[ident]
-        if not cache then
-            if p.ndecisions < MAX_CACHED_IDENTITIES then
-                cache = { n = 0 }
-                p.decisions[ident] = cache
-                p.ndecisions = p.ndecisions + 1
-            end
-        end
-        d = cache and cache[method]
-        if d == nil then
-            d = decide(p, method, client)
-            if cache and cache.n < MAX_CACHED_METHODS then
-                cache[method] = d
-                cache.n = cache.n + 1
-            end
-        end
+        local d = decided(p, method, client)
         if d ~= true then return REJECT, d.code, d.message end
     end
     local ctx = p.ctx

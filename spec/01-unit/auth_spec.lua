@@ -152,6 +152,14 @@ describe("auth policy", function()
             { r.verdict, r.code, r.message })
     end)
 
+    it("does not let '?' in a scope stand for the '.' between service and method", function()
+        local h = service()
+        local client = authed("bob", { "demo?get_x" })
+        local r = h:request("get_x", {}, client)
+        assert.same({ "reject", 403, "identity 'bob' has no scope for 'demo.get_x'" },
+            { r.verdict, r.code, r.message })
+    end)
+
     it("restricts the service to the listed identities", function()
         local h = service({ identities = { "ci" } })
         assert.equal("continue", h:request("x", {}, authed("ci", { "**" })).verdict)

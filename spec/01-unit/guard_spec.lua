@@ -32,6 +32,12 @@ describe("guard", function()
         end
     end)
 
+    it("does not let '?' in an allow list pass a '.'", function()
+        local g = guard({ allow = { "a?b" } })
+        assert.is_true(allowed(g, "a_b"))
+        assert.is_false(allowed(g, "a.b"))
+    end)
+
     it("lets deny win over allow", function()
         local g = guard({ allow = { "get_*" }, deny = { "get_secret", "get_internal_*" } })
         assert.is_true(allowed(g, "get_user"))

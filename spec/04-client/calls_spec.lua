@@ -30,7 +30,7 @@ describe("Calls through ghost.connect", function()
     local ghost, gw, f
 
     before_each(function()
-        f = h.setup_ghost({ users = USERS })
+        f = h.setup_ghost({ users = { script = USERS, error_details = true } })
         ghost, gw = f.ghost, f.gw
     end)
 

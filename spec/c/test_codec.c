@@ -193,6 +193,42 @@ static void test_writers(void)
     UNIT_CHECK(n == 3 && (unsigned char)b[0] == 0xda);
 }
 
+/* Method names are checked where they are parsed: the first dot and the worst flaw. */
+static void test_method_check(void)
+{
+    static const struct {
+        const char *name;
+        int flaw;
+        uint32_t dot;
+    } cases[] = {
+        {"users.get_profile", GG_NAME_OK, 5}, {"echo", GG_NAME_OK, 4},
+        {"a.b.c", GG_NAME_OK, 1},             {"caf\xc3\xa9.x", GG_NAME_OK, 5},
+        {"a._b", GG_NAME_PRIVATE, 1},         {"__gc", GG_NAME_PRIVATE, 4},
+        {"a..b", GG_NAME_EMPTY, 1},           {"a.", GG_NAME_EMPTY, 1},
+        {".a", GG_NAME_EMPTY, 0},             {"a._b.", GG_NAME_EMPTY, 1},
+        {"a.b\n", GG_NAME_CONTROL, 1},        {"a.\x7f", GG_NAME_CONTROL, 1},
+        {"a.\xc2\x85", GG_NAME_CONTROL, 1},   {"a.\xff", GG_NAME_UTF8, 1},
+        {"a.\xc0\xae", GG_NAME_UTF8, 1},      {"a.\xed\xa0\x80", GG_NAME_UTF8, 1},
+        {"a.\xf4\x90\x80\x80", GG_NAME_UTF8, 1}, {"a.\xe2\x82", GG_NAME_UTF8, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t dot = 99;
+        UNIT_EQ_INT(gg_method_check(cases[i].name, (uint32_t)strlen(cases[i].name), &dot),
+                    cases[i].flaw);
+        UNIT_EQ_INT(dot, cases[i].dot);
+    }
+    uint32_t dot;
+    UNIT_EQ_INT(gg_method_check("a\0b.c", 5, &dot), GG_NAME_CONTROL); /* NUL */
+    /* gg_scan fills them in for a request */
+    char buf[256];
+    size_t n = pack_request(buf, 1, "svc._x", 0);
+    gg_scan_state st;
+    gg_scan_reset(&st);
+    UNIT_EQ_INT(gg_scan(&st, buf, n, &lim), GG_SCAN_DONE);
+    UNIT_EQ_INT(st.msg.method_flaw, GG_NAME_PRIVATE);
+    UNIT_EQ_INT(st.msg.method_dot, 3);
+}
+
 int main(void)
 {
     UNIT_RUN(test_whole_request);
@@ -202,5 +238,6 @@ int main(void)
     UNIT_RUN(test_malformed_and_envelopes);
     UNIT_RUN(test_size_limit);
     UNIT_RUN(test_writers);
+    UNIT_RUN(test_method_check);
     return unit_summary();
 }
