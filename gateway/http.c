@@ -272,6 +272,12 @@ static int on_message_complete(http_parser *p)
     } else if (rc == GG_HTTP_BUSY) {
         r->busy = 1;
         http_parser_pause(p, 1);
+    } else if (r->st->flags & GG_ST_OUT_FULL) {
+        /* The peer is not reading its answers: the requests it pipelined wait with the rest
+         * of its bytes until the output is written (gg_http_reader_drained). */
+        r->busy = 1;
+        r->out_wait = 1;
+        http_parser_pause(p, 1);
     }
     return 0;
 }
@@ -363,6 +369,13 @@ int gg_http_reader_next(gg_http_reader *r)
         gg_buf_release(&h, pool_of(r));
     }
     return !r->busy && !r->stopped;
+}
+
+int gg_http_reader_drained(gg_http_reader *r)
+{
+    if (!r->out_wait) return 0;
+    r->out_wait = 0;
+    return gg_http_reader_next(r);
 }
 
 void gg_http_reader_free(gg_http_reader *r)
