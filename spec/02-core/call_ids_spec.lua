@@ -1,0 +1,141 @@
+-- Call ids never reach the wrong call. The msgid the gateway sends upstream names a record of
+-- its call pool; once a call has ended (its deadline passed) an answer to it may still come, as
+-- late as the upstream likes. Until it does (or the connection closes) that msgid is not given
+-- to another call, so the late answer is dropped and every other call gets its own answer.
+--
+-- The upstream here runs in the test process: it answers every call at once, except `hold`,
+-- whose answer it keeps back until told (or until a request arrives with the held msgid, which
+-- is the moment a late answer would do harm).
+local h = require "spec.support.helpers"
+local mp = h.mp
+local uv = require "luv"
+
+-- A MessagePack-RPC upstream on 127.0.0.1. Methods: echo(x) -> x; hold() -> "held", answered
+-- only by release(). Fields: addr, held (msgid kept back), reused (requests that came with the
+-- held msgid while it was outstanding), requests.
+local function start_holding_upstream()
+    local server = uv.new_tcp()
+    assert(server:bind("127.0.0.1", 0))
+    local up = { requests = 0, reused = 0, conns = {} }
+    up.addr = "tcp://127.0.0.1:" .. server:getsockname().port
+    local function answer(sock, msgid, result)
+        sock:write(mp.encode({ 1, msgid, mp.null, result }))
+    end
+    function up.release()
+        if up.held then
+            answer(up.held_sock, up.held, "held")
+            up.held, up.released = nil, true
+        end
+    end
+    assert(server:listen(128, function()
+        local sock = uv.new_tcp()
+        server:accept(sock)
+        up.conns[#up.conns + 1] = sock
+        local buf = ""
+        sock:read_start(function(_, data)
+            if not data then
+                if not sock:is_closing() then
+                    sock:close()
+                end
+                return
+            end
+            buf = buf .. data
+            local pos = 1
+            while true do
+                local stop = mp.frame(buf, pos)
+                if not stop then
+                    break
+                end
+                local m = assert(mp.decode(buf:sub(pos, stop - 1)))
+                pos = stop
+                local msgid, method, params = m[2], m[3], m[4]
+                up.requests = up.requests + 1
+                if up.held and msgid == up.held then
+                    -- the held msgid was given to another call: the late answer lands now
+                    up.reused = up.reused + 1
+                    up.release()
+                end
+                if method == "hold" then
+                    up.held, up.held_sock = msgid, sock
+                else
+                    answer(sock, msgid, params[1])
+                end
+            end
+            buf = buf:sub(pos)
+        end)
+    end))
+    up.server = server
+    function up.close()
+        for _, s in ipairs(up.conns) do
+            if not s:is_closing() then
+                s:close()
+            end
+        end
+        server:close()
+    end
+    return up
+end
+
+describe("Call ids", function()
+    local up
+    after_each(function()
+        if up then
+            up.close()
+            up = nil
+        end
+        h.cleanup()
+    end)
+
+    it("an answer held back at the upstream past its call's deadline, released after 100,000 other "
+        .. "calls on the same connection, is dropped; every other call gets its own answer", function()
+        up = start_holding_upstream()
+        local gw = assert(h.start_gateway({
+            services = { demo = { upstreams = { up.addr }, connections = 1, deadline = 1 } },
+        }))
+        local c = assert(h.client(gw.addr))
+        local held = assert(c:request("demo.hold", {}))
+        local r = assert(c:wait_response(held, h.timeout(5)))
+        assert(h.is_error(r.error, 504, "deadline_exceeded"))
+        assert.is_number(up.held)
+
+        -- One call at a time for the first 5,000 (each takes the record the one before gave
+        -- back: had the held call's record been given back, its msgid would come round again
+        -- by the 4,096th), then 8 at a time.
+        local n, sent, done = 100000, 0, 0
+        local wrong = {}
+        local function refill()
+            local depth = done < 5000 and 1 or 8
+            while sent - done < depth and sent < n do
+                sent = sent + 1
+                assert(c:request("demo.echo", { sent }))
+            end
+        end
+        refill()
+        local next_id = held + 1
+        assert(h.await(function()
+            while c.responses[next_id] do
+                local resp = c.responses[next_id]
+                local want = next_id - held
+                if resp.result ~= want then
+                    wrong[#wrong + 1] = string.format("call %d got %s", want, tostring(resp.result))
+                end
+                c.responses[next_id] = nil
+                next_id = next_id + 1
+                done = done + 1
+                refill()
+            end
+            return done == n or c.closed
+        end, h.timeout(120)))
+        assert.equal(n, done)
+        assert.same({}, wrong)
+        assert.equal(0, up.reused, "the held msgid was given to another call while outstanding")
+        assert.is_number(up.held, "the held answer was released before the end")
+
+        -- released now: the gateway drops it; nothing more reaches the client
+        up.release()
+        assert.equal("after", c:call("demo.echo", { "after" }))
+        assert.same({}, c.duplicates)
+        assert.same({}, c.unexpected)
+        assert.is_false(c.closed)
+    end)
+end)
