@@ -19,9 +19,13 @@
  *
  * Memory: an idle connection holds no buffer. While a request is read, its URL and the header
  * values the gateway reads share one buffer from the loop's pool; a body that arrives in one
- * read is used where it lies, else it is gathered in a buffer of its own (pool-sized or, beyond
- * that, malloc'd once at its Content-Length). All of it is given back when the request has been
- * handed over. */
+ * read is used where it lies, else it is gathered in a buffer of its own that grows with the
+ * bytes as they come (pool-sized, then doubling), never ahead of them to what Content-Length
+ * claims. All of it is given back when the request has been handed over.
+ *
+ * Strictness: a head line that ends in a bare LF, or a header name followed by whitespace
+ * before its ':', fails the request with 400 (they let a proxy and the gateway disagree on
+ * where requests begin and end). */
 #ifndef GG_HTTP_H
 #define GG_HTTP_H
 
@@ -87,6 +91,12 @@ struct gg_http_reader {
     unsigned in_value : 1, has_ctype : 1, has_auth : 1, has_expect : 1;
     unsigned busy : 1;    /* the owner is answering a request */
     unsigned out_wait : 1; /* busy waiting for the connection's output to drain */
+    /* Where the request being read is (http.c, scan_head): in its head, or in its body with
+     * body_left bytes to come; and the head scanner's state. */
+    unsigned in_body : 1, msg_done : 1;
+    unsigned hs_first : 1, hs_any : 1, hs_cr : 1, hs_ws : 1, hs_name : 1;
+    uint32_t hs_line; /* bytes of the current head line so far */
+    size_t body_left;
     unsigned stopped : 1; /* read nothing more */
 };
 
