@@ -292,16 +292,22 @@ static int on_message_complete(http_parser *p)
  * the parser a head exactly up to its end, then exactly the body's Content-Length, so the
  * scanner never looks at body bytes and both agree on where each request ends. */
 
-/* Scan head bytes data[0..len). Returns how many belong to the head (all of them, or up to and
- * including the empty line that ends it, then r->in_body is set), or -1 with r->fail_* set. */
-static long scan_head(gg_http_reader *r, const char *data, size_t len)
+/* Scan head bytes data[0..len). Returns how many belong to the head: all of them; or up to
+ * and including the empty line that ends it (r->in_body is then set); or those before a byte
+ * the head may not have (r->scan_err is then set: the parser still reads the bytes before it,
+ * so that an error the parser finds earlier wins, the same way however the bytes were split). */
+static size_t scan_head(gg_http_reader *r, const char *data, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         char ch = data[i];
+        if (r->hs_cr && ch != '\n') { /* the parser would take CR and any byte for a line end */
+            r->scan_err = "CR without LF in the request head: lines end with CRLF";
+            return i;
+        }
         if (ch == '\n') {
             if (!r->hs_cr) {
-                fail(r, 400, "bare LF in the request head: lines end with CRLF");
-                return -1;
+                r->scan_err = "bare LF in the request head: lines end with CRLF";
+                return i;
             }
             int empty = r->hs_line == 1;
             r->hs_line = 0;
@@ -312,15 +318,15 @@ static long scan_head(gg_http_reader *r, const char *data, size_t len)
                 r->hs_name = 1;
             } else if (r->hs_any) { /* the end of the head (empty lines before it are skipped) */
                 r->in_body = 1;
-                return (long)(i + 1);
+                return i + 1;
             }
             continue;
         }
         if (!r->hs_first && r->hs_name) {
             if (ch == ':') {
                 if (r->hs_ws) {
-                    fail(r, 400, "whitespace between a header name and ':'");
-                    return -1;
+                    r->scan_err = "whitespace between a header name and ':'";
+                    return i;
                 }
                 r->hs_name = 0;
             } else if ((ch == ' ' || ch == '\t') && r->hs_line == 0) {
@@ -331,7 +337,7 @@ static long scan_head(gg_http_reader *r, const char *data, size_t len)
         r->hs_cr = ch == '\r';
         r->hs_line++;
     }
-    return (long)len;
+    return len;
 }
 
 /* A new request starts: its head is scanned from its first byte. */
@@ -339,6 +345,7 @@ static void scan_reset(gg_http_reader *r)
 {
     r->in_body = 0;
     r->msg_done = 0;
+    r->scan_err = NULL;
     r->hs_any = r->hs_cr = r->hs_ws = 0;
     r->hs_first = 1;
     r->hs_name = 0;
@@ -386,25 +393,34 @@ static size_t execute(gg_http_reader *r, const char *data, size_t len)
         size_t k;
         int head = !r->in_body;
         if (head) {
-            long s = scan_head(r, data + off, len - off);
-            if (s < 0) return off;
-            k = (size_t)s;
+            k = scan_head(r, data + off, len - off);
         } else {
             k = len - off < r->body_left ? len - off : r->body_left;
             if (!k) { /* cannot happen: a request whose body is done is complete */
-                fail(r, 400, "request framing lost");
+                fail(r, 400, "malformed request");
                 return off;
             }
         }
-        size_t n = http_parser_execute(&r->parser, &settings, data + off, k);
+        size_t n = k ? http_parser_execute(&r->parser, &settings, data + off, k) : 0;
         off += n;
-        if (r->fail_status || HTTP_PARSER_ERRNO(&r->parser) != HPE_OK) {
-            if (r->msg_done && HTTP_PARSER_ERRNO(&r->parser) == HPE_PAUSED) scan_reset(r);
+        enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+        if (r->fail_status || e != HPE_OK) {
+            if (r->msg_done && e == HPE_PAUSED) scan_reset(r);
             return off;
         }
-        if (n < k) return off; /* cannot happen: the parser takes what it is given */
-        if (head && r->in_body) r->body_left = r->body_total; /* the head is complete */
-        else if (!head) r->body_left -= k;
+        if (r->scan_err) {
+            fail(r, 400, r->scan_err);
+            return off;
+        }
+        /* The parser and the scanner must agree on where a head ends. */
+        if (n < k || (head && r->msg_done && !r->in_body)) {
+            fail(r, 400, "malformed request head");
+            return off;
+        }
+        if (head && r->in_body)
+            r->body_left = r->body_total; /* the head is complete */
+        else if (!head)
+            r->body_left -= k;
         if (r->msg_done) scan_reset(r);
     }
     return off;

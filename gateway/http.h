@@ -23,8 +23,8 @@
  * bytes as they come (pool-sized, then doubling), never ahead of them to what Content-Length
  * claims. All of it is given back when the request has been handed over.
  *
- * Strictness: a head line that ends in a bare LF, or a header name followed by whitespace
- * before its ':', fails the request with 400 (they let a proxy and the gateway disagree on
+ * Strictness: a head line that ends in a bare LF (or a CR without LF), or a header name
+ * followed by whitespace before its ':', fails the request with 400 (they let a proxy and the gateway disagree on
  * where requests begin and end). */
 #ifndef GG_HTTP_H
 #define GG_HTTP_H
@@ -96,6 +96,7 @@ struct gg_http_reader {
     unsigned in_body : 1, msg_done : 1;
     unsigned hs_first : 1, hs_any : 1, hs_cr : 1, hs_ws : 1, hs_name : 1;
     uint32_t hs_line; /* bytes of the current head line so far */
+    const char *scan_err; /* what the scanner refused, once the parser has read up to it */
     size_t body_left;
     unsigned stopped : 1; /* read nothing more */
 };

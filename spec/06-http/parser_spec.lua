@@ -1,6 +1,7 @@
 -- The HTTP parser is strict where a proxy in front could read the same bytes differently
 -- (request smuggling): a header name followed by whitespace before its ':' ("Content-Length :
--- 5") and head lines ending in a bare LF are refused with 400, and the connection is closed.
+-- 5") and head lines ending in a bare LF (or a CR without LF) are refused with 400, and the
+-- connection is closed.
 -- A request body is buffered as its bytes arrive, never reserved up front at the size its
 -- Content-Length claims.
 local h = require "spec.support.helpers"
@@ -40,16 +41,17 @@ describe("The HTTP parser", function()
     it("refuses whitespace between a header name and ':' with 400 and closes (Content-Length : N "
         .. "would be a length to us and none to a proxy)", function()
         local _, gw = setup()
-        local lines = {
-            "Content-Length : " .. #body,
-            "Content-Length\t: " .. #body,
-            "X-Other : 1\r\nContent-Length: " .. #body,
+        local space = "whitespace between a header name and ':'\n"
+        local cases = {
+            { "Content-Length : " .. #body, space },
+            { "X-Other : 1\r\nContent-Length: " .. #body, space },
+            { "Content-Length\t: " .. #body, "invalid character in header\n" }, -- the parser's own
         }
-        for _, line in ipairs(lines) do
+        for _, case in ipairs(cases) do
             local r = refused(gw.http, "POST /rpc HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
-                .. line .. "\r\n\r\n" .. body)
+                .. case[1] .. "\r\n\r\n" .. body)
             assert.equal(400, r.status)
-            assert.equal("whitespace between a header name and ':'\n", r.body)
+            assert.equal(case[2], r.body)
         end
         assert(gw:wait_log('http_bad_request peer=tcp://127.0.0.1:%d+ status=400 reason="whitespace between '
             .. "a header name and ':'\""))
@@ -63,7 +65,7 @@ describe("The HTTP parser", function()
         assert.equal("x", assert(ok:wait_responses(1))[1].json.result)
     end)
 
-    it("refuses head lines that end in a bare LF with 400 and closes", function()
+    it("refuses head lines that end in a bare LF, or a CR without LF, with 400 and closes", function()
         local _, gw = setup()
         local heads = {
             "POST /rpc HTTP/1.1\nHost: gw\nContent-Type: application/json\nContent-Length: " .. #body
@@ -79,6 +81,11 @@ describe("The HTTP parser", function()
             assert.equal("bare LF in the request head: lines end with CRLF\n", r.body)
         end
         assert.equal(400, refused(gw.admin, "GET /health HTTP/1.1\nHost: gw\n\n").status)
+        -- nor a CR on its own, which the parser would take for a line end
+        local r = refused(gw.http, "POST /rpc HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+            .. "Content-Length: " .. #body .. "\r\n\r" .. body)
+        assert.equal(400, r.status)
+        assert.equal("CR without LF in the request head: lines end with CRLF\n", r.body)
         -- a second, pipelined request with a bare LF is refused after the first is answered
         local c = assert(http.raw(gw.http))
         c:send(http.post_bytes("/rpc", body) .. "GET /rpc HTTP/1.1\nHost: gw\n\n")
