@@ -11,8 +11,9 @@ local mp = h.mp
 local uv = require "luv"
 
 -- A MessagePack-RPC upstream on 127.0.0.1. Methods: echo(x) -> x; hold() -> "held", answered
--- only by release(). Fields: addr, held (msgid kept back), reused (requests that came with the
--- held msgid while it was outstanding), requests.
+-- only by release() (or just before the echo number release_at_echo is answered). Fields:
+-- addr, held (msgid kept back), reused (requests that came with the held msgid while it was
+-- outstanding), requests, echoes.
 local function start_holding_upstream()
     local server = uv.new_tcp()
     assert(server:bind("127.0.0.1", 0))
@@ -58,6 +59,10 @@ local function start_holding_upstream()
                 if method == "hold" then
                     up.held, up.held_sock = msgid, sock
                 else
+                    up.echoes = (up.echoes or 0) + 1
+                    if up.echoes == up.release_at_echo then
+                        up.release()
+                    end
                     answer(sock, msgid, params[1])
                 end
             end
@@ -137,5 +142,42 @@ describe("Call ids", function()
         assert.same({}, c.duplicates)
         assert.same({}, c.unexpected)
         assert.is_false(c.closed)
+    end)
+
+    it("an adapter task that returns after its call's deadline, while 5,000 other calls to the "
+        .. "adapter come and go, has its return dropped; every other call gets its own answer", function()
+        up = start_holding_upstream()
+        local dir = h.tmpdir()
+        local adapter = assert(h.write_file(dir .. "/late_adapter.lua", table.concat({
+            "local m = {}",
+            "function m.wait() return upstream.call('held', 'hold') end",
+            "function m.echo(x) return upstream.call('held', 'echo', x) end",
+            "return m",
+        }, "\n")))
+        local gw = assert(h.start_gateway({
+            services = {
+                held = { upstreams = { up.addr }, connections = 1, deadline = 60 },
+                late = { adapter = adapter, deadline = 0.5 },
+            },
+        }))
+        local c = assert(h.client(gw.addr))
+        local waiting = assert(c:request("late.wait", {}))
+        local r = assert(c:wait_response(waiting, h.timeout(5)))
+        assert(h.is_error(r.error, 504, "deadline_exceeded"))
+        -- One call at a time: each would take the record the one before gave back. The task's
+        -- answer is released just before the 4,096th echo is answered: had the waiting call's
+        -- record been given back at its deadline, that call would now have its msgid.
+        up.release_at_echo = 4096
+        local wrong = {}
+        for i = 1, 5000 do
+            local got = c:call("late.echo", { i }, h.timeout(5))
+            if got ~= i then
+                wrong[#wrong + 1] = string.format("call %d got %s", i, tostring(got))
+            end
+        end
+        assert.is_true(up.released, "the held answer was not released")
+        assert.same({}, wrong)
+        assert.same({}, c.duplicates)
+        assert.same({}, c.unexpected)
     end)
 end)
