@@ -180,4 +180,29 @@ describe("Call ids", function()
         assert.same({}, c.duplicates)
         assert.same({}, c.unexpected)
     end)
+
+    it("an upstream connection that owes more than max_calls / 16 answers (at least 16) is closed and "
+        .. "reconnected, and the ids it held are free again", function()
+        local d = h.setup_demo({ service = { deadline = 0.3 }, config = { limits = { max_calls = 64 } } })
+        assert.equal("warm", d.c:call("demo.echo", { "warm" }))
+        local ids = {}
+        for i = 1, 20 do
+            ids[i] = assert(d.c:request("demo.hang", {}))
+        end
+        for _, r in ipairs(assert(d.c:wait_all(ids, h.timeout(5)))) do
+            assert(h.is_error(r.error, 504, "deadline_exceeded"))
+        end
+        local line = assert(d.gw:wait_log('upstream_recycled service=demo upstream='
+            .. d.up.addr:gsub("%p", "%%%0") .. ' reason="answers owed" owed=%d+', h.timeout(5)))
+        assert.is_true(tonumber(line:match("owed=(%d+)")) > 16)
+        -- all 64 call slots are usable again: 60 calls at once are answered, none overloaded
+        ids = {}
+        for i = 1, 60 do
+            ids[i] = assert(d.c:request("demo.echo", { i }))
+        end
+        for i, r in ipairs(assert(d.c:wait_all(ids, h.timeout(5)))) do
+            assert.is_nil(r.error)
+            assert.equal(i, r.result)
+        end
+    end)
 end)
