@@ -119,6 +119,15 @@ describe("Answers the gateway writes itself count against limits.max_write_buffe
         c.close()
     end)
 
+    it("a MessagePack client pipelining sys.describe and reading nothing: the gateway stops reading "
+        .. "it, RSS grows by less than max_write_buffer + 8 MiB", function()
+        local d = h.setup_demo({ config = { limits = limits } })
+        assert.is_table(d.c:call("sys.describe", {}))
+        local c = flood_and_check(d.gw, d.gw.addr, mp.encode({ 0, 1, "sys.describe", {} }), 16 * MiB, limits)
+        c.close()
+        assert.is_table(d.c:call("sys.describe", {}))
+    end)
+
     it("a MessagePack client that reads slowly gets every answer of 20,000 pipelined ghost.ping and "
         .. "'no such service' requests", function()
         local d = h.setup_demo({ config = { limits = limits } })
