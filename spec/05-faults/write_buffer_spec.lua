@@ -213,6 +213,19 @@ describe("Answers the gateway writes itself count against limits.max_write_buffe
         assert.equal(-32601, rs[5000].json.error.code)
     end)
 
+    it("the HTTP front door: a peer that reads nothing for limits.write_timeout is closed "
+        .. "(client_closed reason=write_timeout)", function()
+        local up = assert(h.start_upstream())
+        local gw = http.start(h.demo_config(up, nil,
+            { limits = { max_write_buffer = 64 * KiB, write_timeout = 1 } }))
+        local c = deaf(gw.http)
+        assert(c.tcp:write(string.rep(http.post_bytes("/rpc", http.req(1, "nosuch.method", {})), 100000)))
+        assert(gw:wait_log("client_closed peer=tcp://127.0.0.1:" .. c.port .. " reason=write_timeout",
+            h.timeout(5)))
+        c.close()
+        assert.equal("fine", assert(http.rpc(gw, http.req(2, "demo.echo", { "fine" }))).json.result)
+    end)
+
     it("the admin endpoint: a peer pipelining GET /metrics and reading nothing is no longer read, "
         .. "RSS grows by less than max_write_buffer + 8 MiB, and it is closed after write_timeout",
     function()
