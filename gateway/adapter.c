@@ -19,7 +19,8 @@
  *   http.request    an HTTP/1.1 request on httpc.c connections, kept per host:port for reuse.
  *
  * When the adapter call's deadline passes the core answers 504; the task goes on and its
- * return is dropped (gg_call_find no longer finds the call). Registry references (coroutine,
+ * return is dropped (gg_call_find no longer finds the call). The task holds the call's record
+ * until it ends, so the id cannot come back for another call meanwhile (futures.h). Registry references (coroutine,
  * client table) are released whichever way a task ends.
  *
  * Ownership: svc->impl is a gg_adapter. Release abandons the tasks (their upstream calls lose
@@ -341,6 +342,10 @@ static void task_free(ad_task *t)
     gg_adapter *ad = t->ad;
     gg_server *srv = ad->srv;
     task_detach(t);
+    /* The call may have ended (owed) or not (live); either way its id is still the task's. */
+    gg_call *call = gg_call_find(&srv->lp.calls, t->call_id);
+    if (!call) call = gg_call_find_owed(&srv->lp.calls, t->call_id);
+    if (call) gg_call_unhold(&srv->lp.calls, call);
     if (t->queued) { /* only on release, which empties the queue itself */
         t->queued = 0;
     }
@@ -424,6 +429,7 @@ static ad_task *task_new(gg_adapter *ad, gg_call *call, const char *method, uint
     t->client.proto = &task_proto;
     t->client.last_active = uv_now(srv->lp.uv);
     t->call_id = call->id;
+    gg_call_hold(call); /* its id is not reused while the task may still answer it */
     t->attempt = call->attempt;
     t->deadline = call->deadline;
     snprintf(t->method, sizeof t->method, "%.*s", (int)(mlen > 60 ? 60 : mlen), method);

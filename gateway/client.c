@@ -318,6 +318,7 @@ void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
     else
         uv_tcp_init(srv->lp.uv, &c->st.io.tcp);
     gg_stream_init(&c->st, &srv->lp, &client_ops, GG_ST_READY);
+    c->st.max_out = srv->cfg->limits.max_write_buffer; /* every answer counts, not only calls */
     c->proto = &gg_msgpack_proto;
     gg_client_add(srv, c);
     if (uv_accept(server, &c->st.io.stream)) {
@@ -345,6 +346,8 @@ void gg_clients_sweep(gg_server *srv)
             why = "message_timeout";
         else if (!c->inflight && !gg_stream_pending(&c->st) && now - c->last_active > l->idle_timeout_ms)
             why = "idle_timeout";
+        else if (gg_stream_write_stalled(&c->st, now, l->write_timeout_ms))
+            why = "write_timeout"; /* its answers are dropped: it was not reading them */
         if (!why) continue;
         char peer[64];
         gg_client_peer(c, peer, sizeof peer);

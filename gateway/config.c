@@ -57,6 +57,7 @@ static int read_limits(lua_State *L, int idx, gg_limits *l)
     l->max_write_buffer = (size_t)num_field(L, t, "max_write_buffer");
     l->idle_timeout_ms = (uint64_t)(num_field(L, t, "idle_timeout") * 1000);
     l->message_timeout_ms = (uint64_t)(num_field(L, t, "message_timeout") * 1000);
+    l->write_timeout_ms = (uint64_t)(num_field(L, t, "write_timeout") * 1000);
     lua_pop(L, 1);
     return 0;
 }

@@ -18,6 +18,7 @@ typedef struct gg_limits {
     size_t max_write_buffer;
     uint64_t idle_timeout_ms;
     uint64_t message_timeout_ms;
+    uint64_t write_timeout_ms; /* a peer whose queued output sees no progress this long is closed */
 } gg_limits;
 
 #define GG_PROTO_MSGPACK      0

@@ -60,7 +60,10 @@ static void detach_upstream(gg_call *call)
 /* Unlink the call from everything and give it back. Exactly one path reaches here per call. */
 static void call_end(gg_server *srv, gg_call *call)
 {
+    /* Sent and unanswered (the answer path detached it first): its connection keeps the id. */
+    gg_uconn *owed_to = call->sent ? call->up : NULL;
     detach_upstream(call);
+    if (owed_to) gg_upstream_owe(owed_to, call);
     if (call->client) gg_client_unlink_call(call->client, call);
     if (call->data) retry_release(call->data);
     gg_metrics_record(call->mstats, call->outcome, uv_hrtime() - call->t0);
@@ -177,6 +180,7 @@ static char *without_traceback(const char *body, size_t len, size_t *out_len)
 void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body_len)
 {
     gg_service *svc = call->svc;
+    detach_upstream(call); /* answered: its connection owes it nothing more */
     if (svc->has_response) {
         /* body is [error, result]: nil error means success */
         int ok = body_len && (unsigned char)body[0] == 0xc0;

@@ -56,26 +56,57 @@ gg_call *gg_call_new(gg_calls *c)
     return call;
 }
 
-gg_call *gg_call_find(gg_calls *c, uint32_t id)
+static gg_call *slot(gg_calls *c, uint32_t id)
 {
     uint32_t idx = id & GG_CALL_IDX_MASK;
     if (idx / GG_CALL_CHUNK >= c->nchunks) return NULL;
     gg_call *call = &c->chunks[idx / GG_CALL_CHUNK][idx % GG_CALL_CHUNK];
-    return call->id == id && call->live ? call : NULL;
+    return call->id == id ? call : NULL;
+}
+
+gg_call *gg_call_find(gg_calls *c, uint32_t id)
+{
+    gg_call *call = slot(c, id);
+    return call && call->live ? call : NULL;
+}
+
+gg_call *gg_call_find_owed(gg_calls *c, uint32_t id)
+{
+    gg_call *call = slot(c, id);
+    return call && call->owed ? call : NULL;
+}
+
+/* Back to the pool. A new generation retires the id; no one holds it any more, so no answer
+ * to it can still come (futures.h). */
+static void to_pool(gg_calls *c, gg_call *call)
+{
+    uint32_t idx = call->id & GG_CALL_IDX_MASK;
+    uint32_t gen = (call->id >> GG_CALL_IDX_BITS) + 1;
+    call->id = idx | (gen << GG_CALL_IDX_BITS);
+    call->owed = 0;
+    call->up = NULL;
+    call->unext = c->free;
+    c->free = call;
 }
 
 void gg_call_release(gg_calls *c, gg_call *call)
 {
-    /* A new generation retires the id: a late answer to it will not match. */
-    uint32_t idx = call->id & GG_CALL_IDX_MASK;
-    uint32_t gen = (call->id >> GG_CALL_IDX_BITS) + 1;
-    call->id = idx | (gen << GG_CALL_IDX_BITS);
     call->live = 0;
-    call->up = NULL;
     call->client = NULL;
-    call->unext = c->free;
-    c->free = call;
     c->live--;
+    if (call->holds) {
+        call->owed = 1;
+        c->owed++;
+        return;
+    }
+    to_pool(c, call);
+}
+
+void gg_call_unhold(gg_calls *c, gg_call *call)
+{
+    if (--call->holds || !call->owed) return;
+    c->owed--;
+    to_pool(c, call);
 }
 
 static void heap_set(gg_calls *c, uint32_t i, gg_call *call)

@@ -2,9 +2,22 @@
  *
  * A call record is the future of one client request. Its `id` is the msgid the gateway sends
  * upstream: the record's index in the pool plus a generation, so a response finds its call in
- * O(1) with no hash table, and a late response to a call that already ended (deadline, dead
- * client) finds a different generation and is dropped. Records come from a pool of chunks and
- * go back to it: nothing is allocated per call once the pool is warm. */
+ * O(1) with no hash table. Records come from a pool of chunks and go back to it: nothing is
+ * allocated per call once the pool is warm.
+ *
+ * Stale ids. MessagePack-RPC gives a msgid 32 bits: 20 for the index leave 12 for the
+ * generation, so a record's id comes back after 4,096 reuses -- a few milliseconds for a record
+ * at the head of the free list under load. A generation alone therefore cannot keep a late
+ * answer (an upstream answering after the deadline, an adapter task returning after its call
+ * ended) from matching a newer call. What does: a record whose id may still be answered is not
+ * reused at all. Whoever may still present the id holds the record (gg_call_hold): the upstream
+ * connection that carries a request it has not answered, the adapter task that runs a call.
+ * A call that ends while held is *owed*: no longer live (gg_call_find misses it, so nothing is
+ * delivered to it), its id kept, out of the pool until the last holder lets go (the answer
+ * arrives and is dropped, the connection closes, the task ends). Only then does its generation
+ * move on and the record become free. Holding costs a counter in the record: lookups stay O(1)
+ * and nothing is allocated. Owed records use pool capacity (max_calls); the upstream side caps
+ * how many one connection may owe (upstream.c). */
 #ifndef GG_FUTURES_H
 #define GG_FUTURES_H
 
@@ -37,7 +50,9 @@ typedef struct gg_call {
     uint8_t sent;          /* queued on a connected upstream connection: it may have arrived */
     int ref;               /* free for the owner: the Lua library keeps a registry ref here */
     void *data;            /* free for the owner */
+    uint16_t holds;        /* parties that may still present this id (see the top) */
     uint8_t live;
+    uint8_t owed;          /* ended while held: its id stays reserved until the last unhold */
 } gg_call;
 
 typedef struct gg_calls {
@@ -45,7 +60,8 @@ typedef struct gg_calls {
     uint32_t nchunks, max_chunks;
     gg_call *free;
     uint32_t live;
-    uint32_t max; /* limits.max_calls */
+    uint32_t owed; /* records ended but still held */
+    uint32_t max;  /* limits.max_calls */
     /* Deadline min-heap. */
     gg_call **heap;
     uint32_t nheap;
@@ -58,8 +74,19 @@ void gg_calls_free(gg_calls *c);
 gg_call *gg_call_new(gg_calls *c);
 /* The live call with this upstream msgid, or NULL. */
 gg_call *gg_call_find(gg_calls *c, uint32_t id);
-/* Give the record back; its id is retired. The caller has unlinked it from every list. */
+/* The owed (ended, still held) record with this msgid, or NULL. */
+gg_call *gg_call_find_owed(gg_calls *c, uint32_t id);
+/* The call has ended. Unheld, the record goes back to the pool and its id is retired; held, it
+ * becomes owed and keeps its id (and `up`) until gg_call_unhold lets the last holder go. The
+ * caller has unlinked it from every list but a holder's own. */
 void gg_call_release(gg_calls *c, gg_call *call);
+/* Someone may present call->id later (it was sent upstream; a task runs it). */
+static inline void gg_call_hold(gg_call *call)
+{
+    call->holds++;
+}
+/* That someone will not: an owed record with no holder left goes back to the pool. */
+void gg_call_unhold(gg_calls *c, gg_call *call);
 
 void gg_deadline_add(gg_calls *c, gg_call *call);
 void gg_deadline_remove(gg_calls *c, gg_call *call);

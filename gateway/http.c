@@ -210,8 +210,8 @@ static int on_body(http_parser *p, const char *at, size_t n)
     if (r->body_ref) { /* cannot happen: the body was whole */
         return fail(r, 400, "more body than Content-Length");
     }
-    if (!r->body.cap && gg_buf_reserve(&r->body, pool_of(r), r->body_total))
-        return fail(r, 503, "out of memory");
+    /* The buffer grows with the bytes that came (doubling), never to what Content-Length
+     * claims before they do: 50 connections claiming 8 MiB each must not reserve 400 MB. */
     if (gg_buf_append(&r->body, pool_of(r), at, n)) return fail(r, 503, "out of memory");
     return 0;
 }
@@ -264,6 +264,7 @@ static int on_message_complete(http_parser *p)
     req.body_len = r->body_ref ? r->body_total : r->body.len;
     /* After an Upgrade request the rest of the bytes are another protocol: answer, then close. */
     req.keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    r->msg_done = 1;
     int rc = r->ops->on_request(r, &req);
     release_request(r);
     if (rc == GG_HTTP_STOP || !req.keep_alive) {
@@ -272,8 +273,84 @@ static int on_message_complete(http_parser *p)
     } else if (rc == GG_HTTP_BUSY) {
         r->busy = 1;
         http_parser_pause(p, 1);
+    } else if (r->st->flags & GG_ST_OUT_FULL) {
+        /* The peer is not reading its answers: the requests it pipelined wait with the rest
+         * of its bytes until the output is written (gg_http_reader_drained). */
+        r->busy = 1;
+        r->out_wait = 1;
+        http_parser_pause(p, 1);
     }
     return 0;
+}
+
+/* ---- the head's line ends and field names, checked before http_parser sees them ----------
+ *
+ * libhttp-parser takes a bare LF for CRLF and "Content-Length : 5" for a Content-Length. A
+ * proxy in front that parses either differently sees other requests in the same bytes than the
+ * gateway does (request smuggling), so both are refused with 400 (RFC 9112 2.2 and 5.1). The
+ * scanner walks the head of each request byte by byte, in step with the parser: parse() hands
+ * the parser a head exactly up to its end, then exactly the body's Content-Length, so the
+ * scanner never looks at body bytes and both agree on where each request ends. */
+
+/* Scan head bytes data[0..len). Returns how many belong to the head: all of them; or up to
+ * and including the empty line that ends it (r->in_body is then set); or those before a byte
+ * the head may not have (r->scan_err is then set: the parser still reads the bytes before it,
+ * so that an error the parser finds earlier wins, the same way however the bytes were split). */
+static size_t scan_head(gg_http_reader *r, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = data[i];
+        if (r->hs_cr && ch != '\n') { /* the parser would take CR and any byte for a line end */
+            r->scan_err = "CR without LF in the request head: lines end with CRLF";
+            return i;
+        }
+        if (ch == '\n') {
+            if (!r->hs_cr) {
+                r->scan_err = "bare LF in the request head: lines end with CRLF";
+                return i;
+            }
+            int empty = r->hs_line == 1;
+            r->hs_line = 0;
+            r->hs_cr = 0;
+            if (!empty) {
+                r->hs_any = 1;
+                r->hs_first = 0;
+                r->hs_name = 1;
+            } else if (r->hs_any) { /* the end of the head (empty lines before it are skipped) */
+                r->in_body = 1;
+                return i + 1;
+            }
+            continue;
+        }
+        if (!r->hs_first && r->hs_name) {
+            if (ch == ':') {
+                if (r->hs_ws) {
+                    r->scan_err = "whitespace between a header name and ':'";
+                    return i;
+                }
+                r->hs_name = 0;
+            } else if ((ch == ' ' || ch == '\t') && r->hs_line == 0) {
+                r->hs_name = 0; /* a folded line: no name here (the parser decides) */
+            }
+        }
+        r->hs_ws = ch == ' ' || ch == '\t';
+        r->hs_cr = ch == '\r';
+        r->hs_line++;
+    }
+    return len;
+}
+
+/* A new request starts: its head is scanned from its first byte. */
+static void scan_reset(gg_http_reader *r)
+{
+    r->in_body = 0;
+    r->msg_done = 0;
+    r->scan_err = NULL;
+    r->hs_any = r->hs_cr = r->hs_ws = 0;
+    r->hs_first = 1;
+    r->hs_name = 0;
+    r->hs_line = 0;
+    r->body_left = 0;
 }
 
 static const http_parser_settings settings = {
@@ -295,6 +372,7 @@ void gg_http_reader_init(gg_http_reader *r, gg_stream *s, const gg_http_reader_o
     r->st = s;
     r->ops = ops;
     r->max_body = max_body;
+    scan_reset(r);
 }
 
 static void stop(gg_http_reader *r, int status, const char *why)
@@ -306,10 +384,52 @@ static void stop(gg_http_reader *r, int status, const char *why)
     r->ops->on_error(r, status, why);
 }
 
+/* Hand the parser data[0..len): a head up to its end (checked by scan_head), then at most the
+ * body's Content-Length, then the next head. Returns what the parser took and its state. */
+static size_t execute(gg_http_reader *r, const char *data, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        size_t k;
+        int head = !r->in_body;
+        if (head) {
+            k = scan_head(r, data + off, len - off);
+        } else {
+            k = len - off < r->body_left ? len - off : r->body_left;
+            if (!k) { /* cannot happen: a request whose body is done is complete */
+                fail(r, 400, "malformed request");
+                return off;
+            }
+        }
+        size_t n = k ? http_parser_execute(&r->parser, &settings, data + off, k) : 0;
+        off += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+        if (r->fail_status || e != HPE_OK) {
+            if (r->msg_done && e == HPE_PAUSED) scan_reset(r);
+            return off;
+        }
+        if (r->scan_err) {
+            fail(r, 400, r->scan_err);
+            return off;
+        }
+        /* The parser and the scanner must agree on where a head ends. */
+        if (n < k || (head && r->msg_done && !r->in_body)) {
+            fail(r, 400, "malformed request head");
+            return off;
+        }
+        if (head && r->in_body)
+            r->body_left = r->body_total; /* the head is complete */
+        else if (!head)
+            r->body_left -= k;
+        if (r->msg_done) scan_reset(r);
+    }
+    return off;
+}
+
 /* Parse data[0..len); whatever follows a request the owner is busy with is kept in r->held. */
 static void parse(gg_http_reader *r, const char *data, size_t len)
 {
-    size_t n = http_parser_execute(&r->parser, &settings, data, len);
+    size_t n = execute(r, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
     if (r->fail_status) {
         stop(r, r->fail_status, r->fail_why);
@@ -363,6 +483,13 @@ int gg_http_reader_next(gg_http_reader *r)
         gg_buf_release(&h, pool_of(r));
     }
     return !r->busy && !r->stopped;
+}
+
+int gg_http_reader_drained(gg_http_reader *r)
+{
+    if (!r->out_wait) return 0;
+    r->out_wait = 0;
+    return gg_http_reader_next(r);
 }
 
 void gg_http_reader_free(gg_http_reader *r)

@@ -14,12 +14,18 @@
  * calls go upstream) returns GG_HTTP_BUSY; the reader then keeps the bytes that follow the
  * request, stops reading the socket, and goes on when the owner calls gg_http_reader_next. So
  * answers leave in request order and no answer ever waits in a buffer for an earlier one.
+ * The reader also stops after a request whose answer left more than the stream's max_out
+ * queued, until gg_http_reader_drained: pipelined requests cost no more than the limit.
  *
  * Memory: an idle connection holds no buffer. While a request is read, its URL and the header
  * values the gateway reads share one buffer from the loop's pool; a body that arrives in one
- * read is used where it lies, else it is gathered in a buffer of its own (pool-sized or, beyond
- * that, malloc'd once at its Content-Length). All of it is given back when the request has been
- * handed over. */
+ * read is used where it lies, else it is gathered in a buffer of its own that grows with the
+ * bytes as they come (pool-sized, then doubling), never ahead of them to what Content-Length
+ * claims. All of it is given back when the request has been handed over.
+ *
+ * Strictness: a head line that ends in a bare LF (or a CR without LF), or a header name
+ * followed by whitespace before its ':', fails the request with 400 (they let a proxy and the gateway disagree on
+ * where requests begin and end). */
 #ifndef GG_HTTP_H
 #define GG_HTTP_H
 
@@ -84,6 +90,14 @@ struct gg_http_reader {
     const char *fail_why;
     unsigned in_value : 1, has_ctype : 1, has_auth : 1, has_expect : 1;
     unsigned busy : 1;    /* the owner is answering a request */
+    unsigned out_wait : 1; /* busy waiting for the connection's output to drain */
+    /* Where the request being read is (http.c, scan_head): in its head, or in its body with
+     * body_left bytes to come; and the head scanner's state. */
+    unsigned in_body : 1, msg_done : 1;
+    unsigned hs_first : 1, hs_any : 1, hs_cr : 1, hs_ws : 1, hs_name : 1;
+    uint32_t hs_line; /* bytes of the current head line so far */
+    const char *scan_err; /* what the scanner refused, once the parser has read up to it */
+    size_t body_left;
     unsigned stopped : 1; /* read nothing more */
 };
 
@@ -96,6 +110,10 @@ void gg_http_reader_feed(gg_http_reader *r, const char *data, size_t len);
  * Call it from outside any other connection's callback. Returns 1 when the reader wants more
  * bytes from the socket (the owner resumes reading), 0 when it is busy again or stopped. */
 int gg_http_reader_next(gg_http_reader *r);
+/* The connection's output is all written (the stream's on_drain). A reader that stopped after
+ * a request because more than the stream's max_out was queued goes on, as gg_http_reader_next.
+ * Returns 1 when the owner should resume reading. */
+int gg_http_reader_drained(gg_http_reader *r);
 /* 1 while a request is being answered. */
 static inline int gg_http_reader_busy(const gg_http_reader *r)
 {

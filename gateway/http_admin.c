@@ -312,6 +312,13 @@ static void on_eof(gg_stream *s, int status)
         gg_stream_close(s);
 }
 
+/* Requests pipelined behind answers the peer had not read go on now (http.h). */
+static void on_drain(gg_stream *s)
+{
+    gg_http_admin_conn *a = (gg_http_admin_conn *)s;
+    if (gg_http_reader_drained(&a->rd)) gg_stream_resume(s);
+}
+
 static void on_closed(gg_stream *s)
 {
     gg_http_admin_conn *a = (gg_http_admin_conn *)s;
@@ -332,6 +339,7 @@ static void on_closed(gg_stream *s)
 
 static const gg_stream_ops admin_ops = {
     .on_eof = on_eof,
+    .on_drain = on_drain,
     .on_closed = on_closed,
     .on_bytes = on_bytes,
 };
@@ -365,6 +373,7 @@ void gg_http_admin_accept(gg_http_front *f, uv_stream_t *server, int is_pipe)
     else
         uv_tcp_init(srv->lp.uv, &a->st.io.tcp);
     gg_stream_init(&a->st, &srv->lp, &admin_ops, GG_ST_READY);
+    a->st.max_out = srv->cfg->limits.max_write_buffer;
     gg_http_reader_init(&a->rd, &a->st, &reader_ops, ADMIN_MAX_BODY);
     a->front = f;
     a->last_active = uv_now(srv->lp.uv);
@@ -397,10 +406,14 @@ void gg_http_admin_sweep(uv_timer_t *t)
     uint64_t now = uv_now(t->loop);
     for (gg_http_admin_conn *a = f->admins; a; a = a->next) {
         if (a->st.flags & GG_ST_CLOSING) continue;
-        if ((a->st.partial_since && now - a->st.partial_since > l->message_timeout_ms) ||
-            (!a->st.partial_since && !gg_stream_pending(&a->st) &&
-             now - a->last_active > l->idle_timeout_ms))
+        if (gg_stream_write_stalled(&a->st, now, l->write_timeout_ms)) {
+            gg_log(&f->srv->lp.log, GG_LOG_INFO, "admin_closed", "reason=write_timeout");
             gg_stream_close(&a->st);
+        } else if ((a->st.partial_since && now - a->st.partial_since > l->message_timeout_ms) ||
+                   (!a->st.partial_since && !gg_stream_pending(&a->st) &&
+                    now - a->last_active > l->idle_timeout_ms)) {
+            gg_stream_close(&a->st);
+        }
     }
 }
 

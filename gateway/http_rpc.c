@@ -718,7 +718,10 @@ static void on_eof(gg_stream *s, int status)
 
 static void on_drain(gg_stream *s)
 {
-    gg_client_drained((gg_client *)s);
+    gg_http_rpc_conn *k = (gg_http_rpc_conn *)s;
+    /* Requests that waited for the answers before them to be read go on now. */
+    if (gg_http_reader_drained(&k->rd) && !k->c.held) gg_stream_resume(s);
+    gg_client_drained(&k->c);
 }
 
 static void on_closed(gg_stream *s)
@@ -756,6 +759,7 @@ void gg_http_rpc_accept(gg_http_front *f, uv_stream_t *server, int is_pipe)
     else
         uv_tcp_init(srv->lp.uv, &k->c.st.io.tcp);
     gg_stream_init(&k->c.st, &srv->lp, &rpc_stream_ops, GG_ST_READY);
+    k->c.st.max_out = srv->cfg->limits.max_write_buffer;
     k->c.proto = &rpc_proto;
     k->front = f;
     gg_http_front_ref(f);

@@ -374,6 +374,7 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     uint64_t every = cfg->limits.idle_timeout_ms < cfg->limits.message_timeout_ms
                          ? cfg->limits.idle_timeout_ms
                          : cfg->limits.message_timeout_ms;
+    if (cfg->limits.write_timeout_ms < every) every = cfg->limits.write_timeout_ms;
     every /= 4;
     if (every < 10) every = 10;
     if (every > 1000) every = 1000;

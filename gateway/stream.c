@@ -25,6 +25,8 @@ void gg_stream_init(gg_stream *s, gg_loop *loop, const gg_stream_ops *ops, unsig
     s->scan = NULL;
     s->flush_next = NULL;
     s->partial_since = 0;
+    s->write_since = 0;
+    s->max_out = 0;
     s->wreq.data = s;
     s->flags = flags;
 }
@@ -62,7 +64,7 @@ static void process(gg_stream *s, char *data, size_t len, int own)
     if (!s->scan) gg_scan_reset(st);
     if (s->scan && len < s->scan->need) return; /* still short of what the scan asked for */
 
-    while (off < len && !(s->flags & (GG_ST_PAUSED | GG_ST_CLOSING))) {
+    while (off < len && !(s->flags & (GG_ST_PAUSED | GG_ST_CLOSING | GG_ST_OUT_FULL))) {
         rc = gg_scan(st, data + off, len - off, &lp->scan_limits);
         if (rc == GG_SCAN_DONE) {
             gg_msg m = st->msg;
@@ -138,7 +140,7 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 
 int gg_stream_start(gg_stream *s)
 {
-    if (s->flags & (GG_ST_READING | GG_ST_CLOSING | GG_ST_PAUSED)) return 0;
+    if (s->flags & (GG_ST_READING | GG_ST_CLOSING | GG_ST_PAUSED | GG_ST_OUT_FULL)) return 0;
     int rc = uv_read_start(&s->io.stream, on_alloc, on_read);
     if (rc == 0) s->flags |= GG_ST_READING;
     return rc;
@@ -157,6 +159,7 @@ void gg_stream_resume(gg_stream *s)
 {
     if (!(s->flags & GG_ST_PAUSED) || (s->flags & GG_ST_CLOSING)) return;
     s->flags &= ~GG_ST_PAUSED;
+    if (s->flags & GG_ST_OUT_FULL) return; /* goes on when the output drains (drained) */
     if (s->in.len) process(s, s->in.data, s->in.len, 1);
     if (!(s->flags & (GG_ST_PAUSED | GG_ST_CLOSING | GG_ST_CLOSE_AFTER))) gg_stream_start(s);
 }
@@ -170,6 +173,14 @@ char *gg_stream_reserve(gg_stream *s, size_t n)
 void gg_stream_commit(gg_stream *s, size_t n)
 {
     s->out.len += n;
+    if (!s->write_since) s->write_since = uv_now(s->loop->uv);
+    if (s->max_out && !(s->flags & GG_ST_OUT_FULL) && gg_stream_pending(s) > s->max_out) {
+        s->flags |= GG_ST_OUT_FULL;
+        if (s->flags & GG_ST_READING) {
+            uv_read_stop(&s->io.stream);
+            s->flags &= ~GG_ST_READING;
+        }
+    }
     queue_flush(s);
 }
 
@@ -187,13 +198,28 @@ size_t gg_stream_pending(const gg_stream *s)
     return s->out.len + s->wout.len;
 }
 
+int gg_stream_write_stalled(const gg_stream *s, uint64_t now, uint64_t timeout_ms)
+{
+    return s->write_since && gg_stream_pending(s) && now - s->write_since > timeout_ms;
+}
+
+/* Everything queued is written. A stream that stopped reading for its output goes on here:
+ * in its own write callback or in the end-of-turn flush, never inside another connection's
+ * callback. */
 static void drained(gg_stream *s)
 {
+    s->write_since = 0;
     if (s->flags & GG_ST_CLOSE_AFTER) {
         gg_stream_close(s);
         return;
     }
+    int was_full = (s->flags & GG_ST_OUT_FULL) != 0;
+    s->flags &= ~GG_ST_OUT_FULL;
     if (s->ops->on_drain) s->ops->on_drain(s);
+    if (!was_full || (s->flags & (GG_ST_PAUSED | GG_ST_CLOSING | GG_ST_CLOSE_AFTER | GG_ST_OUT_FULL)))
+        return;
+    if (s->in.len && !s->ops->on_bytes) process(s, s->in.data, s->in.len, 1);
+    gg_stream_start(s);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -206,6 +232,7 @@ static void on_write(uv_write_t *req, int status)
         s->ops->on_eof(s, status);
         return;
     }
+    s->write_since = uv_now(s->loop->uv); /* the peer took bytes */
     if (s->out.len)
         gg_stream_flush(s);
     else
@@ -230,6 +257,7 @@ void gg_stream_flush(gg_stream *s)
         return;
     }
     /* The kernel took part of it: hand the rest to libuv and collect new output aside. */
+    if (n > 0) s->write_since = uv_now(s->loop->uv);
     gg_buf_consume(&s->out, (size_t)n);
     s->wout = s->out;
     memset(&s->out, 0, sizeof s->out);

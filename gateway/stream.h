@@ -38,6 +38,7 @@ typedef struct gg_stream_ops {
 #define GG_ST_CLOSING     0x10
 #define GG_ST_CLOSE_AFTER 0x20 /* close once the queued output is written */
 #define GG_ST_READY       0x40 /* connected: output may be flushed */
+#define GG_ST_OUT_FULL    0x80 /* more than max_out bytes queued: reading waits for the drain */
 
 struct gg_stream {
     union {
@@ -55,10 +56,19 @@ struct gg_stream {
     uv_write_t wreq;
     gg_stream *flush_next;
     uint64_t partial_since; /* loop time (ms) the incomplete message began; 0 if none */
+    uint64_t write_since; /* loop time (ms) of the last write progress while output waits; 0 if none */
+    size_t max_out;       /* queued output beyond which reading stops (GG_ST_OUT_FULL); 0: none */
     unsigned flags;
 };
 
-/* Set up the fields (the owner has initialised io with uv_tcp_init/uv_pipe_init). */
+/* Set up the fields (the owner has initialised io with uv_tcp_init/uv_pipe_init).
+ *
+ * Output bound: an owner that answers a peer sets max_out (limits.max_write_buffer). Once more
+ * than that is queued, whatever queued it (an upstream's answer, an error, sys.*, an HTTP
+ * response), the stream stops reading and stops dispatching what it has read; it goes on once
+ * everything queued is written, after on_drain (where an HTTP owner resumes its reader). So a
+ * peer that does not read costs at most max_out plus one answer plus one read. Streams to
+ * upstreams leave max_out at 0: their answers must be read whatever is queued to them. */
 void gg_stream_init(gg_stream *s, gg_loop *loop, const gg_stream_ops *ops, unsigned flags);
 int gg_stream_start(gg_stream *s);
 /* Stop dispatching messages (and reading) until gg_stream_resume. */
@@ -72,6 +82,9 @@ void gg_stream_commit(gg_stream *s, size_t n);
 int gg_stream_write(gg_stream *s, const void *data, size_t n);
 /* Bytes queued or being written. */
 size_t gg_stream_pending(const gg_stream *s);
+/* 1 when output has waited with no byte written for more than timeout_ms (the peer reads
+ * nothing): the owner's sweep closes such a peer. */
+int gg_stream_write_stalled(const gg_stream *s, uint64_t now, uint64_t timeout_ms);
 
 /* Write what is queued now (called by the loop's flusher; also when a peer connects). */
 void gg_stream_flush(gg_stream *s);

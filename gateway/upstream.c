@@ -31,6 +31,51 @@ static void fail_calls(gg_uconn *uc, const char *why)
                      uc->ep->addr->text, uc->ep->svc->name, why);
 }
 
+/* Owed records: see gg_upstream_owe. */
+static void drop_owed(gg_uconn *uc, gg_call *call)
+{
+    if (call->uprev)
+        call->uprev->unext = call->unext;
+    else
+        uc->owed = call->unext;
+    if (call->unext) call->unext->uprev = call->uprev;
+    call->uprev = call->unext = NULL;
+    uc->nowed--;
+    gg_call_unhold(&srv_of(uc)->lp.calls, call);
+}
+
+static void release_owed(gg_uconn *uc)
+{
+    while (uc->owed) drop_owed(uc, uc->owed);
+}
+
+static void on_recycle(uv_timer_t *t)
+{
+    gg_uconn *uc = t->data;
+    if (uc->state != GG_UP_CONNECTED || (uc->st.flags & GG_ST_CLOSING)) return;
+    gg_log(&srv_of(uc)->lp.log, GG_LOG_WARN, "upstream_recycled",
+           "service=%s upstream=%s reason=\"answers owed\" owed=%u", uc->ep->svc->name,
+           uc->ep->addr->text, uc->nowed);
+    fail_calls(uc, "stopped answering");
+    gg_stream_close(&uc->st);
+}
+
+void gg_upstream_owe(gg_uconn *uc, gg_call *call)
+{
+    /* Only a connection still reading can deliver the answer. */
+    if (uc->state != GG_UP_CONNECTED || !(uc->st.flags & GG_ST_READING)) return;
+    gg_server *srv = srv_of(uc);
+    gg_call_hold(call);
+    call->up = uc;
+    call->uprev = NULL;
+    call->unext = uc->owed;
+    if (uc->owed) uc->owed->uprev = call;
+    uc->owed = call;
+    uint32_t cap = srv->lp.calls.max / 16 < 16 ? 16 : srv->lp.calls.max / 16;
+    if (++uc->nowed > cap && !uv_is_active((uv_handle_t *)&uc->retry))
+        uv_timer_start(&uc->retry, on_recycle, 0, 0); /* not from inside the call's end */
+}
+
 static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
 {
     gg_uconn *uc = (gg_uconn *)s;
@@ -44,7 +89,10 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
     if (m->type == GG_RESPONSE) {
         gg_call *call = gg_call_find(&srv->lp.calls, m->msgid);
         if (!call || call->up != uc) {
-            /* Its call already ended (deadline) or was never ours: drop it. */
+            /* Its call already ended (deadline) or was never ours: drop it. An ended call's
+             * id was reserved for this answer: now it may be reused. */
+            gg_call *owed = call ? NULL : gg_call_find_owed(&srv->lp.calls, m->msgid);
+            if (owed && owed->up == uc) drop_owed(uc, owed);
             gg_log(&srv->lp.log, GG_LOG_DEBUG, "late_response", "upstream=%s msgid=%u",
                    uc->ep->addr->text, m->msgid);
             return;
@@ -138,6 +186,7 @@ static void on_closed(gg_stream *s)
         gg_policy_endpoint_changed(srv, uc->ep);
     }
     fail_calls(uc, "closed the connection");
+    release_owed(uc); /* no answer can come any more */
     if (uc->state == GG_UP_CLOSING || srv->draining) {
         uc->state = GG_UP_IDLE;
         gg_generation *gen = uc->ep->svc->gen;

@@ -25,6 +25,8 @@ typedef struct gg_uconn {
     struct gg_endpoint *ep;
     gg_call *calls; /* in flight here, linked by uprev/unext */
     uint32_t inflight;
+    gg_call *owed;  /* ended unanswered: their ids are reserved until answered or closed */
+    uint32_t nowed;
     int state;
     int index;
     uint32_t backoff_ms;
@@ -109,6 +111,11 @@ void gg_endpoint_connected(gg_endpoint *ep, int conn);
  * sent, the call is untouched). Sets call->endpoint and call->sent. */
 int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
                      uint32_t method_len, const char *body, size_t body_len);
+/* A call sent on uc ends before its answer came (deadline, client gone): while uc may still
+ * answer it, uc holds the record so its id is not reused (futures.h). The record is let go
+ * when the answer arrives (dropped) or uc closes. A connection owing more than max_calls / 16
+ * answers is closed and reconnected: its upstream has stopped answering. */
+void gg_upstream_owe(gg_uconn *uc, gg_call *call);
 /* Forward a notification to endpoint `endpoint` (as for gg_upstream_send). Returns 0 or a
  * gateway error code. */
 int gg_upstream_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,

@@ -169,6 +169,8 @@ _M.schema = {
                                      description = "bytes queued to one peer before it is paused" },
                 idle_timeout = { type = "number", default = 300, min = 0.01, max = 86400 * 30 },
                 message_timeout = { type = "number", default = 30, min = 0.01, max = 86400 },
+                write_timeout = { type = "number", default = 60, min = 0.01, max = 86400,
+                                  description = "seconds a peer may leave its answers unread" },
             },
         },
         services = {

@@ -1,4 +1,5 @@
-/* test_futures.c -- call ids retire with their call; the deadline heap stays ordered. */
+/* test_futures.c -- call ids retire with their call, and not while held; the deadline heap
+ * stays ordered. */
 #include "futures.h"
 #include "unit.h"
 
@@ -23,6 +24,43 @@ static void test_ids_retire(void)
     UNIT_CHECK(gg_call_find(&c, 0xfffff) == NULL); /* index never allocated */
     gg_call_release(&c, b);
     UNIT_EQ_INT(c.live, 0);
+    gg_calls_free(&c);
+}
+
+/* A held record that ends is owed: not found as live, never handed out again, its id kept
+ * however many calls come and go, until its holder lets go. */
+static void test_held_ids_are_not_reused(void)
+{
+    gg_calls c;
+    UNIT_EQ_INT(gg_calls_init(&c, 4096), 0);
+    gg_call *a = gg_call_new(&c);
+    uint32_t id = a->id;
+    gg_call_hold(a);
+    gg_call_release(&c, a);
+    UNIT_CHECK(gg_call_find(&c, id) == NULL);
+    UNIT_CHECK(gg_call_find_owed(&c, id) == a);
+    UNIT_EQ_INT(c.live, 0);
+    UNIT_EQ_INT(c.owed, 1);
+    int reissued = 0;
+    for (int i = 0; i < 100000; i++) { /* 24 times round the 12-bit generation */
+        gg_call *b = gg_call_new(&c);
+        if (b == a || b->id == id) reissued++;
+        gg_call_release(&c, b);
+    }
+    UNIT_EQ_INT(reissued, 0);
+    UNIT_CHECK(gg_call_find_owed(&c, id) == a);
+    gg_call_unhold(&c, a);
+    UNIT_EQ_INT(c.owed, 0);
+    UNIT_CHECK(gg_call_find_owed(&c, id) == NULL);
+    gg_call *d = gg_call_new(&c); /* back in the pool, with a new generation */
+    UNIT_CHECK(d == a);
+    UNIT_CHECK(d->id != id);
+    /* a holder that lets go before the call ends changes nothing */
+    gg_call_hold(d);
+    gg_call_unhold(&c, d);
+    UNIT_CHECK(gg_call_find(&c, d->id) == d);
+    gg_call_release(&c, d);
+    UNIT_EQ_INT(c.owed, 0);
     gg_calls_free(&c);
 }
 
@@ -68,6 +106,7 @@ static void test_heap_order(void)
 int main(void)
 {
     UNIT_RUN(test_ids_retire);
+    UNIT_RUN(test_held_ids_are_not_reused);
     UNIT_RUN(test_max_calls);
     UNIT_RUN(test_heap_order);
     return unit_summary();
