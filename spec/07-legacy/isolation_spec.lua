@@ -131,7 +131,8 @@ describe("An adapter's Lua state", function()
         assert.matches("^%x%x%x%x%x%x%x%x$", err.id)
         -- the client gets a generic message with the id (error_details is off); the log keeps why
         assert.equal("adapter error (id " .. err.id .. "; see the gateway's log)", err.message)
-        local lines = assert(e2e.await_lines(gw, "adapter_error id=" .. err.id .. " service=hog method=grow", 1))
+        local lines = assert(e2e.await_lines(gw, "adapter_error id=" .. err.id
+            .. " service=hog method=grow", 1))
         local line = lines[1]
         assert.matches("not enough memory (lua_memory is 33554432 bytes; the adapter's state was collected)",
             line, 1, true)
