@@ -1,6 +1,6 @@
 /* test_futures.c -- call ids retire with their call, and not while held; the deadline heap
  * stays ordered. */
-#include "futures.h"
+#include "core/futures.h"
 #include "unit.h"
 
 #include <stdlib.h>

@@ -1,0 +1,86 @@
+/* server.h -- the loop's context: everything a running gateway owns, and nothing global. */
+#ifndef GG_SERVER_H
+#define GG_SERVER_H
+
+#include "core/buf.h"
+#include "proxy/client.h"
+#include "core/codec.h"
+#include "proxy/config.h"
+#include "core/futures.h"
+#include "proxy/listener.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "proxy/metrics.h"
+#include "proxy/policy.h"
+#include "core/stream.h"
+#include "proxy/upstream.h"
+#include "core/watchdog.h"
+
+#include <uv.h>
+
+/* How a serving process runs (main.c for a single process, workers.c for each worker). */
+typedef struct gg_run_opts {
+    const char *config_path;  /* NULL: the embedded default */
+    int log_level;            /* >= 0 overrides the config's, also across reloads */
+    int ready_fd;             /* >= 0: one byte is written there once listening (workers) */
+    const int *listen_fds;    /* per cfg->listen entry: an inherited socket, or -1 */
+    int reuseport;            /* bind TCP listeners with SO_REUSEPORT (several workers) */
+    int worker;               /* worker number for logs; -1 for a single process */
+} gg_run_opts;
+
+typedef struct gg_server {
+    gg_loop lp; /* connections reach the server through their loop: lp.data */
+    gg_config *cfg;          /* the current generation's config */
+    gg_run_opts opts;
+    const char *config_path; /* NULL: the embedded default */
+    lua_State *L;            /* one Lua state for the server's life: policy state survives reloads */
+    gg_policy_host pol;
+    gg_metrics met; /* counters by service name: they outlive reloads */
+
+    gg_listener *listeners;
+    int nlisteners;
+    struct gg_http_front *http; /* the HTTP listeners (http_front.c), NULL when none */
+    gg_generation *gen;     /* the services calls go to now */
+    gg_generation *retired; /* older generations with calls still in flight */
+    unsigned reloads;
+    int forced_log_level; /* from the command line, kept across reloads; -1: the config's */
+
+    gg_client *clients; /* in order of arrival */
+    gg_client *clients_tail;
+    uint32_t nclients;
+    gg_client *resume; /* clients to resume reading at the end of this turn */
+    uv_timer_t sweeper;
+
+    gg_watchdog wd; /* notices a policy that never returns */
+    uv_signal_t sigterm, sigint, sighup;
+    int draining; /* 1 while draining, 2 once stopped */
+    uv_timer_t drain_timer;
+} gg_server;
+
+static inline gg_server *gg_server_of(gg_loop *lp)
+{
+    return lp->data;
+}
+
+/* Write this process's pid into cfg's pid_file, if it sets one (logs pid_file_failed on log
+ * when it cannot). Returns the path, malloc'd, for gg_pid_file_remove at exit; or NULL. */
+char *gg_pid_file_write(gg_config *cfg, gg_logger *log);
+/* Remove the pid file at path if it still holds this process's pid, and free path (NULL is
+ * fine): a pid file left after exit makes `ghostgate reload` signal a pid that is gone. */
+void gg_pid_file_remove(char *path);
+
+/* Run a gateway on cfg until it is told to stop. Takes ownership of cfg. Returns the exit status for the process. */
+int gg_server_run(gg_config *cfg, const gg_run_opts *opts);
+/* Re-read the config (SIGHUP): new calls use the new services and policies, calls in flight
+ * finish under the old ones. A broken config is refused and the old one stays. */
+int gg_server_reload(gg_server *srv);
+/* A retired generation has freed itself. */
+void gg_server_generation_freed(gg_server *srv, gg_generation *gen);
+
+/* Resume reading from c at the end of this loop turn (never from inside a callback). */
+void gg_server_defer_resume(gg_server *srv, gg_client *c);
+void gg_server_forget_resume(gg_server *srv, gg_client *c);
+/* During a drain: stop once no call is in flight. */
+void gg_server_check_drained(gg_server *srv);
+
+#endif
