@@ -8,6 +8,7 @@
 #include "proxy/dispatch.h"
 #include "core/errors.h"
 #include "proxy/server.h"
+#include "upstreams/mprpc.h" /* gg_uconn: until the calls module owns the links */
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -242,7 +242,7 @@ int gg_server_reload(gg_server *srv)
         return -1;
     }
     if (gg_policy_build(srv, gen, srv->gen, err, sizeof err) ||
-        gg_generation_load_adapters(gen, err, sizeof err)) {
+        gg_generation_load(gen, err, sizeof err)) {
         gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"%s\" kept=%s", err, srv->cfg->source);
         srv->met.reload_failures++;
         gg_generation_free(gen);
@@ -379,7 +379,7 @@ gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv
 int gg_server_start(gg_server *srv, char *err, size_t errlen)
 {
     if (gg_policy_init(srv, err, errlen) || gg_policy_build(srv, srv->gen, NULL, err, errlen) ||
-        gg_generation_load_adapters(srv->gen, err, errlen) || gg_listeners_start(srv, err, errlen) ||
+        gg_generation_load(srv->gen, err, errlen) || gg_listeners_start(srv, err, errlen) ||
         (srv->opts.front && srv->opts.front->start(srv, err, errlen)))
         return -1;
     gg_generation_connect(srv->gen, NULL);

@@ -1,59 +1,23 @@
-/* upstream.h -- services, their upstream endpoints and the pooled connections to them.
+/* service.h -- services and the generations of them that reloads make.
  *
- * Each endpoint keeps a fixed pool of persistent connections, multiplexing many calls on
- * each. A dead connection fails its calls at once and reconnects with exponential backoff. */
-#ifndef GG_UPSTREAM_H
-#define GG_UPSTREAM_H
+ * A service reaches its upstream only through svc->ops (proxy/upstream.h), set once per
+ * service from gg_run_opts.upstreams by its protocol. */
+#ifndef GG_SERVICE_H
+#define GG_SERVICE_H
 
-#include "core/addr.h"
 #include "proxy/config.h"
+#include "proxy/pool.h"
+#include "proxy/upstream.h"
 #include "core/futures.h"
-#include "core/stream.h"
 
 struct gg_server;
-struct gg_endpoint;
 struct gg_generation;
-
-#define GG_UP_IDLE       0 /* handle closed, not trying */
-#define GG_UP_CONNECTING 1
-#define GG_UP_CONNECTED  2
-#define GG_UP_BACKOFF    3 /* waiting to reconnect */
-#define GG_UP_CLOSING    4
-
-typedef struct gg_uconn {
-    gg_stream st; /* first member */
-    struct gg_endpoint *ep;
-    gg_call *calls; /* in flight here, linked by uprev/unext */
-    uint32_t inflight;
-    gg_call *owed;  /* ended unanswered: their ids are reserved until answered or closed */
-    uint32_t nowed;
-    int state;
-    int index;
-    uint32_t backoff_ms;
-    int connect_status; /* why the last connect failed (for on_closed's log), 0: it did not */
-    uint64_t connected_at;
-    uv_connect_t creq;
-    uv_timer_t retry;
-} gg_uconn;
-
-typedef struct gg_endpoint {
-    struct gg_service *svc;
-    const gg_addr *addr;
-    gg_uconn *conns;
-    int nconns;
-    int nconnected;
-    uint64_t connect_failures;
-    /* Down: a connect failed while no connection was up. Logged once, when it goes down and
-     * when it comes back; the failures in between are counted and logged at debug only. */
-    int down;
-    uint64_t down_since; /* loop time, ms */
-    uint64_t down_repeats;
-} gg_endpoint;
 
 typedef struct gg_service {
     struct gg_server *srv;
     struct gg_generation *gen;
     const gg_service_conf *conf;
+    const gg_upstream_ops *ops; /* next to conf: both are read on every call */
     const char *name;
     size_t name_len;
     gg_endpoint *eps;
@@ -62,7 +26,7 @@ typedef struct gg_service {
     /* Policies (policy.c): the Lua pipeline, and which phases it has. */
     int pipeline_ref; /* LUA_NOREF (or 0) when the service has no policies */
     char *policy_names; /* "guard,auth,...", for the watchdog's report */
-    void *impl; /* jsonrpc-http pool (upstream_http.c) or Lua adapter (adapter.c) */
+    void *impl; /* the upstream implementation's state (jsonrpc-http pool, Lua adapter) */
     struct gg_service_stats *stats; /* the server's counters for this service name */
     unsigned has_request : 1, has_response : 1, wants_result : 1, keeps_request : 1;
 } gg_service;
@@ -84,9 +48,9 @@ typedef struct gg_generation {
 
 /* A generation for cfg with its services (no connection yet). NULL when out of memory. */
 gg_generation *gg_generation_new(struct gg_server *srv, gg_config *cfg);
-/* Load the Lua adapters of its services (before it takes calls). Returns 0, or -1 with a
- * reason in err. */
-int gg_generation_load_adapters(gg_generation *gen, char *err, size_t errlen);
+/* Phase LOAD of every service's upstream (adapters load their Lua file), before it takes
+ * calls. Returns 0, or -1 with a reason in err. */
+int gg_generation_load(gg_generation *gen, char *err, size_t errlen);
 /* Start its upstream pools; endpoints unchanged since `old` (may be NULL) are taken over. */
 void gg_generation_connect(gg_generation *gen, gg_generation *old);
 /* A retired generation is freed when its last call ends (gen->calls reaches 0). */
@@ -100,25 +64,18 @@ void gg_generation_free(gg_generation *gen);
 gg_service *gg_service_find(struct gg_server *srv, const char *name, size_t len);
 gg_service *gg_generation_find(gg_generation *gen, const char *name, size_t len);
 
-/* A connection of ep (both protocols) failed to connect; the next attempt is in retry_ms.
- * Logs upstream_down when that leaves ep without a connection, else only at debug. */
-void gg_endpoint_connect_failed(gg_endpoint *ep, int conn, int status, uint64_t retry_ms);
-/* A connection of ep is up: logs upstream_back, with the failures not logged, if ep was down. */
-void gg_endpoint_connected(gg_endpoint *ep, int conn);
+/* Call sites keep these names (dispatch.c): one indirect call to the service's protocol. */
+static inline int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint,
+                                   const char *method, uint32_t method_len, const char *params,
+                                   size_t params_len)
+{
+    return svc->ops->send(svc, call, endpoint, method, method_len, params, params_len);
+}
 
-/* Send a call upstream, to endpoint `endpoint` (1-based; 0: the core chooses). method/body are
- * the bytes to put after the upstream msgid. Returns 0, or a gateway error code (nothing was
- * sent, the call is untouched). Sets call->endpoint and call->sent. */
-int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
-                     uint32_t method_len, const char *body, size_t body_len);
-/* A call sent on uc ends before its answer came (deadline, client gone): while uc may still
- * answer it, uc holds the record so its id is not reused (futures.h). The record is let go
- * when the answer arrives (dropped) or uc closes. A connection owing more than max_calls / 16
- * answers is closed and reconnected: its upstream has stopped answering. */
-void gg_upstream_owe(gg_uconn *uc, gg_call *call);
-/* Forward a notification to endpoint `endpoint` (as for gg_upstream_send). Returns 0 or a
- * gateway error code. */
-int gg_upstream_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
-                       const char *body, size_t body_len);
+static inline int gg_upstream_notify(gg_service *svc, int endpoint, const char *method,
+                                     uint32_t method_len, const char *params, size_t params_len)
+{
+    return svc->ops->notify(svc, endpoint, method, method_len, params, params_len);
+}
 
 #endif

@@ -1347,8 +1347,8 @@ static int send_fn(lua_State *co, void *ud)
     return lua_gettop(co);
 }
 
-int gg_adapter_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
-                    const char *params, size_t params_len)
+static int gg_adapter_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
+                           const char *params, size_t params_len)
 {
     gg_adapter *ad = svc->impl;
     if (!ad) return GG_ERR_UPSTREAM_UNAVAILABLE;
@@ -1539,7 +1539,7 @@ static int open_fn(lua_State *L, void *ud)
     return 2;
 }
 
-int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
+static int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
 {
     gg_server *srv = svc->srv;
     gg_config *cfg = svc->gen->cfg;
@@ -1599,7 +1599,7 @@ int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
     return 0;
 }
 
-void gg_adapter_release(gg_service *svc)
+static void gg_adapter_release(gg_service *svc)
 {
     gg_adapter *ad = svc->impl;
     if (!ad) return;
@@ -1636,3 +1636,43 @@ void gg_adapter_release(gg_service *svc)
     }
     maybe_free(ad);
 }
+
+/* --- gg_upstream_ops: the adapter loads its file at LOAD (a broken one refuses the config),
+ * runs in the gateway (no endpoint to pick, nothing to connect) and has no notifications. */
+
+static int adapter_start(gg_service *svc, gg_service *prev, int phase, char *err, size_t errlen)
+{
+    return phase == GG_UPSTREAM_LOAD ? gg_adapter_start(svc, err, errlen) : 0;
+}
+
+static int adapter_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
+                        uint32_t method_len, const char *params, size_t params_len)
+{
+    return gg_adapter_send(svc, call, method, method_len, params, params_len);
+}
+
+static int adapter_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
+                          const char *params, size_t params_len)
+{
+    return GG_ERR_NOT_SUPPORTED;
+}
+
+static void adapter_release(gg_service *svc, int counted)
+{
+    gg_adapter_release(svc);
+}
+
+static void adapter_describe(const gg_service *svc, gg_upstream_info *out)
+{
+    out->protocol = "adapter";
+    out->not_ready = NULL;
+}
+
+const gg_upstream_ops gg_adapter_ops = {
+    .name = "adapter",
+    .start = adapter_start,
+    .send = adapter_send,
+    .notify = adapter_notify,
+    .release = adapter_release,
+    .describe = adapter_describe,
+};
