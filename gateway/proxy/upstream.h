@@ -7,7 +7,7 @@
 
 #include "core/addr.h"
 #include "proxy/config.h"
-#include "core/futures.h"
+#include "core/calls.h"
 #include "core/stream.h"
 
 struct gg_server;
@@ -23,10 +23,8 @@ struct gg_generation;
 typedef struct gg_uconn {
     gg_stream st; /* first member */
     struct gg_endpoint *ep;
-    gg_call *calls; /* in flight here, linked by uprev/unext */
-    uint32_t inflight;
-    gg_call *owed;  /* ended unanswered: their ids are reserved until answered or closed */
-    uint32_t nowed;
+    gg_call_list calls; /* in flight here (their carrier) */
+    gg_call_list owed;  /* ended unanswered: their ids are reserved until answered or closed */
     int state;
     int index;
     uint32_t backoff_ms;
@@ -111,11 +109,13 @@ void gg_endpoint_connected(gg_endpoint *ep, int conn);
  * sent, the call is untouched). Sets call->endpoint and call->sent. */
 int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
                      uint32_t method_len, const char *body, size_t body_len);
-/* A call sent on uc ends before its answer came (deadline, client gone): while uc may still
- * answer it, uc holds the record so its id is not reused (futures.h). The record is let go
- * when the answer arrives (dropped) or uc closes. A connection owing more than max_calls / 16
- * answers is closed and reconnected: its upstream has stopped answering. */
-void gg_upstream_owe(gg_uconn *uc, gg_call *call);
+/* A call sent on the connection whose calls are `carrier` has ended before its answer came
+ * (deadline, client gone); the caller held it before gg_call_end. While that connection may
+ * still answer it, it keeps the hold so the id is not reused (calls.h), and lets it go when
+ * the answer arrives (dropped) or it closes; otherwise the hold is let go now. A connection
+ * owing more than max_calls / 16 answers is closed and reconnected: its upstream has stopped
+ * answering. */
+void gg_upstream_owe(gg_call_list *carrier, gg_call *call);
 /* Forward a notification to endpoint `endpoint` (as for gg_upstream_send). Returns 0 or a
  * gateway error code. */
 int gg_upstream_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,

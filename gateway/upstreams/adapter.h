@@ -2,7 +2,7 @@
 #ifndef GG_ADAPTER_H
 #define GG_ADAPTER_H
 
-#include "core/futures.h"
+#include "core/calls.h"
 
 #include <stddef.h>
 #include <stdint.h>

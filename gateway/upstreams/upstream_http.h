@@ -2,7 +2,7 @@
 #ifndef GG_UPSTREAM_HTTP_H
 #define GG_UPSTREAM_HTTP_H
 
-#include "core/futures.h"
+#include "core/calls.h"
 
 #include <stddef.h>
 #include <stdint.h>
