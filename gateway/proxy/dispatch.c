@@ -125,6 +125,48 @@ static int schedule_retry(gg_server *srv, gg_call *call, double delay)
     return 0;
 }
 
+#define PHASE_REQUEST  0
+#define PHASE_RESPONSE 1
+
+/* Apply a policy's verdict. Returns 1 when the call was answered (and ended) or rescheduled,
+ * 0 when the caller goes on: REQUEST phase CONTINUE (*endpoint set, deadline override applied
+ * on attempt 1); RESPONSE phase with no verdict, or a RETRY that cannot be scheduled (the
+ * upstream's answer or the gateway error stands). REQUEST: anything but CONTINUE and RESPOND
+ * answers code + retry_after. RESPONSE: ERROR answers code with no retry_after; REJECT is no
+ * verdict there. */
+static int apply_verdict(gg_server *srv, gg_call *call, const gg_verdict *v, int phase,
+                         int *endpoint)
+{
+    switch (v->verdict) {
+    case GG_V_CONTINUE:
+        if (phase == PHASE_REQUEST) {
+            *endpoint = v->endpoint;
+            if (call->attempt == 1 && v->deadline > 0 &&
+                (uint64_t)(v->deadline * 1000.0) != call->svc->conf->deadline_ms)
+                gg_call_set_deadline(&srv->lp.calls, call,
+                                     uv_now(srv->lp.uv) + (uint64_t)(v->deadline * 1000.0));
+        }
+        return 0;
+    case GG_V_RESPOND:
+    case GG_V_RESPOND_RAW:
+        answer_result(srv, call, v->result, v->result_len);
+        break;
+    case GG_V_ERROR: /* as for an upstream's answer: the policy's error wins */
+        answer_error(call, v->code, phase == PHASE_REQUEST ? v->retry_after : -1, v->message);
+        break;
+    case GG_V_RETRY:
+        if (phase == PHASE_RESPONSE) return schedule_retry(srv, call, v->delay) == 0;
+        answer_error(call, v->code, v->retry_after, v->message);
+        break;
+    default: /* REJECT */
+        if (phase == PHASE_RESPONSE) return 0;
+        answer_error(call, v->code, v->retry_after, v->message);
+        break;
+    }
+    call_end(srv, call);
+    return 1;
+}
+
 /* Bytes of the MessagePack object at p (already framed by the upstream's scan), or 0. */
 static size_t object_size(const char *p, size_t len)
 {
@@ -179,17 +221,7 @@ void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body
         int ok = body_len && (unsigned char)body[0] == 0xc0;
         gg_verdict v;
         gg_policy_response(srv, call, ok ? 0 : 1, 0, ok ? body + 1 : NULL, ok ? body_len - 1 : 0, &v);
-        if (v.verdict == GG_V_RESPOND || v.verdict == GG_V_RESPOND_RAW) {
-            answer_result(srv, call, v.result, v.result_len);
-            call_end(srv, call);
-            return;
-        }
-        if (v.verdict == GG_V_RETRY && schedule_retry(srv, call, v.delay) == 0) return;
-        if (v.verdict == GG_V_ERROR) {
-            answer_error(call, v.code, -1, v.message);
-            call_end(srv, call);
-            return;
-        }
+        if (apply_verdict(srv, call, &v, PHASE_RESPONSE, NULL)) return;
     }
     call->outcome = body_len && (unsigned char)body[0] == 0xc0 ? 0 : 1;
     gg_client *c = live_client(call);
@@ -215,17 +247,7 @@ void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
     if (call->svc->has_response && code != GG_ERR_SHUTTING_DOWN) {
         gg_verdict v;
         gg_policy_response(srv, call, 2, code, NULL, 0, &v);
-        if (v.verdict == GG_V_RESPOND || v.verdict == GG_V_RESPOND_RAW) {
-            answer_result(srv, call, v.result, v.result_len);
-            call_end(srv, call);
-            return;
-        }
-        if (v.verdict == GG_V_RETRY && schedule_retry(srv, call, v.delay) == 0) return;
-        if (v.verdict == GG_V_ERROR) { /* as for an upstream's answer: the policy's error wins */
-            answer_error(call, v.code, -1, v.message);
-            call_end(srv, call);
-            return;
-        }
+        if (apply_verdict(srv, call, &v, PHASE_RESPONSE, NULL)) return;
     }
     answer_error(call, code, -1, msg);
     call_end(srv, call);
@@ -248,25 +270,7 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
             call->mstats = v.verdict == GG_V_CONTINUE
                                ? gg_metrics_method(svc->stats, rest, rest_len)
                                : gg_metrics_method_find(svc->stats, rest, rest_len);
-        switch (v.verdict) {
-        case GG_V_CONTINUE:
-            endpoint = v.endpoint;
-            if (call->attempt == 1 && v.deadline > 0 &&
-                (uint64_t)(v.deadline * 1000.0) != svc->conf->deadline_ms) {
-                gg_call_set_deadline(&srv->lp.calls, call,
-                                     uv_now(srv->lp.uv) + (uint64_t)(v.deadline * 1000.0));
-            }
-            break;
-        case GG_V_RESPOND:
-        case GG_V_RESPOND_RAW:
-            answer_result(srv, call, v.result, v.result_len);
-            call_end(srv, call);
-            return;
-        default: /* REJECT, ERROR */
-            answer_error(call, v.code, v.retry_after, v.message);
-            call_end(srv, call);
-            return;
-        }
+        if (apply_verdict(srv, call, &v, PHASE_REQUEST, &endpoint)) return;
     } else if (call->attempt == 1) { /* no policies: every call passes them */
         call->mstats = gg_metrics_method(svc->stats, rest, rest_len);
     }
