@@ -12,15 +12,6 @@
 #include <unistd.h>
 
 
-static void on_deadline(gg_loop *lp, gg_call *call)
-{
-    gg_server *srv = gg_server_of(lp);
-    gg_log(&lp->log, GG_LOG_INFO, "deadline_exceeded", "service=%s msgid=%u", call->svc->name,
-           call->client_msgid);
-    gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED, "deadline of %.3f s exceeded",
-                 (double)call->svc->conf->deadline_ms / 1000.0);
-}
-
 void gg_server_defer_resume(gg_server *srv, gg_client *c)
 {
     if (c->resume_queued) return;
@@ -357,7 +348,7 @@ gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv
     if (gg_watchdog_start(&srv->wd, cfg->watchdog_ms, &lp->log))
         gg_log(&lp->log, GG_LOG_WARN, "watchdog_off", "reason=\"cannot start its thread\"");
     lp->before_flush = resume_clients;
-    lp->on_deadline = on_deadline;
+    lp->calls.on_deadline = gg_dispatch_on_deadline;
 
     uv_timer_init(uv, &srv->drain_timer);
     srv->drain_timer.data = srv;

@@ -6,7 +6,7 @@
 #include "proxy/client.h"
 #include "core/codec.h"
 #include "proxy/config.h"
-#include "core/futures.h"
+#include "core/calls.h"
 #include "proxy/listener.h"
 #include "core/log.h"
 #include "core/loop.h"

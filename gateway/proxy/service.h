@@ -8,7 +8,7 @@
 #include "proxy/config.h"
 #include "proxy/pool.h"
 #include "proxy/upstream.h"
-#include "core/futures.h"
+#include "core/calls.h"
 
 struct gg_server;
 struct gg_generation;

@@ -5,7 +5,7 @@
 #ifndef GG_UPSTREAM_H
 #define GG_UPSTREAM_H
 
-#include "core/futures.h"
+#include "core/calls.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +43,13 @@ typedef struct gg_upstream_ops {
      * generation is retired and waits for the close callbacks (gen->closing) before it frees
      * itself. Called again with counted 0 when the generation is freed. */
     void (*release)(struct gg_service *svc, int counted);
+    /* A call sent on the connection whose calls are `carrier` has ended before its answer
+     * came (deadline, client gone); the caller held it before gg_call_end. While that
+     * connection may still answer it, it keeps the hold so the id is not reused (calls.h),
+     * and lets it go when the answer arrives (dropped) or it closes; otherwise the hold is
+     * let go now. Only for a protocol that carries calls in a gg_call_list (mprpc); NULL
+     * otherwise. Not on the answered path: the answer unlinks the carrier first. */
+    void (*owe)(gg_call_list *carrier, gg_call *call);
     /* What /routes and /ready say about the service. */
     void (*describe)(const struct gg_service *svc, gg_upstream_info *out);
 } gg_upstream_ops;

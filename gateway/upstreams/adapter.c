@@ -20,7 +20,7 @@
  *
  * When the adapter call's deadline passes the core answers 504; the task goes on and its
  * return is dropped (gg_call_find no longer finds the call). The task holds the call's record
- * until it ends, so the id cannot come back for another call meanwhile (futures.h). Registry references (coroutine,
+ * until it ends, so the id cannot come back for another call meanwhile (calls.h). Registry references (coroutine,
  * client table) are released whichever way a task ends.
  *
  * Ownership: svc->impl is a gg_adapter. Release abandons the tasks (their upstream calls lose
@@ -327,9 +327,7 @@ static void task_timer_closed(uv_handle_t *h)
 static void task_detach(ad_task *t)
 {
     gg_server *srv = t->ad->srv;
-    for (gg_call *call = t->client.calls; call; call = call->cnext) call->client = NULL;
-    t->client.calls = NULL;
-    t->client.inflight = 0;
+    gg_call_list_orphan_owner(&t->client.calls);
     gg_server_forget_resume(srv, &t->client);
     drop_http(t);
     if (t->timer_init) uv_timer_stop(&t->timer);
@@ -441,7 +439,7 @@ static ad_task *task_new(gg_adapter *ad, gg_call *call, const char *method, uint
     /* a thread and a registry slot: the budget is not armed here, only malloc can refuse */
     t->co = lua_newthread(L);
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (task_client_table(t, call->client)) {
+    if (task_client_table(t, gg_call_client(call))) {
         task_free(t);
         return NULL;
     }

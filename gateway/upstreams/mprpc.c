@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 /* A connection is preferred while it carries fewer calls than this, so that light load is
@@ -22,27 +23,21 @@ static gg_server *srv_of(gg_uconn *uc)
 static void fail_calls(gg_uconn *uc, const char *why)
 {
     gg_server *srv = srv_of(uc);
-    while (uc->calls)
-        gg_call_fail(srv, uc->calls, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream %s of service '%s' %s",
+    while (uc->calls.head)
+        gg_call_fail(srv, uc->calls.head, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream %s of service '%s' %s",
                      uc->ep->addr->text, uc->ep->svc->name, why);
 }
 
-/* Owed records: see gg_upstream_owe. */
+/* Owed records: see gg_upstream_ops.owe. */
 static void drop_owed(gg_uconn *uc, gg_call *call)
 {
-    if (call->uprev)
-        call->uprev->unext = call->unext;
-    else
-        uc->owed = call->unext;
-    if (call->unext) call->unext->uprev = call->uprev;
-    call->uprev = call->unext = NULL;
-    uc->nowed--;
+    gg_call_unlink_carrier(call);
     gg_call_unhold(&srv_of(uc)->lp.calls, call);
 }
 
 static void release_owed(gg_uconn *uc)
 {
-    while (uc->owed) drop_owed(uc, uc->owed);
+    while (uc->owed.head) drop_owed(uc, uc->owed.head);
 }
 
 static void on_recycle(uv_timer_t *t)
@@ -51,24 +46,24 @@ static void on_recycle(uv_timer_t *t)
     if (uc->state != GG_UP_CONNECTED || (uc->st.flags & GG_ST_CLOSING)) return;
     gg_log(&srv_of(uc)->lp.log, GG_LOG_WARN, "upstream_recycled",
            "service=%s upstream=%s reason=\"answers owed\" owed=%u", uc->ep->svc->name,
-           uc->ep->addr->text, uc->nowed);
+           uc->ep->addr->text, uc->owed.n);
     fail_calls(uc, "stopped answering");
     gg_stream_close(&uc->st);
 }
 
-void gg_upstream_owe(gg_uconn *uc, gg_call *call)
+/* gg_upstream_ops.owe */
+static void mprpc_owe(gg_call_list *carrier, gg_call *call)
 {
-    /* Only a connection still reading can deliver the answer. */
-    if (uc->state != GG_UP_CONNECTED || !(uc->st.flags & GG_ST_READING)) return;
+    gg_uconn *uc = (gg_uconn *)((char *)carrier - offsetof(gg_uconn, calls));
     gg_server *srv = srv_of(uc);
-    gg_call_hold(call);
-    call->up = uc;
-    call->uprev = NULL;
-    call->unext = uc->owed;
-    if (uc->owed) uc->owed->uprev = call;
-    uc->owed = call;
+    /* Only a connection still reading can deliver the answer. */
+    if (uc->state != GG_UP_CONNECTED || !(uc->st.flags & GG_ST_READING)) {
+        gg_call_unhold(&srv->lp.calls, call);
+        return;
+    }
+    gg_call_link_carrier(&uc->owed, call);
     uint32_t cap = srv->lp.calls.max / 16 < 16 ? 16 : srv->lp.calls.max / 16;
-    if (++uc->nowed > cap && !uv_is_active((uv_handle_t *)&uc->retry))
+    if (uc->owed.n > cap && !uv_is_active((uv_handle_t *)&uc->retry))
         uv_timer_start(&uc->retry, on_recycle, 0, 0); /* not from inside the call's end */
 }
 
@@ -84,11 +79,11 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
     }
     if (m->type == GG_RESPONSE) {
         gg_call *call = gg_call_find(&srv->lp.calls, m->msgid);
-        if (!call || call->up != uc) {
+        if (!call || call->carrier != &uc->calls) {
             /* Its call already ended (deadline) or was never ours: drop it. An ended call's
              * id was reserved for this answer: now it may be reused. */
             gg_call *owed = call ? NULL : gg_call_find_owed(&srv->lp.calls, m->msgid);
-            if (owed && owed->up == uc) drop_owed(uc, owed);
+            if (owed && owed->carrier == &uc->owed) drop_owed(uc, owed);
             gg_log(&srv->lp.log, GG_LOG_DEBUG, "late_response", "upstream=%s msgid=%u",
                    uc->ep->addr->text, m->msgid);
             return;
@@ -116,11 +111,11 @@ static void on_eof(gg_stream *s, int status)
     gg_uconn *uc = (gg_uconn *)s;
     gg_server *srv = srv_of(uc);
     /* A connection closed with nothing in flight lost nothing: the reconnect says the rest. */
-    int level = srv->draining || !uc->inflight ? GG_LOG_INFO : GG_LOG_WARN;
+    int level = srv->draining || !uc->calls.n ? GG_LOG_INFO : GG_LOG_WARN;
     gg_log(&srv->lp.log, level, "upstream_lost",
            "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
            uc->ep->addr->text, status == UV_EOF ? "closed by peer" : uv_strerror(status),
-           uc->inflight);
+           uc->calls.n);
     fail_calls(uc, "closed the connection");
     gg_stream_close(s);
 }
@@ -196,7 +191,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     /* Calls queued while connecting are written now: from here they may reach the upstream
      * (a retry policy must not assume they did not). */
-    for (gg_call *call = uc->calls; call; call = call->unext) call->sent = 1;
+    for (gg_call *call = uc->calls.head; call; call = call->unext) call->sent = 1;
     gg_stream_flush(&uc->st);
 }
 
@@ -330,11 +325,11 @@ static gg_uconn *pick_in(gg_endpoint *ep, int *connected)
         for (int i = 0; i < ep->nconns; i++) {
             gg_uconn *uc = &conns[i];
             if (uc->state != GG_UP_CONNECTED) continue;
-            if (uc->inflight < FILL_FIRST) {
+            if (uc->calls.n < FILL_FIRST) {
                 best = uc;
                 break;
             }
-            if (!best || uc->inflight < best->inflight) best = uc;
+            if (!best || uc->calls.n < best->calls.n) best = uc;
         }
     }
     if (best) {
@@ -380,14 +375,9 @@ static int mprpc_send(gg_service *svc, gg_call *call, int endpoint, const char *
     size_t n = gg_put_request_hdr(p, call->id, method, method_len);
     memcpy(p + n, body, body_len);
     gg_stream_commit(&uc->st, n + body_len);
-    call->up = uc;
     call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
     call->sent = (uint8_t)connected;
-    call->uprev = NULL;
-    call->unext = uc->calls;
-    if (uc->calls) uc->calls->uprev = call;
-    uc->calls = call;
-    uc->inflight++;
+    gg_call_link_carrier(&uc->calls, call);
     return 0;
 }
 
@@ -433,5 +423,6 @@ const gg_upstream_ops gg_mprpc_ops = {
     .send = mprpc_send,
     .notify = mprpc_notify,
     .release = mprpc_release,
+    .owe = mprpc_owe,
     .describe = mprpc_describe,
 };

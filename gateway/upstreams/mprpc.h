@@ -6,7 +6,7 @@
 
 #include "proxy/pool.h"
 #include "proxy/upstream.h"
-#include "core/futures.h"
+#include "core/calls.h"
 #include "core/stream.h"
 
 struct gg_endpoint;
@@ -17,15 +17,12 @@ struct gg_endpoint;
 #define GG_UP_BACKOFF    3 /* waiting to reconnect */
 #define GG_UP_CLOSING    4
 
-/* Public only while dispatch.c unlinks calls from it by hand (until the calls module owns
- * the links). */
+/* One pooled connection; the pool's gg_endpoint.conns is an array of them. */
 typedef struct gg_uconn {
     gg_stream st; /* first member */
     struct gg_endpoint *ep;
-    gg_call *calls; /* in flight here, linked by uprev/unext */
-    uint32_t inflight;
-    gg_call *owed;  /* ended unanswered: their ids are reserved until answered or closed */
-    uint32_t nowed;
+    gg_call_list calls; /* in flight here (their carrier) */
+    gg_call_list owed;  /* ended unanswered: their ids are reserved until answered or closed */
     int state;
     int index;
     gg_backoff backoff;
@@ -36,11 +33,5 @@ typedef struct gg_uconn {
 } gg_uconn;
 
 extern const gg_upstream_ops gg_mprpc_ops;
-
-/* A call sent on uc ends before its answer came (deadline, client gone): while uc may still
- * answer it, uc holds the record so its id is not reused (futures.h). The record is let go
- * when the answer arrives (dropped) or uc closes. A connection owing more than max_calls / 16
- * answers is closed and reconnected: its upstream has stopped answering. */
-void gg_upstream_owe(gg_uconn *uc, gg_call *call);
 
 #endif
