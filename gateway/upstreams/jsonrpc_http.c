@@ -25,6 +25,7 @@
 #include "upstreams/jsonrpc_msg.h"
 #include "proxy/dispatch.h"
 #include "core/errors.h"
+#include "core/buf.h"
 #include "http/httpc.h"
 #include "core/json.h"
 #include "proxy/server.h"
@@ -139,20 +140,19 @@ static void set_connected(hu_conn *c, int on)
 
 /* --- the request ---------------------------------------------------------------------------- */
 
-/* The whole HTTP request (head and body) in one malloc'd buffer. */
+/* The whole HTTP request (head and body) in one malloc'd buffer (free()). */
 static char *request_bytes(hu_ep *ep, const char *body, size_t *len)
 {
     size_t blen = strlen(body);
-    char cl[48];
-    int cn = snprintf(cl, sizeof cl, "Content-Length: %zu\r\n\r\n", blen);
-    size_t n = ep->head_len + (size_t)cn + blen;
-    char *p = malloc(n);
-    if (!p) return NULL;
-    memcpy(p, ep->head, ep->head_len);
-    memcpy(p + ep->head_len, cl, (size_t)cn);
-    memcpy(p + ep->head_len + (size_t)cn, body, blen);
-    *len = n;
-    return p;
+    gg_buf b = {0};
+    if (gg_buf_reserve(&b, NULL, ep->head_len + 48 + blen) ||
+        gg_buf_append(&b, NULL, ep->head, ep->head_len) ||
+        gg_http_head_end(&b, (long long)blen) || gg_buf_append(&b, NULL, body, blen)) {
+        gg_buf_release(&b, NULL);
+        return NULL;
+    }
+    *len = b.len;
+    return b.data;
 }
 
 /* --- answers -------------------------------------------------------------------------------- */
@@ -421,31 +421,9 @@ static void conn_connect(hu_conn *c)
 /* --- the service ------------------------------------------------------------------------------ */
 
 /* Append to *buf (malloc'd, *len bytes). Returns 0 or -1. */
-static int append(char **buf, size_t *len, const char *s, size_t n)
-{
-    char *p = realloc(*buf, *len + n + 1);
-    if (!p) return -1;
-    memcpy(p + *len, s, n);
-    *len += n;
-    p[*len] = 0;
-    *buf = p;
-    return 0;
-}
-
-static int has_header(const char *block, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = block; p && p < block + len;) {
-        if ((size_t)(block + len - p) > n && strncasecmp(p, name, n) == 0 && p[n] == ':') return 1;
-        p = memchr(p, '\n', (size_t)(block + len - p));
-        if (p) p++;
-    }
-    return 0;
-}
-
 /* The configured headers of svc ("Name: value\r\n" each, sorted by name) from the config's Lua
  * table. ghost.config has checked them; a header that could split the request is dropped. */
-static int configured_headers(gg_service *svc, char **out, size_t *len)
+static int configured_headers(gg_service *svc, gg_buf *out)
 {
     lua_State *L = svc->srv->L;
     int top = lua_gettop(L);
@@ -476,13 +454,12 @@ static int configured_headers(gg_service *svc, char **out, size_t *len)
             lua_rawget(L, t); /* name, value */
             const char *k = lua_tolstring(L, -2, &kn);
             const char *v = lua_tolstring(L, -1, &vn);
-            if (!gg_httpc_header_ok(k, kn, v, vn)) {
+            int hr = gg_http_head_add(out, k, kn, v, vn);
+            if (hr == -2)
                 gg_log(&svc->srv->lp.log, GG_LOG_ERROR, "header_dropped",
                        "service=%s header=\"%.60s\"", svc->name, k);
-            } else if (append(out, len, k, kn) || append(out, len, ": ", 2) ||
-                       append(out, len, v, vn) || append(out, len, "\r\n", 2)) {
+            else if (hr)
                 rc = -1;
-            }
             lua_pop(L, 2);
         }
     }
@@ -490,19 +467,18 @@ static int configured_headers(gg_service *svc, char **out, size_t *len)
     return rc;
 }
 
+/* Per endpoint: the request line, the default headers the configured ones do not replace,
+ * then the configured ones. Content-Length and the body are added per request. */
 static int build_heads(gg_http_up *up)
 {
     gg_service *svc = up->svc;
-    char *extra = NULL;
-    size_t elen = 0;
-    if (configured_headers(svc, &extra, &elen)) goto oom;
+    gg_buf extra = {0};
+    if (configured_headers(svc, &extra)) goto oom;
     for (int e = 0; e < up->neps; e++) {
         hu_ep *ep = &up->eps[e];
-        char *h = NULL;
-        size_t hl = 0;
-        char line[600];
-        int n = snprintf(line, sizeof line, "POST %s HTTP/1.1\r\n", ep->addr->http_path);
-        if (append(&h, &hl, line, (size_t)n)) goto oom_h;
+        gg_buf h = {0};
+        const char *path = ep->addr->http_path;
+        if (gg_http_head_start(&h, "POST", path, strlen(path), NULL, 0)) goto oom_h;
         /* The configured headers may replace these (a virtual host, another media type). */
         static const struct {
             const char *name, *value;
@@ -511,23 +487,23 @@ static int build_heads(gg_http_up *up)
                         {"Accept", "application/json"},
                         {"User-Agent", "ghostgate"}};
         for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
-            if (extra && has_header(extra, elen, defaults[i].name)) continue;
-            n = snprintf(line, sizeof line, "%s: %s\r\n", defaults[i].name,
-                         defaults[i].value ? defaults[i].value : ep->addr->http_host);
-            if (append(&h, &hl, line, (size_t)n)) goto oom_h;
+            if (extra.len && gg_http_head_has(extra.data, extra.len, defaults[i].name)) continue;
+            const char *v = defaults[i].value ? defaults[i].value : ep->addr->http_host;
+            if (gg_http_head_add(&h, defaults[i].name, strlen(defaults[i].name), v, strlen(v)))
+                goto oom_h;
         }
-        if (extra && append(&h, &hl, extra, elen)) goto oom_h;
-        ep->head = h;
-        ep->head_len = hl;
+        if (extra.len && gg_buf_append(&h, NULL, extra.data, extra.len)) goto oom_h;
+        ep->head = h.data;
+        ep->head_len = h.len;
         continue;
     oom_h:
-        free(h);
+        gg_buf_release(&h, NULL);
         goto oom;
     }
-    free(extra);
+    gg_buf_release(&extra, NULL);
     return 0;
 oom:
-    free(extra);
+    gg_buf_release(&extra, NULL);
     return -1;
 }
 
