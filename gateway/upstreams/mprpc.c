@@ -9,6 +9,27 @@
 #include <stddef.h>
 #include <string.h>
 
+#define GG_UP_IDLE       0 /* handle closed, not trying */
+#define GG_UP_CONNECTING 1
+#define GG_UP_CONNECTED  2
+#define GG_UP_BACKOFF    3 /* waiting to reconnect */
+#define GG_UP_CLOSING    4
+
+/* One pooled connection; the pool's gg_endpoint.conns is an array of them. */
+typedef struct gg_uconn {
+    gg_stream st; /* first member */
+    struct gg_endpoint *ep;
+    gg_call_list calls; /* in flight here (their carrier) */
+    gg_call_list owed;  /* ended unanswered: their ids are reserved until answered or closed */
+    int state;
+    int index;
+    gg_backoff backoff;
+    int connect_status; /* why the last connect failed (for on_closed's log), 0: it did not */
+    uint64_t connected_at;
+    uv_connect_t creq;
+    uv_timer_t retry;
+} gg_uconn;
+
 /* A connection is preferred while it carries fewer calls than this, so that light load is
  * batched onto one socket (one write per turn) and heavy load spreads over the pool. */
 #define FILL_FIRST 256
