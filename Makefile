@@ -11,7 +11,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 SO_LIBS    := $(shell pkg-config --libs libuv msgpack 2>/dev/null)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-            -fno-strict-aliasing $(PKG_CFLAGS)
+            -fno-strict-aliasing -Igateway $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lhttp_parser -lm
 # Export symbols so LuaJIT's FFI can reach the core from scripts run by the gateway.
 LDFLAGS  += -Wl,-E
@@ -21,8 +21,10 @@ LDFLAGS  += -fsanitize=address,undefined
 BUILD    := build/san
 endif
 
-# The core, one concept per file (see gateway/).
-CORE_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
+# The gateway, one concept per file, in layer folders (docs/architecture.md): every include is
+# written "folder/file.h" from gateway/.
+CORE_SRC := $(filter-out gateway/cli/main.c,$(wildcard gateway/*/*.c))
+GG_HDRS  := $(wildcard gateway/*/*.h)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 # Lua modules compiled to bytecode and linked in, so the binary needs no files at run time.
 LUA_SRC  := $(wildcard lua/ghost/*.lua) $(wildcard policies/*.lua) deploy/default.lua
@@ -41,7 +43,7 @@ deps:
 build: deps
 	@$(MAKE) --no-print-directory all
 
-$(BUILD)/%.o: %.c $(wildcard gateway/*.h)
+$(BUILD)/%.o: %.c $(GG_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -51,25 +53,25 @@ $(BUILD)/luabc/%.o: %.lua
 	luajit -b -g -t c -n $(subst /,.,$(patsubst lua/%,%,$*)) $< $(@:.o=.c)
 	$(CC) -c -O1 $(@:.o=.c) -o $@
 
-$(BUILD)/luabc/modules.c: Makefile gateway/gen-modules.sh $(LUA_SRC)
+$(BUILD)/luabc/modules.c: Makefile gateway/lua/gen-modules.sh $(LUA_SRC)
 	@mkdir -p $(dir $@)
-	gateway/gen-modules.sh $(LUA_SRC) > $@
+	gateway/lua/gen-modules.sh $(LUA_SRC) > $@
 
-$(BUILD)/luabc/modules.o: $(BUILD)/luabc/modules.c gateway/lua_modules.h
-	$(CC) $(CFLAGS) -Igateway -c $< -o $@
+$(BUILD)/luabc/modules.o: $(BUILD)/luabc/modules.c gateway/lua/lua_modules.h
+	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/ghostgate: $(BUILD)/gateway/main.o $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o
+$(BUILD)/ghostgate: $(BUILD)/gateway/cli/main.o $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/ghost-upstream: $(BUILD)/bench/upstream.o $(BUILD)/gateway/codec.o
+$(BUILD)/ghost-upstream: $(BUILD)/bench/upstream.o $(BUILD)/gateway/core/codec.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/ghost-bench: $(BUILD)/bench/loadgen.o $(BUILD)/gateway/codec.o
+$(BUILD)/ghost-bench: $(BUILD)/bench/loadgen.o $(BUILD)/gateway/core/codec.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/spec/%: spec/c/%.c spec/c/unit.h $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Igateway $< $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o -o $@ $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $< $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o -o $@ $(LDFLAGS) $(LDLIBS)
 
 run: build
 	@deploy/run-demo.sh $(BUILD)
@@ -88,7 +90,7 @@ FUZZ_TIME ?= 60
 FUZZERS   := $(patsubst spec/fuzz/%.c,build/fuzz/%,$(wildcard spec/fuzz/fuzz_*.c))
 FUZZ_LUA  := $(LUA_SRC:%.lua=build/luabc/%.o) build/luabc/modules.o
 
-build/fuzz/%: spec/fuzz/%.c $(CORE_SRC) $(wildcard gateway/*.h) $(FUZZ_LUA)
+build/fuzz/%: spec/fuzz/%.c $(CORE_SRC) $(GG_HDRS) $(FUZZ_LUA)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=all -Igateway $(PKG_CFLAGS) \
@@ -109,7 +111,7 @@ fuzz-replay: $(FUZZERS)
 	@for f in $(FUZZERS); do n=$${f#build/fuzz/fuzz_}; $$f spec/fuzz/corpus/$$n/* || exit 1; done
 
 format:
-	clang-format -i gateway/*.c gateway/*.h bench/*.c spec/c/*.c spec/c/*.h
+	clang-format -i gateway/*/*.c gateway/*/*.h bench/*.c spec/c/*.c spec/c/*.h
 
 clean:
 	rm -rf build
@@ -123,15 +125,15 @@ clean:
 # binary too). Plain luajit finds both with:
 #   export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" LUA_CPATH="$PWD/build/lua/?.so;;"
 GHOST_SO     := $(BUILD)/lua/ghost/core.so
-GHOST_SO_SRC := gateway/lua_ghost.c gateway/lua_msgpack.c gateway/loop.c gateway/stream.c \
-                gateway/futures.c gateway/buf.c gateway/codec.c gateway/addr.c gateway/log.c \
-                gateway/errors.c
+GHOST_SO_SRC := $(wildcard gateway/lua/lua_ghost*.c) gateway/lua/lua_msgpack.c gateway/core/loop.c \
+                gateway/core/stream.c gateway/core/calls.c gateway/core/buf.c gateway/core/codec.c \
+                gateway/core/addr.c gateway/core/log.c gateway/core/errors.c
 GHOST_SO_OBJ := $(GHOST_SO_SRC:%.c=$(BUILD)/pic/%.o)
 PIC_CFLAGS   := $(filter-out -fsanitize=% -fno-sanitize-recover=% -O1,$(CFLAGS)) -fPIC -fvisibility=hidden
 
 all: $(GHOST_SO)
 
-$(BUILD)/pic/%.o: %.c $(wildcard gateway/*.h)
+$(BUILD)/pic/%.o: %.c $(GG_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(PIC_CFLAGS) -c $< -o $@
 

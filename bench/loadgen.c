@@ -9,7 +9,7 @@
  *                   send only after SIGUSR1, so a caller can sample memory in between).
  * With --watch-pid PID the CPU time (utime + stime from /proc/PID/stat) that process used
  * during exactly the measured window is reported per answered call. */
-#include "../gateway/codec.h"
+#include "../gateway/core/codec.h"
 
 #include <errno.h>
 #include <inttypes.h>

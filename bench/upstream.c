@@ -5,7 +5,7 @@
  * answers are appended to the connection's output buffer and every connection with output
  * gets one write per loop turn (uv_check). Only a partial message at the end of a read is
  * copied, into a per-connection leftover buffer that later reads fill directly. */
-#include "../gateway/codec.h"
+#include "../gateway/core/codec.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -1,5 +1,5 @@
 /* test_codec.c -- the envelope scanner: framing across reads, limits, hostile counts. */
-#include "codec.h"
+#include "core/codec.h"
 #include "unit.h"
 
 #include <msgpack.h>

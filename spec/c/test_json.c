@@ -1,7 +1,7 @@
 /* test_json.c -- unit tests of the MessagePack <-> JSON mapping (gateway/json.c). */
 #include "unit.h"
 
-#include "json.h"
+#include "core/json.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -3,9 +3,9 @@
  * The input is a MessagePack value turned into a Lua table and validated by ghost.config,
  * then read into C structs: everything the loader does except running the file's code (a
  * config file is trusted code; fuzzing arbitrary Lua would only find os.exit). */
-#include "config.h"
-#include "lua_bridge.h"
-#include "lua_msgpack.h"
+#include "proxy/config.h"
+#include "lua/lua_bridge.h"
+#include "lua/lua_msgpack.h"
 
 #include <stdlib.h>
 

@@ -12,9 +12,9 @@
  *   - every error has a status and a reason.
  * Input: 4 bytes of seed, 1 byte of mode (bits 0-1: max_body 0 / 16 / 1024 / 1 MiB), then
  * the bytes of the connection. */
-#include "http.h"
-#include "loop.h"
-#include "stream.h"
+#include "http/http.h"
+#include "core/loop.h"
+#include "core/stream.h"
 
 #include <stdio.h>
 #include <stdlib.h>

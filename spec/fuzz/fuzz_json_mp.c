@@ -9,8 +9,8 @@
  *     order; converting those bytes to JSON and back gives the same bytes again;
  *   - every error leaves a reason in err.
  * The first input byte picks max_depth (0..GG_JSON_DEPTH_MAX+1); the rest is the value. */
-#include "codec.h"
-#include "json.h"
+#include "core/codec.h"
+#include "core/json.h"
 
 #include <stdlib.h>
 #include <string.h>

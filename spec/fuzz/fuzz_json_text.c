@@ -8,8 +8,8 @@
  * back as the integer n (a documented normalisation). A refused value leaves a reason in err
  * and the output buffer exactly as it was.
  * The first input byte picks max_depth (0..GG_JSON_DEPTH_MAX); the rest is the text. */
-#include "codec.h"
-#include "json.h"
+#include "core/codec.h"
+#include "core/json.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,8 +9,8 @@
  * bin/ext-ness and integer precision beyond 2^53 once, and is stable after that).
  * The first input byte picks max_depth (1..40), whether marks (ghost.bin, ghost.null) are used
  * (bit 7) and whether the value is an argument list (bit 6); gg_lua_within walks the bytes too. */
-#include "codec.h"
-#include "lua_msgpack.h"
+#include "core/codec.h"
+#include "lua/lua_msgpack.h"
 
 #include <lauxlib.h>
 #include <lualib.h>

@@ -4,7 +4,7 @@
  * same verdict as fed whole; when it accepts a message, msgpack-c (an independent decoder)
  * decodes exactly the same number of bytes. msgpack-c is only run on bytes the scanner
  * accepted, because it sizes allocations from claimed counts (msgpack-c #1013). */
-#include "codec.h"
+#include "core/codec.h"
 
 #include <msgpack.h>
 #include <stdlib.h>

@@ -18,8 +18,8 @@
  *
  * Input: 4 bytes of split seed, 1 byte of mode (bit 0-1: limits, bit 2: pause at messages
  * whose index has bit 0 of (seed >> index) set), then the bytes of the stream. */
-#include "loop.h"
-#include "stream.h"
+#include "core/loop.h"
+#include "core/stream.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,0 +1,135 @@
+/* buf.c -- byte buffers backed by a pool of chunks; see buf.h. */
+#include "core/buf.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int gg_bufpool_init(gg_bufpool *p, size_t chunk, size_t max_free)
+{
+    p->chunk = chunk;
+    p->nfree = 0;
+    p->max_free = max_free;
+    p->free = malloc(sizeof(char *) * (max_free ? max_free : 1));
+    return p->free ? 0 : -1;
+}
+
+void gg_bufpool_free(gg_bufpool *p)
+{
+    while (p->nfree) free(p->free[--p->nfree]);
+    free(p->free);
+    p->free = NULL;
+}
+
+static char *pool_get(gg_bufpool *p)
+{
+    return p->nfree ? p->free[--p->nfree] : malloc(p->chunk);
+}
+
+static void pool_put(gg_bufpool *p, char *c)
+{
+    if (p->nfree < p->max_free)
+        p->free[p->nfree++] = c;
+    else
+        free(c);
+}
+
+/* A heap buffer (pool NULL): never pooled, so realloc in place. */
+static int heap_reserve(gg_buf *b, size_t n)
+{
+    if (n > SIZE_MAX - b->len) return -1;
+    size_t want = b->len + n;
+    if (want <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : GG_BUF_HEAP_MIN;
+    while (cap < want) {
+        if (cap > SIZE_MAX / 2) return -1;
+        cap *= 2;
+    }
+    char *d = realloc(b->data, cap);
+    if (!d) return -1;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+int gg_buf_reserve(gg_buf *b, gg_bufpool *p, size_t n)
+{
+    if (!p) return heap_reserve(b, n);
+    size_t want = b->len + n;
+    if (want <= b->cap) return 0;
+    if (!b->data && want <= p->chunk) {
+        if (!(b->data = pool_get(p))) return -1;
+        b->cap = p->chunk;
+        return 0;
+    }
+    size_t cap = b->cap ? b->cap : p->chunk;
+    while (cap < want) cap *= 2;
+    char *d;
+    if (b->cap == p->chunk) { /* leaving the pool: copy out, return the chunk */
+        if (!(d = malloc(cap))) return -1;
+        if (b->len) memcpy(d, b->data, b->len);
+        pool_put(p, b->data);
+    } else if (!(d = realloc(b->data, cap))) {
+        return -1;
+    }
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+int gg_buf_append(gg_buf *b, gg_bufpool *p, const void *data, size_t n)
+{
+    if (gg_buf_reserve(b, p, n)) return -1;
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+int gg_buf_puts(gg_buf *b, gg_bufpool *p, const char *s)
+{
+    return gg_buf_append(b, p, s, strlen(s));
+}
+
+int gg_buf_printf(gg_buf *b, gg_bufpool *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return -1;
+    if (b->data && (size_t)n < b->cap - b->len) { /* it fitted */
+        b->len += (size_t)n;
+        return 0;
+    }
+    /* +1: vsnprintf writes a NUL after the text */
+    if (gg_buf_reserve(b, p, (size_t)n + 1)) return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void gg_buf_consume(gg_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+void gg_buf_release(gg_buf *b, gg_bufpool *p)
+{
+    if (b->data) {
+        if (p && b->cap == p->chunk)
+            pool_put(p, b->data);
+        else
+            free(b->data);
+    }
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

@@ -1,0 +1,57 @@
+/* upstream.h -- how a service reaches its upstream: one implementation per protocol
+ * (upstreams/mprpc.c, upstreams/jsonrpc_http.c, upstreams/adapter.c), chosen once per service
+ * from upstreams/upstreams.c's table through gg_run_opts.upstreams. Nothing outside those
+ * files knows the protocols: proxy/ only calls svc->ops. Header only. */
+#ifndef GG_UPSTREAM_H
+#define GG_UPSTREAM_H
+
+#include "core/calls.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gg_service;
+
+#define GG_UPSTREAM_LOAD    0 /* a new generation, before it takes calls: may fail (config refused) */
+#define GG_UPSTREAM_CONNECT 1 /* the generation is now current: open the pools */
+
+typedef struct gg_upstream_info {
+    const char *protocol;  /* "msgpack-rpc", "jsonrpc-http", "adapter" (/routes) */
+    const char *not_ready; /* NULL when a call could go out now, else why (/ready) */
+} gg_upstream_info;
+
+typedef struct gg_upstream_ops {
+    const char *name;
+    /* Called twice for each service of a new generation: phase LOAD (adapters load their
+     * file here; the others return 0), then phase CONNECT once the generation is current.
+     * prev is the service of the same name in the generation being replaced (CONNECT only;
+     * may be NULL): a pool may take over its unchanged endpoints. Returns 0, or -1 with a
+     * reason in err (LOAD: the config is refused; CONNECT: logged as out_of_memory). */
+    int (*start)(struct gg_service *svc, struct gg_service *prev, int phase, char *err,
+                 size_t errlen);
+    /* Send a call upstream, to endpoint `endpoint` (1-based; 0: the implementation chooses).
+     * method/params are the bytes to put after the upstream msgid. Returns 0, or a gateway
+     * error code (nothing was sent, the call is untouched). Sets call->endpoint and
+     * call->sent. The answer comes later through gg_call_answer / gg_call_fail. */
+    int (*send)(struct gg_service *svc, gg_call *call, int endpoint, const char *method,
+                uint32_t method_len, const char *params, size_t params_len);
+    /* Forward a notification (endpoint as for send). Returns 0 or a gateway error code
+     * (GG_ERR_NOT_SUPPORTED where the protocol has none). */
+    int (*notify)(struct gg_service *svc, int endpoint, const char *method, uint32_t method_len,
+                  const char *params, size_t params_len);
+    /* Close what the service holds, failing its calls in flight; idempotent. counted: the
+     * generation is retired and waits for the close callbacks (gen->closing) before it frees
+     * itself. Called again with counted 0 when the generation is freed. */
+    void (*release)(struct gg_service *svc, int counted);
+    /* A call sent on the connection whose calls are `carrier` has ended before its answer
+     * came (deadline, client gone); the caller held it before gg_call_end. While that
+     * connection may still answer it, it keeps the hold so the id is not reused (calls.h),
+     * and lets it go when the answer arrives (dropped) or it closes; otherwise the hold is
+     * let go now. Only for a protocol that carries calls in a gg_call_list (mprpc); NULL
+     * otherwise. Not on the answered path: the answer unlinks the carrier first. */
+    void (*owe)(gg_call_list *carrier, gg_call *call);
+    /* What /routes and /ready say about the service. */
+    void (*describe)(const struct gg_service *svc, gg_upstream_info *out);
+} gg_upstream_ops;
+
+#endif

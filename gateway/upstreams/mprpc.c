@@ -1,0 +1,449 @@
+/* mprpc.c -- the MessagePack-RPC upstream: pooled, multiplexed connections; see mprpc.h. */
+#include "upstreams/mprpc.h"
+#include "proxy/dispatch.h"
+#include "core/errors.h"
+#include "proxy/server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <string.h>
+
+#define GG_UP_IDLE       0 /* handle closed, not trying */
+#define GG_UP_CONNECTING 1
+#define GG_UP_CONNECTED  2
+#define GG_UP_BACKOFF    3 /* waiting to reconnect */
+#define GG_UP_CLOSING    4
+
+/* One pooled connection; the pool's gg_endpoint.conns is an array of them. */
+typedef struct gg_uconn {
+    gg_stream st; /* first member */
+    struct gg_endpoint *ep;
+    gg_call_list calls; /* in flight here (their carrier) */
+    gg_call_list owed;  /* ended unanswered: their ids are reserved until answered or closed */
+    int state;
+    int index;
+    gg_backoff backoff;
+    int connect_status; /* why the last connect failed (for on_closed's log), 0: it did not */
+    uint64_t connected_at;
+    uv_connect_t creq;
+    uv_timer_t retry;
+} gg_uconn;
+
+/* A connection is preferred while it carries fewer calls than this, so that light load is
+ * batched onto one socket (one write per turn) and heavy load spreads over the pool. */
+#define FILL_FIRST 256
+
+static void uconn_connect(gg_uconn *uc);
+
+static gg_server *srv_of(gg_uconn *uc)
+{
+    return gg_server_of(uc->st.loop);
+}
+
+static void fail_calls(gg_uconn *uc, const char *why)
+{
+    gg_server *srv = srv_of(uc);
+    while (uc->calls.head)
+        gg_call_fail(srv, uc->calls.head, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream %s of service '%s' %s",
+                     uc->ep->addr->text, uc->ep->svc->name, why);
+}
+
+/* Owed records: see gg_upstream_ops.owe. */
+static void drop_owed(gg_uconn *uc, gg_call *call)
+{
+    gg_call_unlink_carrier(call);
+    gg_call_unhold(&srv_of(uc)->lp.calls, call);
+}
+
+static void release_owed(gg_uconn *uc)
+{
+    while (uc->owed.head) drop_owed(uc, uc->owed.head);
+}
+
+static void on_recycle(uv_timer_t *t)
+{
+    gg_uconn *uc = t->data;
+    if (uc->state != GG_UP_CONNECTED || (uc->st.flags & GG_ST_CLOSING)) return;
+    gg_log(&srv_of(uc)->lp.log, GG_LOG_WARN, "upstream_recycled",
+           "service=%s upstream=%s reason=\"answers owed\" owed=%u", uc->ep->svc->name,
+           uc->ep->addr->text, uc->owed.n);
+    fail_calls(uc, "stopped answering");
+    gg_stream_close(&uc->st);
+}
+
+/* gg_upstream_ops.owe */
+static void mprpc_owe(gg_call_list *carrier, gg_call *call)
+{
+    gg_uconn *uc = (gg_uconn *)((char *)carrier - offsetof(gg_uconn, calls));
+    gg_server *srv = srv_of(uc);
+    /* Only a connection still reading can deliver the answer. */
+    if (uc->state != GG_UP_CONNECTED || !(uc->st.flags & GG_ST_READING)) {
+        gg_call_unhold(&srv->lp.calls, call);
+        return;
+    }
+    gg_call_link_carrier(&uc->owed, call);
+    uint32_t cap = srv->lp.calls.max / 16 < 16 ? 16 : srv->lp.calls.max / 16;
+    if (uc->owed.n > cap && !uv_is_active((uv_handle_t *)&uc->retry))
+        uv_timer_start(&uc->retry, on_recycle, 0, 0); /* not from inside the call's end */
+}
+
+static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
+{
+    gg_uconn *uc = (gg_uconn *)s;
+    gg_server *srv = srv_of(uc);
+    const char *bad = gg_msg_invalid(m);
+    if (bad) {
+        gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_bad_message", "upstream=%s reason=\"%s\"",
+               uc->ep->addr->text, bad);
+        return;
+    }
+    if (m->type == GG_RESPONSE) {
+        gg_call *call = gg_call_find(&srv->lp.calls, m->msgid);
+        if (!call || call->carrier != &uc->calls) {
+            /* Its call already ended (deadline) or was never ours: drop it. An ended call's
+             * id was reserved for this answer: now it may be reused. */
+            gg_call *owed = call ? NULL : gg_call_find_owed(&srv->lp.calls, m->msgid);
+            if (owed && owed->carrier == &uc->owed) drop_owed(uc, owed);
+            gg_log(&srv->lp.log, GG_LOG_DEBUG, "late_response", "upstream=%s msgid=%u",
+                   uc->ep->addr->text, m->msgid);
+            return;
+        }
+        gg_call_answer(srv, call, msg + m->body_off, m->size - m->body_off);
+        return;
+    }
+    if (m->type == GG_NOTIFY) {
+        /* No client subscribes to upstream notifications yet: they are logged, never lost
+         * silently (docs/protocol.md). */
+        gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_notification",
+               "service=%s upstream=%s method=\"%.*s\" bytes=%zu", uc->ep->svc->name,
+               uc->ep->addr->text, (int)m->method_len, msg + m->method_off, m->size);
+        return;
+    }
+    gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_request_refused",
+           "service=%s upstream=%s method=\"%.*s\"", uc->ep->svc->name, uc->ep->addr->text,
+           (int)m->method_len, msg + m->method_off);
+    gg_reply_error(s, m->msgid, GG_ERR_NOT_SUPPORTED,
+                   "the gateway does not accept requests from upstreams");
+}
+
+static void on_eof(gg_stream *s, int status)
+{
+    gg_uconn *uc = (gg_uconn *)s;
+    gg_server *srv = srv_of(uc);
+    /* A connection closed with nothing in flight lost nothing: the reconnect says the rest. */
+    int level = srv->draining || !uc->calls.n ? GG_LOG_INFO : GG_LOG_WARN;
+    gg_log(&srv->lp.log, level, "upstream_lost",
+           "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
+           uc->ep->addr->text, status == UV_EOF ? "closed by peer" : uv_strerror(status),
+           uc->calls.n);
+    fail_calls(uc, "closed the connection");
+    gg_stream_close(s);
+}
+
+static void on_frame_error(gg_stream *s, int code, const gg_msg *m)
+{
+    gg_uconn *uc = (gg_uconn *)s;
+    gg_log(&srv_of(uc)->lp.log, GG_LOG_ERROR, "upstream_protocol_error",
+           "service=%s upstream=%s code=%d", uc->ep->svc->name, uc->ep->addr->text, code);
+    fail_calls(uc, "sent malformed data");
+    gg_stream_close(s);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    uconn_connect(t->data);
+}
+
+static void on_closed(gg_stream *s)
+{
+    gg_uconn *uc = (gg_uconn *)s;
+    gg_server *srv = srv_of(uc);
+    if (uc->state == GG_UP_CONNECTED) gg_endpoint_set_connected(uc->ep, 0);
+    fail_calls(uc, "closed the connection");
+    release_owed(uc); /* no answer can come any more */
+    if (uc->state == GG_UP_CLOSING || srv->draining) {
+        uc->state = GG_UP_IDLE;
+        gg_generation *gen = uc->ep->svc->gen;
+        if (gen->retired == 2) {
+            gen->closing--;
+            gg_generation_maybe_free(gen);
+        }
+        return;
+    }
+    /* Reset the backoff after a connection that lived, double it after one that did not. */
+    uint64_t now = uv_now(srv->lp.uv);
+    if (uc->connected_at && now - uc->connected_at > 1000) gg_backoff_reset(&uc->backoff);
+    uc->connected_at = 0;
+    uint64_t wait = gg_backoff_next(&uc->backoff);
+    if (uc->connect_status) gg_endpoint_connect_failed(uc->ep, uc->index, uc->connect_status, wait);
+    uc->connect_status = 0;
+    uc->state = GG_UP_BACKOFF;
+    uv_timer_start(&uc->retry, on_retry, wait, 0);
+}
+
+static const gg_stream_ops uconn_ops = {
+    .on_message = on_message,
+    .on_frame_error = on_frame_error,
+    .on_eof = on_eof,
+    .on_drain = NULL,
+    .on_closed = on_closed,
+};
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    gg_uconn *uc = req->data;
+    gg_server *srv = srv_of(uc);
+    if (status == UV_ECANCELED) return; /* closing */
+    if (status < 0) {
+        uc->connect_status = status; /* logged by on_closed, which knows the delay */
+        fail_calls(uc, "refused the connection");
+        gg_stream_close(&uc->st);
+        return;
+    }
+    uc->state = GG_UP_CONNECTED;
+    uc->connected_at = uv_now(srv->lp.uv);
+    uc->st.flags |= GG_ST_READY;
+    gg_endpoint_set_connected(uc->ep, 1);
+    gg_endpoint_connected(uc->ep, uc->index);
+    if (gg_stream_start(&uc->st)) {
+        on_eof(&uc->st, UV_EIO);
+        return;
+    }
+    /* Calls queued while connecting are written now: from here they may reach the upstream
+     * (a retry policy must not assume they did not). */
+    for (gg_call *call = uc->calls.head; call; call = call->unext) call->sent = 1;
+    gg_stream_flush(&uc->st);
+}
+
+static void uconn_connect(gg_uconn *uc)
+{
+    gg_server *srv = srv_of(uc);
+    const gg_addr *a = uc->ep->addr;
+    gg_stream_init(&uc->st, &srv->lp, &uconn_ops, 0);
+    uc->creq.data = uc;
+    uc->state = GG_UP_CONNECTING;
+    if (a->kind == GG_ADDR_UNIX) {
+        uv_pipe_init(srv->lp.uv, &uc->st.io.pipe, 0);
+        uc->st.io.handle.data = &uc->st;
+        uv_pipe_connect(&uc->creq, &uc->st.io.pipe, a->path, on_connect);
+        return;
+    }
+    uv_tcp_init(srv->lp.uv, &uc->st.io.tcp);
+    uc->st.io.handle.data = &uc->st;
+    uv_tcp_nodelay(&uc->st.io.tcp, 1);
+    int rc = uv_tcp_connect(&uc->creq, &uc->st.io.tcp, (const struct sockaddr *)&a->sa, on_connect);
+    if (rc < 0) {
+        uc->connect_status = rc;
+        gg_stream_close(&uc->st);
+    }
+}
+
+/* Same upstream list, same pool size: the pools can move as they are. */
+static int same_endpoints(const gg_service_conf *a, const gg_service_conf *b)
+{
+    if (a->nupstreams != b->nupstreams || a->connections != b->connections) return 0;
+    for (int i = 0; i < a->nupstreams; i++)
+        if (strcmp(a->upstreams[i].text, b->upstreams[i].text) ||
+            strcmp(a->upstreams[i].http_path, b->upstreams[i].http_path)) /* text hides a query */
+            return 0;
+    return 1;
+}
+
+static int new_endpoints(gg_service *svc)
+{
+    const gg_service_conf *sc = svc->conf;
+    gg_server *srv = svc->srv;
+    svc->eps = calloc((size_t)sc->nupstreams, sizeof(gg_endpoint));
+    if (!svc->eps) return -1;
+    for (int e = 0; e < sc->nupstreams; e++) {
+        gg_endpoint *ep = &svc->eps[svc->neps++];
+        ep->svc = svc;
+        ep->addr = &sc->upstreams[e];
+        gg_uconn *conns = calloc((size_t)sc->connections, sizeof(gg_uconn));
+        if (!conns) return -1;
+        ep->conns = conns;
+        for (int k = 0; k < sc->connections; k++) {
+            gg_uconn *uc = &conns[ep->nconns++];
+            uc->ep = ep;
+            uc->index = k;
+            uc->st.loop = &srv->lp;
+            uv_timer_init(srv->lp.uv, &uc->retry);
+            uc->retry.data = uc;
+            uconn_connect(uc);
+        }
+    }
+    return 0;
+}
+
+/* gg_upstream_ops.start: CONNECT opens the pools, or takes over those of prev when its
+ * endpoints did not change. */
+static int mprpc_start(gg_service *svc, gg_service *prev, int phase, char *err, size_t errlen)
+{
+    if (phase != GG_UPSTREAM_CONNECT) return 0;
+    if (prev && prev->eps && same_endpoints(prev->conf, svc->conf)) {
+        svc->eps = prev->eps;
+        svc->neps = prev->neps;
+        prev->eps = NULL;
+        prev->neps = 0;
+        for (int e = 0; e < svc->neps; e++) {
+            svc->eps[e].svc = svc;
+            svc->eps[e].addr = &svc->conf->upstreams[e];
+        }
+        return 0;
+    }
+    if (new_endpoints(svc)) {
+        snprintf(err, errlen, "endpoints");
+        return -1;
+    }
+    return 0;
+}
+
+static void retired_closed(uv_handle_t *h)
+{
+    gg_uconn *uc = h->data;
+    gg_generation *gen = uc->ep->svc->gen;
+    gen->closing--;
+    gg_generation_maybe_free(gen);
+}
+
+/* gg_upstream_ops.release: close every connection and timer of svc. `counted`: the
+ * generation is retired and waits for the close callbacks before it frees itself. The
+ * memory of the endpoints is freed with the generation. */
+static void mprpc_release(gg_service *svc, int counted)
+{
+    gg_generation *gen = svc->gen;
+    for (int e = 0; e < svc->neps; e++) {
+        gg_endpoint *ep = &svc->eps[e];
+        gg_uconn *conns = ep->conns;
+        for (int k = 0; k < ep->nconns; k++) {
+            gg_uconn *uc = &conns[k];
+            int was = uc->state;
+            uc->state = GG_UP_CLOSING;
+            if (was == GG_UP_CONNECTED) ep->nconnected--;
+            if (was == GG_UP_CONNECTING || was == GG_UP_CONNECTED) {
+                fail_calls(uc, "is being closed");
+                if (counted) gen->closing++;
+                gg_stream_close(&uc->st);
+            } else {
+                uc->state = GG_UP_IDLE;
+            }
+            if (!uv_is_closing((uv_handle_t *)&uc->retry)) {
+                if (counted) gen->closing++;
+                uv_close((uv_handle_t *)&uc->retry, counted ? retired_closed : NULL);
+            }
+        }
+    }
+}
+
+/* The best connection of one endpoint: a connected one (fill-first, then least loaded), else
+ * one still connecting (the call waits in its output), else NULL. */
+static gg_uconn *pick_in(gg_endpoint *ep, int *connected)
+{
+    gg_uconn *best = NULL, *waiting = NULL;
+    gg_uconn *conns = ep->conns;
+    if (ep->nconnected) {
+        for (int i = 0; i < ep->nconns; i++) {
+            gg_uconn *uc = &conns[i];
+            if (uc->state != GG_UP_CONNECTED) continue;
+            if (uc->calls.n < FILL_FIRST) {
+                best = uc;
+                break;
+            }
+            if (!best || uc->calls.n < best->calls.n) best = uc;
+        }
+    }
+    if (best) {
+        *connected = 1;
+        return best;
+    }
+    for (int i = 0; i < ep->nconns && !waiting; i++)
+        if (conns[i].state == GG_UP_CONNECTING) waiting = &conns[i];
+    *connected = 0;
+    return waiting;
+}
+
+/* Round robin over the endpoints, preferring connected ones. */
+static gg_uconn *pick(gg_service *svc, int endpoint, int *connected)
+{
+    if (endpoint > 0 && endpoint <= svc->neps) return pick_in(&svc->eps[endpoint - 1], connected);
+    gg_uconn *waiting = NULL;
+    for (int k = 0; k < svc->neps; k++) {
+        gg_endpoint *ep = &svc->eps[(svc->rr + (uint32_t)k) % (uint32_t)svc->neps];
+        gg_uconn *uc = pick_in(ep, connected);
+        if (uc && *connected) {
+            if (svc->neps > 1) svc->rr++;
+            return uc;
+        }
+        if (!waiting) waiting = uc;
+    }
+    *connected = 0;
+    return waiting;
+}
+
+/* gg_upstream_ops.send */
+static int mprpc_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
+                      uint32_t method_len, const char *body, size_t body_len)
+{
+    int connected;
+    gg_uconn *uc = pick(svc, endpoint, &connected);
+    if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
+    gg_server *srv = svc->srv;
+    if (gg_stream_pending(&uc->st) + body_len > srv->cfg->limits.max_write_buffer)
+        return GG_ERR_OVERLOADED;
+    char *p = gg_stream_reserve(&uc->st, 16 + method_len + body_len);
+    if (!p) return GG_ERR_OVERLOADED;
+    size_t n = gg_put_request_hdr(p, call->id, method, method_len);
+    memcpy(p + n, body, body_len);
+    gg_stream_commit(&uc->st, n + body_len);
+    call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
+    call->sent = (uint8_t)connected;
+    gg_call_link_carrier(&uc->calls, call);
+    return 0;
+}
+
+/* gg_upstream_ops.notify */
+static int mprpc_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
+                        const char *body, size_t body_len)
+{
+    int connected;
+    gg_uconn *uc = pick(svc, endpoint, &connected);
+    if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
+    if (gg_stream_pending(&uc->st) + body_len > svc->srv->cfg->limits.max_write_buffer)
+        return GG_ERR_OVERLOADED;
+    char *p = gg_stream_reserve(&uc->st, 8 + method_len + body_len);
+    if (!p) return GG_ERR_OVERLOADED;
+    size_t n = 0;
+    p[n++] = (char)0x93;
+    p[n++] = GG_NOTIFY;
+    n += gg_put_str_hdr(p + n, method_len);
+    memcpy(p + n, method, method_len);
+    n += method_len;
+    memcpy(p + n, body, body_len);
+    gg_stream_commit(&uc->st, n + body_len);
+    return 0;
+}
+
+/* gg_upstream_ops.describe: not ready while no endpoint has a connection up. */
+static void mprpc_describe(const gg_service *svc, gg_upstream_info *out)
+{
+    out->protocol = "msgpack-rpc";
+    out->not_ready = NULL;
+    if (svc->neps == 0) {
+        out->not_ready = "no upstream endpoint";
+        return;
+    }
+    for (int e = 0; e < svc->neps; e++)
+        if (svc->eps[e].nconnected > 0) return;
+    out->not_ready = "no upstream endpoint is connected";
+}
+
+const gg_upstream_ops gg_mprpc_ops = {
+    .name = "msgpack-rpc",
+    .start = mprpc_start,
+    .send = mprpc_send,
+    .notify = mprpc_notify,
+    .release = mprpc_release,
+    .owe = mprpc_owe,
+    .describe = mprpc_describe,
+};
