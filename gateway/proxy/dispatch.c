@@ -1,7 +1,9 @@
 /* dispatch.c -- a call's life: request phase, upstream, response phase, exactly one answer.
  *
- * Every call ends through call_end(), which unlinks it from its client, its upstream
- * connection and the deadline heap. A call is answered by exactly one of: the upstream's
+ * Every call ends through call_end(): the gateway's bookkeeping (metrics, the generation's
+ * count, the retry copy, an id owed to the connection that carried it), then the calls
+ * module's gg_call_end, which unlinks it from its client, its upstream connection and the
+ * deadline heap. A policy's verdict is applied in one place (apply_verdict). A call is answered by exactly one of: the upstream's
  * response (gg_call_answer), a gateway error (gg_call_fail, the deadline), or a policy
  * (reject, respond). A retry keeps the call alive with no upstream connection while its
  * timer runs. */
