@@ -1,6 +1,7 @@
 /* lua_ghost.c -- ghost.core: connections, listeners, calls and the event queue; see
  * lua_ghost.h for the Lua API. */
 #include "lua/lua_ghost.h"
+#include "lua/lua_consts.h"
 #include "core/addr.h"
 #include "core/codec.h"
 #include "core/errors.h"
@@ -1373,6 +1374,7 @@ int luaopen_ghost_core(lua_State *L)
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
     new_class(L, CONN_MT, conn_methods, l_conn_gc, l_conn_tostring);
     new_class(L, LISTEN_MT, listener_methods, l_listener_gc, NULL);
+    gg_lua_consts_preload(L); /* plain luajit: require "ghost.consts" without consts.so */
     ctx_open(L); /* on the stack: the upvalue of every function */
     lua_createtable(L, 0, 24);
     for (const luaL_Reg *r = core_funcs; r->name; r++) {

@@ -33,6 +33,7 @@
 #include "http/httpc.h"
 #include "core/json.h"
 #include "lua/lua_bridge.h"
+#include "lua/lua_consts.h"
 #include "lua/lua_msgpack.h"
 #include "proxy/server.h"
 
@@ -45,17 +46,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-/* The protocol of lua/ghost/adapter.lua. */
-#define OP_CALL        1
-#define OP_HTTP        2
-#define RES_OK         0
-#define RES_REMOTE     1
-#define RES_GATEWAY    2
-#define RES_LOCAL      3
-#define DONE           0
-#define FAILED         1
-#define GATEWAY_FAILED 2
-
+/* The protocol of lua/ghost/adapter.lua: GG_AD_* in lua/lua_consts.h. */
 #define W_NONE 0
 #define W_CALL 1
 #define W_HTTP 2
@@ -175,7 +166,7 @@ static void res_clear(ad_task *t)
     t->res_msg = t->res_data = t->res_hdrs = NULL;
     t->res_len = t->res_hdrs_len = 0;
     t->res_nhdrs = 0;
-    t->res_kind = RES_OK;
+    t->res_kind = GG_AD_R_OK;
     t->res_code = t->res_status = 0;
     t->res_retry = -1;
     t->res_type = NULL;
@@ -230,7 +221,7 @@ static void tc_store(ad_task *t, const char *prefix, const char *body, size_t le
     res_clear(t);
     t->res_data = malloc(pl + len + 1);
     if (!t->res_data) {
-        res_error(t, RES_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
+        res_error(t, GG_AD_R_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
     } else {
         if (pl) t->res_data[0] = *prefix;
         memcpy(t->res_data + pl, body, len);
@@ -253,7 +244,7 @@ static void tc_error(gg_client *c, uint32_t id, int code, double retry_after, co
 {
     ad_task *t = (ad_task *)c;
     if (t->waiting != W_CALL) return;
-    res_error(t, RES_GATEWAY, code, gg_error_type(code), "%s", message);
+    res_error(t, GG_AD_R_GATEWAY, code, gg_error_type(code), "%s", message);
     t->res_retry = retry_after;
     op_done(t);
 }
@@ -524,7 +515,7 @@ static void task_finish(ad_task *t, int rc)
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_DEBUG, "adapter_late_result", "service=%s method=%s", ad->name,
                t->method);
-        if (rc == 0 && lua_tointeger(co, 1) == FAILED && lua_istable(co, 2)) {
+        if (rc == 0 && lua_tointeger(co, 1) == GG_AD_FAILED && lua_istable(co, 2)) {
             lua_getfield(co, 2, "type");
             if (lua_isstring(co, -1) && strcmp(lua_tostring(co, -1), "adapter_error") == 0) {
                 lua_getfield(co, 2, "message");
@@ -570,7 +561,7 @@ static void task_finish(ad_task *t, int rc)
         return;
     }
     int status = (int)lua_tointeger(co, 1);
-    if (status == DONE) {
+    if (status == GG_AD_DONE) {
         char err[200];
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
@@ -592,7 +583,7 @@ static void task_finish(ad_task *t, int rc)
             gg_call_answer(srv, call, sb.data, sb.size);
         }
         msgpack_sbuffer_destroy(&sb);
-    } else if (status == FAILED && lua_istable(co, 2)) {
+    } else if (status == GG_AD_FAILED && lua_istable(co, 2)) {
         lua_getfield(co, 2, "type");
         if (lua_isstring(co, -1) && strcmp(lua_tostring(co, -1), "adapter_error") == 0) {
             lua_getfield(co, 2, "message");
@@ -607,7 +598,7 @@ static void task_finish(ad_task *t, int rc)
             }
         }
         answer_error_map(t, call, 2);
-    } else if (status == GATEWAY_FAILED) {
+    } else if (status == GG_AD_GATEWAY_FAILED) {
         int code = (int)lua_tointeger(co, 2);
         const char *msg = lua_tostring(co, 3);
         gg_call_fail(srv, call, code >= 100 && code <= 999 ? code : GG_ERR_INTERNAL, "%s",
@@ -629,7 +620,7 @@ static int push_outcome(ad_task *t)
     char err[160];
     lua_settop(co, 0);
     lua_checkstack(co, 8);
-    if (t->res_kind != RES_OK) {
+    if (t->res_kind != GG_AD_R_OK) {
         lua_pushinteger(co, t->res_kind);
         lua_pushinteger(co, t->res_code);
         lua_pushstring(co, t->res_type ? t->res_type : "internal");
@@ -643,9 +634,9 @@ static int push_outcome(ad_task *t)
     }
     int n = 2;
     unsigned depth = limits(ad)->max_depth;
-    if (t->op == OP_CALL) {
+    if (t->op == GG_AD_OP_CALL) {
         size_t used = 0;
-        lua_pushinteger(co, RES_OK);
+        lua_pushinteger(co, GG_AD_R_OK);
         if (!gg_lua_within(t->res_data, t->res_len, limits(ad)->max_decode_values)) {
             snprintf(err, sizeof err, "more than %u values (limits.max_decode_values)",
                      limits(ad)->max_decode_values);
@@ -659,11 +650,11 @@ static int push_outcome(ad_task *t)
                               err, sizeof err))
                 goto bad;
         } else {
-            lua_pushinteger(co, RES_REMOTE);
+            lua_pushinteger(co, GG_AD_R_REMOTE);
             lua_replace(co, 1);
         }
     } else {
-        lua_pushinteger(co, RES_OK);
+        lua_pushinteger(co, GG_AD_R_OK);
         lua_pushinteger(co, t->res_status);
         lua_createtable(co, 0, (int)t->res_nhdrs);
         const char *p = t->res_hdrs, *end = t->res_hdrs + t->res_hdrs_len;
@@ -689,7 +680,7 @@ static int push_outcome(ad_task *t)
     return n;
 bad:
     lua_settop(co, 0);
-    res_error(t, RES_GATEWAY, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream_unavailable",
+    res_error(t, GG_AD_R_GATEWAY, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream_unavailable",
               "the answer cannot be decoded: %s", err);
     return push_outcome(t);
 }
@@ -717,7 +708,7 @@ static int l_take(lua_State *L)
 static int past_deadline(ad_task *t)
 {
     if (uv_now(t->ad->srv->lp.uv) < t->deadline) return 0;
-    res_error(t, RES_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
+    res_error(t, GG_AD_R_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
               "the call's deadline has passed");
     return 1;
 }
@@ -735,19 +726,19 @@ static int start_call(ad_task *t)
     int n = (int)lua_tointeger(co, 4);
     char err[200];
     if (!sname || !method || n < 0 || lua_gettop(co) < 4 + n) {
-        res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "upstream.call: bad arguments");
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "upstream.call: bad arguments");
         return push_results(t);
     }
     if (past_deadline(t)) return push_results(t);
     gg_service *target = gg_service_find(srv, sname, slen);
     if (!target) {
-        res_error(t, RES_GATEWAY, GG_ERR_NO_SUCH_SERVICE, "no_such_service",
+        res_error(t, GG_AD_R_GATEWAY, GG_ERR_NO_SUCH_SERVICE, "no_such_service",
                   "no such service '%.*s'", (int)(slen > 64 ? 64 : slen), sname);
         return push_results(t);
     }
     char full[MAX_FULL_METHOD + 1];
     if (slen + 1 + mlen > MAX_FULL_METHOD || mlen == 0) {
-        res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "method name empty or too long");
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "method name empty or too long");
         return push_results(t);
     }
     memcpy(full, sname, slen);
@@ -761,7 +752,7 @@ static int start_call(ad_task *t)
     for (int i = 0; i < n; i++) {
         if (gg_lua_pack(co, 5 + i, &pk, (int)limits(ad)->max_depth, err, sizeof err)) {
             msgpack_sbuffer_destroy(&sb);
-            res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
+            res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
                       "argument %d cannot be sent: %s", i + 1, err);
             return push_results(t);
         }
@@ -769,11 +760,11 @@ static int start_call(ad_task *t)
     lua_settop(co, 0);
     if (sb.size > limits(ad)->max_message_size) {
         msgpack_sbuffer_destroy(&sb);
-        res_error(t, RES_LOCAL, GG_ERR_TOO_LARGE, "too_large",
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_TOO_LARGE, "too_large",
                   "the arguments exceed max_message_size");
         return push_results(t);
     }
-    t->op = OP_CALL;
+    t->op = GG_AD_OP_CALL;
     t->waiting = W_CALL;
     t->done = 0;
     t->sync = 1;
@@ -817,7 +808,7 @@ static void http_fail(ad_task *t, int code, const char *type, const char *why)
 {
     if (t->timer_init) uv_timer_stop(&t->timer);
     t->conn = NULL;
-    res_error(t, RES_GATEWAY, code, type, "%s", why);
+    res_error(t, GG_AD_R_GATEWAY, code, type, "%s", why);
     op_done(t);
 }
 
@@ -869,7 +860,7 @@ static void hc_response(gg_httpc *hc, const gg_httpc_resp *r, const char *err)
     t->res_data = malloc(r->body_len + 1);
     t->res_hdrs = malloc(r->headers_len + 1);
     if (!t->res_data || !t->res_hdrs) {
-        res_error(t, RES_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
+        res_error(t, GG_AD_R_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
     } else {
         memcpy(t->res_data, r->body, r->body_len);
         t->res_len = r->body_len;
@@ -1028,7 +1019,7 @@ static void on_http_timeout(uv_timer_t *timer)
     ad_task *t = timer->data;
     if (t->waiting != W_HTTP) return;
     drop_http(t);
-    res_error(t, RES_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
+    res_error(t, GG_AD_R_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
               "no response within %.3f s", (double)t->http_ms / 1000.0);
     op_done(t);
 }
@@ -1084,28 +1075,28 @@ static int start_http(ad_task *t)
     double timeout = lua_isnumber(co, 6) ? lua_tonumber(co, 6) : 0;
     struct http_parser_url u;
     growbuf b = {0};
-    t->op = OP_HTTP;
+    t->op = GG_AD_OP_HTTP;
     if (past_deadline(t)) return push_results(t);
     http_parser_url_init(&u);
     if (!method || !url || http_parser_parse_url(url, ulen, 0, &u) ||
         !(u.field_set & (1 << UF_HOST)) || !(u.field_set & (1 << UF_SCHEMA))) {
-        res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "not an http:// URL");
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "not an http:// URL");
         goto fail;
     }
     if (u.field_data[UF_SCHEMA].len != 4 ||
         strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4)) {
-        res_error(t, RES_LOCAL, GG_ERR_NOT_SUPPORTED, "not_supported",
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_NOT_SUPPORTED, "not_supported",
                   "only http:// URLs (for https, run a TLS proxy next to the gateway)");
         goto fail;
     }
     if (u.field_set & (1 << UF_USERINFO)) {
-        res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
                   "credentials in the URL are not supported: send an Authorization header");
         goto fail;
     }
     size_t host_off = u.field_data[UF_HOST].off, host_len = u.field_data[UF_HOST].len;
     if (host_len >= sizeof t->host) {
-        res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "host name too long");
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "host name too long");
         goto fail;
     }
     memcpy(t->host, url + host_off, host_len);
@@ -1147,7 +1138,7 @@ static int start_http(ad_task *t)
             }
             lua_pop(co, 2);
             if (!ok) {
-                res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "bad header");
+                res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "bad header");
                 goto fail;
             }
         }
@@ -1172,7 +1163,7 @@ static int start_http(ad_task *t)
     put(&b, "\r\n", 2);
     if (blen) put(&b, body, blen);
     if (b.oom) {
-        res_error(t, RES_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
+        res_error(t, GG_AD_R_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
         goto fail;
     }
     lua_settop(co, 0);
@@ -1227,9 +1218,9 @@ static void task_run(ad_task *t, int nargs)
         }
         int op = (int)lua_tointeger(t->co, 1);
         t->running = 1;
-        if (op == OP_CALL)
+        if (op == GG_AD_OP_CALL)
             nargs = start_call(t);
-        else if (op == OP_HTTP)
+        else if (op == GG_AD_OP_HTTP)
             nargs = start_http(t);
         else {
             /* A bare coroutine.yield(): nothing would ever resume it. */
