@@ -18,8 +18,8 @@ return {
             local t = nil
             return t.field
         end
-        if ctx.method == "bad_code" then return ctx:reject("no_such_code", "typo") end
-        if ctx.method == "bad_number" then return ctx:reject(418, "teapot") end
+        if ctx.method == "bad_code" then ctx:reject("no_such_code", "typo") end
+        if ctx.method == "bad_number" then ctx:reject(418, "teapot") end
     end,
     response = function(_, ctx)
         if ctx.method == "boom_after" then error({ "not a string" }) end
