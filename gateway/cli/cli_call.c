@@ -5,6 +5,7 @@
  * response is framed with gg_scan() and converted with the json.h mapping. */
 #include "cli/cli.h"
 #include "core/addr.h"
+#include "core/buf.h"
 #include "core/codec.h"
 #include "core/json.h"
 
@@ -55,13 +56,6 @@ typedef struct call_opts {
     int nargs;
     char **args;
 } call_opts;
-
-/* Bytes received and not yet consumed. Owned by gg_cmd_call. */
-typedef struct call_inbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-} call_inbuf;
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
@@ -273,7 +267,7 @@ static void not_rpc(char *err, size_t errlen, const char *why, const char *p, si
 
 /* Read until in->data starts with one whole message that is not a notification
  * (notifications are skipped); *msg describes it. 0, or -1 with a reason in err. */
-static int read_message(int fd, call_inbuf *in, gg_msg *msg, int64_t deadline, char *err,
+static int read_message(int fd, gg_buf *in, gg_msg *msg, int64_t deadline, char *err,
                         size_t errlen)
 {
     const gg_scan_limits lim = {.max_message = CALL_MAX_MESSAGE, .max_depth = CALL_MAX_DEPTH};
@@ -283,8 +277,7 @@ static int read_message(int fd, call_inbuf *in, gg_msg *msg, int64_t deadline, c
         if (in->len > 0 && in->len >= st.need) {
             int r = gg_scan(&st, in->data, in->len, &lim);
             if (r == GG_SCAN_DONE && st.msg.is_array && st.msg.type == GG_NOTIFY) {
-                memmove(in->data, in->data + st.msg.size, in->len - st.msg.size);
-                in->len -= st.msg.size;
+                gg_buf_consume(in, st.msg.size);
                 gg_scan_reset(&st);
                 continue;
             }
@@ -302,15 +295,9 @@ static int read_message(int fd, call_inbuf *in, gg_msg *msg, int64_t deadline, c
                 return -1;
             }
         }
-        if (in->cap - in->len < CALL_READ_CHUNK / 2) {
-            size_t cap = in->cap ? in->cap * 2 : CALL_READ_CHUNK;
-            char *p = realloc(in->data, cap);
-            if (!p) {
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-            in->data = p;
-            in->cap = cap;
+        if (gg_buf_reserve(in, NULL, CALL_READ_CHUNK / 2)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
         }
         ssize_t n = recv(fd, in->data + in->len, in->cap - in->len, 0);
         if (n > 0) {
@@ -448,7 +435,7 @@ int gg_cmd_call(int argc, char **argv)
     int64_t deadline = now_ns() + (int64_t)(o.timeout * 1e9);
     json_t *params = NULL;
     msgpack_sbuffer req;
-    call_inbuf in = {0};
+    gg_buf in = {0}; /* bytes received and not yet consumed; heap (pool NULL) */
     gg_addr addr;
     gg_msg msg;
     int fd = -1;
@@ -499,8 +486,7 @@ int gg_cmd_call(int argc, char **argv)
             status = GG_CALL_ERROR;
             goto cleanup;
         }
-        memmove(in.data, in.data + msg.size, in.len - msg.size);
-        in.len -= msg.size;
+        gg_buf_consume(&in, msg.size);
         if (read_message(fd, &in, &msg, deadline, err, sizeof err) != 0) {
             fprintf(stderr, "ghostgate call: %s (%s)\n", err, addr.text);
             goto cleanup;
@@ -514,7 +500,7 @@ oom:
     status = GG_CALL_FAIL;
 cleanup:
     if (fd >= 0) close(fd);
-    free(in.data);
+    gg_buf_release(&in, NULL);
     msgpack_sbuffer_destroy(&req);
     json_decref(params);
     return status;

@@ -29,26 +29,12 @@ static const char stubs_usage[] =
     "  -h, --help  print this help\n"
     "Exit status: 0 written, 1 the gateway cannot be asked or DIR cannot be written, 64 usage.\n";
 
-/* Message handler: the error as text (error objects through __tostring) and a traceback. */
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (!msg) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1))
-            msg = lua_tostring(L, -1);
-        else
-            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
 /* Call the function below nargs arguments on top of L, with tracebacks. 0, or 1 after
  * printing the error. */
 static int protected_call(lua_State *L, int nargs)
 {
     int base = lua_gettop(L) - nargs;
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, gg_lua_traceback);
     lua_insert(L, base);
     int rc = lua_pcall(L, nargs, 0, base);
     lua_remove(L, base);

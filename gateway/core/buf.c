@@ -1,6 +1,9 @@
 /* buf.c -- byte buffers backed by a pool of chunks; see buf.h. */
 #include "core/buf.h"
 
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +40,19 @@ int gg_buf_reserve(gg_buf *b, gg_bufpool *p, size_t n)
 {
     size_t want = b->len + n;
     if (want <= b->cap) return 0;
+    if (!p) { /* heap buffer: never pooled, so realloc in place */
+        if (want < b->len) return -1; /* n overflowed */
+        size_t cap = b->cap ? b->cap : GG_BUF_HEAP_MIN;
+        while (cap < want) {
+            if (cap > SIZE_MAX / 2) return -1;
+            cap *= 2;
+        }
+        char *d = realloc(b->data, cap);
+        if (!d) return -1;
+        b->data = d;
+        b->cap = cap;
+        return 0;
+    }
     if (!b->data && want <= p->chunk) {
         if (!(b->data = pool_get(p))) return -1;
         b->cap = p->chunk;
@@ -65,6 +81,31 @@ int gg_buf_append(gg_buf *b, gg_bufpool *p, const void *data, size_t n)
     return 0;
 }
 
+int gg_buf_puts(gg_buf *b, gg_bufpool *p, const char *s)
+{
+    return gg_buf_append(b, p, s, strlen(s));
+}
+
+int gg_buf_printf(gg_buf *b, gg_bufpool *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return -1;
+    if (b->data && (size_t)n < b->cap - b->len) { /* it fitted */
+        b->len += (size_t)n;
+        return 0;
+    }
+    /* +1: vsnprintf writes a NUL after the text */
+    if (gg_buf_reserve(b, p, (size_t)n + 1)) return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
 void gg_buf_consume(gg_buf *b, size_t n)
 {
     if (n >= b->len) {
@@ -78,7 +119,7 @@ void gg_buf_consume(gg_buf *b, size_t n)
 void gg_buf_release(gg_buf *b, gg_bufpool *p)
 {
     if (b->data) {
-        if (b->cap == p->chunk)
+        if (p && b->cap == p->chunk)
             pool_put(p, b->data);
         else
             free(b->data);

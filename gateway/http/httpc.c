@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static gg_bufpool *pool_of(gg_httpc *hc)
 {
@@ -314,4 +315,48 @@ int gg_httpc_header_ok(const char *name, size_t nlen, const char *value, size_t 
     for (size_t i = 0; i < vlen; i++)
         if (value[i] == '\r' || value[i] == '\n' || value[i] == 0) return 0;
     return 1;
+}
+
+/* --- request heads ------------------------------------------------------------------------ */
+
+int gg_http_head_start(gg_buf *b, const char *method, const char *path, size_t plen,
+                       const char *query, size_t qlen)
+{
+    int rc = gg_buf_puts(b, NULL, method);
+    rc |= gg_buf_append(b, NULL, " ", 1);
+    rc |= plen ? gg_buf_append(b, NULL, path, plen) : gg_buf_append(b, NULL, "/", 1);
+    if (qlen) {
+        rc |= gg_buf_append(b, NULL, "?", 1);
+        rc |= gg_buf_append(b, NULL, query, qlen);
+    }
+    rc |= gg_buf_append(b, NULL, " HTTP/1.1\r\n", 11);
+    return rc ? -1 : 0;
+}
+
+int gg_http_head_add(gg_buf *b, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (!gg_httpc_header_ok(name, nlen, value, vlen)) return -2;
+    int rc = gg_buf_append(b, NULL, name, nlen);
+    rc |= gg_buf_append(b, NULL, ": ", 2);
+    rc |= gg_buf_append(b, NULL, value, vlen);
+    rc |= gg_buf_append(b, NULL, "\r\n", 2);
+    return rc ? -1 : 0;
+}
+
+int gg_http_head_has(const char *block, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = block; p && p < block + len;) {
+        if ((size_t)(block + len - p) > n && strncasecmp(p, name, n) == 0 && p[n] == ':') return 1;
+        p = memchr(p, '\n', (size_t)(block + len - p));
+        if (p) p++;
+    }
+    return 0;
+}
+
+int gg_http_head_end(gg_buf *b, long long content_length)
+{
+    if (content_length >= 0 && gg_buf_printf(b, NULL, "Content-Length: %lld\r\n", content_length))
+        return -1;
+    return gg_buf_append(b, NULL, "\r\n", 2);
 }

@@ -87,4 +87,18 @@ void gg_httpc_close(gg_httpc *hc);
  * NUL (so a configured header cannot smuggle another header or a request). */
 int gg_httpc_header_ok(const char *name, size_t nlen, const char *value, size_t vlen);
 
+/* --- request heads: the one builder for every HTTP request the gateway sends ---------------
+ * Each appends to a heap gg_buf (pool NULL) and returns 0, or -1 when out of memory; a
+ * failed call may leave a partial line, so the caller drops the whole buffer. */
+
+/* "METHOD path[?query] HTTP/1.1\r\n"; path "/" when plen is 0, no '?' when qlen is 0. */
+int gg_http_head_start(gg_buf *b, const char *method, const char *path, size_t plen,
+                       const char *query, size_t qlen);
+/* "name: value\r\n". -2 (nothing written) when gg_httpc_header_ok refuses the pair. */
+int gg_http_head_add(gg_buf *b, const char *name, size_t nlen, const char *value, size_t vlen);
+/* 1 when a line of block starts with name (any case) followed by ':'. */
+int gg_http_head_has(const char *block, size_t len, const char *name);
+/* "Content-Length: N\r\n" when content_length >= 0, then the blank line ending the head. */
+int gg_http_head_end(gg_buf *b, long long content_length);
+
 #endif

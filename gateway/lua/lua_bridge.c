@@ -66,10 +66,17 @@ static int load_embedded(lua_State *L)
     return 1;
 }
 
-static int traceback(lua_State *L)
+int gg_lua_traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
-    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1))
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is not a string: a %s value)",
+                                  luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
     return 1;
 }
 
@@ -108,7 +115,7 @@ lua_State *gg_lua_new(void)
     luaL_openlibs(L);
     lua_pushcfunction(L, trampoline);
     m->tramp_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, gg_lua_traceback);
     m->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");

@@ -47,6 +47,11 @@ int gg_lua_protect(lua_State *L, gg_lua_fn fn, void *ud, int nargs, int nres);
  * collected. */
 int gg_lua_resume(lua_State *co, int nargs);
 
+/* The one message handler for protected calls (gg_lua_protect's, `ghostgate run`'s): the error
+ * as text -- a string, else what __tostring gives, else "(error object is not a string: a
+ * <type> value)" -- followed by a traceback. Use as lua_pcall's errfunc. */
+int gg_lua_traceback(lua_State *L);
+
 /* Call require(module)[fn](args...) with nargs arguments on the stack; leaves nres results.
  * Returns 0, or -1 (GG_LUA_ENOMEM) with the Lua error (and traceback) in err. Protected as
  * gg_lua_protect. */

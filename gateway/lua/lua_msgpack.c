@@ -614,3 +614,38 @@ int gg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int max_depth, char *
     }
     return rc;
 }
+
+/* --- bin, is_bin, map for Lua --------------------------------------------------------------- */
+
+int gg_lua_l_bin(lua_State *L)
+{
+    size_t n;
+    const char *p = gg_lua_tobin(L, 1, &n);
+    if (p) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    p = luaL_checklstring(L, 1, &n);
+    gg_lua_push_bin(L, p, n);
+    return 1;
+}
+
+int gg_lua_l_is_bin(lua_State *L)
+{
+    size_t n;
+    lua_pushboolean(L, gg_lua_tobin(L, 1, &n) != NULL);
+    return 1;
+}
+
+int gg_lua_l_map(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    gg_lua_push_map_mt(L);
+    lua_setmetatable(L, 1);
+    return 1;
+}

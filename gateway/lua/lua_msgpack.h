@@ -77,4 +77,14 @@ const char *gg_lua_tobin(lua_State *L, int idx, size_t *len);
 /* Push the ghost.map metatable (created on first use). */
 void gg_lua_push_map_mt(lua_State *L);
 
+/* The Lua functions bin, is_bin and map, one set for every library that offers them (ghost.core,
+ * an adapter's helpers); they ignore upvalues, so a caller may register them in a table whose
+ * functions share one.
+ *   bin(s): s as a ghost.bin value; a ghost.bin passes through unchanged.
+ *   is_bin(v): true when v is a ghost.bin value.
+ *   map(t): t (a new table when nil) marked as a MessagePack map, and returned. */
+int gg_lua_l_bin(lua_State *L);
+int gg_lua_l_is_bin(lua_State *L);
+int gg_lua_l_map(lua_State *L);
+
 #endif

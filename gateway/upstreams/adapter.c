@@ -1032,35 +1032,6 @@ static int is_idempotent(const char *m)
     return 0;
 }
 
-typedef struct growbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} growbuf;
-
-static void put(growbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t want = (b->len + n + 1) * 2;
-        char *p = realloc(b->p, want);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = want;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void puts_(growbuf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
 /* Start http.request(method, url, headers, body, timeout) yielded on co. Returns the values
  * pushed when it failed at once, or -1 when the task waits. */
 static int start_http(ad_task *t)
@@ -1074,7 +1045,7 @@ static int start_http(ad_task *t)
     const char *body = lua_tolstring(co, 5, &blen);
     double timeout = lua_isnumber(co, 6) ? lua_tonumber(co, 6) : 0;
     struct http_parser_url u;
-    growbuf b = {0};
+    gg_buf b = {0}; /* heap (pool NULL): t->req takes it and free()s it */
     t->op = GG_AD_OP_HTTP;
     if (past_deadline(t)) return push_results(t);
     http_parser_url_init(&u);
@@ -1107,18 +1078,11 @@ static int start_http(ad_task *t)
     t->idempotent = is_idempotent(method);
 
     /* The request: line, the caller's headers, Host, length, body. */
-    int has_host = 0, has_agent = 0;
-    puts_(&b, method);
-    put(&b, " ", 1);
-    if (u.field_set & (1 << UF_PATH))
-        put(&b, url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
-    else
-        put(&b, "/", 1);
-    if (u.field_set & (1 << UF_QUERY)) {
-        put(&b, "?", 1);
-        put(&b, url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
-    }
-    puts_(&b, " HTTP/1.1\r\n");
+    int rc = gg_http_head_start(
+        &b, method, url + u.field_data[UF_PATH].off,
+        (u.field_set & (1 << UF_PATH)) ? u.field_data[UF_PATH].len : 0,
+        url + u.field_data[UF_QUERY].off,
+        (u.field_set & (1 << UF_QUERY)) ? u.field_data[UF_QUERY].len : 0);
     if (lua_istable(co, 4)) {
         int nh = (int)lua_objlen(co, 4);
         for (int i = 1; i + 1 <= nh; i += 2) {
@@ -1127,48 +1091,36 @@ static int start_http(ad_task *t)
             lua_rawgeti(co, 4, i + 1);
             const char *k = lua_tolstring(co, -2, &kn);
             const char *v = lua_tolstring(co, -1, &vn);
-            int ok = k && v && gg_httpc_header_ok(k, kn, v, vn);
-            if (ok) {
-                has_host |= kn == 4 && strncasecmp(k, "host", 4) == 0;
-                has_agent |= kn == 10 && strncasecmp(k, "user-agent", 10) == 0;
-                put(&b, k, kn);
-                put(&b, ": ", 2);
-                put(&b, v, vn);
-                put(&b, "\r\n", 2);
-            }
+            int hr = k && v ? gg_http_head_add(&b, k, kn, v, vn) : -2;
             lua_pop(co, 2);
-            if (!ok) {
+            if (hr == -2) {
                 res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "bad header");
                 goto fail;
             }
+            rc |= hr;
         }
     }
-    if (!has_host) {
+    if (!rc && !gg_http_head_has(b.data, b.len, "host")) {
         /* host[:port] as the URL has it ([v6] brackets included) */
         size_t start = host_off, end = host_off + host_len;
         if (start > 0 && url[start - 1] == '[') start--, end++;
         if (u.field_set & (1 << UF_PORT))
             end = u.field_data[UF_PORT].off + u.field_data[UF_PORT].len;
-        puts_(&b, "Host: ");
-        put(&b, url + start, end - start);
-        put(&b, "\r\n", 2);
+        rc |= gg_http_head_add(&b, "Host", 4, url + start, end - start);
     }
-    if (!has_agent) puts_(&b, "User-Agent: ghostgate\r\n");
-    if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-        strcmp(method, "PATCH") == 0) {
-        char cl[48];
-        snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", blen);
-        puts_(&b, cl);
-    }
-    put(&b, "\r\n", 2);
-    if (blen) put(&b, body, blen);
-    if (b.oom) {
+    if (!rc && !gg_http_head_has(b.data, b.len, "user-agent"))
+        rc |= gg_http_head_add(&b, "User-Agent", 10, "ghostgate", 9);
+    int has_length = body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+                     strcmp(method, "PATCH") == 0;
+    rc |= gg_http_head_end(&b, has_length ? (long long)blen : -1);
+    if (blen) rc |= gg_buf_append(&b, NULL, body, blen);
+    if (rc) {
         res_error(t, GG_AD_R_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
         goto fail;
     }
     lua_settop(co, 0);
     free(t->req);
-    t->req = b.p;
+    t->req = b.data;
     t->req_len = b.len;
     t->retried = 0;
 
@@ -1196,7 +1148,7 @@ static int start_http(ad_task *t)
     }
     return -1;
 fail:
-    free(b.p);
+    free(b.data);
     return push_results(t);
 }
 
@@ -1386,30 +1338,6 @@ static gg_adapter *helper_ad(lua_State *L)
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-static int l_bin(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    gg_lua_push_bin(L, s, n);
-    return 1;
-}
-
-static int l_is_bin(lua_State *L)
-{
-    size_t n;
-    lua_pushboolean(L, gg_lua_tobin(L, 1, &n) != NULL);
-    return 1;
-}
-
-static int l_map(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    gg_lua_push_map_mt(L);
-    lua_setmetatable(L, 1);
-    return 1;
-}
-
 static int l_log(lua_State *L)
 {
     gg_adapter *ad = helper_ad(L);
@@ -1482,7 +1410,7 @@ static int l_json_decode(lua_State *L)
 }
 
 static const luaL_Reg helpers[] = {
-    {"bin", l_bin}, {"is_bin", l_is_bin},           {"map", l_map},
+    {"bin", gg_lua_l_bin}, {"is_bin", gg_lua_l_is_bin}, {"map", gg_lua_l_map},
     {"log", l_log}, {"json_encode", l_json_encode}, {"json_decode", l_json_decode},
     {"take", l_take}, {NULL, NULL},
 };
