@@ -10,11 +10,13 @@
 const char *gg_error_type(int code)
 {
     switch (code) {
-#define GG_ERR_CASE_(name, c, type) \
-    case c: return type;
+#define GG_ERR_CASE_(name, c, type)                                                                \
+    case c:                                                                                        \
+        return type;
         GG_ERRORS(GG_ERR_CASE_)
 #undef GG_ERR_CASE_
-    default: return "internal";
+    default:
+        return "internal";
     }
 }
 

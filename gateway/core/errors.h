@@ -12,19 +12,19 @@ struct gg_stream;
 /* The one table of gateway error codes: the enum below, gg_error_type and Lua's
  * ghost.consts.errors (gateway/lua/lua_consts.c) are generated from it, so policies and the
  * client library never write a number. X(NAME, code, "type"). */
-#define GG_ERRORS(X)                                       \
-    X(BAD_REQUEST, 400, "bad_request")                     \
-    X(UNAUTHENTICATED, 401, "unauthenticated")             \
-    X(FORBIDDEN, 403, "forbidden")                         \
-    X(NO_SUCH_SERVICE, 404, "no_such_service")             \
-    X(TOO_LARGE, 413, "too_large")                         \
-    X(RATE_LIMITED, 429, "rate_limited")                   \
-    X(INTERNAL, 500, "internal")                           \
-    X(NOT_SUPPORTED, 501, "not_supported")                 \
-    X(UPSTREAM_UNAVAILABLE, 502, "upstream_unavailable")   \
-    X(OVERLOADED, 503, "overloaded")                       \
-    X(DEADLINE_EXCEEDED, 504, "deadline_exceeded")         \
-    X(CIRCUIT_OPEN, 530, "circuit_open")                   \
+#define GG_ERRORS(X)                                                                               \
+    X(BAD_REQUEST, 400, "bad_request")                                                             \
+    X(UNAUTHENTICATED, 401, "unauthenticated")                                                     \
+    X(FORBIDDEN, 403, "forbidden")                                                                 \
+    X(NO_SUCH_SERVICE, 404, "no_such_service")                                                     \
+    X(TOO_LARGE, 413, "too_large")                                                                 \
+    X(RATE_LIMITED, 429, "rate_limited")                                                           \
+    X(INTERNAL, 500, "internal")                                                                   \
+    X(NOT_SUPPORTED, 501, "not_supported")                                                         \
+    X(UPSTREAM_UNAVAILABLE, 502, "upstream_unavailable")                                           \
+    X(OVERLOADED, 503, "overloaded")                                                               \
+    X(DEADLINE_EXCEEDED, 504, "deadline_exceeded")                                                 \
+    X(CIRCUIT_OPEN, 530, "circuit_open")                                                           \
     X(SHUTTING_DOWN, 531, "shutting_down")
 
 enum {

@@ -10,24 +10,24 @@ int luaopen_ghost_consts(lua_State *L)
     lua_createtable(L, 0, 4);
 
     lua_createtable(L, 0, 16);
-#define SET_ERR(name, code, type) \
-    lua_pushinteger(L, code);     \
+#define SET_ERR(name, code, type)                                                                  \
+    lua_pushinteger(L, code);                                                                      \
     lua_setfield(L, -2, type);
     GG_ERRORS(SET_ERR)
 #undef SET_ERR
     lua_setfield(L, -2, "errors");
 
     lua_createtable(L, 0, 16);
-#define SET_TYPE(name, code, type) \
-    lua_pushstring(L, type);       \
+#define SET_TYPE(name, code, type)                                                                 \
+    lua_pushstring(L, type);                                                                       \
     lua_rawseti(L, -2, code);
     GG_ERRORS(SET_TYPE)
 #undef SET_TYPE
     lua_setfield(L, -2, "error_types");
 
     lua_createtable(L, 0, 8);
-#define SET_V(name, v)     \
-    lua_pushinteger(L, v); \
+#define SET_V(name, v)                                                                             \
+    lua_pushinteger(L, v);                                                                         \
     lua_setfield(L, -2, #name);
     GG_VERDICTS(SET_V)
     lua_setfield(L, -2, "verdicts");

@@ -15,13 +15,13 @@
 #include <lua.h>
 
 /* What ghost.policy's request() and response() return to the core. X(NAME, value). */
-#define GG_VERDICTS(X)  \
-    X(CONTINUE, 0)      \
-    X(REJECT, 1)        \
-    X(RESPOND, 2)       /* answer with verdict.result (packed MessagePack) */ \
-    X(RESPOND_RAW, 3)   \
-    X(RETRY, 4)         \
-    X(ERROR, 5)         /* the policy raised: answer `internal` */
+#define GG_VERDICTS(X)                                                                             \
+    X(CONTINUE, 0)                                                                                 \
+    X(REJECT, 1)                                                                                   \
+    X(RESPOND, 2) /* answer with verdict.result (packed MessagePack) */                            \
+    X(RESPOND_RAW, 3)                                                                              \
+    X(RETRY, 4)                                                                                    \
+    X(ERROR, 5) /* the policy raised: answer `internal` */
 
 enum {
 #define GG_V_ENUM_(name, v) GG_V_##name = v,
@@ -33,15 +33,15 @@ enum {
  * or an error kind (R_REMOTE: the upstream answered an error; R_GATEWAY: an error of the
  * gateway or of a transport; R_LOCAL: bad arguments); run() returns DONE, FAILED or
  * GATEWAY_FAILED. X(NAME, value). */
-#define GG_ADAPTER_CONSTS(X) \
-    X(OP_CALL, 1)            \
-    X(OP_HTTP, 2)            \
-    X(R_OK, 0)               \
-    X(R_REMOTE, 1)           \
-    X(R_GATEWAY, 2)          \
-    X(R_LOCAL, 3)            \
-    X(DONE, 0)               \
-    X(FAILED, 1)             \
+#define GG_ADAPTER_CONSTS(X)                                                                       \
+    X(OP_CALL, 1)                                                                                  \
+    X(OP_HTTP, 2)                                                                                  \
+    X(R_OK, 0)                                                                                     \
+    X(R_REMOTE, 1)                                                                                 \
+    X(R_GATEWAY, 2)                                                                                \
+    X(R_LOCAL, 3)                                                                                  \
+    X(DONE, 0)                                                                                     \
+    X(FAILED, 1)                                                                                   \
     X(GATEWAY_FAILED, 2)
 
 enum {

@@ -726,7 +726,8 @@ static int start_call(ad_task *t)
     int n = (int)lua_tointeger(co, 4);
     char err[200];
     if (!sname || !method || n < 0 || lua_gettop(co) < 4 + n) {
-        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "upstream.call: bad arguments");
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
+                  "upstream.call: bad arguments");
         return push_results(t);
     }
     if (past_deadline(t)) return push_results(t);
@@ -738,7 +739,8 @@ static int start_call(ad_task *t)
     }
     char full[MAX_FULL_METHOD + 1];
     if (slen + 1 + mlen > MAX_FULL_METHOD || mlen == 0) {
-        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "method name empty or too long");
+        res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
+                  "method name empty or too long");
         return push_results(t);
     }
     memcpy(full, sname, slen);
