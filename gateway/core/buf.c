@@ -36,23 +36,29 @@ static void pool_put(gg_bufpool *p, char *c)
         free(c);
 }
 
-int gg_buf_reserve(gg_buf *b, gg_bufpool *p, size_t n)
+/* A heap buffer (pool NULL): never pooled, so realloc in place. */
+static int heap_reserve(gg_buf *b, size_t n)
 {
+    if (n > SIZE_MAX - b->len) return -1;
     size_t want = b->len + n;
     if (want <= b->cap) return 0;
-    if (!p) { /* heap buffer: never pooled, so realloc in place */
-        if (want < b->len) return -1; /* n overflowed */
-        size_t cap = b->cap ? b->cap : GG_BUF_HEAP_MIN;
-        while (cap < want) {
-            if (cap > SIZE_MAX / 2) return -1;
-            cap *= 2;
-        }
-        char *d = realloc(b->data, cap);
-        if (!d) return -1;
-        b->data = d;
-        b->cap = cap;
-        return 0;
+    size_t cap = b->cap ? b->cap : GG_BUF_HEAP_MIN;
+    while (cap < want) {
+        if (cap > SIZE_MAX / 2) return -1;
+        cap *= 2;
     }
+    char *d = realloc(b->data, cap);
+    if (!d) return -1;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+int gg_buf_reserve(gg_buf *b, gg_bufpool *p, size_t n)
+{
+    if (!p) return heap_reserve(b, n);
+    size_t want = b->len + n;
+    if (want <= b->cap) return 0;
     if (!b->data && want <= p->chunk) {
         if (!(b->data = pool_get(p))) return -1;
         b->cap = p->chunk;

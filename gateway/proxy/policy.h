@@ -8,6 +8,7 @@
 
 #include "core/futures.h"
 #include "lua/lua_consts.h"
+#include "proxy/policy_host.h"
 
 #include <lua.h>
 #include <msgpack.h>
@@ -83,15 +84,6 @@ void gg_policy_authenticate(struct gg_server *srv, struct gg_client *c, const ch
 /* ghost.auth(token) on connection c: answers the request itself (MessagePack-RPC). */
 void gg_policy_auth(struct gg_server *srv, struct gg_client *c, uint32_t msgid, const char *params,
                     size_t params_len);
-/* Push the table of core functions Lua sees as require "ghost.host", bound to srv (NULL for a
- * command that runs no loop). */
-void gg_policy_push_host(lua_State *L, struct gg_server *srv);
-/* Seconds on the loop's clock (the wall clock's monotonic twin when server is NULL), and
- * wall-clock seconds: for Lua through the FFI (ghost.policy), which compiles these calls. */
-double gg_host_now(void *server);
-double gg_host_time(void);
-/* Make require "ghost.host" work before there is a server (while a config is read). */
-void gg_policy_preload_host(lua_State *L);
 /* Every breaker of gen's policies: fn(data, service, upstream, state) with state 0 closed,
  * 1 open, 2 half-open. The strings are valid only during the call. For /metrics and /routes. */
 typedef void (*gg_breaker_fn)(void *data, const char *service, const char *upstream, int state);

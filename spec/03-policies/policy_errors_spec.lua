@@ -108,7 +108,7 @@ return {
         _, err = c:call("demo.boom_after", {})
         _, line = logged(gw, err)
         assert.matches("phase=response", line, 1, true)
-        assert.matches("error object is not a string", line, 1, true)
+        assert.matches("(error object is not a string: a table value)", line, 1, true)
         assert.equal(1, e2e.seen(up))
         assert.equal(3, c:call("demo.add", { 1, 2 }))
     end)

@@ -37,6 +37,13 @@ describe("ghostgate run", function()
         assert.matches("ghostgate run: ghost: 404 not_found: no such thing\nstack traceback:", r.stderr)
     end)
 
+    it("names the type of an error object that is not a string and has no __tostring", function()
+        local r = assert(h.run_lua("error({ 'a table' })\n"))
+        assert.equal(1, r.code)
+        assert.matches("ghostgate run: (error object is not a string: a table value)\nstack traceback:",
+            r.stderr, 1, true)
+    end)
+
     it("runs spawned tasks to their end after the script returns", function()
         local r = assert(h.run_lua([[
             local ghost = require "ghost"

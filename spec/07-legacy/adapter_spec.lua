@@ -144,6 +144,18 @@ describe("A Lua adapter", function()
         assert.matches("json.decode", d[2])
     end)
 
+    it("has bin and map as ghost.core has them: bin of a bin is that bin, map() is a new empty map",
+        function()
+        local f = setup()
+        local id = assert(f.c:request("calc.rebin", { mp.bin("\0\1") }))
+        local r = assert(f.c:wait_response(id))
+        assert.is_nil(r.error)
+        assert.is_true(r.result.same)
+        assert.equal("\0\1", r.result.back)
+        assert.truthy(r.raw_result:find("\196\2\0\1", 1, true)) -- still bin (bin8, 2 bytes)
+        assert.truthy(r.raw_result:find("\165empty\128", 1, true)) -- an empty map, not an array
+    end)
+
     it("has http.request errors: refused (502), timeout (504), https (not supported)", function()
         local f = setup()
         local url, close = black_hole()

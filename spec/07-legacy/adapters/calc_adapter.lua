@@ -32,6 +32,8 @@ end
 
 function calc.raise_typed() error({ code = 409, type = "conflict", message = "already there" }) end
 function calc.bin(b) return { is_bin = is_bin(b), len = #b, back = b } end
+-- bin and map as ghost.core has them: bin of a bin is that bin, map() is a new empty map
+function calc.rebin(b) return { same = rawequal(bin(b), b), back = bin(b), empty = map() } end
 function calc.json(v) return { text = json.encode(v), back = json.decode(json.encode(v)) } end
 function calc.decode(s) return { json.decode(s) } end
 function calc.same(v) return v end
