@@ -127,11 +127,14 @@ clean:
 GHOST_SO     := $(BUILD)/lua/ghost/core.so
 GHOST_SO_SRC := $(wildcard gateway/lua/lua_ghost*.c) gateway/lua/lua_msgpack.c gateway/core/loop.c \
                 gateway/core/stream.c gateway/core/calls.c gateway/core/buf.c gateway/core/codec.c \
-                gateway/core/addr.c gateway/core/log.c gateway/core/errors.c
+                gateway/core/addr.c gateway/core/log.c gateway/core/errors.c gateway/lua/lua_consts.c
 GHOST_SO_OBJ := $(GHOST_SO_SRC:%.c=$(BUILD)/pic/%.o)
 PIC_CFLAGS   := $(filter-out -fsanitize=% -fno-sanitize-recover=% -O1,$(CFLAGS)) -fPIC -fvisibility=hidden
 
-all: $(GHOST_SO)
+# ghost.consts lives in core.so too; the link lets plain luajit require it on its own.
+GHOST_CONSTS := $(BUILD)/lua/ghost/consts.so
+
+all: $(GHOST_SO) $(GHOST_CONSTS)
 
 $(BUILD)/pic/%.o: %.c $(GG_HDRS)
 	@mkdir -p $(dir $@)
@@ -140,6 +143,9 @@ $(BUILD)/pic/%.o: %.c $(GG_HDRS)
 $(GHOST_SO): $(GHOST_SO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $^ -o $@ $(SO_LIBS) -lm
+
+$(GHOST_CONSTS): $(GHOST_SO)
+	ln -sf core.so $@
 
 # `make install PREFIX=/usr/local`: the binary, the Lua modules and ghost.core where plain
 # luajit looks by default ($PREFIX/share/lua/5.1, $PREFIX/lib/lua/5.1).
@@ -151,6 +157,7 @@ install: build
 	install -m 755 $(BUILD)/ghostgate $(DESTDIR)$(PREFIX)/bin/ghostgate
 	install -m 644 lua/ghost/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.1/ghost/
 	install -m 755 $(GHOST_SO) $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost/core.so
+	ln -sf core.so $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost/consts.so
 
 # --- Robustness: soak and valgrind (docs/robustness.md) ----------------------------------------
 # `make soak DURATION=60`: mixed load with faults on a schedule through one gateway; prints calls

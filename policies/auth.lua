@@ -37,15 +37,15 @@ end
 function _M:decide(method, client)
     local who = client.identity
     if not who then
-        return 401, format("service '%s' requires authentication: call ghost.auth(token) first",
+        return "unauthenticated", format("service '%s' requires authentication: call ghost.auth(token) first",
             self.service.name)
     end
     if self.allowed and not self.allowed[who] then
-        return 403, format("identity '%s' may not call service '%s'", who, self.service.name)
+        return "forbidden", format("identity '%s' may not call service '%s'", who, self.service.name)
     end
     local full = self.service.name .. "." .. method
     if not (client.scope_match and client.scope_match(full)) then
-        return 403, format("identity '%s' has no scope for '%s'", who, full)
+        return "forbidden", format("identity '%s' has no scope for '%s'", who, full)
     end
 end
 
@@ -55,7 +55,7 @@ function _M:access(ctx)
     local exp = c.expires
     if exp and self.service.time() >= exp then
         c.identity, c.identity_key, c.scopes, c.scope_match, c.expires = nil, nil, nil, nil, nil
-        ctx:reject(401, "token expired: call ghost.auth(token) again")
+        ctx:reject("unauthenticated", "token expired: call ghost.auth(token) again")
     end
 end
 

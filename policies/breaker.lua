@@ -13,6 +13,7 @@
 
 local setmetatable, ipairs, pairs = setmetatable, ipairs, pairs
 local floor, format = math.floor, string.format
+local codes = require("ghost.consts").errors
 
 local _M = {
     name = "breaker",
@@ -148,7 +149,7 @@ function _M:access(ctx)
         local left = st.opened_at + st.cooldown - now
         if left > 0 then
             st.refused = (st.refused or 0) + 1
-            return ctx:reject(530, format("circuit open for upstream %s of service '%s'",
+            return ctx:reject("circuit_open", format("circuit open for upstream %s of service '%s'",
                 self.eps[i].address, self.service.name), left)
         end
         st.state, st.probes = HALF_OPEN, 0
@@ -157,7 +158,7 @@ function _M:access(ctx)
     if st.probes >= self.conf.probes then
         self.eps[i].retry_at = now + st.cooldown
         st.refused = (st.refused or 0) + 1
-        return ctx:reject(530, format("circuit half-open for upstream %s of service '%s': probing",
+        return ctx:reject("circuit_open", format("circuit half-open for upstream %s of service '%s': probing",
             self.eps[i].address, self.service.name), st.cooldown)
     end
     st.probes = st.probes + 1
@@ -181,7 +182,7 @@ function _M:response(ctx, outcome)
     if outcome.ok then
         failed = false
     elseif kind == "gateway_error" then
-        failed = outcome.code == 502 or outcome.code == 504
+        failed = outcome.code == codes.upstream_unavailable or outcome.code == codes.deadline_exceeded
         if not failed and not probe then return end
     else
         failed = self.conf.count_errors

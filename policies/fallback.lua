@@ -31,8 +31,7 @@ local _M = {
 
 local mt = { __index = _M }
 
-local codes = { upstream_unavailable = 502, deadline_exceeded = 504, circuit_open = 530,
-                overloaded = 503, rate_limited = 429, internal = 500 }
+local codes = require("ghost.consts").errors
 
 function _M.new(conf, service)
     local on = {}

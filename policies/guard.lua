@@ -43,7 +43,7 @@ function _M.new(conf, service)
 end
 
 local function refuse(self, method)
-    return 403, format("method '%s' is not exported by service '%s'", method, self.service.name)
+    return "forbidden", format("method '%s' is not exported by service '%s'", method, self.service.name)
 end
 
 function _M:decide(method)

@@ -80,8 +80,8 @@ function _M:access(ctx)
     if tokens < 1 then
         b.tokens = tokens
         local wait = (1 - tokens) / self.rate
-        return ctx:reject(429, format("rate limit of %g calls/s exceeded for service '%s'", self.rate,
-            self.service.name), wait)
+        return ctx:reject("rate_limited", format("rate limit of %g calls/s exceeded for service '%s'",
+            self.rate, self.service.name), wait)
     end
     b.tokens = tokens - 1
 end

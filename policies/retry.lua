@@ -14,6 +14,7 @@
 -- again: route and breaker may choose another endpoint.
 
 local glob = require "policies.glob"
+local codes = require("ghost.consts").errors
 
 local setmetatable, ipairs, random = setmetatable, ipairs, math.random
 
@@ -54,7 +55,7 @@ function _M:response(ctx, outcome)
     end
     if outcome.ok or outcome.kind ~= "gateway_error" then return end
     if outcome.attempt >= self.conf.attempts then return end
-    if outcome.code ~= 502 then return end
+    if outcome.code ~= codes.upstream_unavailable then return end
     -- never left the gateway, or safe to send twice
     local safe = not outcome.sent or self.idempotent(ctx.method)
     if not safe or self.tokens < 1 then return end

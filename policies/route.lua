@@ -166,9 +166,11 @@ function _M:access(ctx)
             if eps[k].open then open = open + 1 end
         end
         if open == #eps then
-            return ctx:reject(530, "circuit open for every upstream of service '" .. self.service.name .. "'")
+            return ctx:reject("circuit_open",
+                "circuit open for every upstream of service '" .. self.service.name .. "'")
         end
-        return ctx:reject(502, "no upstream of service '" .. self.service.name .. "' is reachable")
+        return ctx:reject("upstream_unavailable",
+            "no upstream of service '" .. self.service.name .. "' is reachable")
     end
     ctx:set_endpoint(i)
     if self.strategy == "least_outstanding" then

@@ -10,19 +10,13 @@
 const char *gg_error_type(int code)
 {
     switch (code) {
-    case GG_ERR_BAD_REQUEST: return "bad_request";
-    case GG_ERR_UNAUTHENTICATED: return "unauthenticated";
-    case GG_ERR_FORBIDDEN: return "forbidden";
-    case GG_ERR_NO_SUCH_SERVICE: return "no_such_service";
-    case GG_ERR_TOO_LARGE: return "too_large";
-    case GG_ERR_RATE_LIMITED: return "rate_limited";
-    case GG_ERR_NOT_SUPPORTED: return "not_supported";
-    case GG_ERR_UPSTREAM_UNAVAILABLE: return "upstream_unavailable";
-    case GG_ERR_OVERLOADED: return "overloaded";
-    case GG_ERR_DEADLINE_EXCEEDED: return "deadline_exceeded";
-    case GG_ERR_CIRCUIT_OPEN: return "circuit_open";
-    case GG_ERR_SHUTTING_DOWN: return "shutting_down";
-    default: return "internal";
+#define GG_ERR_CASE_(name, c, type)                                                                \
+    case c:                                                                                        \
+        return type;
+        GG_ERRORS(GG_ERR_CASE_)
+#undef GG_ERR_CASE_
+    default:
+        return "internal";
     }
 }
 

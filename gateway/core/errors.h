@@ -9,19 +9,29 @@
 
 struct gg_stream;
 
-#define GG_ERR_BAD_REQUEST          400
-#define GG_ERR_UNAUTHENTICATED      401
-#define GG_ERR_FORBIDDEN            403
-#define GG_ERR_NO_SUCH_SERVICE      404
-#define GG_ERR_TOO_LARGE            413
-#define GG_ERR_RATE_LIMITED         429
-#define GG_ERR_INTERNAL             500
-#define GG_ERR_NOT_SUPPORTED        501
-#define GG_ERR_UPSTREAM_UNAVAILABLE 502
-#define GG_ERR_OVERLOADED           503
-#define GG_ERR_DEADLINE_EXCEEDED    504
-#define GG_ERR_CIRCUIT_OPEN         530
-#define GG_ERR_SHUTTING_DOWN        531
+/* The one table of gateway error codes: the enum below, gg_error_type and Lua's
+ * ghost.consts.errors (gateway/lua/lua_consts.c) are generated from it, so policies and the
+ * client library never write a number. X(NAME, code, "type"). */
+#define GG_ERRORS(X)                                                                               \
+    X(BAD_REQUEST, 400, "bad_request")                                                             \
+    X(UNAUTHENTICATED, 401, "unauthenticated")                                                     \
+    X(FORBIDDEN, 403, "forbidden")                                                                 \
+    X(NO_SUCH_SERVICE, 404, "no_such_service")                                                     \
+    X(TOO_LARGE, 413, "too_large")                                                                 \
+    X(RATE_LIMITED, 429, "rate_limited")                                                           \
+    X(INTERNAL, 500, "internal")                                                                   \
+    X(NOT_SUPPORTED, 501, "not_supported")                                                         \
+    X(UPSTREAM_UNAVAILABLE, 502, "upstream_unavailable")                                           \
+    X(OVERLOADED, 503, "overloaded")                                                               \
+    X(DEADLINE_EXCEEDED, 504, "deadline_exceeded")                                                 \
+    X(CIRCUIT_OPEN, 530, "circuit_open")                                                           \
+    X(SHUTTING_DOWN, 531, "shutting_down")
+
+enum {
+#define GG_ERR_ENUM_(name, code, type) GG_ERR_##name = code,
+    GG_ERRORS(GG_ERR_ENUM_)
+#undef GG_ERR_ENUM_
+};
 
 /* "no_such_service" for 404, ...; "internal" for an unknown code. */
 const char *gg_error_type(int code);

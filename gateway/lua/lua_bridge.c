@@ -1,5 +1,6 @@
 /* lua_bridge.c -- create the LuaJIT states, count what they allocate, and enter Lua from C. */
 #include "lua/lua_bridge.h"
+#include "lua/lua_consts.h"
 #include "lua/lua_ghost.h"
 #include "lua/lua_modules.h"
 
@@ -136,6 +137,7 @@ lua_State *gg_lua_new(void)
     lua_pushcfunction(L, luaopen_ghost_core);
     lua_setfield(L, -2, "ghost.core");
     lua_pop(L, 2);
+    gg_lua_consts_preload(L);
     return L;
 }
 

@@ -1,6 +1,7 @@
 /* lua_ghost.c -- ghost.core: the module, its per-state context, timers, cancellation,
  * signals and values; see lua_ghost.h for the Lua API and lua_ghost_int.h for its files. */
 #include "lua/lua_ghost_int.h"
+#include "lua/lua_consts.h"
 #include "core/addr.h"
 #include "core/errors.h"
 #include "lua/lua_msgpack.h"
@@ -294,6 +295,7 @@ int luaopen_ghost_core(lua_State *L)
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
     new_class(L, CONN_MT, conn_methods, gg_ghost_l_conn_gc, gg_ghost_l_conn_tostring);
     new_class(L, LISTEN_MT, listener_methods, gg_ghost_l_listener_gc, NULL);
+    gg_lua_consts_preload(L); /* plain luajit: require "ghost.consts" without consts.so */
     ctx_open(L); /* on the stack: the upvalue of every function */
     lua_createtable(L, 0, 24);
     for (const luaL_Reg *r = core_funcs; r->name; r++) {

@@ -7,6 +7,7 @@
 #define GG_POLICY_H
 
 #include "core/calls.h"
+#include "lua/lua_consts.h"
 #include "proxy/policy_host.h"
 
 #include <lua.h>
@@ -20,12 +21,7 @@ struct gg_service;
 struct gg_endpoint;
 struct gg_generation;
 
-#define GG_V_CONTINUE    0
-#define GG_V_REJECT      1
-#define GG_V_RESPOND     2 /* answer with verdict.result (packed MessagePack) */
-#define GG_V_RESPOND_RAW 3
-#define GG_V_RETRY       4
-#define GG_V_ERROR       5 /* the policy raised: answer `internal` */
+/* The verdicts GG_V_* are in lua/lua_consts.h, shared with ghost.policy. */
 
 typedef struct gg_verdict {
     int verdict;

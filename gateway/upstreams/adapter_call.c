@@ -11,7 +11,7 @@ static void tc_store(ad_task *t, const char *prefix, const char *body, size_t le
     gg_ad_res_clear(t);
     t->res_data = malloc(pl + len + 1);
     if (!t->res_data) {
-        gg_ad_res_error(t, RES_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
+        gg_ad_res_error(t, GG_AD_R_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
     } else {
         if (pl) t->res_data[0] = *prefix;
         memcpy(t->res_data + pl, body, len);
@@ -34,7 +34,7 @@ static void tc_error(gg_client *c, uint32_t id, int code, double retry_after, co
 {
     ad_task *t = (ad_task *)c;
     if (t->waiting != W_CALL) return;
-    gg_ad_res_error(t, RES_GATEWAY, code, gg_error_type(code), "%s", message);
+    gg_ad_res_error(t, GG_AD_R_GATEWAY, code, gg_error_type(code), "%s", message);
     t->res_retry = retry_after;
     gg_ad_op_done(t);
 }
@@ -82,7 +82,7 @@ static int push_outcome(ad_task *t)
     char err[160];
     lua_settop(co, 0);
     lua_checkstack(co, 8);
-    if (t->res_kind != RES_OK) {
+    if (t->res_kind != GG_AD_R_OK) {
         lua_pushinteger(co, t->res_kind);
         lua_pushinteger(co, t->res_code);
         lua_pushstring(co, t->res_type ? t->res_type : "internal");
@@ -96,9 +96,9 @@ static int push_outcome(ad_task *t)
     }
     int n = 2;
     unsigned depth = gg_ad_limits(ad)->max_depth;
-    if (t->op == OP_CALL) {
+    if (t->op == GG_AD_OP_CALL) {
         size_t used = 0;
-        lua_pushinteger(co, RES_OK);
+        lua_pushinteger(co, GG_AD_R_OK);
         if (!gg_lua_within(t->res_data, t->res_len, gg_ad_limits(ad)->max_decode_values)) {
             snprintf(err, sizeof err, "more than %u values (limits.max_decode_values)",
                      gg_ad_limits(ad)->max_decode_values);
@@ -112,11 +112,11 @@ static int push_outcome(ad_task *t)
                               err, sizeof err))
                 goto bad;
         } else {
-            lua_pushinteger(co, RES_REMOTE);
+            lua_pushinteger(co, GG_AD_R_REMOTE);
             lua_replace(co, 1);
         }
     } else {
-        lua_pushinteger(co, RES_OK);
+        lua_pushinteger(co, GG_AD_R_OK);
         lua_pushinteger(co, t->res_status);
         lua_createtable(co, 0, (int)t->res_nhdrs);
         const char *p = t->res_hdrs, *end = t->res_hdrs + t->res_hdrs_len;
@@ -142,7 +142,7 @@ static int push_outcome(ad_task *t)
     return n;
 bad:
     lua_settop(co, 0);
-    gg_ad_res_error(t, RES_GATEWAY, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream_unavailable",
+    gg_ad_res_error(t, GG_AD_R_GATEWAY, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream_unavailable",
               "the answer cannot be decoded: %s", err);
     return push_outcome(t);
 }
@@ -170,7 +170,7 @@ int gg_ad_l_take(lua_State *L)
 int gg_ad_past_deadline(ad_task *t)
 {
     if (uv_now(t->ad->srv->lp.uv) < t->deadline) return 0;
-    gg_ad_res_error(t, RES_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
+    gg_ad_res_error(t, GG_AD_R_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
               "the call's deadline has passed");
     return 1;
 }
@@ -188,19 +188,21 @@ int gg_ad_start_call(ad_task *t)
     int n = (int)lua_tointeger(co, 4);
     char err[200];
     if (!sname || !method || n < 0 || lua_gettop(co) < 4 + n) {
-        gg_ad_res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "upstream.call: bad arguments");
+        gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
+                        "upstream.call: bad arguments");
         return gg_ad_push_results(t);
     }
     if (gg_ad_past_deadline(t)) return gg_ad_push_results(t);
     gg_service *target = gg_service_find(srv, sname, slen);
     if (!target) {
-        gg_ad_res_error(t, RES_GATEWAY, GG_ERR_NO_SUCH_SERVICE, "no_such_service",
+        gg_ad_res_error(t, GG_AD_R_GATEWAY, GG_ERR_NO_SUCH_SERVICE, "no_such_service",
                   "no such service '%.*s'", (int)(slen > 64 ? 64 : slen), sname);
         return gg_ad_push_results(t);
     }
     char full[MAX_FULL_METHOD + 1];
     if (slen + 1 + mlen > MAX_FULL_METHOD || mlen == 0) {
-        gg_ad_res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "method name empty or too long");
+        gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
+                        "method name empty or too long");
         return gg_ad_push_results(t);
     }
     memcpy(full, sname, slen);
@@ -214,7 +216,7 @@ int gg_ad_start_call(ad_task *t)
     for (int i = 0; i < n; i++) {
         if (gg_lua_pack(co, 5 + i, &pk, (int)gg_ad_limits(ad)->max_depth, err, sizeof err)) {
             msgpack_sbuffer_destroy(&sb);
-            gg_ad_res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
+            gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
                       "argument %d cannot be sent: %s", i + 1, err);
             return gg_ad_push_results(t);
         }
@@ -222,11 +224,11 @@ int gg_ad_start_call(ad_task *t)
     lua_settop(co, 0);
     if (sb.size > gg_ad_limits(ad)->max_message_size) {
         msgpack_sbuffer_destroy(&sb);
-        gg_ad_res_error(t, RES_LOCAL, GG_ERR_TOO_LARGE, "too_large",
+        gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_TOO_LARGE, "too_large",
                   "the arguments exceed max_message_size");
         return gg_ad_push_results(t);
     }
-    t->op = OP_CALL;
+    t->op = GG_AD_OP_CALL;
     t->waiting = W_CALL;
     t->done = 0;
     t->sync = 1;

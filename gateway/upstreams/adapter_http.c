@@ -47,7 +47,7 @@ static void http_fail(ad_task *t, int code, const char *type, const char *why)
 {
     if (t->timer_init) uv_timer_stop(&t->timer);
     t->conn = NULL;
-    gg_ad_res_error(t, RES_GATEWAY, code, type, "%s", why);
+    gg_ad_res_error(t, GG_AD_R_GATEWAY, code, type, "%s", why);
     gg_ad_op_done(t);
 }
 
@@ -100,7 +100,7 @@ static void hc_response(gg_httpc *hc, const gg_httpc_resp *r, const char *err)
     t->res_data = malloc(r->body_len + 1);
     t->res_hdrs = malloc(r->headers_len + 1);
     if (!t->res_data || !t->res_hdrs) {
-        gg_ad_res_error(t, RES_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
+        gg_ad_res_error(t, GG_AD_R_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
     } else {
         memcpy(t->res_data, r->body, r->body_len);
         t->res_len = r->body_len;
@@ -259,7 +259,7 @@ static void on_http_timeout(uv_timer_t *timer)
     ad_task *t = timer->data;
     if (t->waiting != W_HTTP) return;
     gg_ad_drop_http(t);
-    gg_ad_res_error(t, RES_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
+    gg_ad_res_error(t, GG_AD_R_GATEWAY, GG_ERR_DEADLINE_EXCEEDED, "deadline_exceeded",
               "no response within %.3f s", (double)t->http_ms / 1000.0);
     gg_ad_op_done(t);
 }
@@ -286,28 +286,28 @@ int gg_ad_start_http(ad_task *t)
     double timeout = lua_isnumber(co, 6) ? lua_tonumber(co, 6) : 0;
     struct http_parser_url u;
     gg_buf b = {0}; /* heap (pool NULL): t->req takes it and free()s it */
-    t->op = OP_HTTP;
+    t->op = GG_AD_OP_HTTP;
     if (gg_ad_past_deadline(t)) return gg_ad_push_results(t);
     http_parser_url_init(&u);
     if (!method || !url || http_parser_parse_url(url, ulen, 0, &u) ||
         !(u.field_set & (1 << UF_HOST)) || !(u.field_set & (1 << UF_SCHEMA))) {
-        gg_ad_res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "not an http:// URL");
+        gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "not an http:// URL");
         goto fail;
     }
     if (u.field_data[UF_SCHEMA].len != 4 ||
         strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4)) {
-        gg_ad_res_error(t, RES_LOCAL, GG_ERR_NOT_SUPPORTED, "not_supported",
+        gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_NOT_SUPPORTED, "not_supported",
                   "only http:// URLs (for https, run a TLS proxy next to the gateway)");
         goto fail;
     }
     if (u.field_set & (1 << UF_USERINFO)) {
-        gg_ad_res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
+        gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request",
                   "credentials in the URL are not supported: send an Authorization header");
         goto fail;
     }
     size_t host_off = u.field_data[UF_HOST].off, host_len = u.field_data[UF_HOST].len;
     if (host_len >= sizeof t->host) {
-        gg_ad_res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "host name too long");
+        gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "host name too long");
         goto fail;
     }
     memcpy(t->host, url + host_off, host_len);
@@ -334,7 +334,7 @@ int gg_ad_start_http(ad_task *t)
             int hr = k && v ? gg_http_head_add(&b, k, kn, v, vn) : -2;
             lua_pop(co, 2);
             if (hr == -2) {
-                gg_ad_res_error(t, RES_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "bad header");
+                gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "bad header");
                 goto fail;
             }
             rc |= hr;
@@ -355,7 +355,7 @@ int gg_ad_start_http(ad_task *t)
     rc |= gg_http_head_end(&b, has_length ? (long long)blen : -1);
     if (blen) rc |= gg_buf_append(&b, NULL, body, blen);
     if (rc) {
-        gg_ad_res_error(t, RES_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
+        gg_ad_res_error(t, GG_AD_R_GATEWAY, GG_ERR_OVERLOADED, "overloaded", "out of memory");
         goto fail;
     }
     lua_settop(co, 0);

@@ -15,6 +15,7 @@
 #include "http/httpc.h"
 #include "core/json.h"
 #include "lua/lua_bridge.h"
+#include "lua/lua_consts.h"
 #include "lua/lua_msgpack.h"
 #include "proxy/server.h"
 
@@ -27,16 +28,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-/* The protocol of lua/ghost/adapter.lua. */
-#define OP_CALL        1
-#define OP_HTTP        2
-#define RES_OK         0
-#define RES_REMOTE     1
-#define RES_GATEWAY    2
-#define RES_LOCAL      3
-#define DONE           0
-#define FAILED         1
-#define GATEWAY_FAILED 2
+/* The protocol of lua/ghost/adapter.lua: GG_AD_* in lua/lua_consts.h. */
 
 #define W_NONE 0
 #define W_CALL 1

@@ -12,7 +12,7 @@ void gg_ad_res_clear(ad_task *t)
     t->res_msg = t->res_data = t->res_hdrs = NULL;
     t->res_len = t->res_hdrs_len = 0;
     t->res_nhdrs = 0;
-    t->res_kind = RES_OK;
+    t->res_kind = GG_AD_R_OK;
     t->res_code = t->res_status = 0;
     t->res_retry = -1;
     t->res_type = NULL;
@@ -272,7 +272,7 @@ static void task_finish(ad_task *t, int rc)
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_DEBUG, "adapter_late_result", "service=%s method=%s", ad->name,
                t->method);
-        if (rc == 0 && lua_tointeger(co, 1) == FAILED && lua_istable(co, 2)) {
+        if (rc == 0 && lua_tointeger(co, 1) == GG_AD_FAILED && lua_istable(co, 2)) {
             lua_getfield(co, 2, "type");
             if (lua_isstring(co, -1) && strcmp(lua_tostring(co, -1), "adapter_error") == 0) {
                 lua_getfield(co, 2, "message");
@@ -318,7 +318,7 @@ static void task_finish(ad_task *t, int rc)
         return;
     }
     int status = (int)lua_tointeger(co, 1);
-    if (status == DONE) {
+    if (status == GG_AD_DONE) {
         char err[200];
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
@@ -340,7 +340,7 @@ static void task_finish(ad_task *t, int rc)
             gg_call_answer(srv, call, sb.data, sb.size);
         }
         msgpack_sbuffer_destroy(&sb);
-    } else if (status == FAILED && lua_istable(co, 2)) {
+    } else if (status == GG_AD_FAILED && lua_istable(co, 2)) {
         lua_getfield(co, 2, "type");
         if (lua_isstring(co, -1) && strcmp(lua_tostring(co, -1), "adapter_error") == 0) {
             lua_getfield(co, 2, "message");
@@ -355,7 +355,7 @@ static void task_finish(ad_task *t, int rc)
             }
         }
         answer_error_map(t, call, 2);
-    } else if (status == GATEWAY_FAILED) {
+    } else if (status == GG_AD_GATEWAY_FAILED) {
         int code = (int)lua_tointeger(co, 2);
         const char *msg = lua_tostring(co, 3);
         gg_call_fail(srv, call, code >= 100 && code <= 999 ? code : GG_ERR_INTERNAL, "%s",
@@ -384,9 +384,9 @@ void gg_ad_task_run(ad_task *t, int nargs)
         }
         int op = (int)lua_tointeger(t->co, 1);
         t->running = 1;
-        if (op == OP_CALL)
+        if (op == GG_AD_OP_CALL)
             nargs = gg_ad_start_call(t);
-        else if (op == OP_HTTP)
+        else if (op == GG_AD_OP_HTTP)
             nargs = gg_ad_start_http(t);
         else {
             /* A bare coroutine.yield(): nothing would ever resume it. */

@@ -27,6 +27,7 @@
 -- gateway error, so breakers see it).
 
 local errors = require "ghost.errors"
+local consts = require "ghost.consts"
 local export = require "ghost.export"
 
 local type, pairs, select, tostring, tonumber, setmetatable, getmetatable, xpcall, error,
@@ -43,9 +44,11 @@ local _M = {}
 -- core.take, set by load (each adapter has its own state, hence its own copy of this module)
 local take
 
-local OP_CALL, OP_HTTP = 1, 2
-local R_OK, R_REMOTE, R_GATEWAY, R_LOCAL = 0, 1, 2, 3
-local DONE, FAILED, GATEWAY_FAILED = 0, 1, 2
+-- The protocol with the C driver: GG_ADAPTER_CONSTS in gateway/lua/lua_consts.h.
+local A, codes = consts.adapter, consts.errors
+local OP_CALL, OP_HTTP = A.OP_CALL, A.OP_HTTP
+local R_OK, R_REMOTE, R_GATEWAY, R_LOCAL = A.R_OK, A.R_REMOTE, A.R_GATEWAY, A.R_LOCAL
+local DONE, FAILED, GATEWAY_FAILED = A.DONE, A.FAILED, A.GATEWAY_FAILED
 _M.DONE, _M.FAILED, _M.GATEWAY_FAILED = DONE, FAILED, GATEWAY_FAILED
 
 local MAX_NESTING = 4 -- levels of dotted method names
@@ -189,7 +192,7 @@ end
 local function error_map(e, tb)
     if type(e) == "table" and type(e.type) == "string" then
         local m = {
-            code = is_int(e.code) and e.code or tonumber(e.code) or 500,
+            code = is_int(e.code) and e.code or tonumber(e.code) or codes.internal,
             type = e.type,
             message = e.message ~= nil and tostring(e.message) or e.type,
             traceback = tb,
@@ -202,14 +205,14 @@ local function error_map(e, tb)
     end
     local msg = tostring(e)
     if type(e) == "table" and getmetatable(e) == nil then msg = "error object: " .. msg end
-    return { code = 500, type = "adapter_error", message = msg, traceback = tb }
+    return { code = codes.internal, type = "adapter_error", message = msg, traceback = tb }
 end
 
 --- Run one call in the current coroutine (made by the C driver).
 function _M.run(mod, method, ...)
     local h = mod.handlers[method]
     if not h then
-        return FAILED, { code = 404, type = "no_such_method",
+        return FAILED, { code = errors.codes.no_such_method, type = "no_such_method",
                          message = format("no such method '%s' in service '%s'", method, mod.name) }
     end
     tasks[running()] = true

@@ -11,6 +11,7 @@
 -- Wrong tokens are rate-limited per client address.
 
 local glob = require "policies.glob"
+local codes = require("ghost.consts").errors
 
 local type, pairs, tonumber, setmetatable = type, pairs, tonumber, setmetatable
 local format, match, gmatch, find = string.format, string.match, string.gmatch, string.find
@@ -115,7 +116,8 @@ function _M:authenticate(client, token)
     local address = client.host or client.address or "?"
     local wait = throttled(self, address, now)
     if wait then
-        return nil, 429, format("too many failed authentications, retry after %.1f s", wait), wait
+        return nil, codes.rate_limited,
+            format("too many failed authentications, retry after %.1f s", wait), wait
     end
     local who, why
     if type(token) == "string" and #token > 0 and #token <= 4096 then
@@ -124,7 +126,7 @@ function _M:authenticate(client, token)
     end
     if not who then
         failed(self, address, now)
-        return nil, 401, why or "invalid token"
+        return nil, codes.unauthenticated, why or "invalid token"
     end
     client.identity = who.identity
     client.identity_key = who.key -- what cached decisions are keyed by: identity and scopes

@@ -23,6 +23,7 @@ local core_connect, core_now = core.connect, core.now
 local current, wait = sched.current, sched.wait
 local EV_RESPONSE, EV_FAIL, EV_CONNECT = sched.EV_RESPONSE, sched.EV_FAIL, sched.EV_CONNECT
 local new_error, from_remote = errors.new, errors.from_remote
+local codes = errors.codes
 
 local _M = {}
 
@@ -88,7 +89,7 @@ local function invoke(view, name, ...)
     if k == EV_RESPONSE then
         if x == nil then return y end
         local e = from_remote(x, name)
-        if e.code == 401 and client.auth_error then
+        if e.code == codes.unauthenticated and client.auth_error then
             e.message = e.message .. " (ghost.auth failed: " .. tostring(client.auth_error.message) .. ")"
         end
         return fail(view, e)

@@ -11,29 +11,29 @@
 --   data       the `error` element exactly as the peer sent it (any shape), for remote errors
 -- tostring(err) gives "users.get_profile: 504 deadline_exceeded: ..." plus the remote traceback.
 
-local setmetatable, getmetatable, type, tostring, tonumber = setmetatable, getmetatable, type,
-    tostring, tonumber
+local setmetatable, getmetatable, type, tostring, tonumber, pairs = setmetatable, getmetatable, type,
+    tostring, tonumber, pairs
 local format, gsub, sub = string.format, string.gsub, string.sub
 local floor = math.floor
 
 local _M = {}
 
--- Codes of the errors the client makes itself (the gateway's are in docs/protocol.md).
+-- The gateway's codes (ghost.consts, exported from C: docs/protocol.md) and the types the
+-- client and ghost.serve make themselves, with the gateway code each one shares.
+local E = require("ghost.consts").errors
 _M.codes = {
-    bad_request = 400,
-    cancelled = 499,            -- task:cancel() while the call was waiting
-    closed = 499,               -- gw:close() was called
-    too_large = 413,            -- the request exceeds max_message (not sent)
-    no_such_method = 404,
-    runtime_error = 500,        -- a backend handler raised a Lua error
-    bad_result = 500,           -- a backend handler returned something MessagePack cannot carry
-    connection_failed = 502,    -- cannot connect to the gateway
-    connection_lost = 502,      -- the connection died with the call in flight
-    bad_response = 502,         -- the peer sent something that is not MessagePack-RPC
-    overloaded = 503,
-    deadline_exceeded = 504,    -- no answer within the call's timeout
-    shutting_down = 531,
+    cancelled = 499,                            -- task:cancel() while the call was waiting
+    closed = 499,                               -- gw:close() was called
+    no_such_method = E.no_such_service,
+    runtime_error = E.internal,                 -- a backend handler raised a Lua error
+    bad_result = E.internal,                    -- a handler returned what MessagePack cannot carry
+    connection_failed = E.upstream_unavailable, -- cannot connect to the gateway
+    connection_lost = E.upstream_unavailable,   -- the connection died with the call in flight
+    bad_response = E.upstream_unavailable,      -- the peer sent something that is not MessagePack-RPC
+    -- too_large: the request exceeds max_message (not sent); deadline_exceeded: no answer
+    -- within the call's timeout
 }
+for name, code in pairs(E) do _M.codes[name] = code end
 local codes = _M.codes
 
 local mt = { __name = "ghost.error" }
@@ -49,10 +49,10 @@ function mt.__tostring(e)
     return s
 end
 
---- A new error object. code defaults to the one of `typ` (500 when unknown).
+--- A new error object. code defaults to the one of `typ` (internal's when unknown).
 function _M.new(typ, message, method, code)
     return setmetatable({
-        code = code or codes[typ] or 500, type = typ, message = message, method = method,
+        code = code or codes[typ] or codes.internal, type = typ, message = message, method = method,
     }, mt)
 end
 
@@ -80,14 +80,14 @@ function _M.from_remote(v, method)
         local msg = v.message
         if type(msg) ~= "string" then msg = msg ~= nil and not is_null(msg) and tostring(msg) or nil end
         e = {
-            code = is_int(v.code) and v.code or tonumber(v.code) or 500,
+            code = is_int(v.code) and v.code or tonumber(v.code) or codes.internal,
             type = type(v.type) == "string" and v.type or "remote_error",
             message = msg or "the upstream returned an error without a message",
             traceback = type(v.traceback) == "string" and v.traceback or nil,
             retry_after = type(v.retry_after) == "number" and v.retry_after or nil,
         }
     else
-        e = { code = 500, type = "remote_error", message = tostring(v) }
+        e = { code = codes.internal, type = "remote_error", message = tostring(v) }
     end
     e.method, e.data = method, v
     return setmetatable(e, mt)
@@ -102,7 +102,7 @@ function _M.to_wire(v, tb)
         local typ = v.type
         if type(typ) == "string" then
             local w = {
-                code = is_int(v.code) and v.code or codes[typ] or 500,
+                code = is_int(v.code) and v.code or codes[typ] or codes.internal,
                 type = typ,
                 message = v.message ~= nil and tostring(v.message) or typ,
                 traceback = tb,
@@ -116,7 +116,7 @@ function _M.to_wire(v, tb)
     end
     local msg = tostring(v)
     if getmetatable(v) == nil and type(v) == "table" then msg = "error object: " .. msg end
-    return { code = 500, type = "runtime_error", message = msg, traceback = tb }
+    return { code = codes.runtime_error, type = "runtime_error", message = msg, traceback = tb }
 end
 
 --- debug.traceback() text without its first "stack traceback:" line noise trimmed.

@@ -55,17 +55,14 @@ local function clocks(core)
     return function() return C.gg_host_now(server) end, function() return C.gg_host_time() end
 end
 
--- Verdicts returned to C.
-local CONTINUE, REJECT, RESPOND, RESPOND_RAW, RETRY = 0, 1, 2, 3, 4
+-- Verdicts returned to C and the gateway error codes a policy may use (docs/protocol.md):
+-- both come from C (ghost.consts), the one place they are written.
+local consts = require "ghost.consts"
+local V = consts.verdicts
+local CONTINUE, REJECT, RESPOND, RESPOND_RAW, RETRY = V.CONTINUE, V.REJECT, V.RESPOND, V.RESPOND_RAW, V.RETRY
 _M.CONTINUE, _M.REJECT, _M.RESPOND, _M.RESPOND_RAW, _M.RETRY = CONTINUE, REJECT, RESPOND, RESPOND_RAW, RETRY
 
--- Gateway error codes a policy may use (docs/protocol.md).
-_M.codes = {
-    bad_request = 400, unauthenticated = 401, forbidden = 403, no_such_service = 404,
-    too_large = 413, rate_limited = 429, internal = 500, not_supported = 501,
-    upstream_unavailable = 502, overloaded = 503, deadline_exceeded = 504, circuit_open = 530,
-    shutting_down = 531,
-}
+_M.codes = consts.errors
 local codes = _M.codes
 local known_code = {}
 for _, c in pairs(codes) do known_code[c] = true end
@@ -189,14 +186,14 @@ local ctx_mt = {}
 ctx_mt.__index = ctx_mt
 
 -- Refuse the call with a gateway error: code is a name ("forbidden") or a number of
--- _M.codes; anything else is `internal`. retry_after (seconds) is added to the error object.
+-- _M.codes. Anything else is the policy's bug, raised at its line (the call then fails as for
+-- any policy error: 500 internal, the traceback in the log). retry_after (seconds) is added
+-- to the error object.
 function ctx_mt:reject(code, message, retry_after)
-    if type(code) == "string" then
-        code = codes[code] or codes.internal
-    elseif not known_code[code] then
-        code = codes.internal
-    end
-    self.verdict, self.code, self.message, self.retry_after = REJECT, code, message, retry_after
+    local c = code
+    if type(c) == "string" then c = codes[c] end
+    if not known_code[c] then error(format("ctx:reject: unknown error code %s", tostring(code)), 2) end
+    self.verdict, self.code, self.message, self.retry_after = REJECT, c, message, retry_after
 end
 
 function ctx_mt:respond(value)

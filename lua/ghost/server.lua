@@ -20,6 +20,7 @@ local concat, sort = table.concat, table.sort
 local io_stderr = io.stderr
 
 local go, on_error, last_traceback = sched.go, sched.on_error, sched.last_traceback
+local codes = errors.codes
 
 local _M = {}
 
@@ -90,13 +91,14 @@ local function run_request(srv, h, peer, msgid, method, params, n)
             local sent, kind, msg = peer:reply(msgid, nil, res)
             if not sent and kind ~= "closed" then
                 local too = kind == "too_large"
-                reply_error(peer, msgid, too and 413 or 500, too and "too_large" or "bad_result",
+                local typ = too and "too_large" or "bad_result"
+                reply_error(peer, msgid, codes[typ], typ,
                     format("cannot send the result of %s: %s", method, msg))
             end
         else
             local sent, kind = peer:reply(msgid, errors.to_wire(res, last_traceback()), nil)
             if not sent and kind ~= "closed" then
-                reply_error(peer, msgid, 500, "runtime_error", tostring(res))
+                reply_error(peer, msgid, codes.runtime_error, "runtime_error", tostring(res))
             end
         end
     elseif not ok and not srv.quiet then
@@ -111,17 +113,19 @@ local function on_request(srv, peer, msgid, method, params, n)
     srv.requests = srv.requests + 1
     srv.peers[peer] = true
     if n < 0 then
-        return reply_error(peer, msgid, 400, "bad_request", "undecodable params: " .. tostring(params))
+        return reply_error(peer, msgid, codes.bad_request, "bad_request",
+            "undecodable params: " .. tostring(params))
     end
     if srv.closing then
-        return reply_error(peer, msgid, 531, "shutting_down", "the backend is shutting down")
+        return reply_error(peer, msgid, codes.shutting_down, "shutting_down", "the backend is shutting down")
     end
     local h = srv.handlers[method]
     if not h then
-        return reply_error(peer, msgid, 404, "no_such_method", format("no such method '%s'", method))
+        return reply_error(peer, msgid, codes.no_such_method, "no_such_method",
+            format("no such method '%s'", method))
     end
     if n > MAX_ARGS then
-        return reply_error(peer, msgid, 400, "bad_request", format("too many params (%d)", n))
+        return reply_error(peer, msgid, codes.bad_request, "bad_request", format("too many params (%d)", n))
     end
     srv.inflight = srv.inflight + 1
     go(run_request, srv, h, peer, msgid, method, params, n)

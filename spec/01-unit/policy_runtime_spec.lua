@@ -187,20 +187,38 @@ describe("Policy runtime: the request phase", function()
         assert.same({ "access:m" }, p.instances[2].instance.seen)
     end)
 
-    it("maps reject codes: names and known numbers as given, anything else to 500 internal", function()
+    it("maps reject codes: names and known numbers as given", function()
         local code
         local p, core = pipeline({ recorder("r", 1, {
             access = function(_, ctx) ctx:reject(code, "m") end,
         }) })
         for given, want in pairs({ unauthenticated = 401, rate_limited = 429, circuit_open = 530, [403] = 403,
-                                   [504] = 504, [418] = 500, nonsense = 500 }) do
+                                   [504] = 504, internal = 500 }) do
             code = given
             local _, got = request(p, core, 1, "m")
             assert.equal(want, got, tostring(given))
         end
+    end)
+
+    it("raises at the policy's line when ctx:reject gets a name or number not in the table", function()
+        local code, line
+        local p, core = pipeline({ recorder("r", 1, {
+            access = function(_, ctx)
+                line = debug.getinfo(1, "l").currentline + 1
+                ctx:reject(code, "m")
+            end,
+        }) })
+        for _, given in ipairs({ "nope", 999, 418, "Forbidden", false }) do
+            code = given
+            local ok, err = pcall(request, p, core, 1, "m")
+            assert.is_false(ok, tostring(given))
+            assert.equal(("spec/01-unit/policy_runtime_spec.lua:%d: ctx:reject: unknown error code %s")
+                :format(line, tostring(given)), err:match("spec/01%-unit/.*$"))
+        end
         code = nil
-        local v, c, m = request(p, core, 1, "m")
-        assert.same({ policy.REJECT, 500, "m" }, { v, c, m })
+        local ok, err = pcall(request, p, core, 1, "m")
+        assert.is_false(ok)
+        assert.matches("policy_runtime_spec.lua:%d+: ctx:reject: unknown error code nil$", err)
     end)
 
     it("lets a policy choose the endpoint and change the deadline", function()

@@ -18,6 +18,8 @@ return {
             local t = nil
             return t.field
         end
+        if ctx.method == "bad_code" then ctx:reject("no_such_code", "typo") end
+        if ctx.method == "bad_number" then ctx:reject(418, "teapot") end
     end,
     response = function(_, ctx)
         if ctx.method == "boom_after" then error({ "not a string" }) end
@@ -67,6 +69,19 @@ return {
         assert.matches("explode.lua:11: in function", line, 1, true)
         assert.matches("ghost/policy.lua:%d+: in function", line)
         assert.equal(0, e2e.seen(up))
+    end)
+
+    it("raises at the policy's line for ctx:reject with an unknown code: 500 internal with an id", function()
+        local up, gw, c = setup()
+        local _, err = c:call("demo.bad_code", {})
+        local _, line = logged(gw, err)
+        assert.matches("service=demo phase=request", line, 1, true)
+        assert.matches("explode.lua:13: ctx:reject: unknown error code no_such_code", line, 1, true)
+        _, err = c:call("demo.bad_number", {})
+        _, line = logged(gw, err)
+        assert.matches("explode.lua:14: ctx:reject: unknown error code 418", line, 1, true)
+        assert.equal(0, e2e.seen(up))
+        assert.equal("ok", c:call("demo.echo", { "ok" }))
     end)
 
     it("keeps serving: the same connection, other connections, and each error gets its own id", function()

@@ -37,6 +37,9 @@
 if not package.path:find("./lua/?.lua", 1, true) then
     package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
 end
+-- ghost.policy takes its constants from C: ghost.consts, in $GG_BUILD/lua/ghost/core.so.
+local so_path = (os.getenv("GG_BUILD") or "build") .. "/lua/?.so;"
+if not package.cpath:find(so_path, 1, true) then package.cpath = so_path .. package.cpath end
 
 local policy = require "ghost.policy"
 local config = require "ghost.config"
@@ -102,8 +105,12 @@ local Ctx = {}
 Ctx.__index = Ctx
 
 function Ctx:reject(code, message, retry_after)
-    if type(code) == "string" then code = policy.codes[code] or policy.codes.internal end
-    self.verdict, self.code, self.message, self.retry_after = "reject", code, message, retry_after
+    local c = code
+    if type(c) == "string" then c = policy.codes[c] end
+    if not require("ghost.consts").error_types[c] then
+        error(string.format("ctx:reject: unknown error code %s", tostring(code)), 2)
+    end
+    self.verdict, self.code, self.message, self.retry_after = "reject", c, message, retry_after
 end
 
 function Ctx:respond(value)
