@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "proxy/server.h"
 #include "cli/workers.h"
+#include "http/http_front.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -98,7 +99,8 @@ static int cmd_serve(int argc, char **argv)
         return 1;
     }
     gg_run_opts opts = {.config_path = path, .log_level = level ? lvl : -1, .ready_fd = -1,
-                        .listen_fds = NULL, .reuseport = 0, .worker = -1};
+                        .listen_fds = NULL, .reuseport = 0, .worker = -1,
+                        .front = &gg_http_front_ops};
     if (cfg->workers > 1) return gg_master_run(cfg, &opts);
     return gg_server_run(cfg, &opts);
 }

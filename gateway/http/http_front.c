@@ -188,3 +188,25 @@ void gg_http_front_close(gg_server *srv)
         uv_close((uv_handle_t *)&f->sweep, handle_closed);
     }
 }
+
+/* gg_front_ops.addresses: the bound addresses of the HTTP listeners of one kind. */
+static int front_addresses(const gg_server *srv, int admin, char *out, size_t size)
+{
+    const gg_http_front *f = srv->http;
+    size_t n = 0;
+    if (size) out[0] = 0;
+    for (int i = 0; f && i < f->nlisteners; i++) {
+        const gg_http_listener *ls = &f->listeners[i];
+        if (!ls->admin != !admin || n >= size) continue;
+        int w = snprintf(out + n, size - n, "%s%s", n ? "," : "", ls->bound);
+        if (w > 0) n += (size_t)w;
+    }
+    return n < size ? (int)n : (int)size;
+}
+
+const gg_front_ops gg_http_front_ops = {
+    .start = gg_http_front_start,
+    .stop = gg_http_front_stop,
+    .close = gg_http_front_close,
+    .addresses = front_addresses,
+};

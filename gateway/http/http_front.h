@@ -8,6 +8,8 @@
 #ifndef GG_HTTP_FRONT_H
 #define GG_HTTP_FRONT_H
 
+#include "proxy/server.h"
+
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,6 +75,9 @@ int gg_http_front_start(struct gg_server *srv, char *err, size_t errlen);
 void gg_http_front_stop(struct gg_server *srv);
 /* Close everything HTTP (shutdown): listeners, admin connections. */
 void gg_http_front_close(struct gg_server *srv);
+
+/* The above, for gg_run_opts.front (proxy/ reaches the HTTP side only through it). */
+extern const gg_front_ops gg_http_front_ops;
 
 /* Bookkeeping for the modules that share the front. */
 void gg_http_front_ref(gg_http_front *f);

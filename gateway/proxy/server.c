@@ -2,7 +2,6 @@
 #include "proxy/server.h"
 #include "proxy/dispatch.h"
 #include "core/errors.h"
-#include "http/http_front.h"
 #include "lua/lua_bridge.h"
 
 #include <signal.h>
@@ -66,14 +65,16 @@ static void close_handle(uv_handle_t *h)
 }
 
 /* Stop everything; uv_run returns once the last handle has closed. */
-static void shutdown_now(gg_server *srv)
+void gg_server_shutdown(gg_server *srv)
 {
+    if (srv->stopped) return;
+    srv->stopped = 1;
     if (srv->opts.worker >= 0)
         gg_log(&srv->lp.log, GG_LOG_INFO, "stopped", "clients=%u", srv->nclients);
     else
         gg_log_notice(&srv->lp.log, "stopped", "clients=%u", srv->nclients);
     gg_listeners_stop(srv);
-    gg_http_front_close(srv);
+    if (srv->opts.front) srv->opts.front->close(srv);
     gg_stream_flush_all(&srv->lp);
     gg_clients_close_all(srv);
     gg_generation_stop(srv->gen);
@@ -82,16 +83,18 @@ static void shutdown_now(gg_server *srv)
     gg_loop_close(&srv->lp);
     close_handle((uv_handle_t *)&srv->sweeper);
     close_handle((uv_handle_t *)&srv->drain_timer);
-    close_handle((uv_handle_t *)&srv->sigterm);
-    close_handle((uv_handle_t *)&srv->sigint);
-    close_handle((uv_handle_t *)&srv->sighup);
+    if (srv->signals) {
+        close_handle((uv_handle_t *)&srv->sigterm);
+        close_handle((uv_handle_t *)&srv->sigint);
+        close_handle((uv_handle_t *)&srv->sighup);
+    }
 }
 
 void gg_server_check_drained(gg_server *srv)
 {
     if (srv->draining == 1 && srv->lp.calls.live == 0) {
         srv->draining = 2;
-        shutdown_now(srv);
+        gg_server_shutdown(srv);
     }
 }
 
@@ -120,7 +123,7 @@ static void on_signal(uv_signal_t *h, int signum)
     gg_log(&srv->lp.log, GG_LOG_INFO, "draining", "signal=%d calls=%u", signum, srv->lp.calls.live);
     srv->draining = 1;
     gg_listeners_stop(srv);
-    gg_http_front_stop(srv);
+    if (srv->opts.front) srv->opts.front->stop(srv);
     uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->cfg->drain_timeout_ms, 0);
     gg_server_check_drained(srv);
 }
@@ -142,12 +145,9 @@ static void log_ready(gg_server *srv)
     list[0] = http[0] = admin[0] = 0;
     for (int i = 0; i < srv->nlisteners; i++)
         list_add(list, sizeof list, &n, srv->listeners[i].bound);
-    for (int i = 0; srv->http && i < srv->http->nlisteners; i++) {
-        const gg_http_listener *ls = &srv->http->listeners[i];
-        if (ls->admin)
-            list_add(admin, sizeof admin, &na, ls->bound);
-        else
-            list_add(http, sizeof http, &nh, ls->bound);
+    if (srv->opts.front) {
+        nh = (size_t)srv->opts.front->addresses(srv, 0, http, sizeof http);
+        na = (size_t)srv->opts.front->addresses(srv, 1, admin, sizeof admin);
     }
     if (srv->opts.worker >= 0)
         gg_log(&srv->lp.log, GG_LOG_INFO, "worker_ready",
@@ -327,15 +327,12 @@ void gg_pid_file_remove(char *path)
     free(path);
 }
 
-int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
+gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv)
 {
     gg_server *srv = calloc(1, sizeof *srv);
-    char *pid_file = NULL; /* written once serving, removed at exit: gg_pid_file_write */
-    int status = 1;
-    char err[1024];
     if (!srv) {
         gg_config_free(cfg);
-        return 1;
+        return NULL;
     }
     srv->cfg = cfg;
     srv->opts = *opts;
@@ -347,13 +344,11 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     gg_loop_limits lim = {.max_message = cfg->limits.max_message_size,
                           .max_depth = cfg->limits.max_depth,
                           .max_calls = cfg->limits.max_calls};
-    uv_loop_t *uv = uv_default_loop();
     if (gg_loop_init(&srv->lp, uv, &lim) || !(srv->gen = gg_generation_new(srv, cfg))) {
-        fprintf(stderr, "ghostgate: out of memory\n");
         gg_config_free(cfg);
         gg_lua_close(srv->L);
         free(srv);
-        return 1;
+        return NULL;
     }
     gg_loop *lp = &srv->lp;
     lp->data = srv;
@@ -363,8 +358,6 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
         gg_log(&lp->log, GG_LOG_WARN, "watchdog_off", "reason=\"cannot start its thread\"");
     lp->before_flush = resume_clients;
     lp->on_deadline = on_deadline;
-    /* A peer that vanishes mid-write must cost an EPIPE, not the process. */
-    signal(SIGPIPE, SIG_IGN);
 
     uv_timer_init(uv, &srv->drain_timer);
     srv->drain_timer.data = srv;
@@ -380,36 +373,23 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     if (every > 1000) every = 1000;
     uv_timer_start(&srv->sweeper, on_sweep, every, every);
     uv_unref((uv_handle_t *)&srv->sweeper);
-    uv_signal_t *sigs[] = {&srv->sigterm, &srv->sigint, &srv->sighup};
-    int signums[] = {SIGTERM, SIGINT, SIGHUP};
-    for (int i = 0; i < 3; i++) {
-        uv_signal_init(uv, sigs[i]);
-        sigs[i]->data = srv;
-        uv_signal_start(sigs[i], on_signal, signums[i]);
-    }
+    return srv;
+}
 
-    if (gg_policy_init(srv, err, sizeof err) == 0 &&
-        gg_policy_build(srv, srv->gen, NULL, err, sizeof err) == 0 &&
-        gg_generation_load_adapters(srv->gen, err, sizeof err) == 0 &&
-        gg_listeners_start(srv, err, sizeof err) == 0 && gg_http_front_start(srv, err, sizeof err) == 0) {
-        gg_generation_connect(srv->gen, NULL);
-        gg_policy_sync_endpoints(srv, srv->gen);
-        if (opts->ready_fd >= 0) {
-            ssize_t w = write(opts->ready_fd, "r", 1);
-            (void)w; /* the master notices a worker that never becomes ready */
-            close(opts->ready_fd);
-        } else {
-            pid_file = gg_pid_file_write(cfg, &srv->lp.log);
-        }
-        log_ready(srv);
-        status = 0;
-    } else {
-        gg_log(&lp->log, GG_LOG_ERROR, "startup_failed", "reason=\"%s\"", err);
-        shutdown_now(srv);
-    }
-    uv_run(uv, UV_RUN_DEFAULT);
+int gg_server_start(gg_server *srv, char *err, size_t errlen)
+{
+    if (gg_policy_init(srv, err, errlen) || gg_policy_build(srv, srv->gen, NULL, err, errlen) ||
+        gg_generation_load_adapters(srv->gen, err, errlen) || gg_listeners_start(srv, err, errlen) ||
+        (srv->opts.front && srv->opts.front->start(srv, err, errlen)))
+        return -1;
+    gg_generation_connect(srv->gen, NULL);
+    gg_policy_sync_endpoints(srv, srv->gen);
+    return 0;
+}
+
+void gg_server_close(gg_server *srv)
+{
     gg_watchdog_stop(&srv->wd);
-    uv_loop_close(uv);
     while (srv->retired) {
         gg_generation *g = srv->retired;
         srv->retired = g->next;
@@ -418,10 +398,52 @@ int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
     gg_generation_free(srv->gen);
     gg_policy_stop(srv);
     free(srv->listeners);
-    gg_loop_free(lp);
+    gg_loop_free(&srv->lp);
     gg_metrics_free(&srv->met);
     gg_lua_close(srv->L);
     free(srv);
+}
+
+int gg_server_run(gg_config *cfg, const gg_run_opts *opts)
+{
+    char *pid_file = NULL; /* written once serving, removed at exit: gg_pid_file_write */
+    int status = 1;
+    char err[1024];
+    uv_loop_t *uv = uv_default_loop();
+    gg_server *srv = gg_server_open(cfg, opts, uv);
+    if (!srv) {
+        fprintf(stderr, "ghostgate: out of memory\n");
+        return 1;
+    }
+    /* A peer that vanishes mid-write must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+    uv_signal_t *sigs[] = {&srv->sigterm, &srv->sigint, &srv->sighup};
+    int signums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(uv, sigs[i]);
+        sigs[i]->data = srv;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+    srv->signals = 1;
+
+    if (gg_server_start(srv, err, sizeof err) == 0) {
+        if (opts->ready_fd >= 0) {
+            ssize_t w = write(opts->ready_fd, "r", 1);
+            (void)w; /* the master notices a worker that never becomes ready */
+            close(opts->ready_fd);
+        } else {
+            pid_file = gg_pid_file_write(srv->cfg, &srv->lp.log);
+        }
+        log_ready(srv);
+        status = 0;
+    } else {
+        gg_log(&srv->lp.log, GG_LOG_ERROR, "startup_failed", "reason=\"%s\"", err);
+        gg_server_shutdown(srv);
+    }
+    uv_run(uv, UV_RUN_DEFAULT);
+    gg_watchdog_stop(&srv->wd);
+    uv_loop_close(uv);
+    gg_server_close(srv);
     gg_pid_file_remove(pid_file);
     return status;
 }

@@ -18,6 +18,22 @@
 
 #include <uv.h>
 
+struct gg_server;
+
+/* The HTTP side (http/http_front.c), registered from above so that proxy/ never includes
+ * http/: NULL in gg_run_opts means no HTTP listeners at all (the loop-level C tests). */
+typedef struct gg_front_ops {
+    /* Listen on the configured HTTP addresses. Returns 0, or -1 with a reason in err. */
+    int (*start)(struct gg_server *srv, char *err, size_t errlen);
+    /* Drain: stop accepting front-door connections; the admin endpoint keeps answering. */
+    void (*stop)(struct gg_server *srv);
+    /* Shutdown: close every HTTP listener and connection. */
+    void (*close)(struct gg_server *srv);
+    /* The bound addresses of one kind (admin 0 or 1), comma-separated into out (cut, never
+     * overrun, when it does not fit). Returns how many were written. For the ready line. */
+    int (*addresses)(const struct gg_server *srv, int admin, char *out, size_t size);
+} gg_front_ops;
+
 /* How a serving process runs (main.c for a single process, workers.c for each worker). */
 typedef struct gg_run_opts {
     const char *config_path;  /* NULL: the embedded default */
@@ -26,6 +42,7 @@ typedef struct gg_run_opts {
     const int *listen_fds;    /* per cfg->listen entry: an inherited socket, or -1 */
     int reuseport;            /* bind TCP listeners with SO_REUSEPORT (several workers) */
     int worker;               /* worker number for logs; -1 for a single process */
+    const gg_front_ops *front; /* the HTTP side (cli/main.c: gg_http_front_ops), or NULL */
 } gg_run_opts;
 
 typedef struct gg_server {
@@ -52,8 +69,10 @@ typedef struct gg_server {
     uv_timer_t sweeper;
 
     gg_watchdog wd; /* notices a policy that never returns */
+    int signals;    /* the three signal handles below are open (gg_server_run only) */
     uv_signal_t sigterm, sigint, sighup;
     int draining; /* 1 while draining, 2 once stopped */
+    int stopped;  /* gg_server_shutdown has run */
     uv_timer_t drain_timer;
 } gg_server;
 
@@ -71,6 +90,22 @@ void gg_pid_file_remove(char *path);
 
 /* Run a gateway on cfg until it is told to stop. Takes ownership of cfg. Returns the exit status for the process. */
 int gg_server_run(gg_config *cfg, const gg_run_opts *opts);
+
+/* The steps of gg_server_run, for a gateway on a loop of the caller's (loop-level C tests):
+ *   srv = gg_server_open(cfg, &opts, uv); gg_server_start(srv, err, sizeof err);
+ *   ... uv_run ...; gg_server_shutdown(srv); uv_run(uv, UV_RUN_DEFAULT); gg_server_close(srv);
+ * No signal handler is installed and no pid file written: those belong to gg_server_run.
+ * gg_server_open takes ownership of cfg (freed on failure too) and returns NULL when out of
+ * memory. opts is copied. */
+gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv);
+/* Policies, adapters, listeners, the HTTP side, then the upstream pools. Returns 0, or -1
+ * with a reason in err (the caller shuts down). */
+int gg_server_start(gg_server *srv, char *err, size_t errlen);
+/* Stop everything now: listeners, clients, upstreams, timers. Calls in flight are failed.
+ * uv_run returns once the last handle has closed. Idempotent. */
+void gg_server_shutdown(gg_server *srv);
+/* Free what srv owns, after uv_run has returned (every handle closed). Not the loop. */
+void gg_server_close(gg_server *srv);
 /* Re-read the config (SIGHUP): new calls use the new services and policies, calls in flight
  * finish under the old ones. A broken config is refused and the old one stays. */
 int gg_server_reload(gg_server *srv);
