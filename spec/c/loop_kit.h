@@ -219,17 +219,34 @@ static inline long long lk_result_uint(const char *msg, const gg_msg *m)
     return (long long)v;
 }
 
-/* The error code of a response [1, id, [code, message], nil] or [1, id, code, nil]; 0 when the
- * response carries no error. */
+/* The error code of a gateway error answer [1, id, {code = n, type, message}, nil]; 0 when the
+ * response carries no error, -1 when the error is not of that shape. */
 static inline long long lk_error_code(const char *msg, const gg_msg *m)
 {
     const unsigned char *b = (const unsigned char *)msg + m->body_off;
     size_t left = m->size - m->body_off;
     if (!left || b[0] == 0xc0) return 0;
-    if ((b[0] & 0xf0) == 0x90 && left > 1) { b++; left--; } /* [code, message] */
+    if ((b[0] & 0xf0) != 0x80 || left < 7 || memcmp(b + 1, "\xa4" "code", 5) != 0) return -1;
     uint64_t v;
-    if (!gg_get_uint((const char *)b, left, &v)) return -1;
+    if (!gg_get_uint((const char *)b + 6, left - 6, &v)) return -1;
     return (long long)v;
+}
+
+/* A TCP stream for the kit's ops, not yet connected (flags 0: output waits for READY). */
+static inline int lk_peer_tcp(lk_loop *L, lk_peer *p)
+{
+    memset(p, 0, sizeof *p);
+    if (uv_tcp_init(&L->uv, &p->s.io.tcp)) return -1;
+    gg_stream_init(&p->s, &L->lp, &lk_peer_ops, 0);
+    return 0;
+}
+
+/* The connection is up: output may go, reading starts. */
+static inline int lk_peer_ready(lk_peer *p)
+{
+    p->s.flags |= GG_ST_READY;
+    gg_stream_flush(&p->s);
+    return gg_stream_start(&p->s);
 }
 
 #endif
