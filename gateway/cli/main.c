@@ -5,6 +5,7 @@
 #include "proxy/server.h"
 #include "cli/workers.h"
 #include "http/http_front.h"
+#include "upstreams/upstreams.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -100,7 +101,7 @@ static int cmd_serve(int argc, char **argv)
     }
     gg_run_opts opts = {.config_path = path, .log_level = level ? lvl : -1, .ready_fd = -1,
                         .listen_fds = NULL, .reuseport = 0, .worker = -1,
-                        .front = &gg_http_front_ops};
+                        .front = &gg_http_front_ops, .upstreams = gg_upstream_protocols};
     if (cfg->workers > 1) return gg_master_run(cfg, &opts);
     return gg_server_run(cfg, &opts);
 }

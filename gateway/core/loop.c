@@ -29,35 +29,6 @@ static void on_prepare(uv_prepare_t *h)
     flush_turn(h->data);
 }
 
-static void arm(gg_loop *l, uint64_t deadline);
-
-static void on_timer(uv_timer_t *t)
-{
-    gg_loop *l = t->data;
-    uint64_t now = uv_now(l->uv);
-    l->deadline_due = 0;
-    gg_call *call;
-    while ((call = gg_deadline_first(&l->calls)) && call->deadline <= now) l->on_deadline(l, call);
-    if (call) arm(l, call->deadline);
-}
-
-/* The timer is not moved back when the earliest call ends early: it fires, finds nothing due,
- * and is set for the new earliest. That is one wake-up per deadline period, not one timer
- * update per call. */
-static void arm(gg_loop *l, uint64_t deadline)
-{
-    if (l->deadline_due && l->deadline_due <= deadline) return;
-    uint64_t now = uv_now(l->uv);
-    l->deadline_due = deadline;
-    uv_timer_start(&l->deadline_timer, on_timer, deadline > now ? deadline - now : 0, 0);
-}
-
-void gg_loop_add_deadline(gg_loop *l, gg_call *call)
-{
-    gg_deadline_add(&l->calls, call);
-    arm(l, call->deadline);
-}
-
 int gg_loop_init(gg_loop *l, uv_loop_t *uv, const gg_loop_limits *lim)
 {
     memset(l, 0, sizeof *l);
@@ -79,8 +50,7 @@ int gg_loop_init(gg_loop *l, uv_loop_t *uv, const gg_loop_limits *lim)
     l->flusher2.data = l;
     uv_prepare_start(&l->flusher2, on_prepare);
     uv_unref((uv_handle_t *)&l->flusher2);
-    uv_timer_init(uv, &l->deadline_timer);
-    l->deadline_timer.data = l;
+    gg_calls_timer_init(&l->calls, uv, NULL, l);
     return 0;
 fail_pool:
     gg_bufpool_free(&l->bufs);
@@ -94,8 +64,7 @@ void gg_loop_close(gg_loop *l)
 {
     if (!uv_is_closing((uv_handle_t *)&l->flusher)) uv_close((uv_handle_t *)&l->flusher, NULL);
     if (!uv_is_closing((uv_handle_t *)&l->flusher2)) uv_close((uv_handle_t *)&l->flusher2, NULL);
-    if (!uv_is_closing((uv_handle_t *)&l->deadline_timer))
-        uv_close((uv_handle_t *)&l->deadline_timer, NULL);
+    gg_calls_close(&l->calls);
 }
 
 void gg_loop_free(gg_loop *l)

@@ -1,14 +1,14 @@
 /* loop.h -- what every connection on one libuv loop shares: the read buffer, the buffer
- * pool, the scan state, the calls in flight with their deadlines, and the end-of-turn flush.
+ * pool, the scan state, the calls in flight (with their deadline timer), and the end-of-turn flush.
  *
  * The gateway (server.c) and the Lua client library (lua_ghost.c) each own one; streams,
- * futures and framing are the same code for both. */
+ * calls and framing are the same code for both. */
 #ifndef GG_LOOP_H
 #define GG_LOOP_H
 
 #include "core/buf.h"
 #include "core/codec.h"
-#include "core/futures.h"
+#include "core/calls.h"
 #include "core/log.h"
 
 #include <uv.h>
@@ -32,11 +32,6 @@ struct gg_loop {
     /* Called at the end of each turn before the flush (may queue more output). */
     void (*before_flush)(gg_loop *l);
 
-    uv_timer_t deadline_timer;
-    uint64_t deadline_due; /* when deadline_timer fires; 0 when stopped */
-    /* Called for each call whose deadline has passed; must end the call. */
-    void (*on_deadline)(gg_loop *l, gg_call *call);
-
     void *data; /* the owner (gg_server, or the Lua client state) */
 };
 
@@ -46,14 +41,11 @@ typedef struct gg_loop_limits {
     uint32_t max_calls;
 } gg_loop_limits;
 
-/* Set up l on uv. Returns 0, or -1 when out of memory (nothing to undo). */
+/* Set up l on uv; the owner then sets l->calls.on_deadline, called with l (calls.h). Returns 0, or -1 when out of memory (nothing to undo). */
 int gg_loop_init(gg_loop *l, uv_loop_t *uv, const gg_loop_limits *lim);
 /* Close the loop's own handles (the loop can then run to completion). */
 void gg_loop_close(gg_loop *l);
 /* Free the memory, after the uv loop has finished. */
 void gg_loop_free(gg_loop *l);
-
-/* Register a call's deadline (call->deadline set) and arm the timer for it. */
-void gg_loop_add_deadline(gg_loop *l, gg_call *call);
 
 #endif

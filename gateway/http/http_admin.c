@@ -115,28 +115,21 @@ static void get_metrics(gg_http_admin_conn *a, int head_only, int keep_alive)
 
 /* ---- /ready, /routes ------------------------------------------------------------------------- */
 
-static const char *protocol_name(int p)
-{
-    switch (p) {
-    case GG_PROTO_JSONRPC_HTTP:
-        return "jsonrpc-http";
-    case GG_PROTO_ADAPTER:
-        return "adapter";
-    default:
-        return "msgpack-rpc";
-    }
-}
-
-/* A service is ready when a call to it could go out now: a MessagePack service needs one
- * connected endpoint; an adapter runs in the gateway; a jsonrpc-http service connects per call
- * (its pool keeps no standing connection to count), so it counts as ready too. */
+/* A service is ready when a call to it could go out now: its upstream says so (a MessagePack
+ * service needs one connected endpoint; an adapter runs in the gateway; a jsonrpc-http service
+ * connects per call, so it counts as ready too). */
 static const char *not_ready_reason(const gg_service *svc)
 {
-    if (svc->conf->protocol != GG_PROTO_MSGPACK) return NULL;
-    if (!svc->neps) return "no upstream endpoint";
-    for (int e = 0; e < svc->neps; e++)
-        if (svc->eps[e].nconnected > 0) return NULL;
-    return "no upstream endpoint is connected";
+    gg_upstream_info info;
+    svc->ops->describe(svc, &info);
+    return info.not_ready;
+}
+
+static const char *protocol_name(const gg_service *svc)
+{
+    gg_upstream_info info;
+    svc->ops->describe(svc, &info);
+    return info.protocol;
 }
 
 static void get_ready(gg_http_admin_conn *a, int head_only, int keep_alive)
@@ -217,7 +210,7 @@ static json_t *route_of(gg_service *svc, json_t *breakers)
         json_array_append_new(ups, u);
     }
     json_t *r = json_pack("{s:s, s:s, s:f, s:b, s:i, s:o*, s:o*}", "name", svc->name, "protocol",
-                          protocol_name(sc->protocol), "deadline", (double)sc->deadline_ms / 1000.0,
+                          protocol_name(svc), "deadline", (double)sc->deadline_ms / 1000.0,
                           "keep_prefix", sc->keep_prefix, "connections", sc->connections,
                           "policies", policy_list(svc->policy_names), "upstreams", ups);
     if (r && sc->adapter) json_object_set_new(r, "adapter", json_string(sc->adapter));

@@ -87,8 +87,7 @@ typedef struct conn {
     ctx *x;
     conn_box *box; /* NULL once the userdata is gone */
     struct conn *prev, *next;
-    gg_call *calls; /* in flight here, linked by uprev/unext */
-    uint32_t inflight;
+    gg_call_list calls; /* requests in flight here (their carrier); calls.n counts them */
     gg_call *connect_call; /* the waiter of core.connect, until connected */
     uv_connect_t creq;
     int state;
@@ -155,29 +154,25 @@ static void queue_event(ctx *x, const ev_rec *r, const void *a, size_t alen, con
 
 static void queue_fail(ctx *x, gg_call *call, int ft, const char *msg)
 {
-    ev_rec r = {.kind = EV_FAIL, .ftype = (uint8_t)ft, .ref = call->ref, .id = call->id};
+    ev_rec r = {.kind = EV_FAIL, .ftype = (uint8_t)ft, .ref = call->waiter_ref, .id = call->id};
     queue_event(x, &r, msg, strlen(msg), NULL, 0);
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */
 
-/* Unlink the call from everything and give it back. Its ref now belongs to an event (or was
- * released by the caller). */
-static void call_end(ctx *x, gg_call *call)
+/* End a call through the calls module; a connect waiter also leaves its connection. Its ref
+ * now belongs to an event (or was released by the caller). */
+static void lcall_end(ctx *x, gg_call *call)
 {
-    conn *c = call->data;
-    if (c && call != c->connect_call) {
-        if (call->uprev)
-            call->uprev->unext = call->unext;
-        else
-            c->calls = call->unext;
-        if (call->unext) call->unext->uprev = call->uprev;
-        if (--c->inflight == 0 && !(c->st.flags & GG_ST_CLOSING)) uv_unref(&c->st.io.handle);
-    } else if (c) {
-        c->connect_call = NULL;
-    }
-    if (call->deadline) gg_deadline_remove(&x->lp.calls, call);
-    gg_call_release(&x->lp.calls, call);
+    if (call->lkind == GG_LCALL_CONNECT) ((conn *)call->lconn)->connect_call = NULL;
+    gg_call_end(&x->lp.calls, call);
+}
+
+/* A request left the connection: an idle client keeps no loop alive. */
+static void conn_unlinked(gg_call_list *l)
+{
+    conn *c = (conn *)((char *)l - offsetof(conn, calls));
+    if (l->n == 0 && !(c->st.flags & GG_ST_CLOSING)) uv_unref(&c->st.io.handle);
 }
 
 static void set_state(conn *c, int state, const char *reason)
@@ -199,39 +194,39 @@ static void conn_close(conn *c, int ft, const char *why)
     if (c->connect_call) {
         gg_call *cc = c->connect_call;
         queue_fail(x, cc, ft == FT_CLOSED ? FT_CLOSED : FT_CONNECT, why);
-        call_end(x, cc);
+        lcall_end(x, cc);
     }
-    while (c->calls) {
-        gg_call *call = c->calls;
+    while (c->calls.head) {
+        gg_call *call = c->calls.head;
         queue_fail(x, call, ft, why);
-        call_end(x, call);
+        lcall_end(x, call);
     }
     gg_stream_close(&c->st);
 }
 
-static void on_deadline(gg_loop *lp, gg_call *call)
+static void on_deadline(void *lp, gg_call *call)
 {
-    ctx *x = lp->data;
-    conn *c = call->data;
+    ctx *x = ((gg_loop *)lp)->data;
+    conn *c = call->lconn;
     char msg[300];
-    if (!c) { /* core.sleep */
-        ev_rec r = {.kind = EV_WAKE, .ref = call->ref, .id = call->id};
+    if (call->lkind == GG_LCALL_SLEEP) {
+        ev_rec r = {.kind = EV_WAKE, .ref = call->waiter_ref, .id = call->id};
         queue_event(x, &r, NULL, 0, NULL, 0);
-        call_end(x, call);
+        lcall_end(x, call);
         return;
     }
-    if (call == c->connect_call) {
+    if (call->lkind == GG_LCALL_CONNECT) {
         snprintf(msg, sizeof msg, "cannot connect to %s: no answer within %.3f s", c->addr,
-                 call->client_msgid / 1000.0);
+                 call->timeout_ms / 1000.0);
         queue_fail(x, call, FT_CONNECT, msg);
-        call_end(x, call);
+        lcall_end(x, call);
         conn_close(c, FT_CONNECT, msg);
         return;
     }
     snprintf(msg, sizeof msg, "no answer within %.3f s (client deadline)",
-             call->client_msgid / 1000.0);
+             call->timeout_ms / 1000.0);
     queue_fail(x, call, FT_DEADLINE, msg);
-    call_end(x, call);
+    lcall_end(x, call);
 }
 
 /* ---- connections ------------------------------------------------------------------------ */
@@ -290,9 +285,9 @@ static void conn_on_message(gg_stream *s, const char *msg, const gg_msg *m)
     }
     if (m->type == GG_RESPONSE) {
         gg_call *call = gg_call_find(&x->lp.calls, m->msgid);
-        if (!call || call->data != c || call == c->connect_call) return; /* late: dropped */
+        if (!call || call->carrier != &c->calls) return; /* late: dropped */
         if (gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
-            ev_rec r = {.kind = EV_RESPONSE, .ref = call->ref, .id = call->id};
+            ev_rec r = {.kind = EV_RESPONSE, .ref = call->waiter_ref, .id = call->id};
             queue_event(x, &r, msg + m->body_off, m->size - m->body_off, NULL, 0);
         } else {
             char why[100];
@@ -300,7 +295,7 @@ static void conn_on_message(gg_stream *s, const char *msg, const gg_msg *m)
                      c->max_values);
             queue_fail(x, call, FT_BAD_RESPONSE, why);
         }
-        call_end(x, call);
+        lcall_end(x, call);
     } else if (m->type == GG_REQUEST) {
         gg_reply_error(s, m->msgid, GG_ERR_NOT_SUPPORTED, "this client does not serve requests");
     }
@@ -377,6 +372,7 @@ static conn *conn_new(ctx *x)
     c->max_message = SEND_MAX_MESSAGE;
     c->max_depth = SEND_MAX_DEPTH;
     c->max_values = READ_MAX_VALUES;
+    c->calls.on_unlink = conn_unlinked;
     c->next = x->conns;
     if (x->conns) x->conns->prev = c;
     x->conns = c;
@@ -399,11 +395,11 @@ static void on_connect(uv_connect_t *req, int status)
     if (c->st.io.handle.type == UV_TCP) uv_tcp_nodelay(&c->st.io.tcp, 1);
     if (c->connect_call) {
         gg_call *cc = c->connect_call;
-        ev_rec r = {.kind = EV_CONNECT, .ref = cc->ref, .id = cc->id};
+        ev_rec r = {.kind = EV_CONNECT, .ref = cc->waiter_ref, .id = cc->id};
         queue_event(x, &r, NULL, 0, NULL, 0);
-        call_end(x, cc);
+        lcall_end(x, cc);
     }
-    if (c->inflight == 0) uv_unref(&c->st.io.handle); /* an idle client keeps no loop alive */
+    if (c->calls.n == 0) uv_unref(&c->st.io.handle); /* an idle client keeps no loop alive */
     int rc = gg_stream_start(&c->st);
     if (rc) {
         conn_on_eof(&c->st, rc);
@@ -456,8 +452,8 @@ static int ctx_gc(lua_State *L)
         if (c->box) c->box->c = NULL;
         c->box = NULL;
         /* Calls end without events: no Lua code will run again. */
-        while (c->calls) call_end(x, c->calls);
-        if (c->connect_call) call_end(x, c->connect_call);
+        while (c->calls.head) lcall_end(x, c->calls.head);
+        if (c->connect_call) lcall_end(x, c->connect_call);
         gg_stream_close(&c->st);
     }
     while (x->listeners) listener_close(x->listeners);
@@ -675,7 +671,7 @@ static int too_large(lua_State *L, conn *c, size_t start)
 static int peer_closed(conn *c)
 {
     uv_os_fd_t fd;
-    if (c->inflight || c->state != ST_OPEN || uv_fileno(&c->st.io.handle, &fd)) return 0;
+    if (c->calls.n || c->state != ST_OPEN || uv_fileno(&c->st.io.handle, &fd)) return 0;
     char b;
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -726,19 +722,16 @@ static int l_conn_request(lua_State *L)
     }
     gg_stream_commit(s, 0);
     lua_pushvalue(L, 2);
-    call->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    call->data = c;
-    call->uprev = NULL;
-    call->unext = c->calls;
-    if (c->calls) c->calls->uprev = call;
-    c->calls = call;
-    if (c->inflight++ == 0) uv_ref(&s->io.handle);
+    call->waiter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    call->lconn = c;
+    call->lkind = GG_LCALL_REQUEST;
+    if (c->calls.n == 0) uv_ref(&s->io.handle);
+    gg_call_link_carrier(&c->calls, call);
     if (tmo > 0) {
         uv_update_time(&x->uv);
         if (tmo > 4e9) tmo = 4e9;
-        call->client_msgid = (uint32_t)tmo; /* the timeout, for the deadline's message */
-        call->deadline = uv_now(&x->uv) + (uint64_t)tmo;
-        gg_loop_add_deadline(&x->lp, call);
+        call->timeout_ms = (uint32_t)tmo; /* for the deadline's message */
+        gg_call_set_deadline(&x->lp.calls, call, uv_now(&x->uv) + (uint64_t)tmo);
     }
     lua_pushnumber(L, call->id);
     return 1;
@@ -834,7 +827,7 @@ static int l_conn_close(lua_State *L)
 static int l_conn_inflight(lua_State *L)
 {
     conn_box *b = check_conn(L);
-    lua_pushnumber(L, b->c ? b->c->inflight : 0);
+    lua_pushnumber(L, b->c ? b->c->calls.n : 0);
     return 1;
 }
 
@@ -925,15 +918,15 @@ static int l_connect(lua_State *L)
             return fail3(L, "connection_failed", "too many calls in flight");
         }
         lua_pushvalue(L, 2);
-        cc->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        cc->data = c;
+        cc->waiter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        cc->lconn = c;
+        cc->lkind = GG_LCALL_CONNECT;
         c->connect_call = cc;
         if (tmo > 0) {
             uv_update_time(&x->uv);
             if (tmo > 4e9) tmo = 4e9;
-            cc->client_msgid = (uint32_t)tmo;
-            cc->deadline = uv_now(&x->uv) + (uint64_t)tmo;
-            gg_loop_add_deadline(&x->lp, cc);
+            cc->timeout_ms = (uint32_t)tmo;
+            gg_call_set_deadline(&x->lp.calls, cc, uv_now(&x->uv) + (uint64_t)tmo);
         }
         lua_pushnumber(L, cc->id);
     } else {
@@ -1107,13 +1100,12 @@ static int l_sleep(lua_State *L)
     gg_call *call = gg_call_new(&x->lp.calls);
     if (!call) return luaL_error(L, "ghost: too many timers and calls pending");
     lua_pushvalue(L, 2);
-    call->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    call->waiter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    call->lkind = GG_LCALL_SLEEP;
     if (ms < 0) ms = 0;
     if (ms > 4e9) ms = 4e9;
     uv_update_time(&x->uv);
-    call->deadline = uv_now(&x->uv) + (uint64_t)ms;
-    if (call->deadline == 0) call->deadline = 1; /* 0 means "no deadline" */
-    gg_loop_add_deadline(&x->lp, call);
+    gg_call_set_deadline(&x->lp.calls, call, uv_now(&x->uv) + (uint64_t)ms);
     lua_pushnumber(L, call->id);
     return 1;
 }
@@ -1126,8 +1118,8 @@ static int l_cancel(lua_State *L)
         lua_pushboolean(L, 0);
         return 1;
     }
-    luaL_unref(L, LUA_REGISTRYINDEX, call->ref);
-    call_end(x, call);
+    luaL_unref(L, LUA_REGISTRYINDEX, call->waiter_ref);
+    lcall_end(x, call);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1355,7 +1347,7 @@ static ctx *ctx_open(lua_State *L)
         luaL_error(L, "ghost.core: out of memory");
     }
     x->lp.data = x;
-    x->lp.on_deadline = on_deadline;
+    x->lp.calls.on_deadline = on_deadline;
     for (int i = 0; i < 2; i++) {
         uv_signal_init(&x->uv, &x->sig[i]);
         x->sig[i].data = x;

@@ -26,7 +26,7 @@ void gg_client_peer(gg_client *c, char *out, size_t n)
 static int over_limits(gg_client *c)
 {
     const gg_limits *l = &gg_server_of(c->st.loop)->cfg->limits;
-    return c->inflight >= l->max_inflight_per_client || gg_stream_pending(&c->st) > l->max_write_buffer;
+    return c->calls.n >= l->max_inflight_per_client || gg_stream_pending(&c->st) > l->max_write_buffer;
 }
 
 static void maybe_resume(gg_client *c)
@@ -73,30 +73,19 @@ const gg_client_proto gg_msgpack_proto = {
     .error = mp_error,
 };
 
+static void client_unlinked(gg_call_list *l)
+{
+    maybe_resume((gg_client *)((char *)l - offsetof(gg_client, calls)));
+}
+
 void gg_client_link_call(gg_client *c, gg_call *call)
 {
-    call->client = c;
-    call->cprev = NULL;
-    call->cnext = c->calls;
-    if (c->calls) c->calls->cprev = call;
-    c->calls = call;
-    c->inflight++;
+    c->calls.on_unlink = client_unlinked; /* a store, so no constructor has to remember it */
+    gg_call_link_owner(&c->calls, call);
     if (over_limits(c)) {
         c->held = 1;
         gg_stream_pause(&c->st);
     }
-}
-
-void gg_client_unlink_call(gg_client *c, gg_call *call)
-{
-    if (call->cprev)
-        call->cprev->cnext = call->cnext;
-    else
-        c->calls = call->cnext;
-    if (call->cnext) call->cnext->cprev = call->cprev;
-    call->client = NULL;
-    c->inflight--;
-    maybe_resume(c);
 }
 
 /* The gateway's own methods: ghost.auth(token), ghost.ping(). */
@@ -291,8 +280,7 @@ void gg_client_add(gg_server *srv, gg_client *c)
 
 void gg_client_remove(gg_server *srv, gg_client *c)
 {
-    for (gg_call *call = c->calls; call; call = call->cnext) call->client = NULL;
-    c->calls = NULL;
+    gg_call_list_orphan_owner(&c->calls);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -344,7 +332,7 @@ void gg_clients_sweep(gg_server *srv)
         const char *why = NULL;
         if (c->st.partial_since && now - c->st.partial_since > l->message_timeout_ms)
             why = "message_timeout";
-        else if (!c->inflight && !gg_stream_pending(&c->st) && now - c->last_active > l->idle_timeout_ms)
+        else if (!c->calls.n && !gg_stream_pending(&c->st) && now - c->last_active > l->idle_timeout_ms)
             why = "idle_timeout";
         else if (gg_stream_write_stalled(&c->st, now, l->write_timeout_ms))
             why = "write_timeout"; /* its answers are dropped: it was not reading them */

@@ -2,7 +2,9 @@
 #ifndef GG_CLIENT_H
 #define GG_CLIENT_H
 
-#include "core/futures.h"
+#include "core/calls.h"
+
+#include <stddef.h>
 #include "core/stream.h"
 
 struct gg_server;
@@ -29,8 +31,7 @@ extern const gg_client_proto gg_msgpack_proto;
 struct gg_client {
     gg_stream st; /* first member */
     const gg_client_proto *proto;
-    gg_call *calls; /* in flight for this client, linked by cprev/cnext */
-    uint32_t inflight;
+    gg_call_list calls; /* in flight for this client (their owner); calls.n counts them */
     uint64_t last_active; /* loop time (ms) of the last read or answer */
     struct gg_client *prev, *next; /* srv->clients */
     struct gg_client *resume_next; /* srv->resume: to be resumed at the end of this turn */
@@ -47,9 +48,15 @@ void gg_client_accept(struct gg_server *srv, uv_stream_t *server, int is_pipe);
 void gg_client_add(struct gg_server *srv, gg_client *c);
 void gg_client_remove(struct gg_server *srv, gg_client *c);
 
-/* A call joins or leaves the client's list of calls in flight (backpressure counts them). */
+/* A call joins the client's calls in flight (backpressure counts them); it leaves them in
+ * gg_call_end, which resumes a client held back by their number. */
 void gg_client_link_call(gg_client *c, gg_call *call);
-void gg_client_unlink_call(gg_client *c, gg_call *call);
+
+/* The client a gateway call answers to, or NULL once it is gone. */
+static inline gg_client *gg_call_client(const gg_call *call)
+{
+    return call->owner ? (gg_client *)((char *)call->owner - offsetof(gg_client, calls)) : NULL;
+}
 
 /* A client's queued output has been written (its stream's on_drain): resume reading if it
  * was held back only by that. */

@@ -24,6 +24,7 @@ typedef struct gg_limits {
 #define GG_PROTO_MSGPACK      0
 #define GG_PROTO_JSONRPC_HTTP 1
 #define GG_PROTO_ADAPTER      2 /* implemented by a Lua file in the gateway */
+#define GG_PROTO_COUNT        3 /* entries of gg_run_opts.upstreams (upstreams/upstreams.c) */
 
 typedef struct gg_service_conf {
     char *name;

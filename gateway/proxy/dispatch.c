@@ -42,42 +42,36 @@ static void retry_release(gg_retry *r)
         free(r);
 }
 
-/* Take the call off its upstream connection (it stays linked to its client and deadline). */
-static void detach_upstream(gg_call *call)
-{
-    gg_uconn *uc = call->up;
-    if (!uc) return;
-    if (call->uprev)
-        call->uprev->unext = call->unext;
-    else
-        uc->calls = call->unext;
-    if (call->unext) call->unext->uprev = call->uprev;
-    uc->inflight--;
-    call->up = NULL;
-    call->uprev = call->unext = NULL;
-}
-
-/* Unlink the call from everything and give it back. Exactly one path reaches here per call. */
+/* Unlink the call from everything and give it back. Exactly one path reaches here per call:
+ * the gateway's bookkeeping, then the calls module's one gg_call_end. */
 static void call_end(gg_server *srv, gg_call *call)
 {
-    /* Sent and unanswered (the answer path detached it first): its connection keeps the id. */
-    gg_uconn *owed_to = call->sent ? call->up : NULL;
-    detach_upstream(call);
-    if (owed_to) gg_upstream_owe(owed_to, call);
-    if (call->client) gg_client_unlink_call(call->client, call);
-    if (call->data) retry_release(call->data);
+    /* Sent and unanswered (the answer path unlinked it first): its connection keeps the id. */
+    gg_call_list *owed_to = call->sent ? call->carrier : NULL;
+    if (owed_to) gg_call_hold(call);
+    if (call->retry) retry_release(call->retry);
     gg_metrics_record(call->mstats, call->outcome, uv_hrtime() - call->t0);
     call->svc->stats->inflight--;
-    gg_deadline_remove(&srv->lp.calls, call);
     gg_generation *gen = call->svc->gen;
-    gg_call_release(&srv->lp.calls, call);
+    const gg_upstream_ops *ops = call->svc->ops; /* only a pool that carries calls sets carrier */
+    gg_call_end(&srv->lp.calls, call);
+    if (owed_to) ops->owe(owed_to, call);
     if (--gen->calls == 0 && gen->retired) gg_generation_maybe_free(gen);
     if (srv->draining) gg_server_check_drained(srv);
 }
 
+void gg_dispatch_on_deadline(void *lp, gg_call *call)
+{
+    gg_server *srv = gg_server_of(lp);
+    gg_log(&srv->lp.log, GG_LOG_INFO, "deadline_exceeded", "service=%s msgid=%u",
+           call->svc->name, call->client_id);
+    gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED, "deadline of %.3f s exceeded",
+                 (double)call->svc->conf->deadline_ms / 1000.0);
+}
+
 static gg_client *live_client(gg_call *call)
 {
-    gg_client *c = call->client;
+    gg_client *c = gg_call_client(call);
     return c && !(c->st.flags & GG_ST_CLOSING) ? c : NULL;
 }
 
@@ -86,7 +80,7 @@ static void answer_result(gg_server *srv, gg_call *call, const char *result, siz
     call->outcome = 0;
     gg_client *c = live_client(call);
     if (!c) return;
-    c->proto->result(c, call->client_msgid, result, len);
+    c->proto->result(c, call->client_id, result, len);
     c->last_active = uv_now(srv->lp.uv);
 }
 
@@ -94,7 +88,7 @@ static void answer_error(gg_call *call, int code, double retry_after, const char
 {
     call->outcome = (int16_t)code;
     gg_client *c = live_client(call);
-    if (c) c->proto->error(c, call->client_msgid, code, retry_after, msg);
+    if (c) c->proto->error(c, call->client_id, code, retry_after, msg);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -103,7 +97,7 @@ static void on_retry(uv_timer_t *t)
     gg_call *call = r->call;
     if (!call) return;
     gg_server *srv = call->svc->srv;
-    if (!call->client) { /* nobody left to answer */
+    if (!call->owner) { /* nobody left to answer */
         call_end(srv, call);
         return;
     }
@@ -113,11 +107,11 @@ static void on_retry(uv_timer_t *t)
 /* A policy asked to send the call again after `delay` seconds. Returns 0 when scheduled. */
 static int schedule_retry(gg_server *srv, gg_call *call, double delay)
 {
-    gg_retry *r = call->data;
+    gg_retry *r = call->retry;
     uint64_t now = uv_now(srv->lp.uv);
     uint64_t wait = delay > 0 ? (uint64_t)(delay * 1000.0) : 0;
-    if (!r || !call->client || now + wait >= call->deadline || call->attempt >= 255) return -1;
-    detach_upstream(call);
+    if (!r || !call->owner || now + wait >= call->deadline || call->attempt >= 255) return -1;
+    gg_call_unlink_carrier(call);
     call->attempt++;
     call->endpoint = 0; /* a deadline during the wait is nobody's endpoint's failure */
     call->sent = 0;
@@ -130,6 +124,48 @@ static int schedule_retry(gg_server *srv, gg_call *call, double delay)
     gg_log(&srv->lp.log, GG_LOG_INFO, "retry", "service=%s attempt=%u delay_ms=%llu",
            call->svc->name, call->attempt, (unsigned long long)wait);
     return 0;
+}
+
+#define PHASE_REQUEST  0
+#define PHASE_RESPONSE 1
+
+/* Apply a policy's verdict. Returns 1 when the call was answered (and ended) or rescheduled,
+ * 0 when the caller goes on: REQUEST phase CONTINUE (*endpoint set, deadline override applied
+ * on attempt 1); RESPONSE phase with no verdict, or a RETRY that cannot be scheduled (the
+ * upstream's answer or the gateway error stands). REQUEST: anything but CONTINUE and RESPOND
+ * answers code + retry_after. RESPONSE: ERROR answers code with no retry_after; REJECT is no
+ * verdict there. */
+static int apply_verdict(gg_server *srv, gg_call *call, const gg_verdict *v, int phase,
+                         int *endpoint)
+{
+    switch (v->verdict) {
+    case GG_V_CONTINUE:
+        if (phase == PHASE_REQUEST) {
+            *endpoint = v->endpoint;
+            if (call->attempt == 1 && v->deadline > 0 &&
+                (uint64_t)(v->deadline * 1000.0) != call->svc->conf->deadline_ms)
+                gg_call_set_deadline(&srv->lp.calls, call,
+                                     uv_now(srv->lp.uv) + (uint64_t)(v->deadline * 1000.0));
+        }
+        return 0;
+    case GG_V_RESPOND:
+    case GG_V_RESPOND_RAW:
+        answer_result(srv, call, v->result, v->result_len);
+        break;
+    case GG_V_ERROR: /* as for an upstream's answer: the policy's error wins */
+        answer_error(call, v->code, phase == PHASE_REQUEST ? v->retry_after : -1, v->message);
+        break;
+    case GG_V_RETRY:
+        if (phase == PHASE_RESPONSE) return schedule_retry(srv, call, v->delay) == 0;
+        answer_error(call, v->code, v->retry_after, v->message);
+        break;
+    default: /* REJECT */
+        if (phase == PHASE_RESPONSE) return 0;
+        answer_error(call, v->code, v->retry_after, v->message);
+        break;
+    }
+    call_end(srv, call);
+    return 1;
 }
 
 /* Bytes of the MessagePack object at p (already framed by the upstream's scan), or 0. */
@@ -180,23 +216,13 @@ static char *without_traceback(const char *body, size_t len, size_t *out_len)
 void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body_len)
 {
     gg_service *svc = call->svc;
-    detach_upstream(call); /* answered: its connection owes it nothing more */
+    gg_call_unlink_carrier(call); /* answered: its connection owes it nothing more */
     if (svc->has_response) {
         /* body is [error, result]: nil error means success */
         int ok = body_len && (unsigned char)body[0] == 0xc0;
         gg_verdict v;
         gg_policy_response(srv, call, ok ? 0 : 1, 0, ok ? body + 1 : NULL, ok ? body_len - 1 : 0, &v);
-        if (v.verdict == GG_V_RESPOND || v.verdict == GG_V_RESPOND_RAW) {
-            answer_result(srv, call, v.result, v.result_len);
-            call_end(srv, call);
-            return;
-        }
-        if (v.verdict == GG_V_RETRY && schedule_retry(srv, call, v.delay) == 0) return;
-        if (v.verdict == GG_V_ERROR) {
-            answer_error(call, v.code, -1, v.message);
-            call_end(srv, call);
-            return;
-        }
+        if (apply_verdict(srv, call, &v, PHASE_RESPONSE, NULL)) return;
     }
     call->outcome = body_len && (unsigned char)body[0] == 0xc0 ? 0 : 1;
     gg_client *c = live_client(call);
@@ -205,7 +231,7 @@ void gg_call_answer(gg_server *srv, gg_call *call, const char *body, size_t body
         (stripped = without_traceback(body, body_len, &body_len)))
         body = stripped;
     if (c) {
-        c->proto->answer(c, call->client_msgid, body, body_len);
+        c->proto->answer(c, call->client_id, body, body_len);
         c->last_active = uv_now(srv->lp.uv);
     }
     free(stripped);
@@ -222,17 +248,7 @@ void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
     if (call->svc->has_response && code != GG_ERR_SHUTTING_DOWN) {
         gg_verdict v;
         gg_policy_response(srv, call, 2, code, NULL, 0, &v);
-        if (v.verdict == GG_V_RESPOND || v.verdict == GG_V_RESPOND_RAW) {
-            answer_result(srv, call, v.result, v.result_len);
-            call_end(srv, call);
-            return;
-        }
-        if (v.verdict == GG_V_RETRY && schedule_retry(srv, call, v.delay) == 0) return;
-        if (v.verdict == GG_V_ERROR) { /* as for an upstream's answer: the policy's error wins */
-            answer_error(call, v.code, -1, v.message);
-            call_end(srv, call);
-            return;
-        }
+        if (apply_verdict(srv, call, &v, PHASE_RESPONSE, NULL)) return;
     }
     answer_error(call, code, -1, msg);
     call_end(srv, call);
@@ -248,37 +264,18 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
     int endpoint = 0;
     if (svc->has_request) {
         gg_verdict v;
-        gg_policy_request(srv, call->client, svc, call, rest, rest_len, params, plen, &v);
+        gg_policy_request(srv, gg_call_client(call), svc, call, rest, rest_len, params, plen, &v);
         /* Only a name the policies let through gets a row of its own in /metrics: refused
          * names are anyone's to choose. A retry keeps the row of its first attempt. */
         if (call->attempt == 1)
             call->mstats = v.verdict == GG_V_CONTINUE
                                ? gg_metrics_method(svc->stats, rest, rest_len)
                                : gg_metrics_method_find(svc->stats, rest, rest_len);
-        switch (v.verdict) {
-        case GG_V_CONTINUE:
-            endpoint = v.endpoint;
-            if (call->attempt == 1 && v.deadline > 0 &&
-                (uint64_t)(v.deadline * 1000.0) != svc->conf->deadline_ms) {
-                gg_deadline_remove(&srv->lp.calls, call);
-                call->deadline = uv_now(srv->lp.uv) + (uint64_t)(v.deadline * 1000.0);
-                gg_loop_add_deadline(&srv->lp, call);
-            }
-            break;
-        case GG_V_RESPOND:
-        case GG_V_RESPOND_RAW:
-            answer_result(srv, call, v.result, v.result_len);
-            call_end(srv, call);
-            return;
-        default: /* REJECT, ERROR */
-            answer_error(call, v.code, v.retry_after, v.message);
-            call_end(srv, call);
-            return;
-        }
+        if (apply_verdict(srv, call, &v, PHASE_REQUEST, &endpoint)) return;
     } else if (call->attempt == 1) { /* no policies: every call passes them */
         call->mstats = gg_metrics_method(svc->stats, rest, rest_len);
     }
-    if (svc->keeps_request && !call->data) {
+    if (svc->keeps_request && !call->retry) {
         gg_retry *r = calloc(1, sizeof *r + mlen + plen);
         if (r) {
             r->call = call;
@@ -287,7 +284,7 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
             r->params_len = plen;
             memcpy(r->bytes, method, mlen);
             memcpy(r->bytes + mlen, params, plen);
-            call->data = r;
+            call->retry = r;
         }
     }
     if (svc->has_response) call->start_ns = uv_hrtime();
@@ -323,16 +320,15 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
         c->proto->error(c, id, GG_ERR_OVERLOADED, -1, "too many calls in flight");
         return;
     }
-    call->client_msgid = id;
+    call->client_id = id;
     call->svc = svc;
     call->attempt = 1;
     call->t0 = uv_hrtime();
     call->mstats = &svc->stats->other; /* its own row once it has passed the policies */
     svc->stats->inflight++;
-    call->deadline = uv_now(srv->lp.uv) + svc->conf->deadline_ms;
     svc->gen->calls++;
     gg_client_link_call(c, call);
-    gg_loop_add_deadline(&srv->lp, call);
+    gg_call_set_deadline(&srv->lp.calls, call, uv_now(srv->lp.uv) + svc->conf->deadline_ms);
     attempt(srv, call, method, method_len, dot, params, params_len);
 }
 

@@ -3,7 +3,7 @@
 #define GG_DISPATCH_H
 
 #include "core/codec.h"
-#include "core/futures.h"
+#include "core/calls.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +37,10 @@ void gg_dispatch_notify(struct gg_server *srv, struct gg_client *c, struct gg_se
  * The log line names the method escaped, and at most a few such lines are written per second. */
 void gg_dispatch_notify_dropped(struct gg_server *srv, struct gg_service *svc, const char *method,
                                 uint32_t method_len, int code, const char *why);
+
+/* The gateway's calls past their deadline (gg_calls.on_deadline; lp is the server's gg_loop):
+ * each fails with deadline_exceeded. */
+void gg_dispatch_on_deadline(void *lp, gg_call *call);
 
 /* The upstream's answer: body is the raw [error, result] bytes. Ends the call (or retries). */
 void gg_call_answer(struct gg_server *srv, gg_call *call, const char *body, size_t body_len);

@@ -6,7 +6,7 @@
 #ifndef GG_POLICY_H
 #define GG_POLICY_H
 
-#include "core/futures.h"
+#include "core/calls.h"
 
 #include <lua.h>
 #include <msgpack.h>

@@ -12,15 +12,6 @@
 #include <unistd.h>
 
 
-static void on_deadline(gg_loop *lp, gg_call *call)
-{
-    gg_server *srv = gg_server_of(lp);
-    gg_log(&lp->log, GG_LOG_INFO, "deadline_exceeded", "service=%s msgid=%u", call->svc->name,
-           call->client_msgid);
-    gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED, "deadline of %.3f s exceeded",
-                 (double)call->svc->conf->deadline_ms / 1000.0);
-}
-
 void gg_server_defer_resume(gg_server *srv, gg_client *c)
 {
     if (c->resume_queued) return;
@@ -242,7 +233,7 @@ int gg_server_reload(gg_server *srv)
         return -1;
     }
     if (gg_policy_build(srv, gen, srv->gen, err, sizeof err) ||
-        gg_generation_load_adapters(gen, err, sizeof err)) {
+        gg_generation_load(gen, err, sizeof err)) {
         gg_log(&lp->log, GG_LOG_ERROR, "reload_failed", "reason=\"%s\" kept=%s", err, srv->cfg->source);
         srv->met.reload_failures++;
         gg_generation_free(gen);
@@ -357,7 +348,7 @@ gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv
     if (gg_watchdog_start(&srv->wd, cfg->watchdog_ms, &lp->log))
         gg_log(&lp->log, GG_LOG_WARN, "watchdog_off", "reason=\"cannot start its thread\"");
     lp->before_flush = resume_clients;
-    lp->on_deadline = on_deadline;
+    lp->calls.on_deadline = gg_dispatch_on_deadline;
 
     uv_timer_init(uv, &srv->drain_timer);
     srv->drain_timer.data = srv;
@@ -379,7 +370,7 @@ gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv
 int gg_server_start(gg_server *srv, char *err, size_t errlen)
 {
     if (gg_policy_init(srv, err, errlen) || gg_policy_build(srv, srv->gen, NULL, err, errlen) ||
-        gg_generation_load_adapters(srv->gen, err, errlen) || gg_listeners_start(srv, err, errlen) ||
+        gg_generation_load(srv->gen, err, errlen) || gg_listeners_start(srv, err, errlen) ||
         (srv->opts.front && srv->opts.front->start(srv, err, errlen)))
         return -1;
     gg_generation_connect(srv->gen, NULL);

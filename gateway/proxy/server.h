@@ -6,14 +6,14 @@
 #include "proxy/client.h"
 #include "core/codec.h"
 #include "proxy/config.h"
-#include "core/futures.h"
+#include "core/calls.h"
 #include "proxy/listener.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "proxy/metrics.h"
 #include "proxy/policy.h"
 #include "core/stream.h"
-#include "proxy/upstream.h"
+#include "proxy/service.h"
 #include "core/watchdog.h"
 
 #include <uv.h>
@@ -43,6 +43,9 @@ typedef struct gg_run_opts {
     int reuseport;            /* bind TCP listeners with SO_REUSEPORT (several workers) */
     int worker;               /* worker number for logs; -1 for a single process */
     const gg_front_ops *front; /* the HTTP side (cli/main.c: gg_http_front_ops), or NULL */
+    /* The upstream implementation of each protocol, indexed by GG_PROTO_* (cli/main.c:
+     * gg_upstream_protocols). Required. */
+    const gg_upstream_ops *const *upstreams;
 } gg_run_opts;
 
 typedef struct gg_server {

@@ -20,7 +20,7 @@
  *
  * When the adapter call's deadline passes the core answers 504; the task goes on and its
  * return is dropped (gg_call_find no longer finds the call). The task holds the call's record
- * until it ends, so the id cannot come back for another call meanwhile (futures.h). Registry references (coroutine,
+ * until it ends, so the id cannot come back for another call meanwhile (calls.h). Registry references (coroutine,
  * client table) are released whichever way a task ends.
  *
  * Ownership: svc->impl is a gg_adapter. Release abandons the tasks (their upstream calls lose
@@ -327,9 +327,7 @@ static void task_timer_closed(uv_handle_t *h)
 static void task_detach(ad_task *t)
 {
     gg_server *srv = t->ad->srv;
-    for (gg_call *call = t->client.calls; call; call = call->cnext) call->client = NULL;
-    t->client.calls = NULL;
-    t->client.inflight = 0;
+    gg_call_list_orphan_owner(&t->client.calls);
     gg_server_forget_resume(srv, &t->client);
     drop_http(t);
     if (t->timer_init) uv_timer_stop(&t->timer);
@@ -441,7 +439,7 @@ static ad_task *task_new(gg_adapter *ad, gg_call *call, const char *method, uint
     /* a thread and a registry slot: the budget is not armed here, only malloc can refuse */
     t->co = lua_newthread(L);
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (task_client_table(t, call->client)) {
+    if (task_client_table(t, gg_call_client(call))) {
         task_free(t);
         return NULL;
     }
@@ -1347,8 +1345,8 @@ static int send_fn(lua_State *co, void *ud)
     return lua_gettop(co);
 }
 
-int gg_adapter_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
-                    const char *params, size_t params_len)
+static int gg_adapter_send(gg_service *svc, gg_call *call, const char *method, uint32_t method_len,
+                           const char *params, size_t params_len)
 {
     gg_adapter *ad = svc->impl;
     if (!ad) return GG_ERR_UPSTREAM_UNAVAILABLE;
@@ -1539,7 +1537,7 @@ static int open_fn(lua_State *L, void *ud)
     return 2;
 }
 
-int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
+static int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
 {
     gg_server *srv = svc->srv;
     gg_config *cfg = svc->gen->cfg;
@@ -1599,7 +1597,7 @@ int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
     return 0;
 }
 
-void gg_adapter_release(gg_service *svc)
+static void gg_adapter_release(gg_service *svc)
 {
     gg_adapter *ad = svc->impl;
     if (!ad) return;
@@ -1636,3 +1634,43 @@ void gg_adapter_release(gg_service *svc)
     }
     maybe_free(ad);
 }
+
+/* --- gg_upstream_ops: the adapter loads its file at LOAD (a broken one refuses the config),
+ * runs in the gateway (no endpoint to pick, nothing to connect) and has no notifications. */
+
+static int adapter_start(gg_service *svc, gg_service *prev, int phase, char *err, size_t errlen)
+{
+    return phase == GG_UPSTREAM_LOAD ? gg_adapter_start(svc, err, errlen) : 0;
+}
+
+static int adapter_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
+                        uint32_t method_len, const char *params, size_t params_len)
+{
+    return gg_adapter_send(svc, call, method, method_len, params, params_len);
+}
+
+static int adapter_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
+                          const char *params, size_t params_len)
+{
+    return GG_ERR_NOT_SUPPORTED;
+}
+
+static void adapter_release(gg_service *svc, int counted)
+{
+    gg_adapter_release(svc);
+}
+
+static void adapter_describe(const gg_service *svc, gg_upstream_info *out)
+{
+    out->protocol = "adapter";
+    out->not_ready = NULL;
+}
+
+const gg_upstream_ops gg_adapter_ops = {
+    .name = "adapter",
+    .start = adapter_start,
+    .send = adapter_send,
+    .notify = adapter_notify,
+    .release = adapter_release,
+    .describe = adapter_describe,
+};

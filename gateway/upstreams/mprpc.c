@@ -1,17 +1,14 @@
-/* upstream.c -- services, endpoints and pooled upstream connections; see upstream.h. */
-#include "proxy/upstream.h"
+/* mprpc.c -- the MessagePack-RPC upstream: pooled, multiplexed connections; see mprpc.h. */
+#include "upstreams/mprpc.h"
 #include "proxy/dispatch.h"
 #include "core/errors.h"
-#include "upstreams/adapter.h"
 #include "proxy/server.h"
-#include "upstreams/upstream_http.h"
 
-#include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
-#define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS   5000
 /* A connection is preferred while it carries fewer calls than this, so that light load is
  * batched onto one socket (one write per turn) and heavy load spreads over the pool. */
 #define FILL_FIRST 256
@@ -26,27 +23,21 @@ static gg_server *srv_of(gg_uconn *uc)
 static void fail_calls(gg_uconn *uc, const char *why)
 {
     gg_server *srv = srv_of(uc);
-    while (uc->calls)
-        gg_call_fail(srv, uc->calls, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream %s of service '%s' %s",
+    while (uc->calls.head)
+        gg_call_fail(srv, uc->calls.head, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream %s of service '%s' %s",
                      uc->ep->addr->text, uc->ep->svc->name, why);
 }
 
-/* Owed records: see gg_upstream_owe. */
+/* Owed records: see gg_upstream_ops.owe. */
 static void drop_owed(gg_uconn *uc, gg_call *call)
 {
-    if (call->uprev)
-        call->uprev->unext = call->unext;
-    else
-        uc->owed = call->unext;
-    if (call->unext) call->unext->uprev = call->uprev;
-    call->uprev = call->unext = NULL;
-    uc->nowed--;
+    gg_call_unlink_carrier(call);
     gg_call_unhold(&srv_of(uc)->lp.calls, call);
 }
 
 static void release_owed(gg_uconn *uc)
 {
-    while (uc->owed) drop_owed(uc, uc->owed);
+    while (uc->owed.head) drop_owed(uc, uc->owed.head);
 }
 
 static void on_recycle(uv_timer_t *t)
@@ -55,24 +46,24 @@ static void on_recycle(uv_timer_t *t)
     if (uc->state != GG_UP_CONNECTED || (uc->st.flags & GG_ST_CLOSING)) return;
     gg_log(&srv_of(uc)->lp.log, GG_LOG_WARN, "upstream_recycled",
            "service=%s upstream=%s reason=\"answers owed\" owed=%u", uc->ep->svc->name,
-           uc->ep->addr->text, uc->nowed);
+           uc->ep->addr->text, uc->owed.n);
     fail_calls(uc, "stopped answering");
     gg_stream_close(&uc->st);
 }
 
-void gg_upstream_owe(gg_uconn *uc, gg_call *call)
+/* gg_upstream_ops.owe */
+static void mprpc_owe(gg_call_list *carrier, gg_call *call)
 {
-    /* Only a connection still reading can deliver the answer. */
-    if (uc->state != GG_UP_CONNECTED || !(uc->st.flags & GG_ST_READING)) return;
+    gg_uconn *uc = (gg_uconn *)((char *)carrier - offsetof(gg_uconn, calls));
     gg_server *srv = srv_of(uc);
-    gg_call_hold(call);
-    call->up = uc;
-    call->uprev = NULL;
-    call->unext = uc->owed;
-    if (uc->owed) uc->owed->uprev = call;
-    uc->owed = call;
+    /* Only a connection still reading can deliver the answer. */
+    if (uc->state != GG_UP_CONNECTED || !(uc->st.flags & GG_ST_READING)) {
+        gg_call_unhold(&srv->lp.calls, call);
+        return;
+    }
+    gg_call_link_carrier(&uc->owed, call);
     uint32_t cap = srv->lp.calls.max / 16 < 16 ? 16 : srv->lp.calls.max / 16;
-    if (++uc->nowed > cap && !uv_is_active((uv_handle_t *)&uc->retry))
+    if (uc->owed.n > cap && !uv_is_active((uv_handle_t *)&uc->retry))
         uv_timer_start(&uc->retry, on_recycle, 0, 0); /* not from inside the call's end */
 }
 
@@ -88,11 +79,11 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
     }
     if (m->type == GG_RESPONSE) {
         gg_call *call = gg_call_find(&srv->lp.calls, m->msgid);
-        if (!call || call->up != uc) {
+        if (!call || call->carrier != &uc->calls) {
             /* Its call already ended (deadline) or was never ours: drop it. An ended call's
              * id was reserved for this answer: now it may be reused. */
             gg_call *owed = call ? NULL : gg_call_find_owed(&srv->lp.calls, m->msgid);
-            if (owed && owed->up == uc) drop_owed(uc, owed);
+            if (owed && owed->carrier == &uc->owed) drop_owed(uc, owed);
             gg_log(&srv->lp.log, GG_LOG_DEBUG, "late_response", "upstream=%s msgid=%u",
                    uc->ep->addr->text, m->msgid);
             return;
@@ -115,50 +106,16 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
                    "the gateway does not accept requests from upstreams");
 }
 
-void gg_endpoint_connect_failed(gg_endpoint *ep, int conn, int status, uint64_t retry_ms)
-{
-    gg_server *srv = ep->svc->srv;
-    gg_logger *lg = &srv->lp.log;
-    ep->connect_failures++;
-    gg_log(lg, GG_LOG_DEBUG, "upstream_connect_failed",
-           "service=%s upstream=%s conn=%d reason=\"%s\" retry_ms=%llu", ep->svc->name,
-           ep->addr->text, conn, uv_strerror(status), (unsigned long long)retry_ms);
-    if (ep->down) {
-        ep->down_repeats++;
-        return;
-    }
-    if (ep->nconnected > 0) return; /* the pool still serves: not a state change */
-    ep->down = 1;
-    ep->down_since = uv_now(srv->lp.uv);
-    ep->down_repeats = 0;
-    gg_log(lg, GG_LOG_WARN, "upstream_down",
-           "service=%s upstream=%s reason=\"%s\" retry_ms=%llu", ep->svc->name, ep->addr->text,
-           uv_strerror(status), (unsigned long long)retry_ms);
-}
-
-void gg_endpoint_connected(gg_endpoint *ep, int conn)
-{
-    gg_server *srv = ep->svc->srv;
-    gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
-           ep->svc->name, ep->addr->text, conn);
-    if (!ep->down) return;
-    ep->down = 0;
-    gg_log_notice(&srv->lp.log, "upstream_back",
-                  "service=%s upstream=%s down_ms=%llu suppressed=%llu", ep->svc->name,
-                  ep->addr->text, (unsigned long long)(uv_now(srv->lp.uv) - ep->down_since),
-                  (unsigned long long)ep->down_repeats);
-}
-
 static void on_eof(gg_stream *s, int status)
 {
     gg_uconn *uc = (gg_uconn *)s;
     gg_server *srv = srv_of(uc);
     /* A connection closed with nothing in flight lost nothing: the reconnect says the rest. */
-    int level = srv->draining || !uc->inflight ? GG_LOG_INFO : GG_LOG_WARN;
+    int level = srv->draining || !uc->calls.n ? GG_LOG_INFO : GG_LOG_WARN;
     gg_log(&srv->lp.log, level, "upstream_lost",
            "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
            uc->ep->addr->text, status == UV_EOF ? "closed by peer" : uv_strerror(status),
-           uc->inflight);
+           uc->calls.n);
     fail_calls(uc, "closed the connection");
     gg_stream_close(s);
 }
@@ -181,10 +138,7 @@ static void on_closed(gg_stream *s)
 {
     gg_uconn *uc = (gg_uconn *)s;
     gg_server *srv = srv_of(uc);
-    if (uc->state == GG_UP_CONNECTED) {
-        uc->ep->nconnected--;
-        gg_policy_endpoint_changed(srv, uc->ep);
-    }
+    if (uc->state == GG_UP_CONNECTED) gg_endpoint_set_connected(uc->ep, 0);
     fail_calls(uc, "closed the connection");
     release_owed(uc); /* no answer can come any more */
     if (uc->state == GG_UP_CLOSING || srv->draining) {
@@ -198,15 +152,9 @@ static void on_closed(gg_stream *s)
     }
     /* Reset the backoff after a connection that lived, double it after one that did not. */
     uint64_t now = uv_now(srv->lp.uv);
-    if (uc->connected_at && now - uc->connected_at > 1000)
-        uc->backoff_ms = BACKOFF_FIRST_MS;
-    else if (!uc->backoff_ms)
-        uc->backoff_ms = BACKOFF_FIRST_MS;
-    else if ((uc->backoff_ms *= 2) > BACKOFF_MAX_MS)
-        uc->backoff_ms = BACKOFF_MAX_MS;
+    if (uc->connected_at && now - uc->connected_at > 1000) gg_backoff_reset(&uc->backoff);
     uc->connected_at = 0;
-    /* Jitter of +-20% so a pool does not reconnect in lockstep. */
-    uint64_t wait = uc->backoff_ms * (80 + (uint64_t)(rand() % 41)) / 100;
+    uint64_t wait = gg_backoff_next(&uc->backoff);
     if (uc->connect_status) gg_endpoint_connect_failed(uc->ep, uc->index, uc->connect_status, wait);
     uc->connect_status = 0;
     uc->state = GG_UP_BACKOFF;
@@ -234,9 +182,8 @@ static void on_connect(uv_connect_t *req, int status)
     }
     uc->state = GG_UP_CONNECTED;
     uc->connected_at = uv_now(srv->lp.uv);
-    uc->ep->nconnected++;
     uc->st.flags |= GG_ST_READY;
-    gg_policy_endpoint_changed(srv, uc->ep);
+    gg_endpoint_set_connected(uc->ep, 1);
     gg_endpoint_connected(uc->ep, uc->index);
     if (gg_stream_start(&uc->st)) {
         on_eof(&uc->st, UV_EIO);
@@ -244,7 +191,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     /* Calls queued while connecting are written now: from here they may reach the upstream
      * (a retry policy must not assume they did not). */
-    for (gg_call *call = uc->calls; call; call = call->unext) call->sent = 1;
+    for (gg_call *call = uc->calls.head; call; call = call->unext) call->sent = 1;
     gg_stream_flush(&uc->st);
 }
 
@@ -271,53 +218,6 @@ static void uconn_connect(gg_uconn *uc)
     }
 }
 
-static int cmp_name(const void *key, const void *elem)
-{
-    const gg_service *k = key, *s = elem;
-    size_t n = k->name_len < s->name_len ? k->name_len : s->name_len;
-    int c = memcmp(k->name, s->name, n);
-    if (c) return c;
-    return k->name_len < s->name_len ? -1 : k->name_len > s->name_len;
-}
-
-gg_service *gg_generation_find(gg_generation *gen, const char *name, size_t len)
-{
-    gg_service key = {.name = name, .name_len = len};
-    return bsearch(&key, gen->services, (size_t)gen->nservices, sizeof key, cmp_name);
-}
-
-gg_service *gg_service_find(gg_server *srv, const char *name, size_t len)
-{
-    return gg_generation_find(srv->gen, name, len);
-}
-
-gg_generation *gg_generation_new(gg_server *srv, gg_config *cfg)
-{
-    gg_generation *gen = calloc(1, sizeof *gen);
-    if (!gen) return NULL;
-    gen->srv = srv;
-    gen->cfg = cfg;
-    gen->pipelines_ref = LUA_NOREF;
-    gen->services = calloc((size_t)(cfg->nservices ? cfg->nservices : 1), sizeof(gg_service));
-    if (!gen->services) goto fail;
-    for (int i = 0; i < cfg->nservices; i++) {
-        const gg_service_conf *sc = &cfg->services[i];
-        gg_service *svc = &gen->services[gen->nservices++];
-        svc->srv = srv;
-        svc->gen = gen;
-        svc->conf = sc;
-        svc->name = sc->name;
-        svc->name_len = strlen(sc->name);
-        svc->pipeline_ref = LUA_NOREF;
-        svc->stats = gg_metrics_service(&srv->met, svc->name);
-        if (!svc->stats) goto fail;
-    }
-    return gen;
-fail:
-    gg_generation_free(gen);
-    return NULL;
-}
-
 /* Same upstream list, same pool size: the pools can move as they are. */
 static int same_endpoints(const gg_service_conf *a, const gg_service_conf *b)
 {
@@ -339,10 +239,11 @@ static int new_endpoints(gg_service *svc)
         gg_endpoint *ep = &svc->eps[svc->neps++];
         ep->svc = svc;
         ep->addr = &sc->upstreams[e];
-        ep->conns = calloc((size_t)sc->connections, sizeof(gg_uconn));
-        if (!ep->conns) return -1;
+        gg_uconn *conns = calloc((size_t)sc->connections, sizeof(gg_uconn));
+        if (!conns) return -1;
+        ep->conns = conns;
         for (int k = 0; k < sc->connections; k++) {
-            gg_uconn *uc = &ep->conns[ep->nconns++];
+            gg_uconn *uc = &conns[ep->nconns++];
             uc->ep = ep;
             uc->index = k;
             uc->st.loop = &srv->lp;
@@ -354,33 +255,27 @@ static int new_endpoints(gg_service *svc)
     return 0;
 }
 
-void gg_generation_connect(gg_generation *gen, gg_generation *old)
+/* gg_upstream_ops.start: CONNECT opens the pools, or takes over those of prev when its
+ * endpoints did not change. */
+static int mprpc_start(gg_service *svc, gg_service *prev, int phase, char *err, size_t errlen)
 {
-    for (int i = 0; i < gen->nservices; i++) {
-        gg_service *svc = &gen->services[i];
-        if (svc->conf->protocol == GG_PROTO_JSONRPC_HTTP) {
-            if (gg_http_upstream_start(svc))
-                gg_log(&gen->srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=http pool service=%s",
-                       svc->name);
-            continue;
+    if (phase != GG_UPSTREAM_CONNECT) return 0;
+    if (prev && prev->eps && same_endpoints(prev->conf, svc->conf)) {
+        svc->eps = prev->eps;
+        svc->neps = prev->neps;
+        prev->eps = NULL;
+        prev->neps = 0;
+        for (int e = 0; e < svc->neps; e++) {
+            svc->eps[e].svc = svc;
+            svc->eps[e].addr = &svc->conf->upstreams[e];
         }
-        if (svc->conf->protocol == GG_PROTO_ADAPTER) continue; /* started with its policies */
-        gg_service *prev = old ? gg_generation_find(old, svc->name, svc->name_len) : NULL;
-        if (prev && prev->eps && same_endpoints(prev->conf, svc->conf)) {
-            svc->eps = prev->eps;
-            svc->neps = prev->neps;
-            prev->eps = NULL;
-            prev->neps = 0;
-            for (int e = 0; e < svc->neps; e++) {
-                svc->eps[e].svc = svc;
-                svc->eps[e].addr = &svc->conf->upstreams[e];
-            }
-            continue;
-        }
-        if (new_endpoints(svc))
-            gg_log(&gen->srv->lp.log, GG_LOG_ERROR, "out_of_memory", "what=endpoints service=%s",
-                   svc->name);
+        return 0;
     }
+    if (new_endpoints(svc)) {
+        snprintf(err, errlen, "endpoints");
+        return -1;
+    }
+    return 0;
 }
 
 static void retired_closed(uv_handle_t *h)
@@ -391,87 +286,33 @@ static void retired_closed(uv_handle_t *h)
     gg_generation_maybe_free(gen);
 }
 
-/* Close every connection and timer of gen. `counted`: the generation is retired and waits
- * for the close callbacks before it frees itself. */
-static void close_all(gg_generation *gen, int counted)
+/* gg_upstream_ops.release: close every connection and timer of svc. `counted`: the
+ * generation is retired and waits for the close callbacks before it frees itself. The
+ * memory of the endpoints is freed with the generation. */
+static void mprpc_release(gg_service *svc, int counted)
 {
-    for (int i = 0; i < gen->nservices; i++) {
-        gg_service *svc = &gen->services[i];
-        if (svc->impl && svc->conf->protocol == GG_PROTO_JSONRPC_HTTP) gg_http_upstream_release(svc);
-        if (svc->impl && svc->conf->protocol == GG_PROTO_ADAPTER) gg_adapter_release(svc);
-        svc->impl = NULL;
-        for (int e = 0; e < svc->neps; e++) {
-            gg_endpoint *ep = &svc->eps[e];
-            for (int k = 0; k < ep->nconns; k++) {
-                gg_uconn *uc = &ep->conns[k];
-                int was = uc->state;
-                uc->state = GG_UP_CLOSING;
-                if (was == GG_UP_CONNECTED) ep->nconnected--;
-                if (was == GG_UP_CONNECTING || was == GG_UP_CONNECTED) {
-                    fail_calls(uc, "is being closed");
-                    if (counted) gen->closing++;
-                    gg_stream_close(&uc->st);
-                } else {
-                    uc->state = GG_UP_IDLE;
-                }
-                if (!uv_is_closing((uv_handle_t *)&uc->retry)) {
-                    if (counted) gen->closing++;
-                    uv_close((uv_handle_t *)&uc->retry, counted ? retired_closed : NULL);
-                }
+    gg_generation *gen = svc->gen;
+    for (int e = 0; e < svc->neps; e++) {
+        gg_endpoint *ep = &svc->eps[e];
+        gg_uconn *conns = ep->conns;
+        for (int k = 0; k < ep->nconns; k++) {
+            gg_uconn *uc = &conns[k];
+            int was = uc->state;
+            uc->state = GG_UP_CLOSING;
+            if (was == GG_UP_CONNECTED) ep->nconnected--;
+            if (was == GG_UP_CONNECTING || was == GG_UP_CONNECTED) {
+                fail_calls(uc, "is being closed");
+                if (counted) gen->closing++;
+                gg_stream_close(&uc->st);
+            } else {
+                uc->state = GG_UP_IDLE;
+            }
+            if (!uv_is_closing((uv_handle_t *)&uc->retry)) {
+                if (counted) gen->closing++;
+                uv_close((uv_handle_t *)&uc->retry, counted ? retired_closed : NULL);
             }
         }
     }
-}
-
-void gg_generation_stop(gg_generation *gen)
-{
-    close_all(gen, 0);
-}
-
-void gg_generation_retire(gg_generation *gen)
-{
-    gen->retired = 1;
-    gg_generation_maybe_free(gen);
-}
-
-void gg_generation_maybe_free(gg_generation *gen)
-{
-    if (!gen->retired || gen->calls) return;
-    if (gen->retired == 1) { /* last call gone: close what did not move to the new generation */
-        gen->retired = 2;
-        gen->closing++; /* held while closing, so a synchronous callback cannot free it early */
-        close_all(gen, 1);
-        gen->closing--;
-    }
-    if (gen->closing) return;
-    gg_server_generation_freed(gen->srv, gen);
-    gg_generation_free(gen);
-}
-
-int gg_generation_load_adapters(gg_generation *gen, char *err, size_t errlen)
-{
-    for (int i = 0; i < gen->nservices; i++) {
-        gg_service *svc = &gen->services[i];
-        if (svc->conf->protocol == GG_PROTO_ADAPTER && gg_adapter_start(svc, err, errlen)) return -1;
-    }
-    return 0;
-}
-
-void gg_generation_free(gg_generation *gen)
-{
-    if (!gen) return;
-    for (int i = 0; i < gen->nservices; i++) {
-        gg_service *svc = &gen->services[i];
-        if (svc->impl && svc->conf->protocol == GG_PROTO_JSONRPC_HTTP) gg_http_upstream_release(svc);
-        if (svc->impl && svc->conf->protocol == GG_PROTO_ADAPTER) gg_adapter_release(svc);
-        for (int e = 0; e < svc->neps; e++) free(svc->eps[e].conns);
-        free(svc->eps);
-        free(svc->policy_names);
-    }
-    gg_policy_generation_free(gen->srv, gen);
-    free(gen->services);
-    gg_config_free(gen->cfg);
-    free(gen);
 }
 
 /* The best connection of one endpoint: a connected one (fill-first, then least loaded), else
@@ -479,15 +320,16 @@ void gg_generation_free(gg_generation *gen)
 static gg_uconn *pick_in(gg_endpoint *ep, int *connected)
 {
     gg_uconn *best = NULL, *waiting = NULL;
+    gg_uconn *conns = ep->conns;
     if (ep->nconnected) {
         for (int i = 0; i < ep->nconns; i++) {
-            gg_uconn *uc = &ep->conns[i];
+            gg_uconn *uc = &conns[i];
             if (uc->state != GG_UP_CONNECTED) continue;
-            if (uc->inflight < FILL_FIRST) {
+            if (uc->calls.n < FILL_FIRST) {
                 best = uc;
                 break;
             }
-            if (!best || uc->inflight < best->inflight) best = uc;
+            if (!best || uc->calls.n < best->calls.n) best = uc;
         }
     }
     if (best) {
@@ -495,7 +337,7 @@ static gg_uconn *pick_in(gg_endpoint *ep, int *connected)
         return best;
     }
     for (int i = 0; i < ep->nconns && !waiting; i++)
-        if (ep->conns[i].state == GG_UP_CONNECTING) waiting = &ep->conns[i];
+        if (conns[i].state == GG_UP_CONNECTING) waiting = &conns[i];
     *connected = 0;
     return waiting;
 }
@@ -518,13 +360,10 @@ static gg_uconn *pick(gg_service *svc, int endpoint, int *connected)
     return waiting;
 }
 
-int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
-                     uint32_t method_len, const char *body, size_t body_len)
+/* gg_upstream_ops.send */
+static int mprpc_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
+                      uint32_t method_len, const char *body, size_t body_len)
 {
-    if (svc->conf->protocol == GG_PROTO_JSONRPC_HTTP)
-        return gg_http_upstream_send(svc, call, endpoint, method, method_len, body, body_len);
-    if (svc->conf->protocol == GG_PROTO_ADAPTER)
-        return gg_adapter_send(svc, call, method, method_len, body, body_len);
     int connected;
     gg_uconn *uc = pick(svc, endpoint, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
@@ -536,21 +375,16 @@ int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *m
     size_t n = gg_put_request_hdr(p, call->id, method, method_len);
     memcpy(p + n, body, body_len);
     gg_stream_commit(&uc->st, n + body_len);
-    call->up = uc;
     call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
     call->sent = (uint8_t)connected;
-    call->uprev = NULL;
-    call->unext = uc->calls;
-    if (uc->calls) uc->calls->uprev = call;
-    uc->calls = call;
-    uc->inflight++;
+    gg_call_link_carrier(&uc->calls, call);
     return 0;
 }
 
-int gg_upstream_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
-                       const char *body, size_t body_len)
+/* gg_upstream_ops.notify */
+static int mprpc_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
+                        const char *body, size_t body_len)
 {
-    if (svc->conf->protocol != GG_PROTO_MSGPACK) return GG_ERR_NOT_SUPPORTED;
     int connected;
     gg_uconn *uc = pick(svc, endpoint, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
@@ -568,3 +402,27 @@ int gg_upstream_notify(gg_service *svc, int endpoint, const char *method, uint32
     gg_stream_commit(&uc->st, n + body_len);
     return 0;
 }
+
+/* gg_upstream_ops.describe: not ready while no endpoint has a connection up. */
+static void mprpc_describe(const gg_service *svc, gg_upstream_info *out)
+{
+    out->protocol = "msgpack-rpc";
+    out->not_ready = NULL;
+    if (svc->neps == 0) {
+        out->not_ready = "no upstream endpoint";
+        return;
+    }
+    for (int e = 0; e < svc->neps; e++)
+        if (svc->eps[e].nconnected > 0) return;
+    out->not_ready = "no upstream endpoint is connected";
+}
+
+const gg_upstream_ops gg_mprpc_ops = {
+    .name = "msgpack-rpc",
+    .start = mprpc_start,
+    .send = mprpc_send,
+    .notify = mprpc_notify,
+    .release = mprpc_release,
+    .owe = mprpc_owe,
+    .describe = mprpc_describe,
+};

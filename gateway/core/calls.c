@@ -1,5 +1,5 @@
 /* futures.c -- call records, their ids and the deadline heap; see futures.h. */
-#include "core/futures.h"
+#include "core/calls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -77,22 +77,22 @@ gg_call *gg_call_find_owed(gg_calls *c, uint32_t id)
 }
 
 /* Back to the pool. A new generation retires the id; no one holds it any more, so no answer
- * to it can still come (futures.h). */
+ * to it can still come (calls.h). */
 static void to_pool(gg_calls *c, gg_call *call)
 {
     uint32_t idx = call->id & GG_CALL_IDX_MASK;
     uint32_t gen = (call->id >> GG_CALL_IDX_BITS) + 1;
     call->id = idx | (gen << GG_CALL_IDX_BITS);
     call->owed = 0;
-    call->up = NULL;
-    call->unext = c->free;
+    call->carrier = NULL;
+    call->unext = c->free; /* the carrier link is free now: it doubles as the free list */
     c->free = call;
 }
 
 void gg_call_release(gg_calls *c, gg_call *call)
 {
     call->live = 0;
-    call->client = NULL;
+    call->owner = NULL;
     c->live--;
     if (call->holds) {
         call->owed = 1;
@@ -147,12 +147,15 @@ static void sift_down(gg_calls *c, uint32_t i)
 
 void gg_deadline_add(gg_calls *c, gg_call *call)
 {
+    call->in_heap = 1;
     heap_set(c, c->nheap++, call);
     sift_up(c, c->nheap - 1);
 }
 
 void gg_deadline_remove(gg_calls *c, gg_call *call)
 {
+    if (!call->in_heap) return;
+    call->in_heap = 0;
     uint32_t i = call->heap_idx;
     gg_call *last = c->heap[--c->nheap];
     if (i == c->nheap) return;
@@ -161,4 +164,61 @@ void gg_deadline_remove(gg_calls *c, gg_call *call)
         sift_up(c, i);
     else
         sift_down(c, i);
+}
+
+void gg_call_end(gg_calls *c, gg_call *call)
+{
+    gg_call_unlink_owner(call);
+    gg_call_unlink_carrier(call);
+    gg_deadline_remove(c, call);
+    gg_call_release(c, call);
+}
+
+/* --- the deadline timer ----------------------------------------------------------------- */
+
+static void arm(gg_calls *c, uint64_t deadline);
+
+static void on_timer(uv_timer_t *t)
+{
+    gg_calls *c = t->data;
+    uint64_t now = uv_now(t->loop);
+    c->due = 0;
+    gg_call *call;
+    while ((call = gg_deadline_first(c)) && call->deadline <= now) c->on_deadline(c->owner, call);
+    if (call) arm(c, call->deadline);
+}
+
+/* The timer is not moved back when the earliest call ends early: it fires, finds nothing due,
+ * and is set for the new earliest. That is one wake-up per deadline period, not one timer
+ * update per call. */
+static void arm(gg_calls *c, uint64_t deadline)
+{
+    if (!c->timer_on || (c->due && c->due <= deadline)) return;
+    uint64_t now = uv_now(c->timer.loop);
+    c->due = deadline;
+    uv_timer_start(&c->timer, on_timer, deadline > now ? deadline - now : 0, 0);
+}
+
+void gg_calls_timer_init(gg_calls *c, uv_loop_t *uv, void (*on_deadline)(void *, gg_call *),
+                         void *owner)
+{
+    uv_timer_init(uv, &c->timer);
+    c->timer.data = c;
+    c->on_deadline = on_deadline;
+    c->owner = owner;
+    c->timer_on = 1;
+}
+
+void gg_calls_close(gg_calls *c)
+{
+    if (c->timer_on && !uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, NULL);
+}
+
+void gg_call_set_deadline(gg_calls *c, gg_call *call, uint64_t at)
+{
+    gg_deadline_remove(c, call);
+    call->deadline = at;
+    gg_deadline_add(c, call);
+    arm(c, at);
 }

@@ -1,6 +1,6 @@
-/* test_futures.c -- call ids retire with their call, and not while held; the deadline heap
+/* test_calls.c -- call ids retire with their call, and not while held; the deadline heap
  * stays ordered. */
-#include "core/futures.h"
+#include "core/calls.h"
 #include "unit.h"
 
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* upstream_http.c -- services whose upstreams speak JSON-RPC 2.0 over HTTP/1.1.
+/* jsonrpc_http.c -- services whose upstreams speak JSON-RPC 2.0 over HTTP/1.1.
  *
  * Each endpoint URL gets a pool of svc->conf->connections keep-alive connections (httpc.c).
  * A connection carries one request at a time; calls that find every connection busy wait in
@@ -21,7 +21,8 @@
  *
  * Ownership: svc->impl is a gg_http_up. Release fails what is still in flight, closes every
  * handle and forgets svc; the struct is freed when the last handle has closed. */
-#include "upstreams/upstream_http.h"
+#include "upstreams/jsonrpc_http.h"
+#include "upstreams/jsonrpc_msg.h"
 #include "proxy/dispatch.h"
 #include "core/errors.h"
 #include "http/httpc.h"
@@ -36,9 +37,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define BACKOFF_FIRST_MS 100
-#define BACKOFF_MAX_MS   5000
-#define MAX_SAFE_INT     ((uint64_t)1 << 53) /* the largest integer every double holds */
 
 struct hu_ep;
 struct gg_http_up;
@@ -53,7 +51,7 @@ typedef struct hu_conn {
     int has_call;
     uint32_t call_id;
     uint8_t attempt;
-    uint32_t backoff_ms;
+    gg_backoff backoff;
     int connect_status; /* why the last connect failed (for on_closed's log), 0: it did not */
     uint64_t connected_at;
 } hu_conn;
@@ -136,118 +134,10 @@ static void set_connected(hu_conn *c, int on)
     if (c->connected == on) return;
     c->connected = on;
     if (up->released) return;
-    c->ep->gep->nconnected += on ? 1 : -1;
-    gg_policy_endpoint_changed(up->srv, c->ep->gep);
+    gg_endpoint_set_connected(c->ep->gep, on);
 }
 
 /* --- the request ---------------------------------------------------------------------------- */
-
-/* JSON can carry it, and a JSON-RPC peer will read it back as it was sent. json.h maps bin,
- * ext and big unsigned integers to tagged objects, which a legacy service would take for
- * data; here they are refused instead. path is where o is ("params[1].photo"). */
-static int json_safe(const msgpack_object *o, char *path, size_t plen, size_t cap, char *err,
-                     size_t errlen)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_BIN:
-        snprintf(err, errlen,
-                 "%s is binary (MessagePack bin): JSON has no bytes type; send a str "
-                 "(e.g. base64) instead",
-                 path);
-        return -1;
-    case MSGPACK_OBJECT_EXT:
-        snprintf(err, errlen, "%s is a MessagePack ext value: JSON has no such type", path);
-        return -1;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 <= MAX_SAFE_INT) return 0;
-        snprintf(err, errlen,
-                 "%s is the integer %" PRIu64 ", beyond 2^53: JSON peers read numbers as "
-                 "doubles and would change it; send it as a str",
-                 path, o->via.u64);
-        return -1;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        if (o->via.i64 >= -(int64_t)MAX_SAFE_INT) return 0;
-        snprintf(err, errlen,
-                 "%s is the integer %" PRId64 ", beyond -2^53: JSON peers read numbers as "
-                 "doubles and would change it; send it as a str",
-                 path, o->via.i64);
-        return -1;
-    case MSGPACK_OBJECT_ARRAY:
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            int n = snprintf(path + plen, cap - plen, "[%u]", i);
-            size_t sub = n > 0 && (size_t)n < cap - plen ? plen + (size_t)n : plen;
-            if (json_safe(&o->via.array.ptr[i], path, sub, cap, err, errlen)) return -1;
-            path[plen] = 0;
-        }
-        return 0;
-    case MSGPACK_OBJECT_MAP:
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            const msgpack_object_kv *kv = &o->via.map.ptr[i];
-            if (kv->key.type != MSGPACK_OBJECT_STR) {
-                snprintf(err, errlen,
-                         "%s is a map with a key that is not a string: JSON object keys are "
-                         "strings",
-                         path);
-                return -1;
-            }
-            int n = snprintf(path + plen, cap - plen, ".%.*s",
-                             (int)(kv->key.via.str.size > 40 ? 40 : kv->key.via.str.size),
-                             kv->key.via.str.ptr);
-            size_t sub = n > 0 && (size_t)n < cap - plen ? plen + (size_t)n : plen;
-            if (json_safe(&kv->val, path, sub, cap, err, errlen)) return -1;
-            path[plen] = 0;
-        }
-        return 0;
-    default:
-        return 0; /* nil, bool, float, str: json.h has the last word (NaN, invalid UTF-8) */
-    }
-}
-
-/* The JSON-RPC request body for a call, as a malloc'd string (free()), or NULL with why. */
-static char *request_body(gg_call *call, const char *method, uint32_t mlen, const char *params,
-                          size_t plen, int max_depth, char *err, size_t errlen)
-{
-    char *text = NULL;
-    json_t *req = NULL, *jparams = NULL, *jmethod = NULL;
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
-    /* The bytes were walked by the gateway's bounded scanner when the request arrived. */
-    if (msgpack_unpack_next(&u, params, plen, &off) != MSGPACK_UNPACK_SUCCESS || off != plen ||
-        u.data.type != MSGPACK_OBJECT_ARRAY) {
-        snprintf(err, errlen, "params cannot be read (nested deeper than %d levels?)",
-                 GG_JSON_DEPTH_MAX);
-        goto done;
-    }
-    char path[160] = "params";
-    if (json_safe(&u.data, path, strlen(path), sizeof path, err, errlen)) goto done;
-    char why[200];
-    jparams = gg_json_from_object(&u.data, max_depth, why, sizeof why);
-    if (!jparams) {
-        snprintf(err, errlen, "params cannot be sent as JSON: %s", why);
-        goto done;
-    }
-    jmethod = json_stringn(method, mlen);
-    if (!jmethod) {
-        snprintf(err, errlen, "the method name is not valid UTF-8");
-        goto done;
-    }
-    req = json_object();
-    if (!req || json_object_set_new(req, "jsonrpc", json_string("2.0")) ||
-        json_object_set_new(req, "id", json_integer(call->id)) ||
-        json_object_set(req, "method", jmethod) || json_object_set(req, "params", jparams)) {
-        snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-    text = json_dumps(req, JSON_COMPACT);
-    if (!text) snprintf(err, errlen, "out of memory");
-done:
-    json_decref(req);
-    json_decref(jparams);
-    json_decref(jmethod);
-    msgpack_unpacked_destroy(&u);
-    return text;
-}
 
 /* The whole HTTP request (head and body) in one malloc'd buffer. */
 static char *request_bytes(hu_ep *ep, const char *body, size_t *len)
@@ -278,23 +168,6 @@ static void fail_call(hu_conn *c, gg_call *call, int code, const char *what)
     gg_call_fail(up->srv, call, code,
                  "the upstream of service '%s' failed (error id %08x; see the gateway's log)",
                  up->name, id);
-}
-
-/* The first line of a body, at most 80 bytes, for the log (a status page's first words). Bytes
- * are kept as they are: the logger escapes what needs escaping (quotes as \", controls and
- * bytes that are not UTF-8 as \xNN). A NUL ends it. */
-static void excerpt(const char *body, size_t len, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len && n + 1 < cap && n < 80 && body[i]; i++) {
-        unsigned char ch = (unsigned char)body[i];
-        if (ch == '\r' || ch == '\n') {
-            if (n) break;
-            continue;
-        }
-        out[n++] = (char)ch;
-    }
-    out[n] = 0;
 }
 
 /* Pass a JSON value on as MessagePack: [error, nil] or [nil, result]. */
@@ -336,11 +209,11 @@ static void handle_response(hu_conn *c, gg_call *call, const gg_httpc_resp *r)
     int id_ok = id && ((json_is_integer(id) && json_integer_value(id) == (json_int_t)call->id) ||
                        (json_is_null(id) && has_error));
     if (r->status != 200 && !(id_ok && has_error)) {
-        excerpt(r->body, r->body_len, snip, sizeof snip);
+        gg_jsonrpc_excerpt(r->body, r->body_len, snip, sizeof snip);
         snprintf(what, sizeof what, "HTTP %d%s%s", r->status, snip[0] ? ": " : "", snip);
         fail_call(c, call, GG_ERR_UPSTREAM_UNAVAILABLE, what);
     } else if (!root) {
-        excerpt(r->body, r->body_len, snip, sizeof snip);
+        gg_jsonrpc_excerpt(r->body, r->body_len, snip, sizeof snip);
         snprintf(what, sizeof what, "invalid JSON in the response: %s at line %d column %d%s%s%s",
                  je.text, je.line, je.column, snip[0] ? " (body: '" : "", snip,
                  snip[0] ? "')" : "");
@@ -511,13 +384,10 @@ static void on_closed(gg_httpc *hc)
     uint64_t now = uv_now(srv->lp.uv);
     uint64_t wait;
     if (c->quick || c->hc.responses > 0 || (c->connected_at && now - c->connected_at > 1000)) {
-        c->backoff_ms = 0;
+        gg_backoff_reset(&c->backoff);
         wait = 0;
     } else {
-        c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_FIRST_MS;
-        if (c->backoff_ms > BACKOFF_MAX_MS) c->backoff_ms = BACKOFF_MAX_MS;
-        /* jitter of +-20% so a pool does not reconnect in lockstep */
-        wait = c->backoff_ms * (80 + (uint64_t)(rand() % 41)) / 100;
+        wait = gg_backoff_next(&c->backoff);
     }
     if (c->connect_status) gg_endpoint_connect_failed(ep->gep, c->index, c->connect_status, wait);
     c->connect_status = 0;
@@ -661,7 +531,7 @@ oom:
     return -1;
 }
 
-int gg_http_upstream_start(gg_service *svc)
+static int http_upstream_start(gg_service *svc)
 {
     const gg_service_conf *sc = svc->conf;
     gg_server *srv = svc->srv;
@@ -712,7 +582,7 @@ oom:
     return -1;
 }
 
-void gg_http_upstream_release(gg_service *svc)
+static void http_upstream_release(gg_service *svc)
 {
     gg_http_up *up = svc->impl;
     if (!up) return;
@@ -778,8 +648,8 @@ static hu_ep *pick(gg_http_up *up, int endpoint, hu_conn **ready)
     return best;
 }
 
-int gg_http_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
-                          uint32_t method_len, const char *params, size_t params_len)
+static int http_upstream_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
+                              uint32_t method_len, const char *params, size_t params_len)
 {
     gg_http_up *up = svc->impl;
     if (!up) return GG_ERR_UPSTREAM_UNAVAILABLE;
@@ -789,7 +659,7 @@ int gg_http_upstream_send(gg_service *svc, gg_call *call, int endpoint, const ch
     hu_ep *ep = pick(up, endpoint, &ready);
     if (!ep) return GG_ERR_UPSTREAM_UNAVAILABLE;
     char err[300];
-    char *body = request_body(call, method, method_len, params, params_len, (int)lim->max_depth,
+    char *body = gg_jsonrpc_request(call->id, method, method_len, params, params_len, (int)lim->max_depth,
                               err, sizeof err);
     if (!body) {
         /* The caller's mistake, not the upstream's: answered here (dispatch would call any
@@ -863,3 +733,39 @@ int gg_http_upstream_send(gg_service *svc, gg_call *call, int endpoint, const ch
     call->sent = 0;
     return 0;
 }
+
+/* --- gg_upstream_ops ---------------------------------------------------------------------- */
+
+static int jsonrpc_start(gg_service *svc, gg_service *prev, int phase, char *err, size_t errlen)
+{
+    if (phase != GG_UPSTREAM_CONNECT) return 0;
+    if (!http_upstream_start(svc)) return 0;
+    snprintf(err, errlen, "http pool");
+    return -1;
+}
+
+static void jsonrpc_release(gg_service *svc, int counted)
+{
+    http_upstream_release(svc); /* frees itself once its handles closed: nothing to count */
+}
+
+static int jsonrpc_notify(gg_service *svc, int endpoint, const char *method, uint32_t method_len,
+                          const char *params, size_t params_len)
+{
+    return GG_ERR_NOT_SUPPORTED;
+}
+
+static void jsonrpc_describe(const gg_service *svc, gg_upstream_info *out)
+{
+    out->protocol = "jsonrpc-http";
+    out->not_ready = NULL;
+}
+
+const gg_upstream_ops gg_jsonrpc_http_ops = {
+    .name = "jsonrpc-http",
+    .start = jsonrpc_start,
+    .send = http_upstream_send,
+    .notify = jsonrpc_notify,
+    .release = jsonrpc_release,
+    .describe = jsonrpc_describe,
+};
