@@ -1,18 +1,23 @@
-/* test_loop_calls.c -- calls in flight on a real uv loop: deadlines fire on the loop's timer,
- * once each and in order; a call that ended never fires; a late answer finds no call. Each
- * call is ended exactly once, by its answer or by its deadline, and the pool is empty after
- * uv_run. */
+/* test_loop_calls.c -- the calls module (core/calls.h) on a real uv loop: deadlines fire on
+ * its timer, once each and in order; a call that ended never fires; a moved deadline moves the
+ * firing; gg_call_end leaves the owner's and the carrier's lists once (their hooks counted);
+ * an orphaned call stays live; a late answer finds no call. Each call is ended exactly once,
+ * by its answer or by its deadline, and the pool is empty after uv_run. */
 #include "loop_kit.h"
 #include "unit.h"
 
+#include <stddef.h>
 #include <uv.h>
 
 #define NCALLS 50
 
-/* The test is the calls' owner: it ends a call the way the gateway does (out of the deadline
- * heap, then released) and counts who ended it. */
+/* The test is the calls' owner: it ends a call the way the gateway does (gg_call_end) and
+ * counts who ended it. */
 typedef struct owner {
     lk_loop L;
+    gg_call_list mine;    /* the owner's list (a client's, in the gateway) */
+    gg_call_list conn;    /* the carrier's list (an upstream connection's) */
+    int owner_unlinks, carrier_unlinks; /* on_unlink hook runs */
     gg_call *call[NCALLS];
     uint32_t id[NCALLS];
     uint64_t due[NCALLS];
@@ -38,12 +43,22 @@ static void end_call(owner *o, gg_call *call)
 {
     int i = index_of(o, call);
     if (i >= 0) o->ended[i]++;
-    gg_deadline_remove(&o->L.lp.calls, call);
-    gg_call_release(&o->L.lp.calls, call);
+    gg_call_end(&o->L.lp.calls, call);
 }
 
-static void on_deadline(gg_loop *lp, gg_call *call)
+static void owner_unlinked(gg_call_list *l)
 {
+    ((owner *)((char *)l - offsetof(owner, mine)))->owner_unlinks++;
+}
+
+static void carrier_unlinked(gg_call_list *l)
+{
+    ((owner *)((char *)l - offsetof(owner, conn)))->carrier_unlinks++;
+}
+
+static void on_deadline(void *lpv, gg_call *call)
+{
+    gg_loop *lp = lpv;
     owner *o = lp->data;
     int i = index_of(o, call);
     o->fired++;
@@ -62,7 +77,9 @@ static int owner_open(owner *o)
     memset(o, 0, sizeof *o);
     if (lk_loop_open(&o->L, 64 * 1024)) return -1;
     o->L.lp.data = o;
-    o->L.lp.on_deadline = on_deadline;
+    o->L.lp.calls.on_deadline = on_deadline;
+    o->mine.on_unlink = owner_unlinked;
+    o->conn.on_unlink = carrier_unlinked;
     return 0;
 }
 
@@ -72,8 +89,8 @@ static gg_call *start_call(owner *o, int i, uint64_t in_ms)
     if (!call) return NULL;
     o->call[i] = call;
     o->id[i] = call->id;
-    o->due[i] = call->deadline = uv_now(&o->L.uv) + in_ms;
-    gg_loop_add_deadline(&o->L.lp, call);
+    o->due[i] = uv_now(&o->L.uv) + in_ms;
+    gg_call_set_deadline(&o->L.lp.calls, call, o->due[i]);
     return call;
 }
 
@@ -111,12 +128,10 @@ static void test_ended_never_fires(void)
     for (int i = 0; i < 20; i++)
         if (i == 0 || i % 2) end_call(&o, o.call[i]);
     /* Call 2 moves later than everyone, call 18 earlier than everyone. */
-    gg_deadline_remove(&o.L.lp.calls, o.call[2]);
-    o.due[2] = o.call[2]->deadline = uv_now(&o.L.uv) + 40;
-    gg_loop_add_deadline(&o.L.lp, o.call[2]);
-    gg_deadline_remove(&o.L.lp.calls, o.call[18]);
-    o.due[18] = o.call[18]->deadline = uv_now(&o.L.uv) + 1;
-    gg_loop_add_deadline(&o.L.lp, o.call[18]);
+    o.due[2] = uv_now(&o.L.uv) + 40;
+    gg_call_set_deadline(&o.L.lp.calls, o.call[2], o.due[2]);
+    o.due[18] = uv_now(&o.L.uv) + 1;
+    gg_call_set_deadline(&o.L.lp.calls, o.call[18], o.due[18]);
 
     UNIT_EQ_INT(uv_run(&o.L.uv, UV_RUN_DEFAULT), 0);
 
@@ -162,7 +177,7 @@ static void owner_on_answer(lk_peer *p, const char *msg, const gg_msg *m)
     if (call) {
         o->answered++;
         gg_call_unhold(c, call);
-        end_call(o, call);
+        end_call(o, call); /* leaves both lists: each hook runs once */
         return;
     }
     call = gg_call_find_owed(c, m->msgid);
@@ -192,6 +207,8 @@ static void test_answer_or_deadline_once(void)
     o.after_deadline = release_when_all_timed_out;
     for (int i = 0; i < 20; i++) {
         gg_call *call = start_call(&o, i, 20);
+        gg_call_link_owner(&o.mine, call);
+        gg_call_link_carrier(&o.conn, call);
         gg_call_hold(call); /* the upstream connection may present its id */
         lk_send_request(&cli.s, call->id, "u.m");
     }
@@ -208,10 +225,46 @@ static void test_answer_or_deadline_once(void)
         UNIT_CHECK(gg_call_find(&o.L.lp.calls, o.id[i]) == NULL); /* a stale id is not found */
         UNIT_CHECK(gg_call_find_owed(&o.L.lp.calls, o.id[i]) == NULL);
     }
+    UNIT_EQ_INT(o.owner_unlinks, 20);
+    UNIT_EQ_INT(o.carrier_unlinks, 20);
+    UNIT_EQ_INT(o.mine.n, 0);
+    UNIT_EQ_INT(o.conn.n, 0);
+    UNIT_CHECK(o.mine.head == NULL && o.conn.head == NULL);
     UNIT_EQ_INT(cli.closed, 1);
     UNIT_EQ_INT(up.closed, 1);
     UNIT_EQ_INT(o.L.lp.calls.live, 0);
     UNIT_EQ_INT(o.L.lp.calls.owed, 0);
+    UNIT_EQ_INT(lk_loop_end(&o.L), 0);
+}
+
+/* --- An owner that goes away orphans its calls: they stay live, owner NULL, no hook; their
+ *     deadline still ends them ------------------------------------------------------------ */
+
+static void test_orphaned_calls_stay_live(void)
+{
+    owner o;
+    if (!UNIT_EQ_INT(owner_open(&o), 0)) return;
+    for (int i = 0; i < 3; i++) {
+        gg_call *call = start_call(&o, i, 5);
+        gg_call_link_owner(&o.mine, call);
+        gg_call_link_carrier(&o.conn, call);
+    }
+    gg_call_list_orphan_owner(&o.mine);
+    UNIT_EQ_INT(o.mine.n, 0);
+    UNIT_EQ_INT(o.L.lp.calls.live, 3);
+    for (int i = 0; i < 3; i++) {
+        UNIT_CHECK(o.call[i]->owner == NULL);
+        UNIT_CHECK(gg_call_find(&o.L.lp.calls, o.id[i]) == o.call[i]);
+    }
+
+    UNIT_EQ_INT(uv_run(&o.L.uv, UV_RUN_DEFAULT), 0);
+
+    UNIT_EQ_INT(o.fired, 3);
+    UNIT_EQ_INT(o.owner_unlinks, 0);   /* orphaned: no owner hook */
+    UNIT_EQ_INT(o.carrier_unlinks, 3); /* the carrier still let go of each once */
+    UNIT_EQ_INT(o.conn.n, 0);
+    for (int i = 0; i < 3; i++) UNIT_EQ_INT(o.ended[i], 1);
+    UNIT_EQ_INT(o.L.lp.calls.live, 0);
     UNIT_EQ_INT(lk_loop_end(&o.L), 0);
 }
 
@@ -220,5 +273,6 @@ int main(void)
     UNIT_RUN(test_deadlines_in_order);
     UNIT_RUN(test_ended_never_fires);
     UNIT_RUN(test_answer_or_deadline_once);
+    UNIT_RUN(test_orphaned_calls_stay_live);
     return unit_summary();
 }

@@ -9,6 +9,7 @@
 #include "core/errors.h"
 #include "proxy/config.h"
 #include "proxy/server.h"
+#include "upstreams/upstreams.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,7 +171,9 @@ static int gw_open(gw *g, const char *svc)
         fprintf(stderr, "config: %s\n", err);
         return -1;
     }
-    gg_run_opts opts = {.log_level = -1, .ready_fd = -1, .worker = -1};
+    /* No HTTP side (front NULL); the real upstream implementations. */
+    gg_run_opts opts = {.log_level = -1, .ready_fd = -1, .worker = -1,
+                        .upstreams = gg_upstream_protocols};
     g->srv = gg_server_open(cfg, &opts, &g->L.uv);
     if (!g->srv) return -1;
     if (gg_server_start(g->srv, err, sizeof err)) {
