@@ -125,7 +125,7 @@ clean:
 # binary too). Plain luajit finds both with:
 #   export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;;" LUA_CPATH="$PWD/build/lua/?.so;;"
 GHOST_SO     := $(BUILD)/lua/ghost/core.so
-GHOST_SO_SRC := gateway/lua/lua_ghost.c gateway/lua/lua_msgpack.c gateway/core/loop.c \
+GHOST_SO_SRC := $(wildcard gateway/lua/lua_ghost*.c) gateway/lua/lua_msgpack.c gateway/core/loop.c \
                 gateway/core/stream.c gateway/core/calls.c gateway/core/buf.c gateway/core/codec.c \
                 gateway/core/addr.c gateway/core/log.c gateway/core/errors.c
 GHOST_SO_OBJ := $(GHOST_SO_SRC:%.c=$(BUILD)/pic/%.o)

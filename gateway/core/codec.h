@@ -85,6 +85,25 @@ const char *gg_msg_invalid(const gg_msg *m);
  * allocation; gg_scan() calls it for every method it captures. */
 int gg_method_check(const char *s, uint32_t n, uint32_t *dot);
 
+/* A method name split once, where it is parsed: "svc.rest" with its first '.' at `dot` (len
+ * when there is none). The gg_msg's method_dot and gg_method_check give `dot`; nothing
+ * searches the name for it again. */
+typedef struct gg_method {
+    const char *name;
+    uint32_t len;
+    uint32_t dot;
+} gg_method;
+
+static inline const char *gg_method_rest(const gg_method *m)
+{
+    return m->name + m->dot + 1;
+}
+
+static inline uint32_t gg_method_rest_len(const gg_method *m)
+{
+    return m->len - m->dot - 1;
+}
+
 /* A short reason for a GG_NAME_* flaw, for error messages ("" for GG_NAME_OK). */
 const char *gg_method_flaw_reason(int flaw);
 

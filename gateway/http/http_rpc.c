@@ -383,12 +383,12 @@ static int pack_params(gg_http_front *f, const json_t *params, char *why, size_t
 /* A JSON-RPC notification: like a MessagePack client's, it meets the service's policies with
  * this request's identity (gg_dispatch_notify) and has no answer: one that is refused or cannot
  * be delivered is counted and logged, and the HTTP response is the same. */
-static void notify(gg_http_rpc_conn *k, const char *method, size_t mlen, int flaw,
-                   const json_t *params)
+static void notify(gg_http_rpc_conn *k, const gg_method *name, int flaw, const json_t *params)
 {
     gg_server *srv = server_of(k);
-    const char *dot = memchr(method, '.', mlen);
-    gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
+    const char *method = name->name;
+    size_t mlen = name->len;
+    gg_service *svc = name->dot < mlen ? gg_service_find(srv, method, name->dot) : NULL;
     char why[256];
     int rc = gg_method_refused(svc, flaw);
     if (rc) {
@@ -409,8 +409,7 @@ static void notify(gg_http_rpc_conn *k, const char *method, size_t mlen, int fla
                                    "params exceed limits.max_message_size");
         return;
     }
-    gg_dispatch_notify(srv, &k->c, svc, method, (uint32_t)mlen, (uint32_t)(dot - method),
-                       k->front->params.data, k->front->params.size);
+    gg_dispatch_notify(srv, &k->c, svc, name, k->front->params.data, k->front->params.size);
 }
 
 /* The gateway's own methods over HTTP: ghost.ping and sys.ping. ghost.auth is the
@@ -472,8 +471,9 @@ static void start_call(gg_http_rpc_conn *k, rpc_batch *b, uint32_t i, json_t *v)
     }
     uint32_t mdot;
     int flaw = gg_method_check(m, (uint32_t)mlen, &mdot);
+    gg_method name = {m, (uint32_t)mlen, mdot};
     if (!id) { /* a valid notification */
-        notify(k, m, mlen, flaw, params);
+        notify(k, &name, flaw, params);
         s->state = SLOT_NOTIFY;
         b->pending--;
         return;
@@ -521,8 +521,7 @@ static void start_call(gg_http_rpc_conn *k, rpc_batch *b, uint32_t i, json_t *v)
         goto answer;
     }
     /* Answers come through rpc_proto with id i, maybe before this returns. */
-    gg_dispatch_request(srv, &k->c, svc, i, m, (uint32_t)mlen, (uint32_t)(dot - m),
-                        k->front->params.data, k->front->params.size);
+    gg_dispatch_request(srv, &k->c, svc, i, &name, k->front->params.data, k->front->params.size);
     return;
 answer:
     s->reply = reply;

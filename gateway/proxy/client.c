@@ -150,8 +150,8 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
         gg_reply_error(&c->st, m->msgid, GG_ERR_BAD_REQUEST, "method name is empty");
         return;
     }
-    gg_dispatch_request(srv, c, svc, m->msgid, method, mlen, svc_len, msg + m->body_off,
-                        m->size - m->body_off);
+    gg_method name = {method, mlen, m->method_dot};
+    gg_dispatch_request(srv, c, svc, m->msgid, &name, msg + m->body_off, m->size - m->body_off);
 }
 
 /* A notification meets the same policies as a call (gg_dispatch_notify); it has no answer, so
@@ -161,8 +161,8 @@ static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
     gg_server *srv = gg_server_of(c->st.loop);
     const char *method = msg + m->method_off;
     uint32_t mlen = m->method_len;
-    const char *dot = memchr(method, '.', mlen);
-    gg_service *svc = dot ? gg_service_find(srv, method, (size_t)(dot - method)) : NULL;
+    gg_method name = {method, mlen, m->method_dot};
+    gg_service *svc = name.dot < mlen ? gg_service_find(srv, method, name.dot) : NULL;
     int rc = gg_method_refused(svc, m->method_flaw);
     if (rc) {
         gg_dispatch_notify_dropped(srv, svc, method, mlen, rc,
@@ -174,8 +174,7 @@ static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
                                    "no such service");
         return;
     }
-    gg_dispatch_notify(srv, c, svc, method, mlen, (uint32_t)(dot - method), msg + m->body_off,
-                       m->size - m->body_off);
+    gg_dispatch_notify(srv, c, svc, &name, msg + m->body_off, m->size - m->body_off);
 }
 
 static void on_message(gg_stream *s, const char *msg, const gg_msg *m)

@@ -25,8 +25,8 @@ typedef struct gg_retry {
     char bytes[];        /* method, then params */
 } gg_retry;
 
-static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t mlen, uint32_t dot,
-                    const char *params, size_t plen);
+static void attempt(gg_server *srv, gg_call *call, const gg_method *m, const char *params,
+                    size_t plen);
 
 static void retry_closed(uv_handle_t *h)
 {
@@ -101,7 +101,8 @@ static void on_retry(uv_timer_t *t)
         call_end(srv, call);
         return;
     }
-    attempt(srv, call, r->bytes, r->method_len, r->dot, r->bytes + r->method_len, r->params_len);
+    gg_method m = {r->bytes, r->method_len, r->dot};
+    attempt(srv, call, &m, r->bytes + r->method_len, r->params_len);
 }
 
 /* A policy asked to send the call again after `delay` seconds. Returns 0 when scheduled. */
@@ -254,13 +255,15 @@ void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
     call_end(srv, call);
 }
 
-/* One attempt: the request phase, then upstream. `method` is "svc.rest" (dot at `dot`). */
-static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t mlen, uint32_t dot,
-                    const char *params, size_t plen)
+/* One attempt: the request phase, then upstream. */
+static void attempt(gg_server *srv, gg_call *call, const gg_method *m, const char *params,
+                    size_t plen)
 {
     gg_service *svc = call->svc;
-    const char *rest = method + dot + 1;
-    uint32_t rest_len = mlen - dot - 1;
+    const char *method = m->name;
+    uint32_t mlen = m->len;
+    const char *rest = gg_method_rest(m);
+    uint32_t rest_len = gg_method_rest_len(m);
     int endpoint = 0;
     if (svc->has_request) {
         gg_verdict v;
@@ -280,7 +283,7 @@ static void attempt(gg_server *srv, gg_call *call, const char *method, uint32_t 
         if (r) {
             r->call = call;
             r->method_len = mlen;
-            r->dot = dot;
+            r->dot = m->dot;
             r->params_len = plen;
             memcpy(r->bytes, method, mlen);
             memcpy(r->bytes + mlen, params, plen);
@@ -307,15 +310,14 @@ int gg_method_refused(const gg_service *svc, int flaw)
 }
 
 void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id,
-                         const char *method, uint32_t method_len, uint32_t dot, const char *params,
-                         size_t params_len)
+                         const gg_method *m, const char *params, size_t params_len)
 {
     gg_call *call = gg_call_new(&srv->lp.calls);
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
                srv->cfg->limits.max_calls);
         gg_metrics_record(
-            gg_metrics_method_find(svc->stats, method + dot + 1, method_len - dot - 1),
+            gg_metrics_method_find(svc->stats, gg_method_rest(m), gg_method_rest_len(m)),
             GG_ERR_OVERLOADED, 0);
         c->proto->error(c, id, GG_ERR_OVERLOADED, -1, "too many calls in flight");
         return;
@@ -329,7 +331,7 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
     svc->gen->calls++;
     gg_client_link_call(c, call);
     gg_call_set_deadline(&srv->lp.calls, call, uv_now(srv->lp.uv) + svc->conf->deadline_ms);
-    attempt(srv, call, method, method_len, dot, params, params_len);
+    attempt(srv, call, m, params, params_len);
 }
 
 /* ---- notifications ----------------------------------------------------------------------- */
@@ -366,11 +368,13 @@ void gg_dispatch_notify_dropped(gg_server *srv, gg_service *svc, const char *met
            (int)(method_len > 64 ? 64 : method_len), method, reason, why ? why : "", more);
 }
 
-void gg_dispatch_notify(gg_server *srv, gg_client *c, gg_service *svc, const char *method,
-                        uint32_t method_len, uint32_t dot, const char *params, size_t params_len)
+void gg_dispatch_notify(gg_server *srv, gg_client *c, gg_service *svc, const gg_method *m,
+                        const char *params, size_t params_len)
 {
-    const char *rest = method + dot + 1;
-    uint32_t rest_len = method_len - dot - 1;
+    const char *method = m->name;
+    uint32_t method_len = m->len;
+    const char *rest = gg_method_rest(m);
+    uint32_t rest_len = gg_method_rest_len(m);
     int endpoint = 0;
     if (svc->has_request) {
         gg_verdict v;

@@ -18,20 +18,18 @@ struct gg_service;
  * for the rest. svc may be NULL (unknown service, sys.*, ghost.*: nobody opted in). */
 int gg_method_refused(const struct gg_service *svc, int flaw);
 
-/* Start a call of client c to service svc: id is the client's id for it, method the full
- * "svc.name" (its '.' at offset dot), params the MessagePack array of arguments. The bytes
+/* Start a call of client c to service svc: id is the client's id for it, m the full
+ * "svc.name" as split at parse time, params the MessagePack array of arguments. The bytes
  * are only read during the call. Answers at once on refusal. */
 void gg_dispatch_request(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
-                         uint32_t id, const char *method, uint32_t method_len, uint32_t dot,
-                         const char *params, size_t params_len);
+                         uint32_t id, const gg_method *m, const char *params, size_t params_len);
 
 /* A notification of client c to service svc (arguments as for gg_dispatch_request): it meets
  * the request phase of svc's policies like a call, then goes to the upstream. One that is
  * refused or cannot be sent is dropped: it has no answer, so it is counted in /metrics and
  * logged (gg_dispatch_notify_dropped). The bytes are only read during the call. */
 void gg_dispatch_notify(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
-                        const char *method, uint32_t method_len, uint32_t dot, const char *params,
-                        size_t params_len);
+                        const gg_method *m, const char *params, size_t params_len);
 /* Count and log a notification dropped with gateway error `code` (GG_MET_ANSWERED: a policy
  * answered it); svc is NULL when it names no service. `why` is a message for the log or NULL.
  * The log line names the method escaped, and at most a few such lines are written per second. */

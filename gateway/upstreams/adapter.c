@@ -775,8 +775,8 @@ static int start_call(ad_task *t)
     t->waiting = W_CALL;
     t->done = 0;
     t->sync = 1;
-    gg_dispatch_request(srv, &t->client, target, 1, full, (uint32_t)(slen + 1 + mlen),
-                        (uint32_t)slen, sb.data, sb.size);
+    gg_method name = {full, (uint32_t)(slen + 1 + mlen), (uint32_t)slen}; /* built: no search */
+    gg_dispatch_request(srv, &t->client, target, 1, &name, sb.data, sb.size);
     t->sync = 0;
     msgpack_sbuffer_destroy(&sb);
     if (t->done) {

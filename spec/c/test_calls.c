@@ -1,5 +1,5 @@
 /* test_calls.c -- call ids retire with their call, and not while held; the deadline heap
- * stays ordered. */
+ * stays ordered; owner and carrier lists unlink once, with their hooks, in gg_call_end. */
 #include "core/calls.h"
 #include "unit.h"
 
@@ -103,11 +103,105 @@ static void test_heap_order(void)
     gg_calls_free(&c);
 }
 
+typedef struct party {
+    gg_call_list calls;
+    int unlinked; /* on_unlink calls */
+} party;
+
+static void count_unlink(gg_call_list *l)
+{
+    ((party *)l)->unlinked++;
+}
+
+/* gg_call_end takes a call off its owner and its carrier, each hook running once, off the
+ * heap, and gives the record back; the other calls of both lists stay linked. */
+static void test_end_unlinks_both_sides_once(void)
+{
+    gg_calls c;
+    UNIT_EQ_INT(gg_calls_init(&c, 64), 0);
+    party owner = {.calls = {.on_unlink = count_unlink}};
+    party carrier = {.calls = {.on_unlink = count_unlink}};
+    gg_call *a = gg_call_new(&c), *b = gg_call_new(&c), *d = gg_call_new(&c);
+    gg_call *calls[] = {a, b, d};
+    for (int i = 0; i < 3; i++) {
+        gg_call_link_owner(&owner.calls, calls[i]);
+        gg_call_link_carrier(&carrier.calls, calls[i]);
+        gg_call_set_deadline(&c, calls[i], 100 + (uint64_t)i); /* no timer: heap only */
+    }
+    UNIT_EQ_INT(owner.calls.n, 3);
+    uint32_t id = b->id;
+    gg_call_end(&c, b); /* from the middle of both lists */
+    UNIT_EQ_INT(owner.unlinked, 1);
+    UNIT_EQ_INT(carrier.unlinked, 1);
+    UNIT_EQ_INT(owner.calls.n, 2);
+    UNIT_EQ_INT(carrier.calls.n, 2);
+    UNIT_EQ_INT(c.nheap, 2);
+    UNIT_EQ_INT(c.live, 2);
+    UNIT_CHECK(gg_call_find(&c, id) == NULL);
+    UNIT_CHECK(owner.calls.head == d && d->cnext == a && a->cnext == NULL);
+    UNIT_CHECK(carrier.calls.head == d && d->unext == a && a->unext == NULL);
+    gg_call_unlink_carrier(a); /* an answer or a retry leaves the carrier alone */
+    UNIT_EQ_INT(carrier.unlinked, 2);
+    gg_call_end(&c, a);
+    UNIT_EQ_INT(carrier.unlinked, 2); /* not again */
+    UNIT_EQ_INT(owner.unlinked, 2);
+    gg_call_end(&c, d);
+    UNIT_CHECK(owner.calls.head == NULL && carrier.calls.head == NULL);
+    UNIT_EQ_INT(c.nheap, 0);
+    UNIT_EQ_INT(c.live, 0);
+    gg_calls_free(&c);
+}
+
+/* An owner that goes away orphans its calls: they stay live with no owner, no hook runs, and
+ * they end later like any call. */
+static void test_orphaned_calls_stay_live(void)
+{
+    gg_calls c;
+    UNIT_EQ_INT(gg_calls_init(&c, 64), 0);
+    party owner = {.calls = {.on_unlink = count_unlink}};
+    gg_call *a = gg_call_new(&c), *b = gg_call_new(&c);
+    gg_call_link_owner(&owner.calls, a);
+    gg_call_link_owner(&owner.calls, b);
+    gg_call_list_orphan_owner(&owner.calls);
+    UNIT_CHECK(a->owner == NULL && b->owner == NULL);
+    UNIT_EQ_INT(owner.calls.n, 0);
+    UNIT_CHECK(gg_call_find(&c, a->id) == a);
+    gg_call_end(&c, a);
+    gg_call_end(&c, b);
+    UNIT_EQ_INT(owner.unlinked, 0);
+    UNIT_EQ_INT(c.live, 0);
+    gg_calls_free(&c);
+}
+
+/* gg_call_set_deadline on a call already in the heap moves it, earlier or later. */
+static void test_set_deadline_moves(void)
+{
+    gg_calls c;
+    UNIT_EQ_INT(gg_calls_init(&c, 64), 0);
+    gg_call *a = gg_call_new(&c), *b = gg_call_new(&c);
+    gg_call_set_deadline(&c, a, 50);
+    gg_call_set_deadline(&c, b, 60);
+    UNIT_CHECK(gg_deadline_first(&c) == a);
+    gg_call_set_deadline(&c, a, 70); /* later */
+    UNIT_CHECK(gg_deadline_first(&c) == b);
+    UNIT_EQ_INT(c.nheap, 2);
+    gg_call_set_deadline(&c, a, 10); /* earlier */
+    UNIT_CHECK(gg_deadline_first(&c) == a);
+    UNIT_EQ_INT(c.nheap, 2);
+    gg_call_end(&c, a);
+    gg_call_end(&c, b);
+    UNIT_EQ_INT(c.nheap, 0);
+    gg_calls_free(&c);
+}
+
 int main(void)
 {
     UNIT_RUN(test_ids_retire);
     UNIT_RUN(test_held_ids_are_not_reused);
     UNIT_RUN(test_max_calls);
     UNIT_RUN(test_heap_order);
+    UNIT_RUN(test_end_unlinks_both_sides_once);
+    UNIT_RUN(test_orphaned_calls_stay_live);
+    UNIT_RUN(test_set_deadline_moves);
     return unit_summary();
 }
