@@ -1,6 +1,6 @@
 -- ghost.adapter: services implemented by a Lua file inside the gateway (`adapter = "x.lua"`),
--- in the style of OpenResty's cosockets. The C side is gateway/adapter.c; docs/legacy.md is the
--- user's version.
+-- in the style of OpenResty's cosockets. The C side is gateway/upstreams/adapter*.c;
+-- docs/legacy.md is the user's version.
 --
 -- The file runs once per config load with these globals (besides Lua's):
 --   upstream.call(service, method, ...)      call any service through the gateway (its

@@ -145,7 +145,7 @@ _M.schema = {
         lua_memory = { type = "integer", min = 0, max = 1024 * 1024 * MiB,
                        description = "bytes each Lua state (policies; each adapter) may hold while "
                            .. "its code runs; over it the call fails with 500 internal and the "
-                           .. "state is collected. 0: no budget. Unset: 256 MiB (gateway/lua_bridge.h)" },
+                           .. "state is collected. 0: no budget. Unset: 256 MiB (gateway/lua/lua_bridge.h)" },
         pid_file = { type = "string", description = "written at start, for `ghostgate reload`" },
         policy_path = { type = "string", default = "./policies/?.lua",
                         description = "where user policies are found: a package.path template "

@@ -9,7 +9,8 @@ local pairs, ipairs, next, setmetatable = pairs, ipairs, next, setmetatable
 local _M = {}
 
 -- An adapter service has no upstreams. The policies that work per endpoint (breaker, route)
--- see one: the adapter itself, which the core reports as always connected (gateway/adapter.c).
+-- see one: the adapter itself, which the core reports as always connected
+-- (gateway/upstreams/adapter.c).
 local function with_endpoints(svc)
     if not svc.adapter or #svc.upstreams > 0 then return svc end
     return setmetatable({ upstreams = { "adapter:" .. svc.adapter } }, { __index = svc })

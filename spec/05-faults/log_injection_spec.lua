@@ -1,7 +1,7 @@
 -- Log injection: every value the gateway logs is escaped, so that what a client sends cannot
 -- end a log line early, start a forged one, or fake a key: control characters become \n, \r,
 -- \t or \xNN, quotes inside a quoted value become \", and a key=value value that is not one
--- plain word is quoted. See gateway/log.h.
+-- plain word is quoted. See gateway/core/log.h.
 local h = require "spec.support.helpers"
 local uv = require "luv"
 

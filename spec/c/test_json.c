@@ -1,4 +1,4 @@
-/* test_json.c -- unit tests of the MessagePack <-> JSON mapping (gateway/json.c). */
+/* test_json.c -- unit tests of the MessagePack <-> JSON mapping (gateway/core/json.c). */
 #include "unit.h"
 
 #include "core/json.h"

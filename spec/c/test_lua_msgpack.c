@@ -1,4 +1,4 @@
-/* test_lua_msgpack.c -- the Lua <-> MessagePack mapping of gateway/lua_msgpack.c: exact bytes
+/* test_lua_msgpack.c -- the Lua <-> MessagePack mapping of gateway/lua/lua_msgpack.c: exact bytes
  * for each Lua value (gg_lua_pack), bin/str and empty-map marks (gg_lua_unpack with
  * GG_LUA_MARK), and the refusals (functions, cycles, depth) with the path of the culprit. */
 #include "lua/lua_ghost.h"

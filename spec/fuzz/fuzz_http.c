@@ -1,5 +1,5 @@
 /* fuzz_http.c -- libFuzzer target for the HTTP request reader of the JSON-RPC front door
- * (gateway/http.c: gg_http_reader on libhttp-parser), fed in arbitrary splits.
+ * (gateway/http/http.c: gg_http_reader on libhttp-parser), fed in arbitrary splits.
  *
  * The input is read twice: once in one piece, with every request answered at once (the
  * reference), and once in chunks whose sizes come from a seed, the owner answering some

@@ -1,4 +1,4 @@
-/* fuzz_json_mp.c -- libFuzzer target for MessagePack -> JSON -> MessagePack (gateway/json.c).
+/* fuzz_json_mp.c -- libFuzzer target for MessagePack -> JSON -> MessagePack (gateway/core/json.c).
  *
  * Network bytes reach gg_json_from_msgpack through `ghostgate call` (the answer printed as
  * JSON) and the JSON front door. Properties, from json.h ("the mapping is exact"):

@@ -1,4 +1,4 @@
-/* fuzz_lua_msgpack.c -- libFuzzer target for the MessagePack -> Lua decoder (gateway/lua_msgpack.c),
+/* fuzz_lua_msgpack.c -- libFuzzer target for the MessagePack -> Lua decoder (gateway/lua/lua_msgpack.c),
  * which turns network bytes into Lua values for policies (ctx:args(), the route policy's hash
  * strategy, ghost.auth's params) and for the Lua client library.
  *

@@ -1,4 +1,4 @@
-/* fuzz_stream.c -- libFuzzer target for a connection's framing (gateway/stream.c) fed through a
+/* fuzz_stream.c -- libFuzzer target for a connection's framing (gateway/core/stream.c) fed through a
  * real socket in arbitrary splits, with the owner pausing and resuming it at arbitrary messages.
  *
  * A gg_stream reads one end of a socketpair; the target writes the input to the other end in
