@@ -69,7 +69,7 @@ $(BUILD)/ghost-upstream: $(BUILD)/bench/upstream.o $(BUILD)/gateway/core/codec.o
 $(BUILD)/ghost-bench: $(BUILD)/bench/loadgen.o $(BUILD)/gateway/core/codec.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/spec/%: spec/c/%.c spec/c/unit.h $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o
+$(BUILD)/spec/%: spec/c/%.c $(wildcard spec/c/*.h) $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(CORE_OBJ) $(LUA_OBJ) $(BUILD)/luabc/modules.o -o $@ $(LDFLAGS) $(LDLIBS)
 
@@ -117,7 +117,7 @@ clean:
 	rm -rf build
 
 # --- The Lua client library (require "ghost") ------------------------------------------------
-# build/lua/ghost/core.so is ghost.core for plain luajit: the same gateway/*.c the binary uses,
+# build/lua/ghost/core.so is ghost.core for plain luajit: the same gateway/ sources the binary uses,
 # compiled position-independent, linked with libuv and msgpack-c but not LuaJIT (the
 # interpreter provides it). Only luaopen_ghost_core is exported. A SAN=1 build makes it without
 # the sanitizers, so that an uninstrumented luajit (busted) can load it; the sanitizers cover

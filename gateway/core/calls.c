@@ -1,4 +1,5 @@
-/* futures.c -- call records, their ids and the deadline heap; see futures.h. */
+/* calls.c -- calls in flight: their records, ids, deadline heap and timer, and the lists that link
+ * a call to its owner and its carrier; see calls.h. */
 #include "core/calls.h"
 
 #include <stdlib.h>
