@@ -125,39 +125,6 @@ static int l_now(lua_State *L)
     return 1;
 }
 
-static int l_bin(lua_State *L)
-{
-    size_t n;
-    const char *p = gg_lua_tobin(L, 1, &n);
-    if (p) {
-        lua_settop(L, 1);
-        return 1;
-    }
-    p = luaL_checklstring(L, 1, &n);
-    gg_lua_push_bin(L, p, n);
-    return 1;
-}
-
-static int l_is_bin(lua_State *L)
-{
-    size_t n;
-    lua_pushboolean(L, gg_lua_tobin(L, 1, &n) != NULL);
-    return 1;
-}
-
-static int l_map(lua_State *L)
-{
-    if (lua_isnoneornil(L, 1)) {
-        lua_settop(L, 0);
-        lua_newtable(L);
-    }
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    gg_lua_push_map_mt(L);
-    lua_setmetatable(L, 1);
-    return 1;
-}
-
 static int sbuf_write(void *data, const char *buf, size_t len)
 {
     return msgpack_sbuffer_write(data, buf, len);
@@ -226,9 +193,9 @@ static const luaL_Reg core_funcs[] = {
     {"cancel", l_cancel},
     {"signals", l_signals},
     {"now", l_now},
-    {"bin", l_bin},
-    {"is_bin", l_is_bin},
-    {"map", l_map},
+    {"bin", gg_lua_l_bin}, /* the one set of bin/map helpers (lua_msgpack.c) */
+    {"is_bin", gg_lua_l_is_bin},
+    {"map", gg_lua_l_map},
     {"pack", l_pack},
     {"unpack", l_unpack},
     {"close_peers", gg_ghost_l_close_peers},
