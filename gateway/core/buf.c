@@ -92,24 +92,35 @@ int gg_buf_puts(gg_buf *b, gg_bufpool *p, const char *s)
     return gg_buf_append(b, p, s, strlen(s));
 }
 
+int gg_buf_vprintf(gg_buf *b, gg_bufpool *p, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap); /* a second pass when the text did not fit */
+    int n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt, ap);
+    if (n < 0) goto fail;
+    if (b->data && (size_t)n < b->cap - b->len) { /* it fitted */
+        b->len += (size_t)n;
+        va_end(again);
+        return 0;
+    }
+    /* +1: vsnprintf writes a NUL after the text */
+    if (gg_buf_reserve(b, p, (size_t)n + 1)) goto fail;
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+    va_end(again);
+    b->len += (size_t)n;
+    return 0;
+fail:
+    va_end(again);
+    return -1;
+}
+
 int gg_buf_printf(gg_buf *b, gg_bufpool *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt, ap);
+    int rc = gg_buf_vprintf(b, p, fmt, ap);
     va_end(ap);
-    if (n < 0) return -1;
-    if (b->data && (size_t)n < b->cap - b->len) { /* it fitted */
-        b->len += (size_t)n;
-        return 0;
-    }
-    /* +1: vsnprintf writes a NUL after the text */
-    if (gg_buf_reserve(b, p, (size_t)n + 1)) return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
+    return rc;
 }
 
 void gg_buf_consume(gg_buf *b, size_t n)

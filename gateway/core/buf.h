@@ -5,6 +5,7 @@
 #ifndef GG_BUF_H
 #define GG_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #define GG_BUF_HEAP_MIN 256 /* first capacity of a heap (pool NULL) buffer */
@@ -40,6 +41,9 @@ int gg_buf_puts(gg_buf *b, gg_bufpool *p, const char *s);
  * or a bad format; b unchanged). */
 int gg_buf_printf(gg_buf *b, gg_bufpool *p, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* gg_buf_printf with a va_list; the caller va_ends ap. */
+int gg_buf_vprintf(gg_buf *b, gg_bufpool *p, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 /* Drop the first n bytes (moves the rest to the front). */
 void gg_buf_consume(gg_buf *b, size_t n);
 /* Give the memory back (to the pool if it came from it). b is empty afterwards. */

@@ -62,12 +62,10 @@ static void answer_json(gg_http_admin_conn *a, int head_only, int status, json_t
 __attribute__((format(printf, 4, 5))) static int appendf(gg_buf *b, gg_bufpool *pool, int *failed,
                                                          const char *fmt, ...)
 {
-    char line[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
+    if (gg_buf_vprintf(b, pool, fmt, ap)) *failed = 1;
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof line || gg_buf_append(b, pool, line, (size_t)n)) *failed = 1;
     return 0;
 }
 

@@ -167,24 +167,9 @@ __attribute__((format(printf, 2, 3))) static void emit(out *o, const char *fmt, 
 {
     if (o->failed) return;
     va_list ap;
-    for (;;) {
-        size_t room = o->b->cap - o->b->len;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->b->data ? o->b->data + o->b->len : NULL, o->b->data ? room : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            o->failed = 1;
-            return;
-        }
-        if (o->b->data && (size_t)n < room) {
-            o->b->len += (size_t)n;
-            return;
-        }
-        if (gg_buf_reserve(o->b, o->pool, (size_t)n + 1)) {
-            o->failed = 1;
-            return;
-        }
-    }
+    va_start(ap, fmt);
+    if (gg_buf_vprintf(o->b, o->pool, fmt, ap)) o->failed = 1;
+    va_end(ap);
 }
 
 /* Label values: escaped as the text format wants ('\\', '"', '\n'). Method names reach here
