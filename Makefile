@@ -2,7 +2,7 @@
 CC       ?= cc
 BUILD    ?= build
 SAN      ?= 0
-PKGS     := libuv msgpack luajit jansson libcrypto
+PKGS     := libuv msgpack luajit jansson libcrypto hiredis
 # The package flags are read when this Makefile is parsed. The targets a new user types (run,
 # test, bench, ...) install the packages first and then build in a sub-make, which parses this
 # file again once pkg-config and the .pc files exist: never expand them before `deps` has run.
