@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "loop.h"
 #include "lua_msgpack.h"
+#include "lua_registry.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -1373,8 +1374,10 @@ int luaopen_ghost_core(lua_State *L)
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
     new_class(L, CONN_MT, conn_methods, l_conn_gc, l_conn_tostring);
     new_class(L, LISTEN_MT, listener_methods, l_listener_gc, NULL);
-    ctx_open(L); /* on the stack: the upvalue of every function */
+    ctx *x = ctx_open(L); /* on the stack: the upvalue of every function */
     lua_createtable(L, 0, 24);
+    gg_lua_registry_push(L, &x->uv, -2); /* core.register: ghost.serve's register option */
+    lua_setfield(L, -2, "register");
     for (const luaL_Reg *r = core_funcs; r->name; r++) {
         lua_pushvalue(L, -2);
         lua_pushcclosure(L, r->func, 1);
