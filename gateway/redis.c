@@ -272,6 +272,7 @@ static void schedule_retry(gg_redis *r)
     if (r->state == ST_CLOSED) return;
     r->state = ST_WAIT;
     report_down(r);
+    if (r->state == ST_CLOSED) return; /* the state callback closed it */
     uint32_t d = r->backoff_ms;
     /* Jitter in [d/2, d]: gateways that lost the same Redis do not come back in lockstep. */
     r->seed ^= r->seed << 13;

@@ -388,6 +388,30 @@ static void test_close_pending(void)
     srv_stop(&s, SIGTERM);
 }
 
+static void close_on_down_cb(gg_redis *r, int up, const char *why, void *arg)
+{
+    if (!up) {
+        ++*(int *)arg;
+        gg_redis_close(r);
+    }
+}
+
+/* Closing from inside the down callback (an owner giving up) stops the retries: no use after
+ * the close, no callback after it. */
+static void test_close_from_state_callback(void)
+{
+    gg_redis_url u;
+    char err[128], url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", free_port());
+    gg_redis_url_parse(url, &u, err, sizeof err);
+    int downs = 0;
+    gg_redis_opts o = {.on_state = close_on_down_cb, .arg = &downs, .backoff_min_ms = 5};
+    gg_redis_new(loop, &u, &o);
+    int never = 0;
+    wait_for(&never, 200);
+    UNIT_EQ_INT(downs, 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -400,6 +424,7 @@ int main(void)
     UNIT_RUN(test_request_timeout);
     UNIT_RUN(test_subscribe_survives_restart);
     UNIT_RUN(test_close_pending);
+    UNIT_RUN(test_close_from_state_callback);
     uv_close((uv_handle_t *)&ticker, NULL);
     uv_run(loop, UV_RUN_DEFAULT); /* every handle closed: returns at once */
     UNIT_CHECK(uv_loop_close(loop) == 0);
