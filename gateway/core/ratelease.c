@@ -32,7 +32,7 @@ const char gg_lease_script[] =
 
 struct gg_lease {
     uv_loop_t *loop;
-    gg_redis *r;
+    gg_redis *const *rp; /* the caller's connection cell: it may swap or clear the connection */
     gg_lease_opts o;
     char key[96];
     char sha[41]; /* the script's SHA1 once known (SCRIPT LOAD), else "" */
@@ -52,7 +52,7 @@ struct gg_lease {
 
 static void ask(gg_lease *l);
 
-gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *r, const char *name, const gg_lease_opts *o,
+gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *const *rp, const char *name, const gg_lease_opts *o,
                        char *err, size_t errlen)
 {
     size_t n = strlen(name);
@@ -73,7 +73,7 @@ gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *r, const char *name, const gg_
         return NULL;
     }
     l->loop = loop;
-    l->r = r;
+    l->rp = rp;
     l->o = *o;
     if (!(l->o.local_share > 0 && l->o.local_share <= 1)) l->o.local_share = 1;
     if (!l->o.lease_ttl_ms) l->o.lease_ttl_ms = 1000;
@@ -102,13 +102,18 @@ static void load_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
     ask(l);
 }
 
+static int up(const gg_lease *l)
+{
+    return *l->rp && gg_redis_is_up(*l->rp);
+}
+
 /* The next lease, in the background. Redis loses its script cache on a restart (NOSCRIPT):
  * then the script is loaded again first. */
 static void ask(gg_lease *l)
 {
-    if (l->inflight || !gg_redis_is_up(l->r) || uv_now(l->loop) < l->next_ask) return;
+    if (l->inflight || !up(l) || uv_now(l->loop) < l->next_ask) return;
     if (!l->sha[0]) {
-        if (gg_redis_command(l->r, load_cb, l, 3,
+        if (gg_redis_command(*l->rp, load_cb, l, 3,
                              (const char *[]){"SCRIPT", "LOAD", gg_lease_script}, NULL) == 0)
             l->inflight = 1;
         return;
@@ -122,7 +127,7 @@ static void ask(gg_lease *l)
     snprintf(rate, sizeof rate, "%.6f", l->o.rate);
     snprintf(burst, sizeof burst, "%.6f", l->o.burst);
     snprintf(w, sizeof w, "%.0f", want);
-    if (gg_redis_command(l->r, lease_cb, l, 7,
+    if (gg_redis_command(*l->rp, lease_cb, l, 7,
                          (const char *[]){"EVALSHA", l->sha, "1", l->key, rate, burst, w},
                          NULL) == 0)
         l->inflight = 1;
@@ -187,7 +192,7 @@ int gg_lease_take(gg_lease *l)
         l->stats.expired += (uint64_t)l->tokens;
         l->tokens = 0;
     }
-    if (!gg_redis_is_up(l->r) || l->stats.refills == 0) {
+    if (!up(l) || l->stats.refills == 0) {
         /* Redis away, or no lease yet (the first round trip after a start): a lease taken
          * before the outage is still ours, then on_redis_error decides. */
         if (l->stats.refills == 0) ask(l);

@@ -38,10 +38,12 @@ typedef struct gg_lease_stats {
 
 typedef struct gg_lease gg_lease;
 
-/* A bucket NAME (1..64 of letters, digits, _ . - :) on the connection r (shared by every bucket
- * of the process, owned by the caller, outliving the bucket). Returns NULL with err. */
-gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *r, const char *name, const gg_lease_opts *o,
-                       char *err, size_t errlen);
+/* A bucket NAME (1..64 of letters, digits, _ . - :) on the connection in the cell *rp (shared
+ * by every bucket of the process). The cell is the caller's and outlives the bucket; the caller
+ * may swap the connection in it (a reload to another Redis) or clear it (NULL: no Redis, as
+ * if down). Returns NULL with err. */
+gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *const *rp, const char *name,
+                       const gg_lease_opts *o, char *err, size_t errlen);
 
 /* Admit one call: 1 yes, 0 no. Never blocks, allocates or waits for Redis: it spends a leased
  * token and, when the lease runs low, asks for the next one in the background. */

@@ -101,8 +101,8 @@ static void test_two_instances_share_the_limit(void)
     if (!UNIT_CHECK(gg_redis_is_up(ra) && gg_redis_is_up(rb))) return;
     char err[128];
     gg_lease_opts o = {.rate = 1000, .burst = 200, .on_error = GG_LEASE_CLOSED};
-    gg_lease *a = gg_lease_new(loop, ra, "api", &o, err, sizeof err);
-    gg_lease *b = gg_lease_new(loop, rb, "api", &o, err, sizeof err);
+    gg_lease *a = gg_lease_new(loop, &ra, "api", &o, err, sizeof err);
+    gg_lease *b = gg_lease_new(loop, &rb, "api", &o, err, sizeof err);
     long admitted = 0;
     uint64_t t0 = uv_now(loop);
     offer(a, b, 3000, &admitted);
@@ -154,9 +154,9 @@ static void test_on_redis_error(void)
     gg_lease_opts oc = {.rate = 1000, .burst = 200, .on_error = GG_LEASE_CLOSED};
     gg_lease_opts oo = {.rate = 1000, .burst = 200, .on_error = GG_LEASE_OPEN};
     gg_lease_opts ol = {.rate = 1000, .burst = 200, .on_error = GG_LEASE_LOCAL, .local_share = 0.5};
-    gg_lease *c = gg_lease_new(loop, r, "c", &oc, err, sizeof err);
-    gg_lease *o = gg_lease_new(loop, r, "o", &oo, err, sizeof err);
-    gg_lease *l = gg_lease_new(loop, r, "l", &ol, err, sizeof err);
+    gg_lease *c = gg_lease_new(loop, &r, "c", &oc, err, sizeof err);
+    gg_lease *o = gg_lease_new(loop, &r, "o", &oo, err, sizeof err);
+    gg_lease *l = gg_lease_new(loop, &r, "l", &ol, err, sizeof err);
     long n = 0;
     offer(c, o, 100, &n);
     offer(l, l, 100, &n);
