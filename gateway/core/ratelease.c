@@ -33,6 +33,8 @@ const char gg_lease_script[] =
 struct gg_lease {
     uv_loop_t *loop;
     gg_redis *const *rp; /* the caller's connection cell: it may swap or clear the connection */
+    gg_lease_stats *totals; /* o.totals, or own_totals */
+    gg_lease_stats own_totals;
     gg_lease_opts o;
     char key[96];
     char sha[41]; /* the script's SHA1 once known (SCRIPT LOAD), else "" */
@@ -75,6 +77,7 @@ gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *const *rp, const char *name, c
     l->loop = loop;
     l->rp = rp;
     l->o = *o;
+    l->totals = o->totals ? o->totals : &l->own_totals;
     if (!(l->o.local_share > 0 && l->o.local_share <= 1)) l->o.local_share = 1;
     if (!l->o.lease_ttl_ms) l->o.lease_ttl_ms = 1000;
     snprintf(l->key, sizeof l->key, "ghostgate:rl:{%s}", name);
@@ -95,6 +98,7 @@ static void load_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
     }
     if (err || rep->type != REDIS_REPLY_STRING || rep->len != 40) {
         l->stats.redis_errors++;
+        l->totals->redis_errors++;
         return;
     }
     memcpy(l->sha, rep->str, 40);
@@ -143,6 +147,7 @@ static void lease_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
     }
     if (err) {
         l->stats.redis_errors++;
+        l->totals->redis_errors++;
         if (rep && !strncmp(err, "NOSCRIPT", 8)) {
             l->sha[0] = 0;
             ask(l);
@@ -151,10 +156,13 @@ static void lease_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
     }
     if (rep->type != REDIS_REPLY_INTEGER) {
         l->stats.redis_errors++;
+        l->totals->redis_errors++;
         return;
     }
     l->stats.refills++;
+    l->totals->refills++;
     l->stats.granted += (uint64_t)rep->integer;
+    l->totals->granted += (uint64_t)rep->integer;
     l->tokens += (double)rep->integer;
     l->lease_at = uv_now(l->loop);
     /* A short grant means the bucket is dry: asking again before it can have refilled what
@@ -166,6 +174,7 @@ static void lease_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
 static int take_fallback(gg_lease *l, uint64_t now)
 {
     l->stats.fallback++;
+    l->totals->fallback++;
     if (l->o.on_error == GG_LEASE_OPEN) return 1;
     if (l->o.on_error == GG_LEASE_CLOSED) return 0;
     double share = l->o.local_share;
@@ -190,6 +199,7 @@ int gg_lease_take(gg_lease *l)
     }
     if (l->tokens >= 1 && now - l->lease_at > l->o.lease_ttl_ms) {
         l->stats.expired += (uint64_t)l->tokens;
+        l->totals->expired += (uint64_t)l->tokens;
         l->tokens = 0;
     }
     if (!up(l) || l->stats.refills == 0) {
@@ -199,6 +209,7 @@ int gg_lease_take(gg_lease *l)
         if (l->tokens >= 1) { /* a lease taken before the outage is still ours */
             l->tokens -= 1;
             l->stats.spent++;
+            l->totals->spent++;
             return 1;
         }
         return take_fallback(l, now);
@@ -207,6 +218,7 @@ int gg_lease_take(gg_lease *l)
     if (l->tokens >= 1) {
         l->tokens -= 1;
         l->stats.spent++;
+        l->totals->spent++;
         ok = 1;
     }
     if (l->tokens < (l->want > 0 ? l->want / 4 : 1)) ask(l);

@@ -25,6 +25,8 @@ typedef struct gg_lease_opts {
     double local_share; /* GG_LEASE_LOCAL: fraction of rate and burst this instance admits alone
                          * (e.g. 1/N with N gateways; default 1) */
     uint32_t lease_ttl_ms; /* unspent leased tokens expire after this (default 1000) */
+    struct gg_lease_stats *totals; /* counters summed over several buckets (the caller's,
+                                    * outliving the bucket), or NULL */
 } gg_lease_opts;
 
 typedef struct gg_lease_stats {

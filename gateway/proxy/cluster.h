@@ -13,6 +13,8 @@ typedef struct gg_cluster {
     gg_redis *redis; /* the cell every bucket reads (gg_lease_new); NULL without redis */
     char *url;       /* the config's URL it was opened with, to notice a change on reload */
     int workers;     /* cfg->workers: a bucket's local share while Redis is away is 1/workers */
+    gg_redis_stats redis_before; /* what connections closed by a reload had counted (/metrics) */
+    gg_lease_stats leases;       /* summed over every cluster bucket, ever (/metrics) */
 } gg_cluster;
 
 /* Open, keep, swap or close the connection to what cfg->redis says now (at start and after
@@ -21,6 +23,10 @@ typedef struct gg_cluster {
 int gg_cluster_apply(struct gg_server *srv);
 /* Close the connection (shutdown): its handles close with the loop's. */
 void gg_cluster_stop(struct gg_server *srv);
+
+/* The cluster's counters (Redis round trips and errors, leases) as Prometheus text into out:
+ * "" when no redis was ever configured. Returns 0, or -1 when it does not fit in size. */
+int gg_cluster_metrics(const struct gg_server *srv, char *out, size_t size);
 
 /* For ratelimit through the FFI (ghost.policy's cdef). A bucket named `service:key`: key is
  * used as it is when it fits a bucket name, else hashed. on_error is "local", "open" or

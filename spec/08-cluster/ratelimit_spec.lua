@@ -3,6 +3,7 @@
 local h = require "spec.support.helpers"
 local e2e = require "spec.support.policy_e2e"
 local uv = require "luv"
+local http = require "spec.support.http"
 
 local function config(redis_url, up, ratelimit)
     return ([[
@@ -56,7 +57,10 @@ local function first_admitted(c)
 end
 
 describe("ratelimit scope = \"cluster\"", function()
-    after_each(h.cleanup)
+    after_each(function()
+        http.cleanup()
+        h.cleanup()
+    end)
 
     it("holds one limit for three gateways under uneven load: 10 s admit within 5% of it, never more",
         function()
@@ -159,5 +163,47 @@ return { listen = "tcp://127.0.0.1:0", drain_timeout = 1,
         burst_of(c, 10, n)
         assert.equal(0, n.ok)
         assert.equal(10, n.limited)
+    end)
+
+    it("/metrics counts Redis round trips and errors, lease refills and the tokens spent locally", function()
+        local redis = assert(h.start_redis())
+        local up = assert(h.start_upstream())
+        local policy = { name = "ratelimit", rate = 1000, by = "service", scope = "cluster" }
+        local gw = http.start({ redis = redis.url, services = { demo = { upstream = up.addr,
+                                policies = { policy } } } })
+        local c = assert(h.client(gw.addr))
+        first_admitted(c)
+        local n = counts()
+        for _ = 1, 20 do
+            burst_of(c, 1, n)
+        end
+        assert.is_true(n.ok >= 1)
+        local r = assert(http.get(gw.admin_url .. "/metrics"))
+        local m = http.metrics(r.body)
+        assert.equal(1, http.sample(m, "ghostgate_redis_up", {}))
+        assert.equal(1, http.sample(m, "ghostgate_redis_connects_total", {}))
+        assert.is_true(http.sample(m, "ghostgate_redis_round_trips_total", {}) >= 2) -- SCRIPT LOAD, EVALSHA
+        assert.is_true(http.sample(m, "ghostgate_ratelimit_lease_refills_total", {}) >= 1)
+        -- every call admitted after the first lease spent a leased token
+        local spent = http.sample(m, "ghostgate_ratelimit_lease_tokens_total", { kind = "spent" })
+        assert.is_true(spent >= n.ok and spent <= n.ok + 1, ("spent %d, admitted %d"):format(spent, n.ok + 1))
+        local granted = http.sample(m, "ghostgate_ratelimit_lease_tokens_total", { kind = "granted" })
+        assert.is_true(granted >= spent)
+        assert.is_number(http.sample(m, "ghostgate_ratelimit_fallback_total", {}))
+        assert.equal(0, http.sample(m, "ghostgate_redis_errors_total", {}))
+
+        assert(redis:kill("sigkill"))
+        assert(gw:wait_log("redis_down name=cluster"))
+        r = assert(http.get(gw.admin_url .. "/metrics"))
+        m = http.metrics(r.body)
+        assert.equal(0, http.sample(m, "ghostgate_redis_up", {}))
+    end)
+
+    it("without the redis option, /metrics has no Redis or lease lines", function()
+        local up = assert(h.start_upstream())
+        local gw = http.start({ services = { demo = { upstream = up.addr } } })
+        local r = assert(http.get(gw.admin_url .. "/metrics"))
+        assert.is_nil(r.body:find("ghostgate_redis", 1, true))
+        assert.is_nil(r.body:find("ghostgate_ratelimit_lease", 1, true))
     end)
 end)
