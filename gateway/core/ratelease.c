@@ -44,6 +44,8 @@ struct gg_lease {
     double rate_est;       /* admitted per second, smoothed */
     uint64_t rate_t0;      /* window start of the estimate */
     uint64_t rate_n;       /* takes in the window */
+    double starved;        /* calls refused by an empty lease since the last request: a
+                            * sudden burst sizes the next lease before rate_est has seen it */
     int inflight;          /* a lease request (or SCRIPT LOAD) is pending */
     uint64_t next_ask;     /* uv_now before which the bucket is known to be short */
     int freed;             /* gg_lease_free ran while a request was pending */
@@ -124,6 +126,7 @@ static void ask(gg_lease *l)
     }
     double cap = l->o.burst / 8 > LEASE_MIN ? l->o.burst / 8 : LEASE_MIN;
     double want = ceil(l->rate_est * LEASE_AHEAD_S);
+    if (want < 2 * l->starved) want = 2 * l->starved;
     if (want < LEASE_MIN) want = LEASE_MIN;
     if (want > cap) want = cap;
     l->want = want;
@@ -133,8 +136,10 @@ static void ask(gg_lease *l)
     snprintf(w, sizeof w, "%.0f", want);
     if (gg_redis_command(*l->rp, lease_cb, l, 7,
                          (const char *[]){"EVALSHA", l->sha, "1", l->key, rate, burst, w},
-                         NULL) == 0)
+                         NULL) == 0) {
         l->inflight = 1;
+        l->starved = 0;
+    }
 }
 
 static void lease_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
@@ -220,6 +225,8 @@ int gg_lease_take(gg_lease *l)
         l->stats.spent++;
         l->totals->spent++;
         ok = 1;
+    } else {
+        l->starved += 1;
     }
     if (l->tokens < (l->want > 0 ? l->want / 4 : 1)) ask(l);
     return ok;

@@ -185,6 +185,34 @@ static void test_on_redis_error(void)
     while (!s.exited) uv_run(loop, UV_RUN_ONCE);
 }
 
+/* A burst that finds the lease empty while the next one is on its way sizes the lease after:
+ * the recent rate (100 ms windows) has not seen it yet. */
+static void test_burst_grows_the_next_lease(void)
+{
+    int port = free_port();
+    srv s;
+    UNIT_EQ_INT(srv_start(&s, port), 0);
+    gg_redis *r = connect_port(port);
+    char err[128];
+    gg_lease_opts o = {.rate = 1e6, .burst = 1e6};
+    gg_lease *l = gg_lease_new(loop, &r, "burst", &o, err, sizeof err);
+    const gg_lease_stats *st = gg_lease_stats_get(l);
+    while (st->refills < 1) gg_lease_take(l), uv_run(loop, UV_RUN_ONCE);
+    long ok = 0;
+    for (int i = 0; i < 100; i++) ok += gg_lease_take(l); /* one loop turn: one lease */
+    UNIT_CHECK(ok < 100);
+    while (st->refills < 2) uv_run(loop, UV_RUN_ONCE);
+    uint64_t before = st->granted;
+    while (st->refills < 3) gg_lease_take(l), uv_run(loop, UV_RUN_ONCE);
+    /* twice what the burst was refused, not the 5 tokens of an idle bucket */
+    UNIT_CHECK(st->granted - before >= 2 * (uint64_t)(100 - ok) - 10);
+    gg_redis_close(r);
+    gg_lease_free(l);
+    run_ms(10);
+    uv_process_kill(&s.proc, SIGTERM);
+    while (!s.exited) uv_run(loop, UV_RUN_ONCE);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -193,6 +221,7 @@ int main(void)
     uv_timer_start(&ticker, ticker_cb, 1, 1);
     UNIT_RUN(test_two_instances_share_the_limit);
     UNIT_RUN(test_on_redis_error);
+    UNIT_RUN(test_burst_grows_the_next_lease);
     uv_close((uv_handle_t *)&ticker, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     UNIT_CHECK(uv_loop_close(loop) == 0);
