@@ -165,6 +165,32 @@ return { listen = "tcp://127.0.0.1:0", drain_timeout = 1,
         assert.equal(10, n.limited)
     end)
 
+    it("moves to another Redis on a reload that changes the URL, keeping its buckets working", function()
+        local a, b = assert(h.start_redis()), assert(h.start_redis())
+        local up = assert(h.start_upstream())
+        local rl = "{ rate = 0.01, burst = 3, by = \"service\", scope = \"cluster\" }"
+        local gws, cs = gateways(1, a.url, up, rl)
+        first_admitted(cs[1])
+        local before = counts()
+        burst_of(cs[1], 5, before) -- what A leased is this gateway's until spent (or 1 s)
+        assert.equal(2, before.ok)
+        assert(h.write_file(gws[1].config_path, config(b.url, up, rl)))
+        assert(uv.kill(gws[1].pid, "sighup"))
+        assert(gws[1]:wait_log(" reloaded "))
+        assert(gws[1]:wait_log("redis_up name=cluster url=\"" .. b.url:gsub("%p", "%%%0")))
+        -- the bucket is B's now: another gateway on B spends it, and this one is refused
+        local _, others = gateways(1, b.url, up, rl)
+        first_admitted(others[1])
+        local spent = counts()
+        burst_of(others[1], 2, spent)
+        assert.equal(2, spent.ok)
+        local n = counts()
+        burst_of(cs[1], 10, n)
+        assert.equal(0, n.ok)
+        assert.equal(10, n.limited)
+        assert.equal("1", a:cmd("EXISTS", "ghostgate:rl:{demo:}")) -- A kept what it had
+    end)
+
     it("/metrics counts Redis round trips and errors, lease refills and the tokens spent locally", function()
         local redis = assert(h.start_redis())
         local up = assert(h.start_upstream())
