@@ -2,13 +2,13 @@
 CC       ?= cc
 BUILD    ?= build
 SAN      ?= 0
-PKGS     := libuv msgpack luajit jansson libcrypto
+PKGS     := libuv msgpack luajit jansson libcrypto hiredis
 # The package flags are read when this Makefile is parsed. The targets a new user types (run,
 # test, bench, ...) install the packages first and then build in a sub-make, which parses this
 # file again once pkg-config and the .pc files exist: never expand them before `deps` has run.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-SO_LIBS    := $(shell pkg-config --libs libuv msgpack 2>/dev/null)
+SO_LIBS    := $(shell pkg-config --libs libuv msgpack hiredis 2>/dev/null)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -fno-strict-aliasing -Igateway $(PKG_CFLAGS)
@@ -127,7 +127,8 @@ clean:
 GHOST_SO     := $(BUILD)/lua/ghost/core.so
 GHOST_SO_SRC := $(wildcard gateway/lua/lua_ghost*.c) gateway/lua/lua_msgpack.c gateway/core/loop.c \
                 gateway/core/stream.c gateway/core/calls.c gateway/core/buf.c gateway/core/codec.c \
-                gateway/core/addr.c gateway/core/log.c gateway/core/errors.c gateway/lua/lua_consts.c
+                gateway/core/addr.c gateway/core/log.c gateway/core/errors.c gateway/lua/lua_consts.c \
+                gateway/core/redis.c gateway/core/registry.c gateway/lua/lua_registry.c
 GHOST_SO_OBJ := $(GHOST_SO_SRC:%.c=$(BUILD)/pic/%.o)
 PIC_CFLAGS   := $(filter-out -fsanitize=% -fno-sanitize-recover=% -O1,$(CFLAGS)) -fPIC -fvisibility=hidden
 

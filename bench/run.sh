@@ -13,6 +13,7 @@
 #   GG_POLICIES=...        Lua fields for the `bench` service of the `ghostgate+5` row (five
 #                          policies, below); set it empty to skip that row
 #   BENCH_ROWS="direct haproxy ghostgate ghostgate+5"   rows to run
+#   REDIS_SERVER=redis-server   for the ghostgate+cluster-rl row (n/a when not installed)
 
 set -u
 BUILD=${BUILD:-build}
@@ -23,7 +24,7 @@ PARK_N=${BENCH_PARK:-20000}
 REPEAT=${BENCH_REPEAT:-2}
 LIMIT=$(awk -v t="$T" -v w="$W" 'BEGIN { printf "%d", t + w + 30 }') # seconds for one ghost-bench run
 PARK_CONNS=40
-ROWS=${BENCH_ROWS:-direct haproxy ghostgate ghostgate+5 ghostgate-w2}
+ROWS=${BENCH_ROWS:-direct haproxy ghostgate ghostgate+5 ghostgate-w2 ghostgate+cluster-rl}
 # The five-policy row: these fields go into the `bench` service table: guard + auth + route +
 # breaker + ratelimit, each configured so that it never refuses a call of the benchmark (the
 # load generator authenticates every connection with BENCH_KEY first): what is measured is
@@ -37,6 +38,10 @@ DEFAULT_POLICIES='policies = {
       ratelimit { rate = 1e9, burst = 1e9 },
     },'
 GG_POLICIES=${GG_POLICIES-$DEFAULT_POLICIES}
+# The cluster rate-limit row: one ratelimit that never refuses, its bucket in a local Redis
+# (docs/scale-out.md): the cost of admitting calls from leases, and of the lease round trips.
+CLUSTER_POLICIES='policies = { ratelimit { rate = 1e9, burst = 1e9, by = "service", scope = "cluster" } },'
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
 SHAPES=("c64 d1 64B" "c8 d32 64B" "c8 d32 16KiB bin")
 
 UPSTREAM=$BUILD/ghost-upstream
@@ -252,6 +257,19 @@ start_ghostgate() {
     [ -n "$GG_ADDR" ]
 }
 
+# A redis-server on a free loopback port, no persistence; sets REDIS_PID and REDIS_URL.
+start_redis() {
+    local port
+    command -v "$REDIS_SERVER" >/dev/null || return 1
+    port=$(free_port) || return 1
+    "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_port "$port" || return 1
+    REDIS_URL=redis://127.0.0.1:$port
+}
+
 # ---- throughput and CPU rows ---------------------------------------------------------------
 
 declare -A RES # "row|shape" -> the ghost-bench line, or "failed: why" / "n/a ..."
@@ -357,6 +375,19 @@ for row in $ROWS; do
         [ -n "${GG_PID:-}" ] && stop_pid "$GG_PID" && forget_pid "$GG_PID"
         GG_PID=
         ;;
+    ghostgate+cluster-rl)
+        if ! start_redis; then
+            mark_rows ghostgate+cluster-rl "n/a ($REDIS_SERVER did not start or is not installed)"
+        elif start_ghostgate "$CLUSTER_POLICIES" "redis = \"$REDIS_URL\","; then
+            run_rows_for ghostgate+cluster-rl "$GG_ADDR" bench.echo "$GG_PID"
+        else
+            mark_rows ghostgate+cluster-rl "failed: ghostgate did not start with a cluster ratelimit $(tail -c 200 "$TMP/ghostgate.err" 2>/dev/null | tr '\n' ' ')"
+        fi
+        [ -n "${GG_PID:-}" ] && stop_pid "$GG_PID" && forget_pid "$GG_PID"
+        GG_PID=
+        [ -n "${REDIS_PID:-}" ] && stop_pid "$REDIS_PID" && forget_pid "$REDIS_PID"
+        REDIS_PID=
+        ;;
     *) die "unknown row '$row'" ;;
     esac
 done
@@ -364,14 +395,14 @@ done
 # ---- the table -----------------------------------------------------------------------------
 
 echo
-printf '%-12s %-17s %10s %9s %9s %8s %10s %9s %9s %7s\n' row shape calls/s p50/us p99/us errors \
+printf '%-20s %-17s %10s %9s %9s %8s %10s %9s %9s %7s\n' row shape calls/s p50/us p99/us errors \
     cpu/call calls/s cpu other
-printf '%-12s %-17s %10s %9s %9s %8s %10s %9s %9s %7s\n' "" "" "" "" "" "" "proxy/us" "vs HAP" "vs HAP" "cpu%"
+printf '%-20s %-17s %10s %9s %9s %8s %10s %9s %9s %7s\n' "" "" "" "" "" "" "proxy/us" "vs HAP" "vs HAP" "cpu%"
 for row in $ROWS; do
     for shape in "${SHAPES[@]}"; do
         r=${RES["$row|$shape"]:-failed: not run}
         if [ -z "$(kv "$r" calls/s)" ]; then
-            printf '%-12s %-17s %s\n' "$row" "$shape" "$r"
+            printf '%-20s %-17s %s\n' "$row" "$shape" "$r"
             continue
         fi
         h=${RES["haproxy|$shape"]:-}
@@ -385,7 +416,7 @@ for row in $ROWS; do
         rcps=$(awk -v a="$cps" -v b="$hcps" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
         rcpu=$(awk -v a="$cpu" -v b="$hcpu" 'BEGIN { if (a != "" && a != "n/a" && b > 0) printf "%.2fx", a / b; else print "-" }')
         [ "$row" = haproxy ] && rcps=1.00x && rcpu=1.00x
-        printf '%-12s %-17s %10s %9s %9s %8s %10s %9s %9s %7s\n' "$row" "$shape" "$cps" \
+        printf '%-20s %-17s %10s %9s %9s %8s %10s %9s %9s %7s\n' "$row" "$shape" "$cps" \
             "$(kv "$r" p50 | sed 's/us$//')" "$(kv "$r" p99 | sed 's/us$//')" "$errs" \
             "${cpu:--}" "$rcps" "$rcpu" "$(kv "$r" other_cpu_pct)"
     done

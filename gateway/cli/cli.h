@@ -21,6 +21,9 @@ int gg_cmd_token(int argc, char **argv);
 /* `ghostgate run SCRIPT.lua [ARG...]`: run a Lua script with the ghost library built in
  * (cli_run.c). Returns the exit status (1 on an uncaught error, 64 on bad usage). */
 int gg_cmd_run(int argc, char **argv);
+/* `ghostgate register -r URL -s SERVICE -a ADDR [--ttl SECONDS]`: an endpoint in the Redis
+ * registry until SIGTERM (cli_register.c). */
+int gg_cmd_register(int argc, char **argv);
 /* `ghostgate stubs [-a ADDR] [-t SECONDS] -o DIR`: editor annotations from sys.describe. */
 int gg_cmd_stubs(int argc, char **argv);
 

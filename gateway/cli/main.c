@@ -21,6 +21,7 @@ static const char usage_text[] =
     "       ghostgate token -c FILE -i IDENTITY [-t TTL] [-s SCOPES]\n"
     "       ghostgate run SCRIPT.lua [ARG...]\n"
     "       ghostgate stubs [-a ADDR] [-t SECONDS] -o DIR\n"
+    "       ghostgate register -r URL -s SERVICE -a ADDR [--ttl SECONDS]\n"
     "       ghostgate version\n"
     "       ghostgate help\n"
     "`ghostgate COMMAND --help` describes a command and all its options.\n";
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "call")) return gg_cmd_call(argc - 1, argv + 1);
     if (!strcmp(cmd, "run")) return gg_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "stubs")) return gg_cmd_stubs(argc - 1, argv + 1);
+    if (!strcmp(cmd, "register")) return gg_cmd_register(argc - 1, argv + 1);
     if (!strcmp(cmd, "reload")) return gg_cmd_reload(argc - 1, argv + 1);
     if (!strcmp(cmd, "token")) return gg_cmd_token(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version(argc - 1, argv + 1);

@@ -5,6 +5,7 @@
 #include "core/addr.h"
 #include "core/errors.h"
 #include "lua/lua_msgpack.h"
+#include "lua/lua_registry.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -263,8 +264,10 @@ int luaopen_ghost_core(lua_State *L)
     new_class(L, CONN_MT, conn_methods, gg_ghost_l_conn_gc, gg_ghost_l_conn_tostring);
     new_class(L, LISTEN_MT, listener_methods, gg_ghost_l_listener_gc, NULL);
     gg_lua_consts_preload(L); /* plain luajit: require "ghost.consts" without consts.so */
-    ctx_open(L); /* on the stack: the upvalue of every function */
+    ctx *x = ctx_open(L); /* on the stack: the upvalue of every function */
     lua_createtable(L, 0, 24);
+    gg_lua_registry_push(L, &x->uv, -2); /* core.register: ghost.serve's register option */
+    lua_setfield(L, -2, "register");
     for (const luaL_Reg *r = core_funcs; r->name; r++) {
         lua_pushvalue(L, -2);
         lua_pushcclosure(L, r->func, 1);

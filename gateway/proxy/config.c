@@ -147,6 +147,16 @@ static int read_config(gg_config *c, char *err, size_t errlen)
         c->http_max_body = (size_t)num_field(L, h, "max_body");
     }
     lua_pop(L, 1);
+    lua_getfield(L, t, "redis");
+    if (lua_isstring(L, -1)) {
+        char why[200];
+        if (gg_redis_url_parse(lua_tostring(L, -1), &c->redis_url, why, sizeof why)) {
+            snprintf(err, errlen, "%s: redis: %s", c->source, why);
+            return -1;
+        }
+        c->redis = strdup(lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
     lua_getfield(L, t, "admin");
     if (lua_istable(L, -1)) {
         snprintf(where, sizeof where, "%s: admin.listen", c->source);
@@ -257,6 +267,7 @@ void gg_config_free(gg_config *c)
     free(c->http_listen);
     free(c->http_path);
     free(c->admin_listen);
+    free(c->redis);
     free(c->services);
     free(c->listen);
     free(c->source);

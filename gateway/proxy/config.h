@@ -3,6 +3,7 @@
 #define GG_CONFIG_H
 
 #include "core/addr.h"
+#include "core/redis.h"
 
 #include <lua.h>
 #include <stddef.h>
@@ -57,6 +58,8 @@ typedef struct gg_config {
     size_t http_max_body;
     gg_addr *admin_listen; /* the admin endpoint (/metrics, /health...), if configured */
     int nadmin;
+    char *redis; /* the top-level redis URL as written (validated into redis_url), or NULL */
+    gg_redis_url redis_url;
     lua_State *L;  /* the Lua side of the config (policies); closed with it if owns_L */
     int owns_L;
     int table_ref; /* the normalised config table, in L's registry */

@@ -65,6 +65,7 @@ void gg_server_shutdown(gg_server *srv)
     else
         gg_log_notice(&srv->lp.log, "stopped", "clients=%u", srv->nclients);
     gg_listeners_stop(srv);
+    gg_cluster_stop(srv);
     if (srv->opts.front) srv->opts.front->close(srv);
     gg_stream_flush_all(&srv->lp);
     gg_clients_close_all(srv);
@@ -252,6 +253,7 @@ int gg_server_reload(gg_server *srv)
     srv->gen = gen;
     srv->cfg = cfg;
     apply_limits(srv, cfg);
+    gg_cluster_apply(srv);
     old->next = srv->retired;
     srv->retired = old;
     srv->reloads++;
@@ -375,6 +377,7 @@ int gg_server_start(gg_server *srv, char *err, size_t errlen)
         return -1;
     gg_generation_connect(srv->gen, NULL);
     gg_policy_sync_endpoints(srv, srv->gen);
+    gg_cluster_apply(srv);
     return 0;
 }
 

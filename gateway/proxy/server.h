@@ -4,6 +4,7 @@
 
 #include "core/buf.h"
 #include "proxy/client.h"
+#include "proxy/cluster.h"
 #include "core/codec.h"
 #include "proxy/config.h"
 #include "core/calls.h"
@@ -56,6 +57,7 @@ typedef struct gg_server {
     lua_State *L;            /* one Lua state for the server's life: policy state survives reloads */
     gg_policy_host pol;
     gg_metrics met; /* counters by service name: they outlive reloads */
+    gg_cluster cluster; /* the top-level redis option: shared state of a cluster of gateways */
 
     gg_listener *listeners;
     int nlisteners;

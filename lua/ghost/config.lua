@@ -147,6 +147,9 @@ _M.schema = {
                            .. "its code runs; over it the call fails with 500 internal and the "
                            .. "state is collected. 0: no budget. Unset: 256 MiB (gateway/lua/lua_bridge.h)" },
         pid_file = { type = "string", description = "written at start, for `ghostgate reload`" },
+        redis = { type = "string", description = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or "
+                      .. "unix:PATH[?db=N&password=P]: the Redis the gateways of a cluster share "
+                      .. "(ratelimit scope = \"cluster\"; docs/scale-out.md). Unset: no Redis" },
         policy_path = { type = "string", default = "./policies/?.lua",
                         description = "where user policies are found: a package.path template "
                             .. "whose relative entries start at the config file's directory" },
@@ -277,6 +280,10 @@ function _M.normalize(t, source, dir, file)
             local src = type(spec) == "table" and spec.__where and source or where(source, file, list)
             local p, perr = policy.validate(spec, format("%s: %s[%d]", src, list, i), v.policy_path)
             if not p then return nil, perr end
+            if p.name == "ratelimit" and p.conf.scope == "cluster" and not v.redis then
+                return nil, format("%s: ratelimit scope = \"cluster\" needs the top-level redis option",
+                    p.where or format("%s: %s[%d]", src, list, i))
+            end
             svc.policies[i] = p
         end
     end

@@ -50,6 +50,32 @@ local function collect(obj, opts, level)
 end
 
 local PEERS_GRACE = 2000 -- ms the connections get to take their last answers after a stop
+local DEFAULT_TTL = 10    -- seconds a registered endpoint outlives its last heartbeat
+local REGISTER_POLL = 0.01 -- s between looks at a deregistration (it takes one round trip)
+
+local register_known = { redis = true, service = true, ttl = true, addr = true }
+
+-- opts.register checked, with the address to register: the bound one unless addr is given
+-- (required when listening on every interface, which no gateway can dial). Returns addr, ttl
+-- or nil, what is wrong (the caller raises it once its listener is closed).
+local function register_opts(r, bound)
+    if type(r) ~= "table" then return nil, "register must be a table" end
+    for k in pairs(r) do
+        if not register_known[k] then return nil, format("register: unknown option '%s'", tostring(k)) end
+    end
+    if type(r.redis) ~= "string" then return nil, "register.redis must be a URL string" end
+    if type(r.service) ~= "string" then return nil, "register.service must be a string" end
+    if r.ttl ~= nil and type(r.ttl) ~= "number" then
+        return nil, "register.ttl must be a number of seconds"
+    end
+    if r.addr ~= nil and type(r.addr) ~= "string" then
+        return nil, "register.addr must be an address string"
+    end
+    if not r.addr and (bound:find("^tcp://0%.0%.0%.0:") or bound:find("^tcp://%[::%]:")) then
+        return nil, "register.addr is required when listening on every interface (" .. bound .. ")"
+    end
+    return r.addr or bound, r.ttl or DEFAULT_TTL
+end
 
 local function stopped(srv)
     if srv.stopped:is_set() then return end
@@ -137,7 +163,7 @@ local function on_closed(srv, peer)
 end
 
 local known = { self = true, expose = true, quiet = true, max_message = true, drain_timeout = true,
-    signals = true, max_values = true }
+    signals = true, max_values = true, register = true }
 
 -- level: of the user's call, as seen from here.
 local function new_server(obj, addr, opts, level)
@@ -160,6 +186,19 @@ local function new_server(obj, addr, opts, level)
     local l, bound, msg = core.listen(addr, srv, opts.max_message, opts.max_values)
     if not l then return nil, msg end
     srv.listener, srv.address = l, bound
+    if opts.register ~= nil then
+        local raddr, ttl = register_opts(opts.register, bound)
+        local reg, rerr = nil, ttl
+        if raddr then
+            reg, rerr = core.register(opts.register.redis, opts.register.service, raddr, ttl)
+            rerr = rerr and "register: " .. rerr
+        end
+        if not reg then
+            l:close()
+            error("ghost.serve: " .. rerr, level)
+        end
+        srv.registration = reg
+    end
     sched.hold()
     if not srv.quiet then
         io_stderr:write(format("ghost.serve: ready listen=%s methods=%s pid=%d\n", bound,
@@ -172,7 +211,9 @@ end
 -- opts: self (call handlers as obj:method(...)), expose (list of inherited method names),
 -- quiet (no ready line on stderr), max_message (largest reply, bytes), max_values (largest
 -- params decoded, in values), drain_timeout (seconds serve() waits for handlers after
--- close()), signals (false: SIGINT/SIGTERM are not handled by serve()).
+-- close()), signals (false: SIGINT/SIGTERM are not handled by serve()), register ({redis =
+-- URL, service = NAME, ttl = 10, addr = the bound address}: an endpoint in the Redis registry,
+-- heartbeat every ttl/3, deregistered by close(); docs/scale-out.md).
 function _M.listen(obj, addr, opts)
     local srv, err = new_server(obj, addr, opts, 3) -- not a tail call: level 3 is our caller
     return srv, err
@@ -192,6 +233,8 @@ function Server:close()
     if self.closing then return end
     self.closing = true
     self.listener:close()
+    -- Deregister first: gateways stop sending new calls while the ones in flight drain.
+    if self.registration then self.registration:stop() end
     if self.inflight == 0 then
         finish(self)
     else
@@ -212,6 +255,10 @@ function Server:serve()
     if self.signals then sched.on_signal(on_signal) end
     self.stopped:wait()
     if self.signals then sched.off_signal(on_signal) end
+    -- The deregistration started at close() takes one Redis round trip (at most its 1 s
+    -- timeout): wait for it, so that a script that returns has left the registry.
+    local reg = self.registration
+    while reg and not reg:done() do sched.sleep(REGISTER_POLL) end
     return true
 end
 

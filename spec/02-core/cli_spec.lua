@@ -260,6 +260,8 @@ describe("ghostgate help", function()
         token = { "-c FILE", "-i IDENTITY", "-t TTL", "-s SCOPES", "-h, --help" },
         run = { "-h, --help" },
         stubs = { "-a ADDR", "-t SECONDS", "-o DIR", "-h, --help" },
+        register = { "-r, --redis URL", "-s, --service NAME", "-a, --addr ADDR", "-t, --ttl SECONDS",
+            "-l, --log-level", "-h, --help" },
         version = {},
     }
 

@@ -674,6 +674,62 @@ function _M.start_gateway(config, opts)
     return self
 end
 
+-- Start a real redis-server (Debian's) on a free loopback port: no persistence, DEBUG allowed
+-- from loopback (for fault specs). opts.port reuses a port (a restart after :kill), opts.args
+-- adds arguments. Returns {port, url, proc, pid} with :cmd(...) (redis-cli, returns the trimmed
+-- output or nil, err), :stop(), :kill(sig); or nil, err. Stopped by PID in cleanup like the rest.
+local Redis = {}
+Redis.__index = Redis
+
+function Redis:cmd(...)
+    local args = { "-h", "127.0.0.1", "-p", tostring(self.port), "--raw" }
+    for _, a in ipairs({ ... }) do
+        args[#args + 1] = tostring(a)
+    end
+    local r, err = _M.run("redis-cli", args)
+    if not r then
+        return nil, err
+    end
+    if r.code ~= 0 then
+        return nil, "redis-cli exited " .. tostring(r.code) .. ": " .. r.output
+    end
+    return (r.stdout:gsub("%s+$", ""))
+end
+
+function Redis:stop(timeout)
+    return self.proc:stop(timeout)
+end
+
+function Redis:kill(sig)
+    local ok, err = self.proc:kill(sig or "sigkill")
+    if ok then
+        self.proc:wait_exit()
+    end
+    return ok, err
+end
+
+function _M.start_redis(opts)
+    opts = opts or {}
+    local port = opts.port or _M.unused_port()
+    local args = { "--port", tostring(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--enable-debug-command", "local", "--daemonize", "no", "--loglevel", "notice" }
+    for _, a in ipairs(opts.args or {}) do
+        args[#args + 1] = a
+    end
+    local proc, err = _M.spawn("redis-server", args, { name = "redis-server" })
+    if not proc then
+        return nil, err
+    end
+    local line
+    line, err = proc:wait_line("Ready to accept connections", opts.timeout or _M.timeout(10))
+    if not line then
+        proc:stop(1)
+        return nil, err
+    end
+    local self = { port = port, url = "redis://127.0.0.1:" .. port, proc = proc, pid = proc.pid }
+    return setmetatable(self, Redis)
+end
+
 -- A gateway config with one service `demo` routed to the upstream server `up` (or to
 -- service.upstreams): service fields override the defaults (deadline 10), top-level fields
 -- (listen, limits, ...) are added as given.
