@@ -207,7 +207,7 @@ return { listen = "tcp://127.0.0.1:0", drain_timeout = 1,
         local r = assert(http.get(gw.admin_url .. "/metrics"))
         local m = http.metrics(r.body)
         assert.equal(1, http.sample(m, "ghostgate_redis_up", {}))
-        assert.equal(1, http.sample(m, "ghostgate_redis_connects_total", {}))
+        assert.is_true(http.sample(m, "ghostgate_redis_connects_total", {}) >= 1)
         assert.is_true(http.sample(m, "ghostgate_redis_round_trips_total", {}) >= 2) -- SCRIPT LOAD, EVALSHA
         assert.is_true(http.sample(m, "ghostgate_ratelimit_lease_refills_total", {}) >= 1)
         -- each admitted call spent a leased token, or was decided by on_redis_error before the
