@@ -2,13 +2,13 @@
 CC       ?= cc
 BUILD    ?= build
 SAN      ?= 0
-PKGS     := libuv msgpack luajit jansson libcrypto
+PKGS     := libuv msgpack luajit jansson libssl libcrypto
 # The package flags are read when this Makefile is parsed. The targets a new user types (run,
 # test, bench, ...) install the packages first and then build in a sub-make, which parses this
 # file again once pkg-config and the .pc files exist: never expand them before `deps` has run.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-SO_LIBS    := $(shell pkg-config --libs libuv msgpack 2>/dev/null)
+SO_LIBS    := $(shell pkg-config --libs libuv msgpack libssl libcrypto 2>/dev/null)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -fno-strict-aliasing $(PKG_CFLAGS)
@@ -125,7 +125,7 @@ clean:
 GHOST_SO     := $(BUILD)/lua/ghost/core.so
 GHOST_SO_SRC := gateway/lua_ghost.c gateway/lua_msgpack.c gateway/loop.c gateway/stream.c \
                 gateway/futures.c gateway/buf.c gateway/codec.c gateway/addr.c gateway/log.c \
-                gateway/errors.c
+                gateway/errors.c gateway/tls.c
 GHOST_SO_OBJ := $(GHOST_SO_SRC:%.c=$(BUILD)/pic/%.o)
 PIC_CFLAGS   := $(filter-out -fsanitize=% -fno-sanitize-recover=% -O1,$(CFLAGS)) -fPIC -fvisibility=hidden
 

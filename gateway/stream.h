@@ -56,6 +56,7 @@ struct gg_stream {
     gg_stream *flush_next;
     uint64_t partial_since; /* loop time (ms) the incomplete message began; 0 if none */
     unsigned flags;
+    struct gg_tls *tls; /* TLS on this connection (tls.c), NULL for plaintext; freed on close */
 };
 
 /* Set up the fields (the owner has initialised io with uv_tcp_init/uv_pipe_init). */
@@ -64,6 +65,9 @@ int gg_stream_start(gg_stream *s);
 /* Stop dispatching messages (and reading) until gg_stream_resume. */
 void gg_stream_pause(gg_stream *s);
 void gg_stream_resume(gg_stream *s);
+
+/* Bytes read (plaintext, from a TLS layer): frame them, or hand them to on_bytes. */
+void gg_stream_input(gg_stream *s, char *data, size_t len);
 
 /* Queue output. reserve returns room for n bytes (NULL when out of memory); commit the bytes
  * actually written there. The flush happens at the end of this loop turn. */
