@@ -49,6 +49,16 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
         snprintf(a->text, sizeof a->text, "http://%.60s%.90s", hostport, path);
         return 0;
     }
+    if (strncmp(s, "tls://", 6) == 0) {
+        if (gg_addr_parse(s + 6, a, err, errlen)) return -1;
+        if (a->kind != GG_ADDR_TCP) {
+            snprintf(err, errlen, "address '%s' is not tls://host:port", s);
+            return -1;
+        }
+        a->tls = 1;
+        memcpy(a->text, "tls", 3); /* tcp://... -> tls://... */
+        return 0;
+    }
     const char *given = s; /* errors quote the address as written, scheme included */
     if (strncmp(s, "tcp://", 6) == 0) s += 6;
     char host[128];

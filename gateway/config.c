@@ -3,6 +3,7 @@
 #include "log.h"
 #include "lua_bridge.h"
 #include "policy.h"
+#include "tls_config.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -128,6 +129,7 @@ static int read_config(gg_config *c, char *err, size_t errlen)
     c->lua_memory = lua_isnumber(L, -1) ? (size_t)lua_tonumber(L, -1) : GG_LUA_MEMORY_DEFAULT;
     lua_pop(L, 1);
     read_limits(L, t, &c->limits);
+    if (gg_tls_config_read(L, t, c->source, &c->tls, err, errlen)) return -1;
     if (read_services(L, t, c, err, errlen)) return -1;
     lua_getfield(L, t, "http");
     if (lua_istable(L, -1)) {
@@ -253,6 +255,7 @@ void gg_config_free(gg_config *c)
     free(c->services);
     free(c->listen);
     free(c->source);
+    gg_tls_ctx_unref(c->tls);
     if (c->L && c->owns_L)
         gg_lua_close(c->L);
     else if (c->L && c->table_ref != LUA_NOREF)

@@ -53,6 +53,7 @@ typedef struct gg_config {
     size_t http_max_body;
     gg_addr *admin_listen; /* the admin endpoint (/metrics, /health...), if configured */
     int nadmin;
+    struct gg_tls_ctx *tls; /* the tls:// listeners' context (tls_config.c), NULL when none */
     lua_State *L;  /* the Lua side of the config (policies); closed with it if owns_L */
     int owns_L;
     int table_ref; /* the normalised config table, in L's registry */

@@ -20,10 +20,11 @@ local MiB = 1024 * 1024
 local address = {
     type = "string",
     check = function(v)
-        if v:match("^unix:") or v:match("^tcp://.+:%d+$") or v:match("^[^/]+:%d+$") then
+        if v:match("^unix:") or v:match("^tcp://.+:%d+$") or v:match("^tls://.+:%d+$")
+            or v:match("^[^/]+:%d+$") then
             return true
         end
-        return nil, format("address %q is not tcp://host:port or unix:/path", v)
+        return nil, format("address %q is not tcp://host:port, tls://host:port or unix:/path", v)
     end,
 }
 
@@ -119,6 +120,25 @@ local service = {
     end,
 }
 
+-- TLS for the tls:// listeners (gateway/tls.c). Files are PEM; relative names start at the
+-- config file's directory.
+local tls_record = {
+    type = "record",
+    fields = {
+        cert = { type = "string", required = true, description = "certificate chain (PEM)" },
+        key = { type = "string", required = true, description = "private key (PEM)" },
+        ca = { type = "string", description = "CA bundle that signs client certificates" },
+        verify_client = { type = "boolean", default = false,
+                          description = "require a client certificate signed by ca (mTLS)" },
+        tls12 = { type = "boolean", default = false, description = "also accept TLS 1.2" },
+        handshake_timeout = { type = "number", default = 10, min = 0.01, max = 3600,
+                              description = "seconds a client has to finish its handshake" },
+        max_handshakes = { type = "integer", default = 256, min = 1, max = 1000000,
+                           description = "handshakes in progress per process; more wait in the "
+                               .. "kernel's accept queue" },
+    },
+}
+
 local function service_name(k)
     if k == "ghost" or k == "sys" then return nil, "service name is reserved" end
     return true
@@ -144,6 +164,7 @@ _M.schema = {
                         description = "where user policies are found: a package.path template "
                             .. "whose relative entries start at the config file's directory" },
         auth = auth.schema,
+        tls = tls_record,
         http = http_listener,   -- the JSON-RPC over HTTP front door
         admin = { type = "record", fields = { listen = http_listener.fields.listen } },
         limits = {
@@ -255,6 +276,23 @@ function _M.normalize(t, source, dir, file)
     local v, err, at = schema.validate(_M.schema, t, "")
     if not v then return nil, format("%s: %s", where(source, file, at), err) end
     v.policy_path = resolve_path(v.policy_path, dir)
+    for i, a in ipairs(v.listen) do
+        if sub(a, 1, 6) == "tls://" and not v.tls then
+            return nil, format("%s: listen[%d]: %s needs a tls table (cert and key)",
+                where(source, file, "listen"), i, a)
+        end
+    end
+    if v.tls then
+        if v.tls.verify_client and not v.tls.ca then
+            return nil, format("%s: tls.verify_client: needs tls.ca (the CA of client certificates)",
+                where(source, file, "tls"))
+        end
+        if dir then
+            for _, k in ipairs({ "cert", "key", "ca" }) do
+                if v.tls[k] then v.tls[k] = from_dir(dir, v.tls[k]) end
+            end
+        end
+    end
     if dir then
         local ok
         ok, err = check_adapters(v, dir, source, file)

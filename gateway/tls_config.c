@@ -1,0 +1,57 @@
+/* tls_config.c -- the config's `tls = {...}` table into a server TLS context (tls.h). */
+#include "tls_config.h"
+
+#include <stdio.h>
+
+static const char *str_field(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    const char *v = lua_tostring(L, -1); /* the table keeps it alive */
+    lua_pop(L, 1);
+    return v;
+}
+
+static double num_field(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    double v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int bool_field(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    lua_getfield(L, idx, "tls");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int t = lua_gettop(L);
+    gg_tls_conf conf = {
+        .cert = str_field(L, t, "cert"),
+        .key = str_field(L, t, "key"),
+        .ca = str_field(L, t, "ca"),
+        .verify_client = bool_field(L, t, "verify_client"),
+        .tls12 = bool_field(L, t, "tls12"),
+        .handshake_timeout_ms = (uint64_t)(num_field(L, t, "handshake_timeout") * 1000),
+        .max_handshakes = (uint32_t)num_field(L, t, "max_handshakes"),
+    };
+    char why[600];
+    *out = gg_tls_ctx_new(&conf, GG_TLS_SERVER, why, sizeof why);
+    lua_pop(L, 1);
+    if (!*out) {
+        snprintf(err, errlen, "%s: %s", source, why);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,15 @@
+/* tls_config.h -- read a config's `tls` table (validated by ghost.config) into a context. */
+#ifndef GG_TLS_CONFIG_H
+#define GG_TLS_CONFIG_H
+
+#include "tls.h"
+
+#include <lua.h>
+
+/* The `tls` field of the table at idx: *out is a new server context, or NULL when the field is
+ * absent. Certificate and key files are read now, so a broken one fails the (re)load: returns
+ * -1 with "SOURCE: tls.cert FILE: reason" in err. */
+int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **out, char *err,
+                       size_t errlen);
+
+#endif
