@@ -320,9 +320,17 @@ static void verified(gg_tls *t)
     if (SSL_get_verify_result(t->ssl) == X509_V_OK) {
         char cn[256];
         int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
-        if (n > 0 && (size_t)n < sizeof cn && !memchr(cn, 0, (size_t)n)) {
+        /* The identity reaches logs and error messages: a CN of other bytes gives none. */
+        int ok = n > 0 && (size_t)n < sizeof cn - 4;
+        for (int i = 0; ok && i < n; i++)
+            ok = (cn[i] >= 'a' && cn[i] <= 'z') || (cn[i] >= 'A' && cn[i] <= 'Z') ||
+                 (cn[i] >= '0' && cn[i] <= '9') || strchr("_.@:+-", cn[i]);
+        if (ok) {
             t->identity = malloc((size_t)n + 4);
-            if (t->identity) snprintf(t->identity, (size_t)n + 4, "CN=%s", cn);
+            if (t->identity) {
+                memcpy(t->identity, "CN=", 3);
+                memcpy(t->identity + 3, cn, (size_t)n + 1);
+            }
         }
     }
     X509_free(cert);

@@ -1,6 +1,7 @@
 /* tls_config.c -- the config's `tls = {...}` table into a server TLS context (tls.h). */
 #include "tls_config.h"
 
+#include <lauxlib.h>
 #include <stdio.h>
 
 static const char *str_field(lua_State *L, int idx, const char *k)
@@ -54,4 +55,19 @@ int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **o
         return -1;
     }
     return 0;
+}
+
+void gg_tls_push_identity(lua_State *L, int auth_ref, const gg_tls *t)
+{
+    const char *subject = t ? gg_tls_peer_identity(t) : NULL;
+    if (!subject) return;
+    lua_pushstring(L, subject);
+    lua_setfield(L, -2, "certificate");
+    if (auth_ref == LUA_NOREF) return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, auth_ref);
+    lua_getfield(L, -1, "certificate");
+    lua_insert(L, -2);      /* table, certificate, auth */
+    lua_pushvalue(L, -3);   /* the client's table */
+    lua_pushstring(L, subject);
+    lua_call(L, 3, 0);
 }

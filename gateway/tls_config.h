@@ -12,4 +12,10 @@
 int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **out, char *err,
                        size_t errlen);
 
+/* mTLS identity: the client table on top of L gets certificate = "CN=..." from the verified
+ * client certificate, and the authenticator (auth_ref, LUA_NOREF when none) maps it to an
+ * identity and scopes (ghost.auth certificate()). Nothing when t is NULL or has no verified
+ * certificate. Raises Lua errors: call it in a protected call. */
+void gg_tls_push_identity(lua_State *L, int auth_ref, const gg_tls *t);
+
 #endif

@@ -194,3 +194,51 @@ describe("TLS handshakes in progress", function()
         assert.equal(2, n)
     end)
 end)
+
+describe("mTLS identity", function()
+    local up, gw
+
+    before_each(function()
+        certs = tls.certs()
+        up = assert(h.start_upstream())
+        gw = assert(h.start_gateway(([[
+return {
+    listen = "tls://127.0.0.1:0", drain_timeout = 1,
+    tls = { cert = %q, key = %q, ca = %q, verify_client = true },
+    auth = { certs = { ["CN=billing"] = { identity = "billing", scopes = { "demo.echo" } } } },
+    services = {
+        demo = { upstreams = { %q }, deadline = 2, policies = { auth {} } },
+        ops = { upstreams = { %q }, deadline = 2, policies = { auth { identities = { "billing" } } } },
+        open = { upstreams = { %q }, deadline = 2 },
+    },
+}]]):format(certs.server, certs.server_key, certs.ca, up.addr, up.addr, up.addr)))
+    end)
+
+    after_each(h.cleanup)
+
+    local function call(method, cert, key)
+        local p = tls.s_client(gw.tls_port, certs, method, { "hi\n" },
+            { cert = cert, key = key, flush = "open.echo" })
+        return assert(tls.answer(p))
+    end
+
+    it("makes the certificate's CN the identity auth {} checks scopes of, with no token", function()
+        local msg = call("demo.echo", certs.client, certs.client_key)
+        assert.is_nil(msg[3])
+        assert.equal("hi\n", msg[4])
+    end)
+
+    it("refuses a method outside the certificate's scopes with 403", function()
+        local msg = call("ops.echo", certs.client, certs.client_key)
+        assert.equal(403, msg[3].code)
+        assert.equal("identity 'billing' has no scope for 'ops.echo'", msg[3].message)
+    end)
+
+    it("gives a certificate not listed in auth.certs its subject as identity and no scope", function()
+        local msg = call("demo.echo", certs.reporting, certs.reporting_key)
+        assert.equal(403, msg[3].code)
+        assert.equal("identity 'CN=reporting' has no scope for 'demo.echo'", msg[3].message)
+        msg = call("ops.echo", certs.reporting, certs.reporting_key)
+        assert.equal("identity 'CN=reporting' may not call service 'ops'", msg[3].message)
+    end)
+end)

@@ -3,7 +3,8 @@
 -- `openssl s_client` as a real TLS client.
 --
 -- tls.certs() -> t with file names: ca, ca_key; server, server_key (CN=localhost, SANs
--- localhost and 127.0.0.1); client, client_key (CN=billing); expired (CN=billing, 2020);
+-- localhost and 127.0.0.1); client, client_key (CN=billing); reporting, reporting_key
+-- (CN=reporting); expired (CN=billing, 2020);
 -- other_ca; stranger, stranger_key (CN=billing, signed by other_ca); dir.
 local helpers = require "spec.support.helpers"
 
@@ -43,6 +44,7 @@ function _M.certs()
     ca(dir, "other_ca")
     leaf(dir, "ca", "server", "localhost", "DNS:localhost,IP:127.0.0.1")
     leaf(dir, "ca", "client", "billing")
+    leaf(dir, "ca", "reporting", "reporting")
     leaf(dir, "other_ca", "stranger", "billing")
     -- An expired client certificate: `openssl ca` is the command that takes explicit dates.
     assert(helpers.write_file(dir .. "/index.txt", ""))
@@ -58,6 +60,7 @@ function _M.certs()
         dir = dir, ca = f("ca.pem"), ca_key = f("ca.key"), other_ca = f("other_ca.pem"),
         server = f("server.pem"), server_key = f("server.key"),
         client = f("client.pem"), client_key = f("client.key"),
+        reporting = f("reporting.pem"), reporting_key = f("reporting.key"),
         expired = f("expired.pem"),
         stranger = f("stranger.pem"), stranger_key = f("stranger.key"),
     }
@@ -66,7 +69,7 @@ end
 -- Run `openssl s_client` against 127.0.0.1:port, send the MessagePack-RPC request
 -- [0, 1, method, params] and keep reading. opts: ca (default certs.ca), cert, key, alpn
 -- (default "msgpack-rpc", false: none), name (checked against the server's certificate,
--- default "localhost"). Returns the process: its stderr has the -brief summary ("Protocol
+-- default "localhost"), flush (see answer). Returns the process: its stderr has the -brief summary ("Protocol
 -- version: TLSv1.3", "ALPN protocol: ..."), its stdout the answer.
 function _M.s_client(port, certs, method, params, opts)
     opts = opts or {}
@@ -84,14 +87,24 @@ function _M.s_client(port, certs, method, params, opts)
         args[#args + 1] = opts.key
     end
     local stdin = method and helpers.mp.encode({ 0, 1, method, params or {} }) or ""
+    if opts.flush then stdin = stdin .. helpers.mp.encode({ 0, 2, opts.flush, { "\n" } }) end
     return assert(helpers.spawn("openssl", args, { name = "s_client", stdin = stdin }))
 end
 
--- The answer an s_client process read: [1, id, err, result] decoded, or nil and why. The kit
--- reads a process's stdout by lines, so the answer must end with "\n": call demo.echo with a
--- string that does.
+-- The answer to request 1 an s_client process read: [1, id, err, result] decoded, or nil and why.
+-- The kit reads a process's stdout by lines, so an answer is seen once a "\n" follows it: pass
+-- opts.flush to s_client (a method that echoes its argument) to have one sent after it.
 local function read(p)
-    return #p.stdout > 0 and helpers.mp.decode(table.concat(p.stdout, "\n") .. "\n")
+    if #p.stdout == 0 then return nil end
+    local s = table.concat(p.stdout, "\n") .. "\n"
+    local pos = 1
+    while pos <= #s do -- answers may come in any order: the one to request 1
+        local stop = helpers.mp.frame(s, pos)
+        if not stop then return nil end
+        local msg = helpers.mp.decode(s:sub(pos, stop - 1))
+        if type(msg) == "table" and msg[2] == 1 then return msg end
+        pos = stop
+    end
 end
 
 function _M.answer(p, timeout)
@@ -99,8 +112,8 @@ function _M.answer(p, timeout)
         return read(p) or p.exited
     end, timeout or helpers.timeout(5))
     if not ok then return nil, "timeout" end
-    local msg, err = read(p)
-    if not msg then return nil, err or ("s_client exited: " .. p:output()) end
+    local msg = read(p)
+    if not msg then return nil, "s_client exited: " .. p:output() end
     return msg
 end
 
