@@ -4,8 +4,8 @@
 --
 -- tls.certs() -> t with file names: ca, ca_key; server, server_key (CN=localhost, SANs
 -- localhost and 127.0.0.1); client, client_key (CN=billing); reporting, reporting_key
--- (CN=reporting); expired (CN=billing, 2020);
--- other_ca; stranger, stranger_key (CN=billing, signed by other_ca); dir.
+-- (CN=reporting); expired (CN=billing, 2020); other_ca; server2, server2_key (like server,
+-- signed by other_ca); stranger, stranger_key (CN=billing, signed by other_ca); dir.
 local helpers = require "spec.support.helpers"
 
 local format = string.format
@@ -43,6 +43,7 @@ function _M.certs()
     ca(dir, "ca")
     ca(dir, "other_ca")
     leaf(dir, "ca", "server", "localhost", "DNS:localhost,IP:127.0.0.1")
+    leaf(dir, "other_ca", "server2", "localhost", "DNS:localhost,IP:127.0.0.1")
     leaf(dir, "ca", "client", "billing")
     leaf(dir, "ca", "reporting", "reporting")
     leaf(dir, "other_ca", "stranger", "billing")
@@ -59,6 +60,7 @@ function _M.certs()
     return {
         dir = dir, ca = f("ca.pem"), ca_key = f("ca.key"), other_ca = f("other_ca.pem"),
         server = f("server.pem"), server_key = f("server.key"),
+        server2 = f("server2.pem"), server2_key = f("server2.key"),
         client = f("client.pem"), client_key = f("client.key"),
         reporting = f("reporting.pem"), reporting_key = f("reporting.key"),
         expired = f("expired.pem"),
