@@ -125,7 +125,7 @@ clean:
 GHOST_SO     := $(BUILD)/lua/ghost/core.so
 GHOST_SO_SRC := gateway/lua_ghost.c gateway/lua_msgpack.c gateway/loop.c gateway/stream.c \
                 gateway/futures.c gateway/buf.c gateway/codec.c gateway/addr.c gateway/log.c \
-                gateway/errors.c gateway/tls.c
+                gateway/errors.c gateway/tls.c gateway/tls_config.c
 GHOST_SO_OBJ := $(GHOST_SO_SRC:%.c=$(BUILD)/pic/%.o)
 PIC_CFLAGS   := $(filter-out -fsanitize=% -fno-sanitize-recover=% -O1,$(CFLAGS)) -fPIC -fvisibility=hidden
 

@@ -7,6 +7,7 @@
 #include "loop.h"
 #include "lua_msgpack.h"
 #include "stream.h"
+#include "tls_config.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -118,6 +119,7 @@ typedef struct listener {
     int is_unix;
     size_t max_message;
     size_t max_values;
+    gg_tls_ctx *tls; /* tls:// listeners: one reference */
     char path[108];
     char addr[160];
 } listener;
@@ -334,9 +336,23 @@ static void conn_on_eof(gg_stream *s, int status)
         return;
     }
     char msg[300];
-    snprintf(msg, sizeof msg, "connection to %s lost: %s", c->addr,
-             status == UV_EOF ? "closed by the peer" : uv_strerror(status));
-    conn_close(c, FT_LOST, msg);
+    if (s->tls && *gg_tls_error(s->tls))
+        snprintf(msg, sizeof msg, "TLS with %s failed: %s", c->addr, gg_tls_error(s->tls));
+    else
+        snprintf(msg, sizeof msg, "connection to %s lost: %s", c->addr,
+                 status == UV_EOF ? "closed by the peer" : uv_strerror(status));
+    conn_close(c, c->connect_call ? FT_CONNECT : FT_LOST, msg);
+}
+
+/* TLS: connected once the handshake is done (the server's certificate checked). */
+static void conn_on_handshake(gg_stream *s)
+{
+    conn *c = (conn *)s;
+    if (!c->connect_call) return;
+    gg_call *cc = c->connect_call;
+    ev_rec r = {.kind = EV_CONNECT, .ref = cc->ref, .id = cc->id};
+    queue_event(c->x, &r, NULL, 0, NULL, 0);
+    call_end(c->x, cc);
 }
 
 static void conn_on_closed(gg_stream *s)
@@ -366,6 +382,7 @@ static const gg_stream_ops conn_ops = {
     .on_eof = conn_on_eof,
     .on_drain = NULL,
     .on_closed = conn_on_closed,
+    .on_handshake = conn_on_handshake,
 };
 
 static conn *conn_new(ctx *x)
@@ -397,7 +414,7 @@ static void on_connect(uv_connect_t *req, int status)
     set_state(c, ST_OPEN, NULL);
     c->st.flags |= GG_ST_READY;
     if (c->st.io.handle.type == UV_TCP) uv_tcp_nodelay(&c->st.io.tcp, 1);
-    if (c->connect_call) {
+    if (c->connect_call && !c->st.tls) { /* with TLS: at the end of the handshake */
         gg_call *cc = c->connect_call;
         ev_rec r = {.kind = EV_CONNECT, .ref = cc->ref, .id = cc->id};
         queue_event(x, &r, NULL, 0, NULL, 0);
@@ -430,7 +447,9 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static void listener_closed(uv_handle_t *h)
 {
-    free(h->data);
+    listener *l = h->data;
+    gg_tls_ctx_unref(l->tls);
+    free(l);
 }
 
 static void listener_close(listener *l)
@@ -883,11 +902,12 @@ static conn_box *new_box(lua_State *L, conn *c)
     return b;
 }
 
-/* core.connect(addr, waiter?, timeout_ms?, max_message?, max_depth?, max_values?) -> conn, id */
+/* core.connect(addr, waiter?, timeout_ms?, max_message?, max_depth?, max_values?, tls?) ->
+ * conn, id. tls: the options table of a tls:// address (tls_config.h). */
 static int l_connect(lua_State *L)
 {
     ctx *x = ctx_get(L);
-    lua_settop(L, 6);
+    lua_settop(L, 7);
     const char *addr = luaL_checkstring(L, 1);
     lua_Number tmo = luaL_optnumber(L, 3, 0);
     lua_Number maxm = luaL_optnumber(L, 4, (lua_Number)SEND_MAX_MESSAGE);
@@ -896,8 +916,20 @@ static int l_connect(lua_State *L)
     gg_addr a;
     char err[256];
     if (gg_addr_parse(addr, &a, err, sizeof err)) return fail3(L, "connection_failed", "%s", err);
+    gg_tls_ctx *tls = NULL;
+    if (a.tls) {
+        if (!lua_istable(L, 7)) {
+            lua_newtable(L);
+            lua_replace(L, 7);
+        }
+        if (!(tls = gg_tls_ctx_from_lua(L, 7, GG_TLS_CLIENT, err, sizeof err)))
+            return fail3(L, "connection_failed", "%s", err);
+    }
     conn *c = conn_new(x);
-    if (!c) return fail3(L, "connection_failed", "out of memory");
+    if (!c) {
+        gg_tls_ctx_unref(tls);
+        return fail3(L, "connection_failed", "out of memory");
+    }
     c->max_message = maxm > 0 ? (size_t)maxm : SEND_MAX_MESSAGE;
     c->max_depth = maxd < 3 ? 3 : maxd > GG_DEPTH_CAP ? GG_DEPTH_CAP : maxd;
     c->max_values = maxv >= 1 ? (size_t)maxv : READ_MAX_VALUES;
@@ -906,7 +938,8 @@ static int l_connect(lua_State *L)
     new_box(L, c);
     gg_stream_init(&c->st, &x->lp, &conn_ops, 0);
     c->creq.data = c;
-    int rc;
+    int rc = tls ? gg_tls_attach(&c->st, tls, NULL) : 0; /* fails only out of memory */
+    gg_tls_ctx_unref(tls); /* the connection holds its own reference */
     if (a.kind == GG_ADDR_UNIX) {
         uv_pipe_init(&x->uv, &c->st.io.pipe, 0);
         c->st.io.handle.data = &c->st;
@@ -915,7 +948,10 @@ static int l_connect(lua_State *L)
     } else {
         uv_tcp_init(&x->uv, &c->st.io.tcp);
         c->st.io.handle.data = &c->st;
-        rc = uv_tcp_connect(&c->creq, &c->st.io.tcp, (const struct sockaddr *)&a.sa, on_connect);
+        if (rc == 0)
+            rc = uv_tcp_connect(&c->creq, &c->st.io.tcp, (const struct sockaddr *)&a.sa, on_connect);
+        else
+            rc = UV_ENOMEM;
     }
     uv_unref(&c->st.io.handle); /* the pending connect keeps the loop alive, not the handle */
     if (!lua_isnoneornil(L, 2)) {
@@ -981,7 +1017,7 @@ static void on_connection(uv_stream_t *server, int status)
     else
         uv_tcp_init(&x->uv, &c->st.io.tcp);
     gg_stream_init(&c->st, &x->lp, &conn_ops, GG_ST_READY);
-    if (uv_accept(server, &c->st.io.stream)) {
+    if (uv_accept(server, &c->st.io.stream) || (l->tls && gg_tls_attach(&c->st, l->tls, NULL))) {
         gg_stream_close(&c->st);
         return;
     }
@@ -1004,10 +1040,12 @@ static void on_connection(uv_stream_t *server, int status)
 }
 
 
-/* core.listen(addr, owner, max_message?, max_values?) -> listener, bound address */
+/* core.listen(addr, owner, max_message?, max_values?, tls?) -> listener, bound address. tls:
+ * the options table of a tls:// address (cert, key, ca, verify_client...: tls_config.h). */
 static int l_listen(lua_State *L)
 {
     ctx *x = ctx_get(L);
+    lua_settop(L, 5);
     const char *addr = luaL_checkstring(L, 1);
     luaL_checkany(L, 2);
     lua_Number maxm = luaL_optnumber(L, 3, (lua_Number)SEND_MAX_MESSAGE);
@@ -1017,8 +1055,16 @@ static int l_listen(lua_State *L)
     if (gg_addr_parse(addr, &a, err, sizeof err)) return fail3(L, "listen", "%s", err);
     if (a.kind == GG_ADDR_UNIX && gg_addr_clear_stale(a.path, err, sizeof err))
         return fail3(L, "listen", "%s", err);
+    gg_tls_ctx *tls = NULL;
+    if (a.tls && !lua_istable(L, 5)) return fail3(L, "listen", "%s needs TLS options (cert, key)", a.text);
+    if (a.tls && !(tls = gg_tls_ctx_from_lua(L, 5, GG_TLS_SERVER, err, sizeof err)))
+        return fail3(L, "listen", "%s", err);
     listener *l = calloc(1, sizeof *l);
-    if (!l) return fail3(L, "listen", "out of memory");
+    if (!l) {
+        gg_tls_ctx_unref(tls);
+        return fail3(L, "listen", "out of memory");
+    }
+    l->tls = tls;
     l->x = x;
     l->max_message = maxm > 0 ? (size_t)maxm : SEND_MAX_MESSAGE;
     l->max_values = maxv >= 1 ? (size_t)maxv : READ_MAX_VALUES;
@@ -1049,6 +1095,7 @@ static int l_listen(lua_State *L)
         int len = sizeof ss;
         uv_tcp_getsockname(&l->io.tcp, (struct sockaddr *)&ss, &len);
         gg_addr_format_sa((struct sockaddr *)&ss, l->addr, sizeof l->addr);
+        if (tls) memcpy(l->addr, "tls", 3);
     }
     lua_pushvalue(L, 2);
     l->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);

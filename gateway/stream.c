@@ -138,10 +138,9 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
         if (rc < 0 && !(s->flags & GG_ST_CLOSING)) {
             uv_read_stop(h);
             s->flags &= ~GG_ST_READING;
-            if (rc == UV_EPROTO && gg_tls_pending(s->tls))
-                gg_stream_close_after_flush(s); /* the alert tells the peer why */
-            else
-                s->ops->on_eof(s, rc);
+            /* The alert tells the peer why: a few bytes, written now if the socket takes them. */
+            if (rc == UV_EPROTO && gg_tls_pending(s->tls)) gg_stream_flush(s);
+            if (!(s->flags & GG_ST_CLOSING)) s->ops->on_eof(s, rc);
         }
         return;
     }

@@ -29,6 +29,8 @@ typedef struct gg_stream_ops {
     /* Raw streams (HTTP): when set, bytes are handed over as read, with no MessagePack framing
      * (on_message and on_frame_error are not used). data is valid only during the call. */
     void (*on_bytes)(gg_stream *s, const char *data, size_t len);
+    /* TLS (tls.c): the handshake is done and the peer verified. May be NULL. */
+    void (*on_handshake)(gg_stream *s);
 } gg_stream_ops;
 
 #define GG_ST_READING     0x01

@@ -305,10 +305,13 @@ static void fail(gg_stream *s, int sslerr)
     snprintf(t->error, sizeof t->error, "%s", buf);
     ERR_clear_error();
     t->failed = 1;
-    char peer[160];
-    peer_text(s, peer, sizeof peer);
-    gg_log(&s->loop->log, GG_LOG_WARN, t->state == ST_HANDSHAKE ? "tls_handshake_failed" : "tls_error",
-           "peer=%s reason=\"%s\"", peer, t->error);
+    /* A server logs it; a client's owner reports it to whoever connected (gg_tls_error). */
+    if (SSL_is_server(t->ssl)) {
+        char peer[160];
+        peer_text(s, peer, sizeof peer);
+        gg_log(&s->loop->log, GG_LOG_WARN, t->state == ST_HANDSHAKE ? "tls_handshake_failed" : "tls_error",
+               "peer=%s reason=\"%s\"", peer, t->error);
+    }
     t->state = ST_CLOSING;
     handshake_over(t);
 }
@@ -357,6 +360,7 @@ static int pump(gg_stream *s)
         verified(t);
         /* Plaintext queued before the handshake ended (a client's first calls) may go now. */
         if (s->out.len) gg_stream_commit(s, 0);
+        if (s->ops->on_handshake) s->ops->on_handshake(s);
     }
     while (t->state == ST_OPEN && !(s->flags & GG_ST_CLOSING)) {
         size_t got = 0;

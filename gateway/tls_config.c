@@ -28,6 +28,21 @@ static int bool_field(lua_State *L, int idx, const char *k)
     return v;
 }
 
+gg_tls_ctx *gg_tls_ctx_from_lua(lua_State *L, int t, int role, char *err, size_t errlen)
+{
+    gg_tls_conf conf = {
+        .cert = str_field(L, t, "cert"),
+        .key = str_field(L, t, "key"),
+        .ca = str_field(L, t, "ca"),
+        .server_name = str_field(L, t, "server_name"),
+        .verify_client = bool_field(L, t, "verify_client"),
+        .tls12 = bool_field(L, t, "tls12"),
+        .handshake_timeout_ms = (uint64_t)(num_field(L, t, "handshake_timeout") * 1000),
+        .max_handshakes = (uint32_t)num_field(L, t, "max_handshakes"),
+    };
+    return gg_tls_ctx_new(&conf, role, err, errlen);
+}
+
 int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **out, char *err,
                        size_t errlen)
 {
@@ -37,18 +52,8 @@ int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **o
         lua_pop(L, 1);
         return 0;
     }
-    int t = lua_gettop(L);
-    gg_tls_conf conf = {
-        .cert = str_field(L, t, "cert"),
-        .key = str_field(L, t, "key"),
-        .ca = str_field(L, t, "ca"),
-        .verify_client = bool_field(L, t, "verify_client"),
-        .tls12 = bool_field(L, t, "tls12"),
-        .handshake_timeout_ms = (uint64_t)(num_field(L, t, "handshake_timeout") * 1000),
-        .max_handshakes = (uint32_t)num_field(L, t, "max_handshakes"),
-    };
     char why[600];
-    *out = gg_tls_ctx_new(&conf, GG_TLS_SERVER, why, sizeof why);
+    *out = gg_tls_ctx_from_lua(L, lua_gettop(L), GG_TLS_SERVER, why, sizeof why);
     lua_pop(L, 1);
     if (!*out) {
         snprintf(err, errlen, "%s: %s", source, why);

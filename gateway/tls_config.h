@@ -6,6 +6,11 @@
 
 #include <lua.h>
 
+/* A context from the TLS options table at index t (fields of gg_tls_conf: cert, key, ca,
+ * server_name, verify_client, tls12, handshake_timeout in seconds, max_handshakes); strings
+ * are copied by OpenSSL, so the table may go. NULL with the reason in err. */
+gg_tls_ctx *gg_tls_ctx_from_lua(lua_State *L, int t, int role, char *err, size_t errlen);
+
 /* The `tls` field of the table at idx: *out is a new server context, or NULL when the field is
  * absent. Certificate and key files are read now, so a broken one fails the (re)load: returns
  * -1 with "SOURCE: tls.cert FILE: reason" in err. */
