@@ -194,6 +194,19 @@ static int is_ip_literal(const char *name)
     return inet_pton(AF_INET, name, b) == 1 || inet_pton(AF_INET6, name, b) == 1;
 }
 
+void *gg_tls_ctx_native(const gg_tls_ctx *c)
+{
+    return c->ssl;
+}
+
+int gg_tls_client_name(void *ssl, const char *name)
+{
+    if (!name) return 0;
+    /* SNI is for host names only (RFC 6066); the check also matches IP SANs. */
+    if (!is_ip_literal(name)) SSL_set_tlsext_host_name((SSL *)ssl, name);
+    return SSL_set1_host((SSL *)ssl, name) == 1 ? 0 : -1;
+}
+
 int gg_tls_attach(gg_stream *s, gg_tls_ctx *ctx, const char *peer_name)
 {
     gg_tls *t = calloc(1, sizeof *t);
@@ -210,11 +223,7 @@ int gg_tls_attach(gg_stream *s, gg_tls_ctx *ctx, const char *peer_name)
         SSL_set_accept_state(t->ssl);
     } else {
         const char *name = peer_name ? peer_name : (ctx->server_name[0] ? ctx->server_name : NULL);
-        if (name) {
-            /* SNI is for host names only (RFC 6066); the check also matches IP SANs. */
-            if (!is_ip_literal(name)) SSL_set_tlsext_host_name(t->ssl, name);
-            if (SSL_set1_host(t->ssl, name) != 1) goto fail_ssl;
-        }
+        if (gg_tls_client_name(t->ssl, name)) goto fail_ssl;
         SSL_set_connect_state(t->ssl);
     }
     t->ctx = ctx;

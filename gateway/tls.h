@@ -50,6 +50,12 @@ int gg_tls_ctx_may_accept(const gg_tls_ctx *ctx);
  * stopped accepting resumes). It may run from inside a stream callback or a close callback. */
 void gg_tls_ctx_on_room(gg_tls_ctx *ctx, void (*fn)(void *arg), void *arg);
 
+/* The OpenSSL SSL_CTX, for code that runs TLS on a plain socket (cli_tls.c). */
+void *gg_tls_ctx_native(const gg_tls_ctx *ctx);
+/* A client SSL (an SSL *): check the server's certificate against name and send it as SNI
+ * (not for IP literals). NULL name: nothing. Returns 0 or -1. */
+int gg_tls_client_name(void *ssl, const char *name);
+
 /* One connection's TLS state; owned by its stream (s->tls), freed by gg_tls_free when the
  * stream's handle is closed. */
 typedef struct gg_tls gg_tls;

@@ -132,3 +132,57 @@ describe("ghost.listen on tls://", function()
         assert.matches("needs TLS options", tostring(err))
     end)
 end)
+
+describe("ghostgate call -a tls://", function()
+    local certs, up, gw
+
+    before_each(function()
+        certs = tls.certs()
+        up = assert(h.start_upstream())
+        gw = assert(h.start_gateway(h.demo_config(up, nil, {
+            listen = "tls://127.0.0.1:0",
+            tls = { cert = certs.server, key = certs.server_key, ca = certs.ca, verify_client = true },
+        })))
+    end)
+
+    after_each(h.cleanup)
+
+    local function call(args)
+        local argv = { "call", "-a", gw.tls }
+        for _, a in ipairs(args) do argv[#argv + 1] = a end
+        return assert(h.run(h.bin("ghostgate"), argv))
+    end
+
+    it("calls with --ca, --cert and --key", function()
+        local r = call({ "--ca", certs.ca, "--cert", certs.client, "--key", certs.client_key,
+                         "demo.echo", "hi" })
+        assert.equal(0, r.code)
+        assert.equal('"hi"', r.stdout)
+    end)
+
+    it("refuses a gateway whose certificate another CA signed, or that names another host", function()
+        local r = call({ "--ca", certs.other_ca, "--cert", certs.client, "--key", certs.client_key,
+                         "demo.echo", "hi" })
+        assert.equal(2, r.code)
+        assert.equal("ghostgate call: TLS failed: self-signed certificate in certificate chain ("
+            .. gw.tls .. ")", r.stderr)
+        r = call({ "--ca", certs.ca, "--server-name", "billing.example", "--cert", certs.client,
+                   "--key", certs.client_key, "demo.echo", "hi" })
+        assert.equal(2, r.code)
+        assert.equal("ghostgate call: TLS failed: hostname mismatch (" .. gw.tls .. ")", r.stderr)
+    end)
+
+    it("reports the gateway's alert when no client certificate is given", function()
+        local r = call({ "--ca", certs.ca, "demo.echo", "hi" })
+        assert.equal(2, r.code)
+        assert.equal("ghostgate call: TLS failed: tlsv13 alert certificate required (" .. gw.tls .. ")",
+            r.stderr)
+    end)
+
+    it("refuses TLS options for a plaintext address", function()
+        local r = assert(h.run(h.bin("ghostgate"), { "call", "-a", "tcp://127.0.0.1:1", "--ca", certs.ca,
+                                                    "demo.echo" }))
+        assert.equal(64, r.code)
+        assert.matches("%-%-ca, %-%-cert, %-%-key and %-%-server%-name are for tls:// addresses", r.stderr)
+    end)
+end)
