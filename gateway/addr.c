@@ -57,6 +57,10 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
         }
         a->tls = 1;
         memcpy(a->text, "tls", 3); /* tcp://... -> tls://... */
+        const char *h = s + 6, *colon = strrchr(h, ':');
+        size_t hl = (size_t)(colon - h); /* parsed above: there is a colon */
+        if (hl >= 2 && h[0] == '[') h++, hl -= 2;
+        snprintf(a->tls_name, sizeof a->tls_name, "%.*s", (int)hl, h);
         return 0;
     }
     const char *given = s; /* errors quote the address as written, scheme included */

@@ -100,7 +100,8 @@ static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t 
         char where[200];
         snprintf(where, sizeof where, "%s: services.%s.upstreams", c->source, s->name);
         if (!s->name || read_addrs(L, v, "upstreams", where, &s->upstreams, &s->nupstreams, err,
-                                   errlen)) {
+                                   errlen) ||
+            gg_tls_service_read(L, v, s->upstreams, s->nupstreams, where, &s->tls, err, errlen)) {
             lua_settop(L, t - 1);
             return -1;
         }
@@ -248,6 +249,7 @@ void gg_config_free(gg_config *c)
         free(c->services[i].name);
         free(c->services[i].upstreams);
         free(c->services[i].adapter);
+        gg_tls_ctx_unref(c->services[i].tls);
     }
     free(c->http_listen);
     free(c->http_path);

@@ -33,6 +33,7 @@ typedef struct gg_service_conf {
     uint64_t deadline_ms;
     int connections;
     int keep_prefix;
+    struct gg_tls_ctx *tls; /* tls:// upstreams: a client context (tls_config.c), else NULL */
 } gg_service_conf;
 
 typedef struct gg_config {

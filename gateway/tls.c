@@ -222,7 +222,8 @@ int gg_tls_attach(gg_stream *s, gg_tls_ctx *ctx, const char *peer_name)
     if (ctx->role == GG_TLS_SERVER) {
         SSL_set_accept_state(t->ssl);
     } else {
-        const char *name = peer_name ? peer_name : (ctx->server_name[0] ? ctx->server_name : NULL);
+        /* The configured server_name wins over the host of the address. */
+        const char *name = ctx->server_name[0] ? ctx->server_name : peer_name;
         if (gg_tls_client_name(t->ssl, name)) goto fail_ssl;
         SSL_set_connect_state(t->ssl);
     }

@@ -61,7 +61,8 @@ int gg_tls_client_name(void *ssl, const char *name);
 typedef struct gg_tls gg_tls;
 
 /* Put TLS on s (before any byte is read or written). peer_name: clients, the name to check
- * in the server's certificate (NULL: the context's server_name). Returns 0 or -1. */
+ * in the server's certificate when the context has no server_name (NULL: none). Returns 0 or
+ * -1 (out of memory). */
 int gg_tls_attach(struct gg_stream *s, gg_tls_ctx *ctx, const char *peer_name);
 void gg_tls_free(gg_tls *t);
 

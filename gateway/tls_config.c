@@ -62,6 +62,28 @@ int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **o
     return 0;
 }
 
+int gg_tls_service_read(lua_State *L, int idx, const gg_addr *ups, int n, const char *where,
+                        gg_tls_ctx **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int any = 0;
+    for (int i = 0; i < n; i++) any |= ups[i].tls;
+    if (!any) return 0;
+    lua_getfield(L, idx, "tls");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L); /* defaults: the system's CAs, each address's host */
+    }
+    char why[600];
+    *out = gg_tls_ctx_from_lua(L, lua_gettop(L), GG_TLS_CLIENT, why, sizeof why);
+    lua_pop(L, 1);
+    if (!*out) {
+        snprintf(err, errlen, "%s: %s", where, why);
+        return -1;
+    }
+    return 0;
+}
+
 void gg_tls_push_identity(lua_State *L, int auth_ref, const gg_tls *t)
 {
     const char *subject = t ? gg_tls_peer_identity(t) : NULL;

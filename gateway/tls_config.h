@@ -2,6 +2,7 @@
 #ifndef GG_TLS_CONFIG_H
 #define GG_TLS_CONFIG_H
 
+#include "addr.h"
 #include "tls.h"
 
 #include <lua.h>
@@ -16,6 +17,12 @@ gg_tls_ctx *gg_tls_ctx_from_lua(lua_State *L, int t, int role, char *err, size_t
  * -1 with "SOURCE: tls.cert FILE: reason" in err. */
 int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **out, char *err,
                        size_t errlen);
+
+/* A service's client context when one of its n upstreams is tls://, from the service table's
+ * `tls` field at idx (absent: the system's CAs); *out NULL otherwise. -1 with "where: reason"
+ * in err when a file cannot be used. */
+int gg_tls_service_read(lua_State *L, int idx, const gg_addr *ups, int n, const char *where,
+                        gg_tls_ctx **out, char *err, size_t errlen);
 
 /* mTLS identity: the client table on top of L gets certificate = "CN=..." from the verified
  * client certificate, and the authenticator (auth_ref, LUA_NOREF when none) maps it to an

@@ -94,6 +94,17 @@ local service = {
         keep_prefix = { type = "boolean", default = false,
                         description = "send 'svc.method' upstream instead of 'method'" },
         methods = require("ghost.types").methods_schema, -- { get_profile = { "id: integer" } }
+        tls = {
+            type = "record",
+            description = "tls:// upstreams: { ca, cert, key, server_name } (default: the system's "
+                .. "CAs, the host written in the address)",
+            fields = {
+                ca = { type = "string", description = "CAs to check the upstream's certificate against" },
+                cert = { type = "string", description = "client certificate, for an upstream that asks" },
+                key = { type = "string" },
+                server_name = { type = "string", description = "the name the certificate must hold" },
+            },
+        },
     },
     check = function(s)
         if s.connections == nil then s.connections = s.protocol == "jsonrpc-http" and 8 or 2 end
@@ -106,6 +117,9 @@ local service = {
         end
         if #list == 0 then return nil, "needs an upstream (upstream = \"tcp://host:port\") or an adapter" end
         local http = s.protocol == "jsonrpc-http"
+        if s.tls and (s.tls.cert == nil) ~= (s.tls.key == nil) then
+            return nil, "tls.cert and tls.key go together", "tls"
+        end
         for _, u in ipairs(list) do
             local at = u == single and "upstream" or "upstreams"
             if http and not u:match("^http://") then
@@ -280,6 +294,13 @@ function _M.normalize(t, source, dir, file)
         if sub(a, 1, 6) == "tls://" and not v.tls then
             return nil, format("%s: listen[%d]: %s needs a tls table (cert and key)",
                 where(source, file, "listen"), i, a)
+        end
+    end
+    for _, svc in pairs(v.services) do
+        if svc.tls and dir then
+            for _, k in ipairs({ "cert", "key", "ca" }) do
+                if svc.tls[k] then svc.tls[k] = from_dir(dir, svc.tls[k]) end
+            end
         end
     end
     if v.tls then
