@@ -140,15 +140,28 @@ $(GHOST_SO): $(GHOST_SO_OBJ)
 	$(CC) -shared $^ -o $@ $(SO_LIBS) -lm
 
 # `make install PREFIX=/usr/local`: the binary, the Lua modules and ghost.core where plain
-# luajit looks by default ($PREFIX/share/lua/5.1, $PREFIX/lib/lua/5.1).
+# luajit looks by default ($PREFIX/share/lua/5.1, $PREFIX/lib/lua/5.1); the man page, the docs
+# and the example configs ($PREFIX/share/man/man1, $PREFIX/share/doc/ghostgate); the systemd
+# unit ($PREFIX/lib/systemd/system, its ExecStart pointing at $PREFIX/bin). `install-files`
+# does the same without building first.
 PREFIX ?= /usr/local
-.PHONY: install
+DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/ghostgate
+.PHONY: install install-files
 install: build
+	@$(MAKE) --no-print-directory install-files
+install-files:
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lua/5.1/ghost \
-	    $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost
+	    $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DOCDIR)/examples $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 $(BUILD)/ghostgate $(DESTDIR)$(PREFIX)/bin/ghostgate
 	install -m 644 lua/ghost/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.1/ghost/
 	install -m 755 $(GHOST_SO) $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost/core.so
+	install -m 644 deploy/man/ghostgate.1 $(DESTDIR)$(PREFIX)/share/man/man1/ghostgate.1
+	install -m 644 README.md docs/*.md $(DOCDIR)/
+	install -m 644 deploy/examples/*.lua $(DOCDIR)/examples/
+	sed 's|/usr/local/bin/ghostgate|$(PREFIX)/bin/ghostgate|' deploy/ghostgate.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/ghostgate.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/ghostgate.service
 
 # --- Robustness: soak and valgrind (docs/robustness.md) ----------------------------------------
 # `make soak DURATION=60`: mixed load with faults on a schedule through one gateway; prints calls

@@ -34,13 +34,15 @@
 #define CALL_READ_CHUNK      65536
 
 static const char call_usage[] =
-    "usage: ghostgate call [-a ADDR] [-t SECONDS] [-T TOKEN] service.method [ARG...]\n"
+    "usage: ghostgate call [-a ADDR] [-t SECONDS] [-T TOKEN] [--ca FILE] [--cert FILE --key FILE]\n"
+    "                      [--server-name NAME] service.method [ARG...]\n"
     "Send one request and print its result as JSON on stdout.\n"
     "  -a ADDR     gateway: tcp://HOST:PORT, HOST:PORT, unix:/path or tls://HOST:PORT\n"
     "              (default " CALL_DEFAULT_ADDR ")\n"
     "  --ca FILE   tls://: the CAs to check the gateway's certificate against (default: the\n"
     "              system's); the certificate must name HOST (or --server-name NAME)\n"
     "  --cert FILE, --key FILE  tls://: a client certificate and its key (mutual TLS)\n"
+    "  --server-name NAME  tls://: the name the certificate must hold (default: HOST)\n"
     "  -t SECONDS  give up after this long, connecting included (default 30)\n"
     "  -T TOKEN    authenticate first with ghost.auth(TOKEN) (or set GHOSTGATE_TOKEN)\n"
     "  -h, --help  print this help\n"
