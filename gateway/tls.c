@@ -46,15 +46,19 @@ struct gg_tls {
 };
 
 static const unsigned char alpn_wire[] = "\x0b" GG_TLS_ALPN;
+static const unsigned char alpn_http[] = "\x08http/1.1";
 
-/* The server picks msgpack-rpc; a client that offers ALPN without it is refused (RFC 7301). A
- * client that offers no ALPN at all is let in: s_client and older libraries do not send it. */
+/* The server picks msgpack-rpc (http/1.1 on HTTPS listeners: gg_tls_http); a client that
+ * offers ALPN without it is refused (RFC 7301). A client that offers no ALPN at all is let in:
+ * s_client and older libraries do not send it. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                    unsigned inlen, void *arg)
 {
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, alpn_wire, sizeof alpn_wire - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    int http = SSL_get_app_data(ssl) != NULL;
+    const unsigned char *want = http ? alpn_http : alpn_wire;
+    unsigned wantlen = http ? sizeof alpn_http - 1 : sizeof alpn_wire - 1;
+    if (SSL_select_next_proto(&sel, outlen, want, wantlen, in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -472,6 +476,11 @@ void gg_tls_shutdown(gg_stream *s)
     ERR_clear_error();
     t->state = ST_CLOSING;
     drain_wbio(t);
+}
+
+void gg_tls_http(gg_tls *t)
+{
+    SSL_set_app_data(t->ssl, (void *)alpn_http);
 }
 
 int gg_tls_handshaking(const gg_tls *t)

@@ -66,6 +66,10 @@ typedef struct gg_tls gg_tls;
 int gg_tls_attach(struct gg_stream *s, gg_tls_ctx *ctx, const char *peer_name);
 void gg_tls_free(gg_tls *t);
 
+/* A server connection that speaks HTTP/1.1 (the HTTPS front door, admin): ALPN http/1.1
+ * instead of msgpack-rpc. Call right after gg_tls_attach. */
+void gg_tls_http(gg_tls *t);
+
 /* Stream hooks (stream.c). */
 /* Ciphertext read from the socket; plaintext goes on through gg_stream_input. Returns 0, or a
  * negative libuv-style code when the connection must end (already logged). */

@@ -290,10 +290,13 @@ function _M.normalize(t, source, dir, file)
     local v, err, at = schema.validate(_M.schema, t, "")
     if not v then return nil, format("%s: %s", where(source, file, at), err) end
     v.policy_path = resolve_path(v.policy_path, dir)
-    for i, a in ipairs(v.listen) do
-        if sub(a, 1, 6) == "tls://" and not v.tls then
-            return nil, format("%s: listen[%d]: %s needs a tls table (cert and key)",
-                where(source, file, "listen"), i, a)
+    for _, l in ipairs({ { "listen", v.listen }, { "http.listen", v.http and v.http.listen },
+                         { "admin.listen", v.admin and v.admin.listen } }) do
+        for i, a in ipairs(l[2] or {}) do
+            if sub(a, 1, 6) == "tls://" and not v.tls then
+                return nil, format("%s: %s[%d]: %s needs a tls table (cert and key)",
+                    where(source, file, l[1]), l[1], i, a)
+            end
         end
     end
     for _, svc in pairs(v.services) do
