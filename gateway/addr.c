@@ -29,9 +29,10 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
         snprintf(a->text, sizeof a->text, "unix:%s", path);
         return 0;
     }
-    if (strncmp(s, "http://", 7) == 0) {
+    int https = strncmp(s, "https://", 8) == 0;
+    if (strncmp(s, "http://", 7) == 0 || https) {
         char hostport[sizeof a->http_host];
-        const char *rest = s + 7, *slash = strchr(rest, '/');
+        const char *rest = s + 7 + https, *slash = strchr(rest, '/');
         size_t hl = slash ? (size_t)(slash - rest) : strlen(rest);
         if (hl == 0 || hl >= sizeof hostport || hl >= sizeof a->http_host ||
             (slash && strlen(slash) >= sizeof a->http_path)) {
@@ -46,7 +47,15 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
         memcpy(a->http_host, hostport, hl + 1);
         memcpy(a->http_path, path, sizeof path);
         /* the text is for logs: a long path is cut */
-        snprintf(a->text, sizeof a->text, "http://%.60s%.90s", hostport, path);
+        snprintf(a->text, sizeof a->text, "http%s://%.60s%.90s", https ? "s" : "", hostport, path);
+        if (https) { /* TLS (tls.c); the certificate must hold the host as written */
+            const char *colon = strrchr(hostport, ':');
+            size_t n = colon ? (size_t)(colon - hostport) : strlen(hostport);
+            const char *h = hostport;
+            if (n >= 2 && h[0] == '[') h++, n -= 2;
+            a->tls = 1;
+            snprintf(a->tls_name, sizeof a->tls_name, "%.*s", (int)n, h);
+        }
         return 0;
     }
     if (strncmp(s, "tls://", 6) == 0) {

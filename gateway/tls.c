@@ -151,7 +151,8 @@ gg_tls_ctx *gg_tls_ctx_new(const gg_tls_conf *conf, int role, char *err, size_t 
         }
     } else {
         SSL_CTX_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
-        if (SSL_CTX_set_alpn_protos(c->ssl, alpn_wire, sizeof alpn_wire - 1)) {
+        if (conf->http ? SSL_CTX_set_alpn_protos(c->ssl, alpn_http, sizeof alpn_http - 1)
+                       : SSL_CTX_set_alpn_protos(c->ssl, alpn_wire, sizeof alpn_wire - 1)) {
             ssl_reason(err, errlen, "ALPN");
             goto fail;
         }

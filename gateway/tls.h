@@ -23,6 +23,7 @@ typedef struct gg_tls_conf {
     const char *server_name; /* clients: the name checked in the server's certificate and sent as SNI */
     int verify_client;   /* servers: a client certificate signed by ca is required */
     int tls12;           /* allow TLS 1.2 too (default: 1.3 only) */
+    int http;            /* clients: offer ALPN http/1.1 (https://) instead of msgpack-rpc */
     uint64_t handshake_timeout_ms;
     uint32_t max_handshakes; /* handshakes in progress per process, over it new ones are refused */
 } gg_tls_conf;

@@ -28,7 +28,7 @@ static int bool_field(lua_State *L, int idx, const char *k)
     return v;
 }
 
-gg_tls_ctx *gg_tls_ctx_from_lua(lua_State *L, int t, int role, char *err, size_t errlen)
+static gg_tls_ctx *ctx_from_lua(lua_State *L, int t, int role, int http, char *err, size_t errlen)
 {
     gg_tls_conf conf = {
         .cert = str_field(L, t, "cert"),
@@ -39,8 +39,14 @@ gg_tls_ctx *gg_tls_ctx_from_lua(lua_State *L, int t, int role, char *err, size_t
         .tls12 = bool_field(L, t, "tls12"),
         .handshake_timeout_ms = (uint64_t)(num_field(L, t, "handshake_timeout") * 1000),
         .max_handshakes = (uint32_t)num_field(L, t, "max_handshakes"),
+        .http = http,
     };
     return gg_tls_ctx_new(&conf, role, err, errlen);
+}
+
+gg_tls_ctx *gg_tls_ctx_from_lua(lua_State *L, int t, int role, char *err, size_t errlen)
+{
+    return ctx_from_lua(L, t, role, 0, err, errlen);
 }
 
 int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **out, char *err,
@@ -75,7 +81,8 @@ int gg_tls_service_read(lua_State *L, int idx, const gg_addr *ups, int n, const 
         lua_newtable(L); /* defaults: the system's CAs, each address's host */
     }
     char why[600];
-    *out = gg_tls_ctx_from_lua(L, lua_gettop(L), GG_TLS_CLIENT, why, sizeof why);
+    /* https:// URLs (jsonrpc-http) speak HTTP/1.1 inside TLS */
+    *out = ctx_from_lua(L, lua_gettop(L), GG_TLS_CLIENT, ups[0].http_path[0] != 0, why, sizeof why);
     lua_pop(L, 1);
     if (!*out) {
         snprintf(err, errlen, "%s: %s", where, why);

@@ -32,7 +32,7 @@ local address = {
 local upstream_address = {
     type = "string",
     check = function(v)
-        if v:match("^http://[^/]+:%d+/") or v:match("^http://[^/]+:%d+$") then return true end
+        if v:match("^https?://[^/]+:%d+/") or v:match("^https?://[^/]+:%d+$") then return true end
         return address.check(v)
     end,
 }
@@ -122,10 +122,10 @@ local service = {
         end
         for _, u in ipairs(list) do
             local at = u == single and "upstream" or "upstreams"
-            if http and not u:match("^http://") then
+            if http and not u:match("^https?://") then
                 return nil, format("upstream %q does not fit protocol jsonrpc-http: give its URL, "
                     .. "http://host:port/path", u), at
-            elseif not http and u:match("^http://") then
+            elseif not http and u:match("^https?://") then
                 return nil, format("upstream %q does not fit protocol msgpack-rpc: for a JSON-RPC "
                     .. "service over HTTP, set protocol = \"jsonrpc-http\"", u), at
             end
