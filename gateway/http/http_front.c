@@ -63,10 +63,11 @@ static void on_connection(uv_stream_t *server, int status)
                uv_strerror(status));
         return;
     }
+    struct gg_tls_ctx *tls = ls->tls ? srv->cfg->tls : NULL;
     if (ls->admin)
-        gg_http_admin_accept(ls->front, server, ls->is_pipe);
+        gg_http_admin_accept(ls->front, server, ls->is_pipe, tls);
     else
-        gg_http_rpc_accept(ls->front, server, ls->is_pipe);
+        gg_http_rpc_accept(ls->front, server, ls->is_pipe, tls);
 }
 
 /* gg_listen_socket makes the socket as the MessagePack listeners do (SO_REUSEADDR, SO_REUSEPORT
@@ -105,6 +106,8 @@ static int listen_one(gg_http_front *f, gg_http_listener *ls, const gg_addr *a, 
         int len = sizeof ss;
         uv_tcp_getsockname(&ls->io.tcp, (struct sockaddr *)&ss, &len);
         gg_addr_format_sa((struct sockaddr *)&ss, ls->bound, sizeof ls->bound);
+        ls->tls = a->tls;
+        if (a->tls) memcpy(ls->bound, "tls", 3);
     }
     gg_log(&srv->lp.log, GG_LOG_INFO, "http_listening", "kind=%s listen=%s",
            ls->admin ? "admin" : "jsonrpc", ls->bound);

@@ -1,6 +1,7 @@
 /* httpc.c -- HTTP/1.1 client connections: gg_stream in raw mode for the bytes, http_parser for
  * the responses. See httpc.h. */
 #include "http/httpc.h"
+#include "core/tls.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -271,7 +272,9 @@ int gg_httpc_connect(gg_httpc *hc, const struct sockaddr *sa)
     hc->responses = 0;
     hc->state = GG_HTTPC_CONNECTING;
     reset_response(hc);
-    int rc = uv_tcp_connect(&hc->creq, &hc->st.io.tcp, sa, on_connect);
+    /* https: requests queue as plaintext and are sealed once the handshake is done (tls.c). */
+    int rc = hc->tls && gg_tls_attach(&hc->st, hc->tls, hc->tls_name) ? UV_ENOMEM : 0;
+    if (rc == 0) rc = uv_tcp_connect(&hc->creq, &hc->st.io.tcp, sa, on_connect);
     if (rc < 0) {
         hc->state = GG_HTTPC_CLOSING;
         gg_stream_close(&hc->st);

@@ -68,6 +68,8 @@ struct gg_httpc {
     uint32_t nheaders;
     char why[128]; /* why a callback stopped the parser */
     uv_connect_t creq;
+    struct gg_tls_ctx *tls; /* https: set by the owner before connecting (not owned), else NULL */
+    const char *tls_name;   /* and the name the server's certificate must hold */
 };
 
 /* Set up the fields; no handle yet (state IDLE). */

@@ -111,6 +111,7 @@ typedef struct listener {
     int is_unix;
     size_t max_message;
     size_t max_values;
+    struct gg_tls_ctx *tls; /* tls:// listeners: one reference */
     char path[108];
     char addr[160];
 } listener;

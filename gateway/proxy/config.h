@@ -37,6 +37,7 @@ typedef struct gg_service_conf {
     int keep_prefix;
     int error_details;   /* error_details = true: tracebacks and adapter messages reach clients */
     int any_method_name; /* method_names = "any": forward names gg_method_check flags */
+    struct gg_tls_ctx *tls; /* tls:// upstreams: a client context (lua/tls_config.c), else NULL */
 } gg_service_conf;
 
 typedef struct gg_config {
@@ -57,6 +58,7 @@ typedef struct gg_config {
     size_t http_max_body;
     gg_addr *admin_listen; /* the admin endpoint (/metrics, /health...), if configured */
     int nadmin;
+    struct gg_tls_ctx *tls; /* the tls:// listeners' context (tls_config.c), NULL when none */
     lua_State *L;  /* the Lua side of the config (policies); closed with it if owns_L */
     int owns_L;
     int table_ref; /* the normalised config table, in L's registry */
