@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -16,6 +17,17 @@
  * plus its overhead at a time is plenty; the rest stays plaintext in the stream's queue. */
 #define SEAL_CHUNK (16 * 1024)
 
+/* Client sessions kept per context, one per peer (gg_tls_resume): a service has few upstream
+ * endpoints; past this many the least recently used peer's session is dropped. */
+#define SESSION_SLOTS 16
+
+typedef struct sess_slot {
+    SSL_SESSION *sess; /* the newest resumable session of this peer, NULL: none yet */
+    uint64_t used;     /* ctx->clock at the last lookup: the LRU order */
+    uint32_t gen;      /* bumped when the slot changes peer: older connections' tickets go */
+    char key[160];     /* the peer, as the caller names it (an address text) */
+} sess_slot;
+
 struct gg_tls_ctx {
     SSL_CTX *ssl;
     int role;
@@ -25,6 +37,13 @@ struct gg_tls_ctx {
     uint64_t handshake_timeout_ms;
     void (*on_room)(void *arg); /* once, when a handshake ends below the cap */
     void *room_arg;
+    sess_slot *sessions; /* clients that resume: SESSION_SLOTS of them, allocated on first use */
+    uint64_t clock;
+    /* What a session's trust rests on: role, flags, server_name, the CA bundle's bytes and a
+     * client's own certificate. Equal digests: sessions made under one context are as good
+     * under the other (gg_tls_ctx_carry). */
+    unsigned char trust[32];
+    int trust_ok;
     char server_name[256];
 };
 
@@ -41,6 +60,8 @@ struct gg_tls {
     int state;
     int failed;
     uint64_t hs_started;
+    int slot;          /* clients that resume: 1 + the ctx's session slot, 0: none */
+    uint32_t slot_gen; /* that slot's gen when taken */
     char *identity; /* "CN=..." of a verified client certificate */
     char error[160];
 };
@@ -79,6 +100,57 @@ static void ssl_reason(char *out, size_t n, const char *what)
     ERR_clear_error();
 }
 
+/* Fold a file's bytes into md ("-" for none or unreadable: loading it reports why). */
+static void digest_file(EVP_MD_CTX *md, const char *path)
+{
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    char buf[4096];
+    size_t n;
+    if (!f) {
+        EVP_DigestUpdate(md, "-", 1);
+        return;
+    }
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
+    fclose(f);
+}
+
+/* c->trust, see gg_tls_ctx. The server's own certificate is left out: replacing it is what a
+ * reload is for, and it changes nothing a session vouches for. 0, or -1 (no digest: this
+ * context's sessions stay its own). */
+static int trust_digest(gg_tls_ctx *c, const gg_tls_conf *conf, int role)
+{
+    const int flags[4] = {role, conf->verify_client, conf->tls12, conf->http};
+    const char *name = conf->server_name ? conf->server_name : "";
+    unsigned n = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) {
+        EVP_DigestUpdate(md, flags, sizeof flags);
+        EVP_DigestUpdate(md, name, strlen(name) + 1);
+        digest_file(md, conf->ca);
+        if (role == GG_TLS_CLIENT) digest_file(md, conf->cert);
+        if (EVP_DigestFinal_ex(md, c->trust, &n) != 1) n = 0;
+    }
+    EVP_MD_CTX_free(md);
+    return n == sizeof c->trust ? 0 : -1;
+}
+
+/* A client connection that resumes (gg_tls_resume) got a session ticket: a copy replaces the
+ * one kept for its peer. A copy, because OpenSSL marks the connection's own session
+ * unresumable when the connection ends without close_notify, as pooled ones often do.
+ * Returns 0: OpenSSL keeps its reference to sess. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    gg_tls *t = SSL_get_app_data(ssl);
+    if (!t || !t->slot || !t->ctx->sessions || !SSL_SESSION_is_resumable(sess)) return 0;
+    sess_slot *sl = &t->ctx->sessions[t->slot - 1];
+    if (sl->gen != t->slot_gen) return 0; /* the slot went to another peer meanwhile */
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+    if (!copy) return 0;
+    if (sl->sess) SSL_SESSION_free(sl->sess);
+    sl->sess = copy;
+    return 0;
+}
+
 gg_tls_ctx *gg_tls_ctx_new(const gg_tls_conf *conf, int role, char *err, size_t errlen)
 {
     gg_tls_ctx *c = calloc(1, sizeof *c);
@@ -95,6 +167,7 @@ gg_tls_ctx *gg_tls_ctx_new(const gg_tls_conf *conf, int role, char *err, size_t 
     }
     c->role = role;
     c->refs = 1;
+    c->trust_ok = trust_digest(c, conf, role) == 0;
     c->max_handshakes = conf->max_handshakes ? conf->max_handshakes : 256;
     c->handshake_timeout_ms = conf->handshake_timeout_ms ? conf->handshake_timeout_ms : 10000;
     SSL_CTX_set_min_proto_version(c->ssl, conf->tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
@@ -157,12 +230,23 @@ gg_tls_ctx *gg_tls_ctx_new(const gg_tls_conf *conf, int role, char *err, size_t 
             goto fail;
         }
         if (conf->server_name) snprintf(c->server_name, sizeof c->server_name, "%s", conf->server_name);
+        /* Sessions are kept per peer by on_new_session, never in OpenSSL's own cache. */
+        SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(c->ssl, on_new_session);
     }
     return c;
 fail:
     if (c->ssl) SSL_CTX_free(c->ssl);
     free(c);
     return NULL;
+}
+
+static void free_sessions(sess_slot *sl)
+{
+    if (!sl) return;
+    for (int i = 0; i < SESSION_SLOTS; i++)
+        if (sl[i].sess) SSL_SESSION_free(sl[i].sess);
+    free(sl);
 }
 
 void gg_tls_ctx_ref(gg_tls_ctx *c)
@@ -173,8 +257,28 @@ void gg_tls_ctx_ref(gg_tls_ctx *c)
 void gg_tls_ctx_unref(gg_tls_ctx *c)
 {
     if (!c || --c->refs > 0) return;
+    free_sessions(c->sessions);
     SSL_CTX_free(c->ssl);
     free(c);
+}
+
+int gg_tls_ctx_carry(gg_tls_ctx *to, gg_tls_ctx *from)
+{
+    if (!to || !from || to->role != from->role || !to->trust_ok || !from->trust_ok ||
+        memcmp(to->trust, from->trust, sizeof to->trust) != 0)
+        return 0;
+    if (to->role == GG_TLS_SERVER) {
+        unsigned char keys[80]; /* name, HMAC and AES keys of the session tickets */
+        int ok = SSL_CTX_get_tlsext_ticket_keys(from->ssl, keys, sizeof keys) == 1 &&
+                 SSL_CTX_set_tlsext_ticket_keys(to->ssl, keys, sizeof keys) == 1;
+        OPENSSL_cleanse(keys, sizeof keys);
+        return ok;
+    }
+    if (!from->sessions || to->sessions) return 0;
+    to->sessions = from->sessions; /* from's connections keep no new ticket from here on */
+    from->sessions = NULL;
+    to->clock = from->clock;
+    return 1;
 }
 
 uint64_t gg_tls_ctx_handshake_timeout(const gg_tls_ctx *c)
@@ -191,6 +295,42 @@ void gg_tls_ctx_on_room(gg_tls_ctx *c, void (*fn)(void *arg), void *arg)
 {
     c->on_room = fn;
     c->room_arg = arg;
+}
+
+int gg_tls_resume(gg_stream *s, const char *key)
+{
+    gg_tls *t = s->tls;
+    gg_tls_ctx *c = t->ctx;
+    if (c->role != GG_TLS_CLIENT) return 0;
+    if (!c->sessions && !(c->sessions = calloc(SESSION_SLOTS, sizeof *c->sessions))) return -1;
+    sess_slot *sl = NULL, *lru = &c->sessions[0];
+    for (int i = 0; i < SESSION_SLOTS && !sl; i++) {
+        sess_slot *x = &c->sessions[i];
+        if (x->key[0] && strncmp(x->key, key, sizeof x->key - 1) == 0)
+            sl = x;
+        else if (x->used < lru->used)
+            lru = x;
+    }
+    if (!sl) { /* a new peer takes the least recently used slot (an empty one first) */
+        sl = lru;
+        if (sl->sess) SSL_SESSION_free(sl->sess);
+        sl->sess = NULL;
+        sl->gen++;
+        snprintf(sl->key, sizeof sl->key, "%s", key);
+    }
+    sl->used = ++c->clock;
+    t->slot = (int)(sl - c->sessions) + 1;
+    t->slot_gen = sl->gen;
+    SSL_set_app_data(t->ssl, t);
+    /* An expired session is not offered: OpenSSL falls back to a full handshake. */
+    if (sl->sess && SSL_SESSION_is_resumable(sl->sess)) SSL_set_session(t->ssl, sl->sess);
+    ERR_clear_error();
+    return 0;
+}
+
+int gg_tls_resumed(const gg_tls *t)
+{
+    return SSL_session_reused(t->ssl);
 }
 
 static int is_ip_literal(const char *name)

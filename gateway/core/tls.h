@@ -51,6 +51,13 @@ int gg_tls_ctx_may_accept(const gg_tls_ctx *ctx);
  * stopped accepting resumes). It may run from inside a stream callback or a close callback. */
 void gg_tls_ctx_on_room(gg_tls_ctx *ctx, void (*fn)(void *arg), void *arg);
 
+/* A reload built `to` to replace `from`: keep what lets peers resume. Servers: `to` takes
+ * from's session-ticket keys, so clients' tickets stay good. Clients: `to` takes from's kept
+ * sessions. Only when both trust the same things (role, flags, server_name, CA bundle bytes,
+ * a client's certificate): a session verified under other rules is not carried. Returns 1
+ * when carried, 0 when not. */
+int gg_tls_ctx_carry(gg_tls_ctx *to, gg_tls_ctx *from);
+
 /* The OpenSSL SSL_CTX, for code that runs TLS on a plain socket (cli_tls.c). */
 void *gg_tls_ctx_native(const gg_tls_ctx *ctx);
 /* A client SSL (an SSL *): check the server's certificate against name and send it as SNI
@@ -66,6 +73,12 @@ typedef struct gg_tls gg_tls;
  * -1 (out of memory). */
 int gg_tls_attach(struct gg_stream *s, gg_tls_ctx *ctx, const char *peer_name);
 void gg_tls_free(gg_tls *t);
+/* Client connections to a peer named key (an address text) that may resume: offer the
+ * session the context kept for key, and keep the tickets this connection gets for the next
+ * one. Call right after gg_tls_attach. Returns 0, or -1 (out of memory: no resumption). */
+int gg_tls_resume(struct gg_stream *s, const char *key);
+/* The handshake resumed a session (no certificate exchanged). */
+int gg_tls_resumed(const gg_tls *t);
 
 /* A server connection that speaks HTTP/1.1 (the HTTPS front door, admin): ALPN http/1.1
  * instead of msgpack-rpc. Call right after gg_tls_attach. */

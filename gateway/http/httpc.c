@@ -273,7 +273,10 @@ int gg_httpc_connect(gg_httpc *hc, const struct sockaddr *sa)
     hc->state = GG_HTTPC_CONNECTING;
     reset_response(hc);
     /* https: requests queue as plaintext and are sealed once the handshake is done (tls.c). */
-    int rc = hc->tls && gg_tls_attach(&hc->st, hc->tls, hc->tls_name) ? UV_ENOMEM : 0;
+    int rc = hc->tls && (gg_tls_attach(&hc->st, hc->tls, hc->tls_name) ||
+                         (hc->tls_peer && gg_tls_resume(&hc->st, hc->tls_peer)))
+                 ? UV_ENOMEM
+                 : 0;
     if (rc == 0) rc = uv_tcp_connect(&hc->creq, &hc->st.io.tcp, sa, on_connect);
     if (rc < 0) {
         hc->state = GG_HTTPC_CLOSING;

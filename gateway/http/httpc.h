@@ -70,6 +70,7 @@ struct gg_httpc {
     uv_connect_t creq;
     struct gg_tls_ctx *tls; /* https: set by the owner before connecting (not owned), else NULL */
     const char *tls_name;   /* and the name the server's certificate must hold */
+    const char *tls_peer;   /* and the peer's name for session resumption (tls.h), NULL: none */
 };
 
 /* Set up the fields; no handle yet (state IDLE). */

@@ -237,6 +237,9 @@ static void connected(gg_uconn *uc)
     uc->st.flags |= GG_ST_READY;
     gg_endpoint_set_connected(uc->ep, 1);
     gg_endpoint_connected(uc->ep, uc->index);
+    if (uc->st.tls)
+        gg_log(&srv->lp.log, GG_LOG_DEBUG, "upstream_tls_session", "service=%s upstream=%s conn=%d session=%s",
+               uc->ep->svc->name, uc->ep->addr->text, uc->index, gg_tls_resumed(uc->st.tls) ? "resumed" : "new");
     if (!uc->st.tls && gg_stream_start(&uc->st)) {
         on_eof(&uc->st, UV_EIO);
         return;
@@ -263,7 +266,12 @@ static void uconn_connect(gg_uconn *uc)
     uv_tcp_init(srv->lp.uv, &uc->st.io.tcp);
     uc->st.io.handle.data = &uc->st;
     uv_tcp_nodelay(&uc->st.io.tcp, 1);
-    int rc = a->tls && gg_tls_attach(&uc->st, uc->ep->svc->conf->tls, a->tls_name) ? UV_ENOMEM : 0;
+    /* tls://: a reconnect resumes the pool's last session with this endpoint (no certificate
+     * exchange, one round trip less) */
+    int rc = a->tls && (gg_tls_attach(&uc->st, uc->ep->svc->conf->tls, a->tls_name) ||
+                        gg_tls_resume(&uc->st, a->text))
+                 ? UV_ENOMEM
+                 : 0;
     if (rc == 0)
         rc = uv_tcp_connect(&uc->creq, &uc->st.io.tcp, (const struct sockaddr *)&a->sa, on_connect);
     if (rc < 0) {
