@@ -192,8 +192,11 @@ static void on_eof(gg_stream *s, int status)
             return;
         }
     }
-    char msg[160];
-    if (status != UV_EOF)
+    char msg[200];
+    const char *tls_why = s->tls ? gg_tls_error(s->tls) : ""; /* OpenSSL's text, no peer bytes */
+    if (*tls_why)
+        snprintf(msg, sizeof msg, "TLS failed: %s", tls_why);
+    else if (status != UV_EOF)
         snprintf(msg, sizeof msg, "connection error: %s", uv_strerror(status));
     else if (hc->got_bytes)
         snprintf(msg, sizeof msg, "closed the connection mid-response");

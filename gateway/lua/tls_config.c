@@ -68,6 +68,31 @@ int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **o
     return 0;
 }
 
+int gg_tls_https_read(lua_State *L, int idx, const char *where, gg_tls_ctx **out, char *err,
+                      size_t errlen)
+{
+    lua_getfield(L, idx, "tls");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    int t = lua_gettop(L);
+    gg_tls_conf conf = {
+        .cert = str_field(L, t, "cert"),
+        .key = str_field(L, t, "key"),
+        .ca = str_field(L, t, "ca"),
+        .http = 1, /* no server_name: each URL's host is the name checked */
+    };
+    char why[600];
+    *out = gg_tls_ctx_new(&conf, GG_TLS_CLIENT, why, sizeof why);
+    lua_pop(L, 1);
+    if (!*out) {
+        snprintf(err, errlen, "%s: %s", where, why);
+        return -1;
+    }
+    return 0;
+}
+
 int gg_tls_service_read(lua_State *L, int idx, const gg_addr *ups, int n, const char *where,
                         gg_tls_ctx **out, char *err, size_t errlen)
 {

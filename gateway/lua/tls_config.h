@@ -24,6 +24,13 @@ int gg_tls_config_read(lua_State *L, int idx, const char *source, gg_tls_ctx **o
 int gg_tls_service_read(lua_State *L, int idx, const gg_addr *ups, int n, const char *where,
                         gg_tls_ctx **out, char *err, size_t errlen);
 
+/* An adapter service's context for http.request to https:// URLs: ALPN http/1.1, the `tls`
+ * field of the service table at idx for ca, cert and key (absent: the system's CAs, no client
+ * certificate); server_name does not apply, each URL's host is checked. -1 with "where:
+ * reason" in err when a file cannot be used. */
+int gg_tls_https_read(lua_State *L, int idx, const char *where, gg_tls_ctx **out, char *err,
+                      size_t errlen);
+
 /* mTLS identity: the client table on top of L gets certificate = "CN=..." from the verified
  * client certificate, and the authenticator (auth_ref, LUA_NOREF when none) maps it to an
  * identity and scopes (ghost.auth certificate()). Nothing when t is NULL or has no verified

@@ -112,6 +112,11 @@ static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t 
             lua_settop(L, t - 1);
             return -1;
         }
+        snprintf(where, sizeof where, "%s: services.%s", c->source, s->name);
+        if (s->adapter && gg_tls_https_read(L, v, where, &s->https, err, errlen)) {
+            lua_settop(L, t - 1);
+            return -1;
+        }
     }
     lua_pop(L, 1);
     /* Sorted, so logs and listings come out in a stable order. */
@@ -257,6 +262,7 @@ void gg_config_free(gg_config *c)
         free(c->services[i].upstreams);
         free(c->services[i].adapter);
         gg_tls_ctx_unref(c->services[i].tls);
+        gg_tls_ctx_unref(c->services[i].https);
     }
     free(c->http_listen);
     free(c->http_path);

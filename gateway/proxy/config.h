@@ -38,6 +38,7 @@ typedef struct gg_service_conf {
     int error_details;   /* error_details = true: tracebacks and adapter messages reach clients */
     int any_method_name; /* method_names = "any": forward names gg_method_check flags */
     struct gg_tls_ctx *tls; /* tls:// upstreams: a client context (lua/tls_config.c), else NULL */
+    struct gg_tls_ctx *https; /* adapters: http.request to https:// URLs (ALPN http/1.1) */
 } gg_service_conf;
 
 typedef struct gg_config {
