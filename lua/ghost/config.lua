@@ -103,8 +103,9 @@ local service = {
         methods = require("ghost.types").methods_schema, -- { get_profile = { "id: integer" } }
         tls = {
             type = "record",
-            description = "tls:// and https:// upstreams, an adapter's https:// requests: { ca, cert, key, server_name } (default: the system's "
-                .. "CAs, the host written in the address)",
+            description = "tls:// and https:// upstreams, an adapter's https:// requests: "
+                .. "{ ca, cert, key, server_name } (default: the system's CAs, the host written in "
+                .. "the address)",
             fields = {
                 ca = { type = "string", description = "CAs to check the upstream's certificate against" },
                 cert = { type = "string", description = "client certificate, for an upstream that asks" },
