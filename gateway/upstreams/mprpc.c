@@ -207,6 +207,19 @@ static const gg_stream_ops uconn_ops = {
     .on_handshake = on_handshake,
 };
 
+/* The upstream took the TCP connection but did not finish the handshake in time (a server
+ * that is not speaking TLS, or hung): give up on this try, as if it had been refused. */
+static void on_handshake_timeout(uv_timer_t *t)
+{
+    gg_uconn *uc = t->data;
+    if (uc->state != GG_UP_CONNECTING || !uc->st.tls || (uc->st.flags & GG_ST_CLOSING)) return;
+    gg_log(&srv_of(uc)->lp.log, uc->ep->down ? GG_LOG_DEBUG : GG_LOG_WARN, "upstream_tls_failed",
+           "service=%s upstream=%s reason=\"handshake timed out\"", uc->ep->svc->name, uc->ep->addr->text);
+    uc->connect_status = UV_ETIMEDOUT;
+    fail_calls(uc, "did not finish the TLS handshake");
+    gg_stream_close(&uc->st);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     gg_uconn *uc = req->data;
@@ -226,12 +239,16 @@ static void on_connect(uv_connect_t *req, int status)
         on_eof(&uc->st, UV_EIO);
         return;
     }
+    /* the retry timer is idle while connecting: it bounds the handshake */
+    uv_timer_start(&uc->retry, on_handshake_timeout,
+                   gg_tls_ctx_handshake_timeout(uc->ep->svc->conf->tls), 0);
     gg_stream_flush(&uc->st);
 }
 
 static void connected(gg_uconn *uc)
 {
     gg_server *srv = srv_of(uc);
+    if (uc->st.tls) uv_timer_stop(&uc->retry); /* the handshake timeout */
     uc->state = GG_UP_CONNECTED;
     uc->connected_at = uv_now(srv->lp.uv);
     uc->st.flags |= GG_ST_READY;

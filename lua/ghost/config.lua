@@ -111,6 +111,8 @@ local service = {
                 cert = { type = "string", description = "client certificate, for an upstream that asks" },
                 key = { type = "string" },
                 server_name = { type = "string", description = "the name the certificate must hold" },
+                handshake_timeout = { type = "number", default = 10, min = 0.01, max = 3600,
+                                      description = "seconds a pooled connection's handshake may take" },
             },
         },
     },

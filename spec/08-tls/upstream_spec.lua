@@ -56,3 +56,33 @@ describe("tls:// upstreams", function()
         assert.matches("services%.demo%.upstreams: tls%.cert [^:]+/nope%.pem: ", err)
     end)
 end)
+
+describe("tls:// upstreams that never finish the handshake", function()
+    after_each(h.cleanup)
+
+    it("are given up after tls.handshake_timeout, logged, and their queued calls answered 502", function()
+        local uv = require "luv"
+        -- takes the TCP connection, never answers the ClientHello
+        local server, held = uv.new_tcp(), {}
+        assert(server:bind("127.0.0.1", 0))
+        assert(server:listen(16, function()
+            local cl = uv.new_tcp()
+            server:accept(cl)
+            held[#held + 1] = cl
+            cl:read_start(function() end)
+        end))
+        local port = server:getsockname().port
+        local certs = tls.certs()
+        local gw = assert(h.start_gateway(h.demo_config(nil, { upstreams = { "tls://127.0.0.1:" .. port },
+            deadline = 10, tls = { ca = certs.ca, handshake_timeout = 0.5 } })))
+        local c = assert(h.client(gw.addr))
+        local t0 = h.now()
+        local _, err = c:call("demo.echo", { "x" }, 5)
+        assert.same({ 502, "upstream_unavailable" }, { err.code, err.type })
+        assert.is_true(h.now() - t0 < 3)
+        assert(gw:wait_log('upstream_tls_failed service=demo upstream=tls://127%.0%.0%.1:' .. port
+            .. ' reason="handshake timed out"'))
+        for _, cl in ipairs(held) do cl:close() end
+        server:close()
+    end)
+end)
