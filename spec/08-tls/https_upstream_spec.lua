@@ -37,5 +37,9 @@ describe("https:// jsonrpc-http upstreams", function()
         assert.is_table(err)
         assert.equal(502, err.code)
         assert(inner:wait_log('tls_handshake_failed peer=%S+ reason="tlsv1 alert unknown ca"'))
+        -- the calling side says why too; its client gets only the error id
+        assert(gw:wait_log('upstream_http_error id=%x+ service=demo upstream=https://localhost:%d+/rpc '
+            .. 'reason="TLS failed: unable to get local issuer certificate"'))
+        assert.not_matches("TLS", err.message)
     end)
 end)
