@@ -54,4 +54,68 @@ describe("TLS certificate reload", function()
         local p = tls.s_client(gw.tls_port, certs, "demo.echo", { "still\n" })
         assert.equal("still\n", assert(tls.answer(p))[4])
     end)
+
+    it("answers every call while SIGHUP swaps the certificate under load", function()
+        -- four tasks call for 4 s, each opening a new connection (a new handshake) every ten
+        -- calls; the client trusts both CAs, so every certificate served is good
+        local bundle = certs.dir .. "/both-cas.pem"
+        assert(h.write_file(bundle, assert(h.read_file(certs.ca)) .. assert(h.read_file(certs.other_ca))))
+        local script = certs.dir .. "/load.lua"
+        assert(h.write_file(script, [[
+local ghost = require "ghost"
+local addr, ca, stop = "tls://localhost:" .. arg[1], arg[2], ghost.now() + 4
+local answered, failed, started = 0, 0, false
+local function caller()
+    local gw, i = nil, 0
+    while ghost.now() < stop do
+        i = i + 1
+        if i % 10 == 1 then
+            if gw then gw:close() end
+            local err
+            gw, err = ghost.connect(addr, { ca = ca, timeout = 5 })
+            if not gw then
+                failed = failed + 1
+                io.stderr:write("connect: ", tostring(err), "\n")
+                ghost.sleep(0.01)
+            end
+        end
+        if gw then
+            local ok, r = pcall(gw.demo.echo, i)
+            if ok and r == i then
+                answered = answered + 1
+            else
+                failed = failed + 1
+                io.stderr:write("call: ", tostring(r), "\n")
+            end
+            if not started and answered >= 20 then
+                started = true
+                print("calling")
+                io.stdout:flush()
+            end
+        end
+    end
+    if gw then gw:close() end
+end
+for _ = 1, 4 do ghost.spawn(caller) end
+ghost.run()
+print(string.format("answered=%d failed=%d", answered, failed))
+]]))
+        local p = assert(h.spawn(h.bin("ghostgate"), { "run", script, tostring(gw.tls_port), bundle },
+            { name = "load" }))
+        assert(p:wait_line("^calling", h.timeout(10)))
+        local reloads = 0
+        for i = 1, 4 do
+            local which = i % 2 == 1 and "server2" or "server"
+            assert(h.write_file(cert, assert(h.read_file(certs[which]))))
+            assert(h.write_file(key, assert(h.read_file(certs[which .. "_key"]))))
+            reload(" reloaded ")
+            reloads = reloads + 1
+        end
+        assert.is_falsy(p.exited, "the calls ended before the last reload")
+        assert.equal(4, reloads)
+        local line = assert(p:wait_line("^answered=", h.timeout(15)))
+        local answered, failed = line:match("^answered=(%d+) failed=(%d+)")
+        assert.equal("0", failed, p:output())
+        assert.is_true(tonumber(answered) > 20, line)
+    end)
 end)
