@@ -21,6 +21,9 @@
  * endpoints; past this many the least recently used peer's session is dropped. */
 #define SESSION_SLOTS 16
 
+/* Who waits for room under max_handshakes: the MessagePack-RPC listeners and the HTTP ones. */
+#define ROOM_WAITERS 4
+
 typedef struct sess_slot {
     SSL_SESSION *sess; /* the newest resumable session of this peer, NULL: none yet */
     uint64_t used;     /* ctx->clock at the last lookup: the LRU order */
@@ -35,8 +38,11 @@ struct gg_tls_ctx {
     uint32_t handshaking; /* connections of this context in their handshake */
     uint32_t max_handshakes;
     uint64_t handshake_timeout_ms;
-    void (*on_room)(void *arg); /* once, when a handshake ends below the cap */
-    void *room_arg;
+    struct {
+        void (*fn)(void *arg);
+        void *arg;
+    } room[ROOM_WAITERS]; /* each once, when a handshake ends below the cap */
+    int nroom;
     sess_slot *sessions; /* clients that resume: SESSION_SLOTS of them, allocated on first use */
     uint64_t clock;
     /* What a session's trust rests on: role, flags, server_name, the CA bundle's bytes and a
@@ -293,8 +299,12 @@ int gg_tls_ctx_may_accept(const gg_tls_ctx *c)
 
 void gg_tls_ctx_on_room(gg_tls_ctx *c, void (*fn)(void *arg), void *arg)
 {
-    c->on_room = fn;
-    c->room_arg = arg;
+    for (int i = 0; i < c->nroom; i++)
+        if (c->room[i].fn == fn && c->room[i].arg == arg) return;
+    if (c->nroom == ROOM_WAITERS) return; /* not reached: one waiter per kind of listener */
+    c->room[c->nroom].fn = fn;
+    c->room[c->nroom].arg = arg;
+    c->nroom++;
 }
 
 int gg_tls_resume(gg_stream *s, const char *key)
@@ -397,10 +407,9 @@ static void handshake_over(gg_tls *t)
     if (!t->hs_started) return;
     t->hs_started = 0;
     c->handshaking--;
-    if (c->on_room && c->handshaking < c->max_handshakes) {
-        void (*fn)(void *) = c->on_room;
-        c->on_room = NULL;
-        fn(c->room_arg);
+    while (c->nroom > 0 && c->handshaking < c->max_handshakes) {
+        c->nroom--; /* before the call: fn may wait again */
+        c->room[c->nroom].fn(c->room[c->nroom].arg);
     }
 }
 

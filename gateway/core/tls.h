@@ -48,7 +48,8 @@ uint64_t gg_tls_ctx_handshake_timeout(const gg_tls_ctx *ctx);
 /* Whether a new handshake may start (fewer than max_handshakes in progress). */
 int gg_tls_ctx_may_accept(const gg_tls_ctx *ctx);
 /* Call fn(arg) once, the next time a handshake ends while under the cap (a listener that
- * stopped accepting resumes). It may run from inside a stream callback or a close callback. */
+ * stopped accepting resumes). Up to 4 different fn/arg wait at once (asking twice is asking
+ * once). It may run from inside a stream callback or a close callback. */
 void gg_tls_ctx_on_room(gg_tls_ctx *ctx, void (*fn)(void *arg), void *arg);
 
 /* A reload built `to` to replace `from`: keep what lets peers resume. Servers: `to` takes
