@@ -36,6 +36,20 @@ void gg_ghost_listener_close(listener *l)
 }
 /* ---- listeners -------------------------------------------------------------------------- */
 
+/* A peer that opened a TCP connection and never finished its handshake would hold its socket
+ * and TLS state for ever: closed once its context's handshake_timeout has passed (checked
+ * once a second, so up to a second late). */
+void gg_ghost_hs_sweep(uv_timer_t *t)
+{
+    ctx *x = t->data;
+    uint64_t now = uv_now(&x->uv);
+    for (conn *c = x->conns; c; c = c->next) {
+        if (!c->is_peer || !c->st.tls || !gg_tls_handshake_expired(c->st.tls, now)) continue;
+        gg_ghost_set_state(c, ST_CLOSED, "TLS handshake timeout");
+        gg_stream_close(&c->st);
+    }
+}
+
 typedef struct accept_args {
     conn *c;
     listener *l;
@@ -150,6 +164,8 @@ int gg_ghost_l_listen(lua_State *L)
         gg_addr_format_sa((struct sockaddr *)&ss, l->addr, sizeof l->addr);
         if (tls) memcpy(l->addr, "tls", 3);
     }
+    if (tls && !uv_is_active((uv_handle_t *)&x->hs_sweep))
+        uv_timer_start(&x->hs_sweep, gg_ghost_hs_sweep, 1000, 1000);
     lua_pushvalue(L, 2);
     l->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     l->next = x->listeners;

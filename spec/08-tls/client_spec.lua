@@ -133,6 +133,26 @@ describe("ghost.listen on tls://", function()
     end)
 end)
 
+describe("ghost.serve on tls://", function()
+    after_each(h.cleanup)
+
+    it("closes a peer that does not finish its handshake within tls.handshake_timeout", function()
+        local certs = tls.certs()
+        local be = assert(h.start_backend(([[
+local ghost = require "ghost"
+ghost.serve({ hello = function() return "hi\n" end }, "tls://127.0.0.1:0",
+    { tls = { cert = %q, key = %q, handshake_timeout = 0.5 } })
+]]):format(certs.server, certs.server_key)))
+        assert.is_number(be.tls_port)
+        local stalled = assert(h.client("tcp://127.0.0.1:" .. be.tls_port))
+        stalled:send_raw("\22\3\1\0\200") -- the start of a ClientHello, never finished
+        assert(stalled:wait_closed(h.timeout(3)), "still open after the handshake timeout")
+        -- a real client is still served
+        local p = tls.s_client(be.tls_port, certs, "hello", {})
+        assert.equal("hi\n", assert(tls.answer(p))[4])
+    end)
+end)
+
 describe("ghostgate call -a tls://", function()
     local certs, up, gw
 
