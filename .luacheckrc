@@ -15,6 +15,6 @@ local adapter_globals = { "upstream", "http", "json", "log", "bin", "is_bin", "m
 files["deploy/examples/*_adapter.lua"] = { read_globals = adapter_globals }
 files["spec/07-legacy/adapters/*.lua"] = { read_globals = adapter_globals }
 -- Example configs use the policy constructors the config environment gives.
-files["deploy/examples/legacy.lua"] = {
-    read_globals = { "guard", "auth", "route", "breaker", "retry", "ratelimit", "fallback", "policy" },
-}
+local config_globals = { "guard", "auth", "route", "breaker", "retry", "ratelimit", "fallback", "policy" }
+files["deploy/examples/legacy.lua"] = { read_globals = config_globals }
+files["deploy/examples/production.lua"] = { read_globals = config_globals }

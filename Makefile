@@ -2,13 +2,13 @@
 CC       ?= cc
 BUILD    ?= build
 SAN      ?= 0
-PKGS     := libuv msgpack luajit jansson libcrypto hiredis
+PKGS     := libuv msgpack luajit jansson libssl libcrypto hiredis
 # The package flags are read when this Makefile is parsed. The targets a new user types (run,
 # test, bench, ...) install the packages first and then build in a sub-make, which parses this
 # file again once pkg-config and the .pc files exist: never expand them before `deps` has run.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-SO_LIBS    := $(shell pkg-config --libs libuv msgpack hiredis 2>/dev/null)
+SO_LIBS    := $(shell pkg-config --libs libuv msgpack libssl libcrypto hiredis 2>/dev/null)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -fno-strict-aliasing -Igateway $(PKG_CFLAGS)
@@ -128,7 +128,8 @@ GHOST_SO     := $(BUILD)/lua/ghost/core.so
 GHOST_SO_SRC := $(wildcard gateway/lua/lua_ghost*.c) gateway/lua/lua_msgpack.c gateway/core/loop.c \
                 gateway/core/stream.c gateway/core/calls.c gateway/core/buf.c gateway/core/codec.c \
                 gateway/core/addr.c gateway/core/log.c gateway/core/errors.c gateway/lua/lua_consts.c \
-                gateway/core/redis.c gateway/core/registry.c gateway/lua/lua_registry.c
+                gateway/core/redis.c gateway/core/registry.c gateway/lua/lua_registry.c \
+                gateway/core/tls.c gateway/lua/tls_config.c
 GHOST_SO_OBJ := $(GHOST_SO_SRC:%.c=$(BUILD)/pic/%.o)
 PIC_CFLAGS   := $(filter-out -fsanitize=% -fno-sanitize-recover=% -O1,$(CFLAGS)) -fPIC -fvisibility=hidden
 
@@ -149,16 +150,29 @@ $(GHOST_CONSTS): $(GHOST_SO)
 	ln -sf core.so $@
 
 # `make install PREFIX=/usr/local`: the binary, the Lua modules and ghost.core where plain
-# luajit looks by default ($PREFIX/share/lua/5.1, $PREFIX/lib/lua/5.1).
+# luajit looks by default ($PREFIX/share/lua/5.1, $PREFIX/lib/lua/5.1); the man page, the docs
+# and the example configs ($PREFIX/share/man/man1, $PREFIX/share/doc/ghostgate); the systemd
+# unit ($PREFIX/lib/systemd/system, its ExecStart pointing at $PREFIX/bin). `install-files`
+# does the same without building first.
 PREFIX ?= /usr/local
-.PHONY: install
+DOCDIR := $(DESTDIR)$(PREFIX)/share/doc/ghostgate
+.PHONY: install install-files
 install: build
+	@$(MAKE) --no-print-directory install-files
+install-files:
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lua/5.1/ghost \
-	    $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost
+	    $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DOCDIR)/examples $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 755 $(BUILD)/ghostgate $(DESTDIR)$(PREFIX)/bin/ghostgate
 	install -m 644 lua/ghost/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.1/ghost/
 	install -m 755 $(GHOST_SO) $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost/core.so
 	ln -sf core.so $(DESTDIR)$(PREFIX)/lib/lua/5.1/ghost/consts.so
+	install -m 644 deploy/man/ghostgate.1 $(DESTDIR)$(PREFIX)/share/man/man1/ghostgate.1
+	install -m 644 README.md docs/*.md $(DOCDIR)/
+	install -m 644 deploy/examples/*.lua $(DOCDIR)/examples/
+	sed 's|/usr/local/bin/ghostgate|$(PREFIX)/bin/ghostgate|' deploy/ghostgate.service \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/ghostgate.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/ghostgate.service
 
 # --- Robustness: soak and valgrind (docs/robustness.md) ----------------------------------------
 # `make soak DURATION=60`: mixed load with faults on a schedule through one gateway; prints calls

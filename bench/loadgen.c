@@ -8,11 +8,15 @@
  *                   then wait for SIGTERM (with --wait-usr1: connect, print `connected`, and
  *                   send only after SIGUSR1, so a caller can sample memory in between).
  * With --watch-pid PID the CPU time (utime + stime from /proc/PID/stat) that process used
- * during exactly the measured window is reported per answered call. */
+ * during exactly the measured window is reported per answered call.
+ * -a tls://HOST:PORT speaks TLS 1.3 (ALPN msgpack-rpc, no certificate check: a benchmark) on
+ * memory BIOs, so the loop stays the same; the handshakes happen during the warm-up. */
 #include "../gateway/core/codec.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +113,9 @@ typedef struct lg_conn {
     lg_buf out;  /* requests of this loop turn */
     lg_buf wout; /* under uv_write until write_cb */
     gg_scan_state scan;
+    SSL *ssl; /* tls://: owns rbio and wbio; NULL for plaintext */
+    BIO *rbio, *wbio;
+    lg_buf enc; /* tls://: ciphertext to write */
 } lg_conn;
 
 /* One call in flight (or free). msgid = generation << lg_slot_bits | slot index, so an answer
@@ -144,6 +151,7 @@ static struct {
 
 static uv_loop_t *lg_loop;
 static int lg_is_unix;
+static SSL_CTX *lg_tls; /* tls:// addresses */
 static struct sockaddr_storage lg_sa;
 static char lg_path[108];
 
@@ -234,6 +242,15 @@ static int lg_parse_addr(const char *spec)
         return 0;
     }
     if (strncmp(spec, "tcp://", 6) == 0) spec += 6;
+    if (strncmp(spec, "tls://", 6) == 0) {
+        static const unsigned char alpn[] = "\x0bmsgpack-rpc";
+        spec += 6;
+        lg_tls = SSL_CTX_new(TLS_client_method());
+        if (!lg_tls) return -1;
+        SSL_CTX_set_min_proto_version(lg_tls, TLS1_3_VERSION);
+        SSL_CTX_set_alpn_protos(lg_tls, alpn, sizeof alpn - 1);
+        SSL_CTX_set_mode(lg_tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
     char host[256];
     const char *colon = strrchr(spec, ':');
     if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof host) return -1;
@@ -282,28 +299,63 @@ static void lg_write_cb(uv_write_t *req, int status)
         lg_conn_lost(c, uv_strerror(status));
         return;
     }
-    if (c->out.len) lg_flush(c);
+    if (c->out.len || c->enc.len) lg_flush(c);
 }
 
-/* Everything queued this turn in one write: try_write, then uv_write for the rest. */
+/* tls://: move what OpenSSL wrote (handshake, records) to c->enc. */
+static void lg_tls_drain(lg_conn *c)
+{
+    size_t n;
+    while ((n = (size_t)BIO_ctrl_pending(c->wbio)) > 0) {
+        char *p = lg_buf_reserve(&c->enc, n);
+        int got = BIO_read(c->wbio, p, (int)n);
+        if (got <= 0) break;
+        c->enc.len += (size_t)got;
+    }
+}
+
+/* tls://: seal the requests queued in c->out once the handshake is done; what goes on the
+ * wire is then c->enc. Returns 0 or -1 (the connection failed). */
+static int lg_tls_seal(lg_conn *c)
+{
+    if (SSL_is_init_finished(c->ssl)) {
+        size_t off = 0, done = 0;
+        while (off < c->out.len) {
+            if (SSL_write_ex(c->ssl, c->out.base + off, c->out.len - off, &done) != 1) return -1;
+            off += done;
+        }
+        c->out.len = 0;
+    }
+    lg_tls_drain(c);
+    return 0;
+}
+
+/* Everything queued this turn in one write: try_write, then uv_write for the rest. With TLS
+ * the bytes written are the ciphertext in c->enc. */
 static void lg_flush(lg_conn *c)
 {
-    if (c->closed || c->writing || c->out.len == 0) return;
-    uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
+    if (c->closed || c->writing) return;
+    if (c->ssl && lg_tls_seal(c)) {
+        lg_conn_lost(c, "TLS write failed");
+        return;
+    }
+    lg_buf *src = c->ssl ? &c->enc : &c->out;
+    if (src->len == 0) return;
+    uv_buf_t b = uv_buf_init(src->base, (unsigned)src->len);
     int n = uv_try_write(&c->h.stream, &b, 1);
     if (n == UV_EAGAIN) n = 0;
     if (n < 0) {
         lg_conn_lost(c, uv_strerror(n));
         return;
     }
-    if ((size_t)n == c->out.len) {
-        c->out.len = 0;
+    if ((size_t)n == src->len) {
+        src->len = 0;
         return;
     }
     lg_buf t = c->wout; /* uv_write needs the bytes until write_cb: swap buffers */
-    c->wout = c->out;
-    c->out = t;
-    c->out.len = 0;
+    c->wout = *src;
+    *src = t;
+    src->len = 0;
     b = uv_buf_init(c->wout.base + n, (unsigned)(c->wout.len - (size_t)n));
     c->wreq.data = c;
     int r = uv_write(&c->wreq, &c->h.stream, &b, 1, lg_write_cb);
@@ -410,6 +462,40 @@ static void lg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(p, (unsigned)(c->in.cap - c->in.len));
 }
 
+/* tls://: ciphertext read into a scratch buffer, plaintext into c->in. */
+static char lg_tls_rbuf[64 * 1024];
+
+static void lg_tls_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    *buf = uv_buf_init(lg_tls_rbuf, sizeof lg_tls_rbuf);
+}
+
+/* Returns 0, or -1 when the connection failed. */
+static int lg_tls_read(lg_conn *c, const char *data, size_t len)
+{
+    if (BIO_write(c->rbio, data, (int)len) != (int)len) return -1;
+    if (!SSL_is_init_finished(c->ssl)) {
+        int rc = SSL_do_handshake(c->ssl);
+        if (rc != 1) {
+            int e = SSL_get_error(c->ssl, rc);
+            lg_tls_drain(c);
+            lg_mark_dirty(c);
+            return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+        }
+        lg_mark_dirty(c); /* the requests queued meanwhile go now */
+    }
+    for (;;) {
+        size_t got = 0;
+        char *p = lg_buf_reserve(&c->in, LG_READ_MIN);
+        if (SSL_read_ex(c->ssl, p, c->in.cap - c->in.len, &got) != 1) {
+            int e = SSL_get_error(c->ssl, 0);
+            lg_tls_drain(c); /* e.g. key updates */
+            return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+        }
+        c->in.len += got;
+    }
+}
+
 static void lg_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     lg_conn *c = st->data;
@@ -418,7 +504,15 @@ static void lg_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread == 0) return;
-    c->in.len += (size_t)nread;
+    if (c->ssl) {
+        if (lg_tls_read(c, buf->base, (size_t)nread)) {
+            ERR_clear_error();
+            lg_conn_lost(c, "TLS failed");
+            return;
+        }
+    } else {
+        c->in.len += (size_t)nread;
+    }
     uint64_t now = uv_hrtime(); /* one clock read per read: every answer in it arrived now */
     size_t off = 0;
     while (off < c->in.len) {
@@ -467,7 +561,22 @@ static void lg_connect_cb(uv_connect_t *req, int status)
     }
     c->connected = 1;
     if (!lg_is_unix) uv_tcp_nodelay(&c->h.tcp, 1);
-    if (uv_read_start(&c->h.stream, lg_alloc_cb, lg_read_cb)) {
+    if (lg_tls) { /* the ClientHello goes out with the first flush */
+        c->ssl = SSL_new(lg_tls);
+        c->rbio = BIO_new(BIO_s_mem());
+        c->wbio = BIO_new(BIO_s_mem());
+        if (!c->ssl || !c->rbio || !c->wbio) {
+            fprintf(stderr, "ghost-bench: out of memory\n");
+            exit(1);
+        }
+        BIO_set_mem_eof_return(c->rbio, -1);
+        SSL_set_bio(c->ssl, c->rbio, c->wbio);
+        SSL_set_connect_state(c->ssl);
+        SSL_do_handshake(c->ssl);
+        lg_tls_drain(c);
+        lg_mark_dirty(c);
+    }
+    if (uv_read_start(&c->h.stream, lg_tls ? lg_tls_alloc_cb : lg_alloc_cb, lg_read_cb)) {
         lg_conn_lost(c, "read_start failed");
         return;
     }

@@ -12,8 +12,11 @@
 #                          is kept (about 1.5 minutes per repeat)
 #   GG_POLICIES=...        Lua fields for the `bench` service of the `ghostgate+5` row (five
 #                          policies, below); set it empty to skip that row
-#   BENCH_ROWS="direct haproxy ghostgate ghostgate+5"   rows to run
 #   REDIS_SERVER=redis-server   for the ghostgate+cluster-rl row (n/a when not installed)
+#   BENCH_ROWS="direct haproxy ghostgate ghostgate+5"   rows to run; also: haproxy-tls and
+#                          ghostgate-tls (TLS 1.3 on the client side, plaintext upstream; P-256
+#                          certificate) and handshakes (new TLS handshakes per second through
+#                          each, `openssl s_time -new`)
 
 set -u
 BUILD=${BUILD:-build}
@@ -198,9 +201,24 @@ echo "upstream: $UP_ADDR pid $UP_PID"
 
 # ---- proxies -------------------------------------------------------------------------------
 
-# HAProxy 2.6 in plain TCP mode, one thread: the baseline every ratio is against.
+# The TLS rows' certificate: self-signed P-256 (cheap handshakes, as in the specs); HAProxy
+# takes certificate and key in one file.
+tls_cert() {
+    [ -f "$TMP/tls.pem" ] && return 0
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+        -keyout "$TMP/tls.key" -out "$TMP/tls.pem" >/dev/null 2>&1 || return 1
+    cat "$TMP/tls.pem" "$TMP/tls.key" >"$TMP/tls-both.pem"
+}
+
+# HAProxy 2.6 in plain TCP mode, one thread: the baseline every ratio is against. $1 = tls:
+# TLS 1.3 on the client side (ssl crt, ALPN msgpack-rpc), plaintext to the upstream.
 start_haproxy() {
-    local port cfg=$TMP/haproxy.cfg
+    local port cfg=$TMP/haproxy.cfg bind_tls="" scheme=tcp
+    if [ "${1:-}" = tls ]; then
+        tls_cert || return 1
+        bind_tls=" ssl crt $TMP/tls-both.pem alpn msgpack-rpc ssl-min-ver TLSv1.3"
+        scheme=tls
+    fi
     command -v "$HAPROXY" >/dev/null || return 1
     port=$(free_port) || return 1
     cat >"$cfg" <<EOF
@@ -213,7 +231,7 @@ defaults
     timeout client 1h
     timeout server 1h
 frontend bench
-    bind 127.0.0.1:$port
+    bind 127.0.0.1:$port$bind_tls
     default_backend upstream
 backend upstream
     server up $UP_HOSTPORT
@@ -222,7 +240,7 @@ EOF
     HA_PID=$!
     PIDS+=("$HA_PID")
     wait_port "$port" || return 1
-    HA_ADDR=tcp://127.0.0.1:$port
+    HA_ADDR=$scheme://127.0.0.1:$port
 }
 
 # The config: a `bench` service -> the upstream. $1: extra fields for the bench service.
@@ -231,7 +249,7 @@ write_ghostgate_config() {
     [ -x "$GHOSTGATE" ] || return 1
     cat >"$TMP/ghostgate.lua" <<EOF
 return {
-  listen = "tcp://127.0.0.1:0",
+  listen = "${GG_LISTEN:-tcp://127.0.0.1:0}",
   log_level = "info",
   limits = { max_clients = 30000, max_inflight_per_client = 4096 },
   $top
@@ -388,6 +406,26 @@ for row in $ROWS; do
         [ -n "${REDIS_PID:-}" ] && stop_pid "$REDIS_PID" && forget_pid "$REDIS_PID"
         REDIS_PID=
         ;;
+    haproxy-tls)
+        if start_haproxy tls; then
+            run_rows_for haproxy-tls "$HA_ADDR" echo "$HA_PID"
+        else
+            mark_rows haproxy-tls "failed: haproxy did not start with ssl $(head -c 200 "$TMP/haproxy.log" 2>/dev/null)"
+        fi
+        [ -n "${HA_PID:-}" ] && stop_pid "$HA_PID" && forget_pid "$HA_PID"
+        HA_PID=
+        ;;
+    ghostgate-tls)
+        if tls_cert && GG_LISTEN=tls://127.0.0.1:0 start_ghostgate "" \
+            "tls = { cert = \"$TMP/tls.pem\", key = \"$TMP/tls.key\" },"; then
+            run_rows_for ghostgate-tls "$GG_ADDR" bench.echo "$GG_PID"
+        else
+            mark_rows ghostgate-tls "failed: ghostgate did not start with tls:// $(tail -c 200 "$TMP/ghostgate.err" 2>/dev/null | tr '\n' ' ')"
+        fi
+        [ -n "${GG_PID:-}" ] && stop_pid "$GG_PID" && forget_pid "$GG_PID"
+        GG_PID=
+        ;;
+    handshakes) ;; # after the table
     *) die "unknown row '$row'" ;;
     esac
 done
@@ -399,6 +437,7 @@ printf '%-20s %-17s %10s %9s %9s %8s %10s %9s %9s %7s\n' row shape calls/s p50/u
     cpu/call calls/s cpu other
 printf '%-20s %-17s %10s %9s %9s %8s %10s %9s %9s %7s\n' "" "" "" "" "" "" "proxy/us" "vs HAP" "vs HAP" "cpu%"
 for row in $ROWS; do
+    [ "$row" = handshakes ] && continue
     for shape in "${SHAPES[@]}"; do
         r=${RES["$row|$shape"]:-failed: not run}
         if [ -z "$(kv "$r" calls/s)" ]; then
@@ -430,6 +469,45 @@ done
 echo "cpu/call: proxy utime+stime over the measured window / calls answered in it."
 echo "other cpu%: CPU used during the row by anything but ghost-bench, upstream and proxy"
 echo "  (% of one CPU); more than a few % means a busy machine and unreliable numbers."
+
+# ---- TLS handshakes per second -------------------------------------------------------------
+
+# Four `openssl s_time -new` on the load CPU, each a full TLS 1.3 handshake per connection
+# (connect, handshake, close), for T seconds; the proxy's CPU per handshake from /proc.
+hs_row() { # NAME ADDR PID
+    local hp=${2#tls://} i n=0 c t0 t1 p0 p1 pids=()
+    t0=$(date +%s%N) p0=$(proc_ticks "$3")
+    for i in 1 2 3 4; do
+        timeout $((T + 30)) $LOAD_PIN openssl s_time -connect "$hp" -new -time "$T" >"$TMP/s_time.$i" 2>&1 \
+            </dev/null &
+        pids+=($!)
+    done
+    wait "${pids[@]}" # not the upstream and proxy, also children of this shell
+    t1=$(date +%s%N) p1=$(proc_ticks "$3")
+    for i in 1 2 3 4; do
+        c=$(sed -n 's/^\([0-9]*\) connections in [0-9.]* real seconds.*/\1/p' "$TMP/s_time.$i" | head -1)
+        n=$((n + ${c:-0}))
+    done
+    awk -v n="$n" -v ns=$((t1 - t0)) -v p=$((p1 - p0)) -v hz="$HZ" -v name="$1" 'BEGIN {
+        if (n == 0) { printf "%-14s failed: no handshake\n", name; exit }
+        printf "%-14s %8.0f handshakes/s  %7.0f us proxy CPU per handshake\n", name, n / (ns / 1e9),
+            p / hz * 1e6 / n }'
+}
+if [[ " $ROWS " == *" handshakes "* ]]; then
+    echo
+    echo "new TLS 1.3 handshakes (P-256, 4 x openssl s_time -new, ${T}s):"
+    if start_haproxy tls; then hs_row haproxy-tls "$HA_ADDR" "$HA_PID"; else echo "haproxy-tls: failed to start"; fi
+    [ -n "${HA_PID:-}" ] && stop_pid "$HA_PID" && forget_pid "$HA_PID"
+    HA_PID=
+    if tls_cert && GG_LISTEN=tls://127.0.0.1:0 start_ghostgate "" \
+        "tls = { cert = \"$TMP/tls.pem\", key = \"$TMP/tls.key\", max_handshakes = 4096 },"; then
+        hs_row ghostgate-tls "$GG_ADDR" "$GG_PID"
+    else
+        echo "ghostgate-tls: failed to start"
+    fi
+    [ -n "${GG_PID:-}" ] && stop_pid "$GG_PID" && forget_pid "$GG_PID"
+    GG_PID=
+fi
 
 # ---- memory --------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 #include "core/buf.h"
 #include "core/codec.h"
 #include "core/json.h"
+#include "cli/cli_tls.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -34,10 +35,15 @@
 #define CALL_READ_CHUNK      65536
 
 static const char call_usage[] =
-    "usage: ghostgate call [-a ADDR] [-t SECONDS] [-T TOKEN] service.method [ARG...]\n"
+    "usage: ghostgate call [-a ADDR] [-t SECONDS] [-T TOKEN] [--ca FILE] [--cert FILE --key FILE]\n"
+    "                      [--server-name NAME] service.method [ARG...]\n"
     "Send one request and print its result as JSON on stdout.\n"
-    "  -a ADDR     gateway: tcp://HOST:PORT, HOST:PORT or unix:/path\n"
+    "  -a ADDR     gateway: tcp://HOST:PORT, HOST:PORT, unix:/path or tls://HOST:PORT\n"
     "              (default " CALL_DEFAULT_ADDR ")\n"
+    "  --ca FILE   tls://: the CAs to check the gateway's certificate against (default: the\n"
+    "              system's); the certificate must name HOST (or --server-name NAME)\n"
+    "  --cert FILE, --key FILE  tls://: a client certificate and its key (mutual TLS)\n"
+    "  --server-name NAME  tls://: the name the certificate must hold (default: HOST)\n"
     "  -t SECONDS  give up after this long, connecting included (default 30)\n"
     "  -T TOKEN    authenticate first with ghost.auth(TOKEN) (or set GHOSTGATE_TOKEN)\n"
     "  -h, --help  print this help\n"
@@ -51,6 +57,7 @@ static const char call_usage[] =
 typedef struct call_opts {
     const char *addr;
     const char *token;
+    gg_tls_conf tls; /* tls:// addresses: ca, cert, key, server_name (strings in argv) */
     double timeout;
     const char *method;
     int nargs;
@@ -86,6 +93,16 @@ static int parse_opts(int argc, char **argv, call_opts *o)
             fputs(call_usage, stdout);
             return GG_CALL_OK;
         }
+        const char **tls_opt = strcmp(a, "--ca") == 0            ? &o->tls.ca
+                               : strcmp(a, "--cert") == 0        ? &o->tls.cert
+                               : strcmp(a, "--key") == 0         ? &o->tls.key
+                               : strcmp(a, "--server-name") == 0 ? &o->tls.server_name
+                                                                 : NULL;
+        if (tls_opt) {
+            if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+            *tls_opt = argv[++i];
+            continue;
+        }
         if (a[1] != 'a' && a[1] != 't' && a[1] != 'T') return usage_error("unknown option %s", a);
         if (a[2] != '\0') {
             val = a + 2;
@@ -118,6 +135,9 @@ static int parse_opts(int argc, char **argv, call_opts *o)
     if (!dot || dot == o->method || !dot[1])
         return usage_error("'%s' names no %s: write service.method (e.g. demo.echo)", o->method,
                            !dot || !dot[1] ? "method" : "service");
+    if (!o->tls.cert != !o->tls.key) return usage_error("--cert and --key go together");
+    if ((o->tls.ca || o->tls.cert || o->tls.server_name) && strncmp(o->addr, "tls://", 6) != 0)
+        return usage_error("--ca, --cert, --key and --server-name are for tls:// addresses");
     o->nargs = argc - i;
     o->args = argv + i;
     return -1;
@@ -217,18 +237,21 @@ fail:
 }
 
 /* Write all of p[0..n). 0, or -1 with a reason in err. */
-static int send_all(int fd, const char *p, size_t n, int64_t deadline, char *err, size_t errlen)
+static int send_all(int fd, gg_cli_tls *tls, const char *p, size_t n, int64_t deadline, char *err,
+                    size_t errlen)
 {
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        short want = POLLOUT;
+        ssize_t w = tls ? gg_cli_tls_send(tls, p, n, &want, err, errlen) : send(fd, p, n, MSG_NOSIGNAL);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
             continue;
         }
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int r = wait_fd(fd, POLLOUT, deadline);
+        if (tls && !want) return -1; /* err holds the TLS reason */
+        if (!tls && w < 0 && errno == EINTR) continue;
+        if (tls || (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+            int r = wait_fd(fd, want, deadline);
             if (r > 0) continue;
             if (r == 0) {
                 snprintf(err, errlen, "timed out sending the request");
@@ -267,8 +290,8 @@ static void not_rpc(char *err, size_t errlen, const char *why, const char *p, si
 
 /* Read until in->data starts with one whole message that is not a notification
  * (notifications are skipped); *msg describes it. 0, or -1 with a reason in err. */
-static int read_message(int fd, gg_buf *in, gg_msg *msg, int64_t deadline, char *err,
-                        size_t errlen)
+static int read_message(int fd, gg_cli_tls *tls, gg_buf *in, gg_msg *msg, int64_t deadline,
+                        char *err, size_t errlen)
 {
     const gg_scan_limits lim = {.max_message = CALL_MAX_MESSAGE, .max_depth = CALL_MAX_DEPTH};
     gg_scan_state st;
@@ -299,7 +322,9 @@ static int read_message(int fd, gg_buf *in, gg_msg *msg, int64_t deadline, char 
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-        ssize_t n = recv(fd, in->data + in->len, in->cap - in->len, 0);
+        short want = POLLIN;
+        ssize_t n = tls ? gg_cli_tls_recv(tls, in->data + in->len, in->cap - in->len, &want, err, errlen)
+                        : recv(fd, in->data + in->len, in->cap - in->len, 0);
         if (n > 0) {
             in->len += (size_t)n;
             continue;
@@ -308,12 +333,13 @@ static int read_message(int fd, gg_buf *in, gg_msg *msg, int64_t deadline, char 
             snprintf(err, errlen, "connection closed before the response arrived");
             return -1;
         }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        if (tls && !want) return -1; /* err holds the TLS reason */
+        if (!tls && errno == EINTR) continue;
+        if (!tls && errno != EAGAIN && errno != EWOULDBLOCK) {
             snprintf(err, errlen, "reading the response: %s", strerror(errno));
             return -1;
         }
-        int r = wait_fd(fd, POLLIN, deadline);
+        int r = wait_fd(fd, want, deadline);
         if (r == 0) {
             snprintf(err, errlen, "timed out waiting for the response");
             return -1;
@@ -439,6 +465,8 @@ int gg_cmd_call(int argc, char **argv)
     gg_addr addr;
     gg_msg msg;
     int fd = -1;
+    gg_cli_tls *tls = NULL;
+    char host[128];
     msgpack_sbuffer_init(&req);
 
     status = GG_CALL_USAGE;
@@ -469,9 +497,17 @@ int gg_cmd_call(int argc, char **argv)
         fprintf(stderr, "ghostgate call: %s\n", err);
         goto cleanup;
     }
+    if (addr.tls && !o.tls.server_name) { /* the host as written: tls://HOST:PORT */
+        const char *h = o.addr + 6, *colon = strrchr(h, ':');
+        size_t hl = colon ? (size_t)(colon - h) : 0;
+        if (hl >= 2 && h[0] == '[') h++, hl -= 2;
+        snprintf(host, sizeof host, "%.*s", (int)hl, h);
+        o.tls.server_name = host;
+    }
     if ((fd = call_connect(&addr, deadline, err, sizeof err)) < 0 ||
-        send_all(fd, req.data, req.size, deadline, err, sizeof err) != 0 ||
-        read_message(fd, &in, &msg, deadline, err, sizeof err) != 0) {
+        (addr.tls && !(tls = gg_cli_tls_new(fd, &o.tls, err, sizeof err))) ||
+        send_all(fd, tls, req.data, req.size, deadline, err, sizeof err) != 0 ||
+        read_message(fd, tls, &in, &msg, deadline, err, sizeof err) != 0) {
         fprintf(stderr, "ghostgate call: %s (%s)\n", err, addr.text);
         goto cleanup;
     }
@@ -487,7 +523,7 @@ int gg_cmd_call(int argc, char **argv)
             goto cleanup;
         }
         gg_buf_consume(&in, msg.size);
-        if (read_message(fd, &in, &msg, deadline, err, sizeof err) != 0) {
+        if (read_message(fd, tls, &in, &msg, deadline, err, sizeof err) != 0) {
             fprintf(stderr, "ghostgate call: %s (%s)\n", err, addr.text);
             goto cleanup;
         }
@@ -499,6 +535,7 @@ oom:
     fprintf(stderr, "ghostgate call: out of memory\n");
     status = GG_CALL_FAIL;
 cleanup:
+    gg_cli_tls_free(tls);
     if (fd >= 0) close(fd);
     gg_buf_release(&in, NULL);
     msgpack_sbuffer_destroy(&req);

@@ -16,7 +16,8 @@
 static const char usage_text[] =
     "usage: ghostgate serve [-c FILE] [-l LEVEL]\n"
     "       ghostgate check -c FILE\n"
-    "       ghostgate call [-a ADDR] [-t SECONDS] [-T TOKEN] service.method [ARG...]\n"
+    "       ghostgate call [-a ADDR] [-t SECONDS] [-T TOKEN] [--ca FILE] [--cert FILE --key FILE]\n"
+    "                      [--server-name NAME] service.method [ARG...]\n"
     "       ghostgate reload (-p PIDFILE | -c FILE)\n"
     "       ghostgate token -c FILE -i IDENTITY [-t TTL] [-s SCOPES]\n"
     "       ghostgate run SCRIPT.lua [ARG...]\n"

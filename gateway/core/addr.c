@@ -29,9 +29,10 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
         snprintf(a->text, sizeof a->text, "unix:%s", path);
         return 0;
     }
-    if (strncmp(s, "http://", 7) == 0) {
+    int https = strncmp(s, "https://", 8) == 0;
+    if (strncmp(s, "http://", 7) == 0 || https) {
         char hostport[sizeof a->http_host];
-        const char *rest = s + 7, *slash = strchr(rest, '/');
+        const char *rest = s + 7 + https, *slash = strchr(rest, '/');
         size_t hl = slash ? (size_t)(slash - rest) : strlen(rest);
         if (hl == 0 || hl >= sizeof hostport || hl >= sizeof a->http_host ||
             (slash && strlen(slash) >= sizeof a->http_path)) {
@@ -49,8 +50,30 @@ int gg_addr_parse(const char *s, gg_addr *a, char *err, size_t errlen)
          * (often a credential: ?api_key=...) is never shown */
         char *q = strchr(path, '?');
         int plen = q ? (int)(q - path) : (int)strlen(path);
-        snprintf(a->text, sizeof a->text, "http://%.60s%.*s%s", hostport, plen > 90 ? 90 : plen,
-                 path, q ? GG_ADDR_REDACTED : "");
+        snprintf(a->text, sizeof a->text, "http%s://%.60s%.*s%s", https ? "s" : "", hostport,
+                 plen > 90 ? 90 : plen, path, q ? GG_ADDR_REDACTED : "");
+        if (https) { /* TLS (tls.c); the certificate must hold the host as written */
+            const char *colon = strrchr(hostport, ':');
+            size_t n = colon ? (size_t)(colon - hostport) : strlen(hostport);
+            const char *h = hostport;
+            if (n >= 2 && h[0] == '[') h++, n -= 2;
+            a->tls = 1;
+            snprintf(a->tls_name, sizeof a->tls_name, "%.*s", (int)n, h);
+        }
+        return 0;
+    }
+    if (strncmp(s, "tls://", 6) == 0) {
+        if (gg_addr_parse(s + 6, a, err, errlen)) return -1;
+        if (a->kind != GG_ADDR_TCP) {
+            snprintf(err, errlen, "address '%s' is not tls://host:port", s);
+            return -1;
+        }
+        a->tls = 1;
+        memcpy(a->text, "tls", 3); /* tcp://... -> tls://... */
+        const char *h = s + 6, *colon = strrchr(h, ':');
+        size_t hl = (size_t)(colon - h); /* parsed above: there is a colon */
+        if (hl >= 2 && h[0] == '[') h++, hl -= 2;
+        snprintf(a->tls_name, sizeof a->tls_name, "%.*s", (int)hl, h);
         return 0;
     }
     const char *given = s; /* errors quote the address as written, scheme included */

@@ -16,6 +16,8 @@ typedef struct gg_addr {
     char text[160]; /* canonical form, for logs and the admin endpoint: no query string */
     char http_path[256]; /* http://host:port/path upstreams: the path ("/" when none); else "" */
     char http_host[140]; /* and the Host header: host[:port] as written */
+    int tls; /* tls://host:port: TCP with TLS (tls.c) */
+    char tls_name[128]; /* and its host as written: the name a server's certificate must hold */
 } gg_addr;
 
 /* Returns 0, or -1 with a reason in err. Host names are resolved here (blocking). */

@@ -1,5 +1,6 @@
 /* stream.c -- framed reads and batched writes for every connection; see stream.h. */
 #include "core/stream.h"
+#include "core/tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ void gg_stream_init(gg_stream *s, gg_loop *loop, const gg_stream_ops *ops, unsig
     s->max_out = 0;
     s->wreq.data = s;
     s->flags = flags;
+    s->tls = NULL;
 }
 
 /* A connection with an incomplete message reads straight into its own buffer (no copy);
@@ -37,7 +39,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gg_stream *s = h->data;
     gg_loop *lp = s->loop;
-    if (s->in.len && !s->ops->on_bytes) {
+    if (s->in.len && !s->ops->on_bytes && !s->tls) {
         /* Read into the room the buffer has; when it runs low, grow by a read's worth (the
          * buffer doubles). Never by what the message claims it still needs: a claim is not
          * bytes, and 2,000 connections claiming 8 MiB each must not reserve 16 GB. */
@@ -115,9 +117,35 @@ static void process(gg_stream *s, char *data, size_t len, int own)
     }
 }
 
+void gg_stream_input(gg_stream *s, char *data, size_t len)
+{
+    if (s->ops->on_bytes) {
+        s->ops->on_bytes(s, data, len);
+    } else if (!s->in.len) {
+        process(s, data, len, 0);
+    } else if (gg_buf_append(&s->in, &s->loop->bufs, data, len)) {
+        gg_log(&s->loop->log, GG_LOG_ERROR, "out_of_memory", "what=input bytes=%zu", len);
+        gg_stream_close(s);
+    } else {
+        process(s, s->in.data, s->in.len, 1);
+    }
+}
+
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
 {
     gg_stream *s = h->data;
+    if (s->tls) { /* ciphertext: tls.c hands the plaintext to gg_stream_input */
+        int rc = nread > 0 ? gg_tls_read(s, buf->base, (size_t)nread) : (int)nread;
+        if (nread < 0) gg_tls_eof(s->tls);
+        if (rc < 0 && !(s->flags & GG_ST_CLOSING)) {
+            uv_read_stop(h);
+            s->flags &= ~GG_ST_READING;
+            /* The alert tells the peer why: a few bytes, written now if the socket takes them. */
+            if (rc == UV_EPROTO && gg_tls_pending(s->tls)) gg_stream_flush(s);
+            if (!(s->flags & GG_ST_CLOSING)) s->ops->on_eof(s, rc);
+        }
+        return;
+    }
     if (nread > 0 && s->ops->on_bytes) {
         s->ops->on_bytes(s, buf->base, (size_t)nread);
         return;
@@ -195,7 +223,7 @@ int gg_stream_write(gg_stream *s, const void *data, size_t n)
 
 size_t gg_stream_pending(const gg_stream *s)
 {
-    return s->out.len + s->wout.len;
+    return s->out.len + s->wout.len + (s->tls ? gg_tls_pending(s->tls) : 0);
 }
 
 int gg_stream_write_stalled(const gg_stream *s, uint64_t now, uint64_t timeout_ms)
@@ -233,7 +261,7 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     s->write_since = uv_now(s->loop->uv); /* the peer took bytes */
-    if (s->out.len)
+    if (s->out.len || (s->tls && gg_tls_pending(s->tls)))
         gg_stream_flush(s);
     else
         drained(s);
@@ -243,24 +271,32 @@ void gg_stream_flush(gg_stream *s)
 {
     s->flags &= ~GG_ST_FLUSH_QUEUED;
     if ((s->flags & (GG_ST_WRITING | GG_ST_CLOSING)) || !(s->flags & GG_ST_READY)) return;
-    if (!s->out.len) return;
-    uv_buf_t b = uv_buf_init(s->out.data, (unsigned)s->out.len);
+    gg_buf *src = &s->out; /* with TLS: the ciphertext sealed from it */
+    if (s->tls && !(src = gg_tls_seal(s))) {
+        s->ops->on_eof(s, UV_EPROTO);
+        return;
+    }
+    if (!src->len) return;
+    uv_buf_t b = uv_buf_init(src->data, (unsigned)src->len);
     int n = uv_try_write(&s->io.stream, &b, 1);
     if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
     if (n < 0) {
         s->ops->on_eof(s, n);
         return;
     }
-    if ((size_t)n == s->out.len) {
-        gg_buf_release(&s->out, &s->loop->bufs);
-        drained(s);
+    if ((size_t)n == src->len) {
+        gg_buf_release(src, &s->loop->bufs);
+        if (s->out.len) /* TLS seals a chunk at a time */
+            queue_flush(s);
+        else
+            drained(s);
         return;
     }
     /* The kernel took part of it: hand the rest to libuv and collect new output aside. */
     if (n > 0) s->write_since = uv_now(s->loop->uv);
-    gg_buf_consume(&s->out, (size_t)n);
-    s->wout = s->out;
-    memset(&s->out, 0, sizeof s->out);
+    gg_buf_consume(src, (size_t)n);
+    s->wout = *src;
+    memset(src, 0, sizeof *src);
     b = uv_buf_init(s->wout.data, (unsigned)s->wout.len);
     int rc = uv_write(&s->wreq, &s->io.stream, &b, 1, on_write);
     if (rc < 0) {
@@ -289,6 +325,8 @@ static void on_close(uv_handle_t *h)
     gg_buf_release(&s->wout, p);
     free(s->scan);
     s->scan = NULL;
+    gg_tls_free(s->tls);
+    s->tls = NULL;
     s->ops->on_closed(s);
 }
 
@@ -306,6 +344,7 @@ void gg_stream_close_after_flush(gg_stream *s)
     if (s->flags & GG_ST_READING) uv_read_stop(&s->io.stream);
     s->flags &= ~GG_ST_READING;
     s->flags |= GG_ST_CLOSE_AFTER | GG_ST_PAUSED;
+    if (s->tls && (s->flags & GG_ST_READY)) gg_tls_shutdown(s);
     if (!gg_stream_pending(s) || !(s->flags & GG_ST_READY))
         gg_stream_close(s);
     else

@@ -29,6 +29,8 @@ typedef struct gg_stream_ops {
     /* Raw streams (HTTP): when set, bytes are handed over as read, with no MessagePack framing
      * (on_message and on_frame_error are not used). data is valid only during the call. */
     void (*on_bytes)(gg_stream *s, const char *data, size_t len);
+    /* TLS (tls.c): the handshake is done and the peer verified. May be NULL. */
+    void (*on_handshake)(gg_stream *s);
 } gg_stream_ops;
 
 #define GG_ST_READING     0x01
@@ -59,6 +61,7 @@ struct gg_stream {
     uint64_t write_since; /* loop time (ms) of the last write progress while output waits; 0 if none */
     size_t max_out;       /* queued output beyond which reading stops (GG_ST_OUT_FULL); 0: none */
     unsigned flags;
+    struct gg_tls *tls; /* TLS on this connection (tls.c), NULL for plaintext; freed on close */
 };
 
 /* Set up the fields (the owner has initialised io with uv_tcp_init/uv_pipe_init).
@@ -74,6 +77,9 @@ int gg_stream_start(gg_stream *s);
 /* Stop dispatching messages (and reading) until gg_stream_resume. */
 void gg_stream_pause(gg_stream *s);
 void gg_stream_resume(gg_stream *s);
+
+/* Bytes read (plaintext, from a TLS layer): frame them, or hand them to on_bytes. */
+void gg_stream_input(gg_stream *s, char *data, size_t len);
 
 /* Queue output. reserve returns room for n bytes (NULL when out of memory); commit the bytes
  * actually written there. The flush happens at the end of this loop turn. */

@@ -4,6 +4,7 @@
 #include "http/http.h"
 #include "http/http_front.h"
 #include "proxy/server.h"
+#include "core/tls.h"
 
 #include <jansson.h>
 #include <lauxlib.h>
@@ -351,7 +352,7 @@ static int make_room(gg_http_front *f)
     return -1;
 }
 
-void gg_http_admin_accept(gg_http_front *f, uv_stream_t *server, int is_pipe)
+void gg_http_admin_accept(gg_http_front *f, uv_stream_t *server, int is_pipe, struct gg_tls_ctx *tls)
 {
     gg_server *srv = f->srv;
     gg_http_admin_conn *a = calloc(1, sizeof *a);
@@ -387,7 +388,8 @@ void gg_http_admin_accept(gg_http_front *f, uv_stream_t *server, int is_pipe)
         return;
     }
     if (!is_pipe) uv_tcp_nodelay(&a->st.io.tcp, 1);
-    if (gg_stream_start(&a->st)) gg_stream_close(&a->st);
+    if (tls && gg_tls_attach(&a->st, tls, NULL) == 0) gg_tls_http(a->st.tls);
+    if ((tls && !a->st.tls) || gg_stream_start(&a->st)) gg_stream_close(&a->st);
 }
 
 void gg_http_admin_sweep(uv_timer_t *t)

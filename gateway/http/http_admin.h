@@ -11,7 +11,9 @@
 
 struct gg_http_front;
 
-void gg_http_admin_accept(struct gg_http_front *f, uv_stream_t *server, int is_pipe);
+struct gg_tls_ctx;
+/* tls: HTTPS (a tls:// listener), else NULL. */
+void gg_http_admin_accept(struct gg_http_front *f, uv_stream_t *server, int is_pipe, struct gg_tls_ctx *tls);
 /* The front's sweep timer: close admin connections idle past limits.idle_timeout, or slower
  * than limits.message_timeout to send a request. */
 void gg_http_admin_sweep(uv_timer_t *t);

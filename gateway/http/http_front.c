@@ -3,6 +3,7 @@
 #include "http/http_admin.h"
 #include "http/http_rpc.h"
 #include "proxy/server.h"
+#include "core/tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,45 @@ static void handle_closed(uv_handle_t *h)
     gg_http_front_unref(h->data);
 }
 
+static void on_room(void *arg);
+
+/* max_handshakes counts HTTPS handshakes too, as listener.c does for tls:// listeners: at the
+ * cap an HTTPS listener does not accept (the connection waits in the kernel's backlog) until
+ * a handshake ends. */
+static int tls_full(gg_http_listener *ls)
+{
+    gg_server *srv = ls->front->srv;
+    if (!ls->tls || gg_tls_ctx_may_accept(srv->cfg->tls)) return 0;
+    if (!ls->blocked)
+        gg_log(&srv->lp.log, GG_LOG_WARN, "tls_handshakes_full", "listen=%s reason=\"max_handshakes "
+               "in progress; new connections wait in the backlog\"", ls->bound);
+    ls->blocked = 1;
+    gg_tls_ctx_on_room(srv->cfg->tls, on_room, srv); /* the server outlives the front */
+    return 1;
+}
+
+static void accept_one(gg_http_listener *ls)
+{
+    gg_server *srv = ls->front->srv;
+    struct gg_tls_ctx *tls = ls->tls ? srv->cfg->tls : NULL;
+    if (ls->admin)
+        gg_http_admin_accept(ls->front, &ls->io.stream, ls->is_pipe, tls);
+    else
+        gg_http_rpc_accept(ls->front, &ls->io.stream, ls->is_pipe, tls);
+}
+
+static void on_room(void *arg)
+{
+    gg_server *srv = arg;
+    gg_http_front *f = srv->http;
+    for (int i = 0; f && i < f->nlisteners; i++) {
+        gg_http_listener *ls = &f->listeners[i];
+        if (!ls->blocked || !ls->open || tls_full(ls)) continue;
+        ls->blocked = 0;
+        accept_one(ls);
+    }
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     gg_http_listener *ls = server->data;
@@ -63,10 +103,8 @@ static void on_connection(uv_stream_t *server, int status)
                uv_strerror(status));
         return;
     }
-    if (ls->admin)
-        gg_http_admin_accept(ls->front, server, ls->is_pipe);
-    else
-        gg_http_rpc_accept(ls->front, server, ls->is_pipe);
+    if (tls_full(ls)) return;
+    accept_one(ls);
 }
 
 /* gg_listen_socket makes the socket as the MessagePack listeners do (SO_REUSEADDR, SO_REUSEPORT
@@ -105,6 +143,8 @@ static int listen_one(gg_http_front *f, gg_http_listener *ls, const gg_addr *a, 
         int len = sizeof ss;
         uv_tcp_getsockname(&ls->io.tcp, (struct sockaddr *)&ss, &len);
         gg_addr_format_sa((struct sockaddr *)&ss, ls->bound, sizeof ls->bound);
+        ls->tls = a->tls;
+        if (a->tls) memcpy(ls->bound, "tls", 3);
     }
     gg_log(&srv->lp.log, GG_LOG_INFO, "http_listening", "kind=%s listen=%s",
            ls->admin ? "admin" : "jsonrpc", ls->bound);

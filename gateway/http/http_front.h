@@ -31,7 +31,9 @@ typedef struct gg_http_listener {
     struct gg_http_front *front;
     int admin; /* 1: the admin endpoint; 0: the JSON-RPC front door */
     int is_pipe;
+    int tls; /* tls://: HTTPS with the config's tls table */
     int open;
+    int blocked; /* tls: at max_handshakes; a connection waits in the backlog (http_front.c) */
     char bound[160];       /* the real address, with the port the kernel gave */
     char unlink_path[108]; /* unix: the socket file we made, removed when closing */
 } gg_http_listener;

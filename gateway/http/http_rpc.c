@@ -13,6 +13,7 @@
 #include "http/http_front.h"
 #include "core/json.h"
 #include "proxy/server.h"
+#include "core/tls.h"
 
 #include <openssl/crypto.h>
 #include <stddef.h>
@@ -745,7 +746,7 @@ static const gg_stream_ops rpc_stream_ops = {
     .on_bytes = on_bytes,
 };
 
-void gg_http_rpc_accept(gg_http_front *f, uv_stream_t *server, int is_pipe)
+void gg_http_rpc_accept(gg_http_front *f, uv_stream_t *server, int is_pipe, struct gg_tls_ctx *tls)
 {
     gg_server *srv = f->srv;
     gg_http_rpc_conn *k = calloc(1, sizeof *k);
@@ -776,5 +777,6 @@ void gg_http_rpc_accept(gg_http_front *f, uv_stream_t *server, int is_pipe)
         return;
     }
     if (!is_pipe) uv_tcp_nodelay(&k->c.st.io.tcp, 1);
-    if (gg_stream_start(&k->c.st)) gg_stream_close(&k->c.st);
+    if (tls && gg_tls_attach(&k->c.st, tls, NULL) == 0) gg_tls_http(k->c.st.tls);
+    if ((tls && !k->c.st.tls) || gg_stream_start(&k->c.st)) gg_stream_close(&k->c.st);
 }

@@ -9,7 +9,9 @@
 struct gg_http_front;
 
 /* Accept a connection on a front-door listener: it becomes a client (gg_client_add). */
-void gg_http_rpc_accept(struct gg_http_front *f, uv_stream_t *server, int is_pipe);
+struct gg_tls_ctx;
+/* tls: HTTPS (a tls:// listener), else NULL. */
+void gg_http_rpc_accept(struct gg_http_front *f, uv_stream_t *server, int is_pipe, struct gg_tls_ctx *tls);
 
 /* JSON-RPC error code for a gateway error code (docs/http.md has the table). */
 int gg_http_rpc_code(int gateway_code);

@@ -1,6 +1,7 @@
 /* httpc.c -- HTTP/1.1 client connections: gg_stream in raw mode for the bytes, http_parser for
  * the responses. See httpc.h. */
 #include "http/httpc.h"
+#include "core/tls.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -191,8 +192,11 @@ static void on_eof(gg_stream *s, int status)
             return;
         }
     }
-    char msg[160];
-    if (status != UV_EOF)
+    char msg[200];
+    const char *tls_why = s->tls ? gg_tls_error(s->tls) : ""; /* OpenSSL's text, no peer bytes */
+    if (*tls_why)
+        snprintf(msg, sizeof msg, "TLS failed: %s", tls_why);
+    else if (status != UV_EOF)
         snprintf(msg, sizeof msg, "connection error: %s", uv_strerror(status));
     else if (hc->got_bytes)
         snprintf(msg, sizeof msg, "closed the connection mid-response");
@@ -271,7 +275,12 @@ int gg_httpc_connect(gg_httpc *hc, const struct sockaddr *sa)
     hc->responses = 0;
     hc->state = GG_HTTPC_CONNECTING;
     reset_response(hc);
-    int rc = uv_tcp_connect(&hc->creq, &hc->st.io.tcp, sa, on_connect);
+    /* https: requests queue as plaintext and are sealed once the handshake is done (tls.c). */
+    int rc = hc->tls && (gg_tls_attach(&hc->st, hc->tls, hc->tls_name) ||
+                         (hc->tls_peer && gg_tls_resume(&hc->st, hc->tls_peer)))
+                 ? UV_ENOMEM
+                 : 0;
+    if (rc == 0) rc = uv_tcp_connect(&hc->creq, &hc->st.io.tcp, sa, on_connect);
     if (rc < 0) {
         hc->state = GG_HTTPC_CLOSING;
         gg_stream_close(&hc->st);

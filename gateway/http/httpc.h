@@ -68,6 +68,9 @@ struct gg_httpc {
     uint32_t nheaders;
     char why[128]; /* why a callback stopped the parser */
     uv_connect_t creq;
+    struct gg_tls_ctx *tls; /* https: set by the owner before connecting (not owned), else NULL */
+    const char *tls_name;   /* and the name the server's certificate must hold */
+    const char *tls_peer;   /* and the peer's name for session resumption (tls.h), NULL: none */
 };
 
 /* Set up the fields; no handle yet (state IDLE). */

@@ -54,6 +54,7 @@ static int ctx_gc(lua_State *L)
     while (x->listeners) gg_ghost_listener_close(x->listeners);
     for (int i = 0; i < 2; i++)
         if (!uv_is_closing((uv_handle_t *)&x->sig[i])) uv_close((uv_handle_t *)&x->sig[i], NULL);
+    if (!uv_is_closing((uv_handle_t *)&x->hs_sweep)) uv_close((uv_handle_t *)&x->hs_sweep, NULL);
     gg_loop_close(&x->lp);
     uv_run(&x->uv, UV_RUN_DEFAULT);
     uv_loop_close(&x->uv);
@@ -250,6 +251,9 @@ static ctx *ctx_open(lua_State *L)
         uv_signal_init(&x->uv, &x->sig[i]);
         x->sig[i].data = x;
     }
+    uv_timer_init(&x->uv, &x->hs_sweep);
+    x->hs_sweep.data = x;
+    uv_unref((uv_handle_t *)&x->hs_sweep); /* it keeps no loop alive */
     x->closing = 0;
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, CTX_KEY);

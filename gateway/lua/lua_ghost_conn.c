@@ -4,6 +4,7 @@
 #include "core/addr.h"
 #include "core/errors.h"
 #include "lua/lua_msgpack.h"
+#include "lua/tls_config.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -186,9 +187,23 @@ static void conn_on_eof(gg_stream *s, int status)
         return;
     }
     char msg[300];
-    snprintf(msg, sizeof msg, "connection to %s lost: %s", c->addr,
-             status == UV_EOF ? "closed by the peer" : uv_strerror(status));
-    gg_ghost_conn_close(c, FT_LOST, msg);
+    if (s->tls && *gg_tls_error(s->tls))
+        snprintf(msg, sizeof msg, "TLS with %s failed: %s", c->addr, gg_tls_error(s->tls));
+    else
+        snprintf(msg, sizeof msg, "connection to %s lost: %s", c->addr,
+                 status == UV_EOF ? "closed by the peer" : uv_strerror(status));
+    gg_ghost_conn_close(c, c->connect_call ? FT_CONNECT : FT_LOST, msg);
+}
+
+/* TLS: connected once the handshake is done (the server's certificate checked). */
+static void conn_on_handshake(gg_stream *s)
+{
+    conn *c = (conn *)s;
+    if (!c->connect_call) return;
+    gg_call *cc = c->connect_call;
+    ev_rec r = {.kind = EV_CONNECT, .ref = cc->waiter_ref, .id = cc->id};
+    gg_ghost_queue_event(c->x, &r, NULL, 0, NULL, 0);
+    gg_ghost_lcall_end(c->x, cc);
 }
 
 static void conn_on_closed(gg_stream *s)
@@ -218,6 +233,7 @@ const gg_stream_ops gg_ghost_conn_ops = {
     .on_eof = conn_on_eof,
     .on_drain = NULL,
     .on_closed = conn_on_closed,
+    .on_handshake = conn_on_handshake,
 };
 
 conn *gg_ghost_conn_new(ctx *x)
@@ -250,7 +266,7 @@ static void on_connect(uv_connect_t *req, int status)
     gg_ghost_set_state(c, ST_OPEN, NULL);
     c->st.flags |= GG_ST_READY;
     if (c->st.io.handle.type == UV_TCP) uv_tcp_nodelay(&c->st.io.tcp, 1);
-    if (c->connect_call) {
+    if (c->connect_call && !c->st.tls) { /* with TLS: at the end of the handshake */
         gg_call *cc = c->connect_call;
         ev_rec r = {.kind = EV_CONNECT, .ref = cc->waiter_ref, .id = cc->id};
         gg_ghost_queue_event(x, &r, NULL, 0, NULL, 0);
@@ -278,11 +294,12 @@ conn_box *gg_ghost_new_box(lua_State *L, conn *c)
     return b;
 }
 
-/* core.connect(addr, waiter?, timeout_ms?, max_message?, max_depth?, max_values?) -> conn, id */
+/* core.connect(addr, waiter?, timeout_ms?, max_message?, max_depth?, max_values?, tls?) ->
+ * conn, id. tls: the options table of a tls:// address (tls_config.h). */
 int gg_ghost_l_connect(lua_State *L)
 {
     ctx *x = gg_ghost_ctx_get(L);
-    lua_settop(L, 6);
+    lua_settop(L, 7);
     const char *addr = luaL_checkstring(L, 1);
     lua_Number tmo = luaL_optnumber(L, 3, 0);
     lua_Number maxm = luaL_optnumber(L, 4, (lua_Number)SEND_MAX_MESSAGE);
@@ -292,8 +309,20 @@ int gg_ghost_l_connect(lua_State *L)
     char err[256];
     if (gg_addr_parse(addr, &a, err, sizeof err))
         return gg_ghost_fail3(L, "connection_failed", "%s", err);
+    gg_tls_ctx *tls = NULL;
+    if (a.tls) {
+        if (!lua_istable(L, 7)) {
+            lua_newtable(L);
+            lua_replace(L, 7);
+        }
+        if (!(tls = gg_tls_ctx_from_lua(L, 7, GG_TLS_CLIENT, err, sizeof err)))
+            return gg_ghost_fail3(L, "connection_failed", "%s", err);
+    }
     conn *c = gg_ghost_conn_new(x);
-    if (!c) return gg_ghost_fail3(L, "connection_failed", "out of memory");
+    if (!c) {
+        gg_tls_ctx_unref(tls);
+        return gg_ghost_fail3(L, "connection_failed", "out of memory");
+    }
     c->max_message = maxm > 0 ? (size_t)maxm : SEND_MAX_MESSAGE;
     c->max_depth = maxd < 3 ? 3 : maxd > GG_DEPTH_CAP ? GG_DEPTH_CAP : maxd;
     c->max_values = maxv >= 1 ? (size_t)maxv : READ_MAX_VALUES;
@@ -302,7 +331,8 @@ int gg_ghost_l_connect(lua_State *L)
     gg_ghost_new_box(L, c);
     gg_stream_init(&c->st, &x->lp, &gg_ghost_conn_ops, 0);
     c->creq.data = c;
-    int rc;
+    int rc = tls ? gg_tls_attach(&c->st, tls, NULL) : 0; /* fails only out of memory */
+    gg_tls_ctx_unref(tls); /* the connection holds its own reference */
     if (a.kind == GG_ADDR_UNIX) {
         uv_pipe_init(&x->uv, &c->st.io.pipe, 0);
         c->st.io.handle.data = &c->st;
@@ -311,7 +341,10 @@ int gg_ghost_l_connect(lua_State *L)
     } else {
         uv_tcp_init(&x->uv, &c->st.io.tcp);
         c->st.io.handle.data = &c->st;
-        rc = uv_tcp_connect(&c->creq, &c->st.io.tcp, (const struct sockaddr *)&a.sa, on_connect);
+        if (rc == 0)
+            rc = uv_tcp_connect(&c->creq, &c->st.io.tcp, (const struct sockaddr *)&a.sa, on_connect);
+        else
+            rc = UV_ENOMEM;
     }
     uv_unref(&c->st.io.handle); /* the pending connect keeps the loop alive, not the handle */
     if (!lua_isnoneornil(L, 2)) {

@@ -54,6 +54,7 @@ typedef struct ctx {
     struct listener *listeners;
     uv_signal_t sig[2];
     int sig_on;
+    uv_timer_t hs_sweep; /* tls:// listeners: closes peers whose handshake outlived its timeout */
 } ctx;
 
 /* One queued event; `len` payload bytes follow, padded to 8. */
@@ -111,9 +112,13 @@ typedef struct listener {
     int is_unix;
     size_t max_message;
     size_t max_values;
+    struct gg_tls_ctx *tls; /* tls:// listeners: one reference */
     char path[108];
     char addr[160];
 } listener;
+
+/* lua_ghost_listen.c: the handshake sweep's callback (ctx.hs_sweep, once a second). */
+void gg_ghost_hs_sweep(uv_timer_t *t);
 
 extern const char *const gg_ghost_fail_types[];  /* by FT_* */
 extern const char *const gg_ghost_state_names[]; /* by ST_* */

@@ -3,6 +3,7 @@
 #include "core/addr.h"
 #include "core/errors.h"
 #include "lua/lua_msgpack.h"
+#include "lua/tls_config.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -16,7 +17,9 @@
 
 static void listener_closed(uv_handle_t *h)
 {
-    free(h->data);
+    listener *l = h->data;
+    gg_tls_ctx_unref(l->tls);
+    free(l);
 }
 
 void gg_ghost_listener_close(listener *l)
@@ -32,6 +35,20 @@ void gg_ghost_listener_close(listener *l)
     uv_close(&l->io.handle, listener_closed);
 }
 /* ---- listeners -------------------------------------------------------------------------- */
+
+/* A peer that opened a TCP connection and never finished its handshake would hold its socket
+ * and TLS state for ever: closed once its context's handshake_timeout has passed (checked
+ * once a second, so up to a second late). */
+void gg_ghost_hs_sweep(uv_timer_t *t)
+{
+    ctx *x = t->data;
+    uint64_t now = uv_now(&x->uv);
+    for (conn *c = x->conns; c; c = c->next) {
+        if (!c->is_peer || !c->st.tls || !gg_tls_handshake_expired(c->st.tls, now)) continue;
+        gg_ghost_set_state(c, ST_CLOSED, "TLS handshake timeout");
+        gg_stream_close(&c->st);
+    }
+}
 
 typedef struct accept_args {
     conn *c;
@@ -66,7 +83,7 @@ static void on_connection(uv_stream_t *server, int status)
     else
         uv_tcp_init(&x->uv, &c->st.io.tcp);
     gg_stream_init(&c->st, &x->lp, &gg_ghost_conn_ops, GG_ST_READY);
-    if (uv_accept(server, &c->st.io.stream)) {
+    if (uv_accept(server, &c->st.io.stream) || (l->tls && gg_tls_attach(&c->st, l->tls, NULL))) {
         gg_stream_close(&c->st);
         return;
     }
@@ -89,10 +106,12 @@ static void on_connection(uv_stream_t *server, int status)
 }
 
 
-/* core.listen(addr, owner, max_message?, max_values?) -> listener, bound address */
+/* core.listen(addr, owner, max_message?, max_values?, tls?) -> listener, bound address. tls:
+ * the options table of a tls:// address (cert, key, ca, verify_client...: tls_config.h). */
 int gg_ghost_l_listen(lua_State *L)
 {
     ctx *x = gg_ghost_ctx_get(L);
+    lua_settop(L, 5);
     const char *addr = luaL_checkstring(L, 1);
     luaL_checkany(L, 2);
     lua_Number maxm = luaL_optnumber(L, 3, (lua_Number)SEND_MAX_MESSAGE);
@@ -102,8 +121,17 @@ int gg_ghost_l_listen(lua_State *L)
     if (gg_addr_parse(addr, &a, err, sizeof err)) return gg_ghost_fail3(L, "listen", "%s", err);
     if (a.kind == GG_ADDR_UNIX && gg_addr_clear_stale(a.path, err, sizeof err))
         return gg_ghost_fail3(L, "listen", "%s", err);
+    gg_tls_ctx *tls = NULL;
+    if (a.tls && !lua_istable(L, 5))
+        return gg_ghost_fail3(L, "listen", "%s needs TLS options (cert, key)", a.text);
+    if (a.tls && !(tls = gg_tls_ctx_from_lua(L, 5, GG_TLS_SERVER, err, sizeof err)))
+        return gg_ghost_fail3(L, "listen", "%s", err);
     listener *l = calloc(1, sizeof *l);
-    if (!l) return gg_ghost_fail3(L, "listen", "out of memory");
+    if (!l) {
+        gg_tls_ctx_unref(tls);
+        return gg_ghost_fail3(L, "listen", "out of memory");
+    }
+    l->tls = tls;
     l->x = x;
     l->max_message = maxm > 0 ? (size_t)maxm : SEND_MAX_MESSAGE;
     l->max_values = maxv >= 1 ? (size_t)maxv : READ_MAX_VALUES;
@@ -134,7 +162,10 @@ int gg_ghost_l_listen(lua_State *L)
         int len = sizeof ss;
         uv_tcp_getsockname(&l->io.tcp, (struct sockaddr *)&ss, &len);
         gg_addr_format_sa((struct sockaddr *)&ss, l->addr, sizeof l->addr);
+        if (tls) memcpy(l->addr, "tls", 3);
     }
+    if (tls && !uv_is_active((uv_handle_t *)&x->hs_sweep))
+        uv_timer_start(&x->hs_sweep, gg_ghost_hs_sweep, 1000, 1000);
     lua_pushvalue(L, 2);
     l->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     l->next = x->listeners;

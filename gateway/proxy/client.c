@@ -4,6 +4,7 @@
 #include "core/errors.h"
 #include "proxy/server.h"
 #include "proxy/sys.h"
+#include "core/tls.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -293,7 +294,7 @@ void gg_client_remove(gg_server *srv, gg_client *c)
     gg_policy_client_closed(srv, c);
 }
 
-void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
+void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe, struct gg_tls_ctx *tls)
 {
     gg_client *c = calloc(1, sizeof *c);
     if (!c) {
@@ -319,7 +320,7 @@ void gg_client_accept(gg_server *srv, uv_stream_t *server, int is_pipe)
         return;
     }
     if (!is_pipe) uv_tcp_nodelay(&c->st.io.tcp, 1);
-    if (gg_stream_start(&c->st)) gg_stream_close(&c->st);
+    if ((tls && gg_tls_attach(&c->st, tls, NULL)) || gg_stream_start(&c->st)) gg_stream_close(&c->st);
 }
 
 void gg_clients_sweep(gg_server *srv)
@@ -331,6 +332,8 @@ void gg_clients_sweep(gg_server *srv)
         const char *why = NULL;
         if (c->st.partial_since && now - c->st.partial_since > l->message_timeout_ms)
             why = "message_timeout";
+        else if (c->st.tls && gg_tls_handshake_expired(c->st.tls, now))
+            why = "tls_handshake_timeout";
         else if (!c->calls.n && !gg_stream_pending(&c->st) && now - c->last_active > l->idle_timeout_ms)
             why = "idle_timeout";
         else if (gg_stream_write_stalled(&c->st, now, l->write_timeout_ms))

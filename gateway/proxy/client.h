@@ -41,8 +41,10 @@ struct gg_client {
     void *data; /* the protocol's own state (an HTTP front door's requests) */
 };
 
-/* Accept a connection on a listener's server handle. */
-void gg_client_accept(struct gg_server *srv, uv_stream_t *server, int is_pipe);
+/* Accept a connection on a listener's server handle; with tls (a tls:// listener) the client
+ * must complete a TLS handshake first. */
+struct gg_tls_ctx;
+void gg_client_accept(struct gg_server *srv, uv_stream_t *server, int is_pipe, struct gg_tls_ctx *tls);
 /* Register a client made elsewhere (an HTTP front door's connection): it counts against
  * max_clients, is swept for idleness and closed at shutdown like the others. */
 void gg_client_add(struct gg_server *srv, gg_client *c);

@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "lua/lua_bridge.h"
 #include "proxy/policy.h"
+#include "lua/tls_config.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -106,7 +107,13 @@ static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t 
         char where[200];
         snprintf(where, sizeof where, "%s: services.%s.upstreams", c->source, s->name);
         if (!s->name || read_addrs(L, v, "upstreams", where, &s->upstreams, &s->nupstreams, err,
-                                   errlen)) {
+                                   errlen) ||
+            gg_tls_service_read(L, v, s->upstreams, s->nupstreams, where, &s->tls, err, errlen)) {
+            lua_settop(L, t - 1);
+            return -1;
+        }
+        snprintf(where, sizeof where, "%s: services.%s", c->source, s->name);
+        if (s->adapter && gg_tls_https_read(L, v, where, &s->https, err, errlen)) {
             lua_settop(L, t - 1);
             return -1;
         }
@@ -135,6 +142,7 @@ static int read_config(gg_config *c, char *err, size_t errlen)
     c->lua_memory = lua_isnumber(L, -1) ? (size_t)lua_tonumber(L, -1) : GG_LUA_MEMORY_DEFAULT;
     lua_pop(L, 1);
     read_limits(L, t, &c->limits);
+    if (gg_tls_config_read(L, t, c->source, &c->tls, err, errlen)) return -1;
     if (read_services(L, t, c, err, errlen)) return -1;
     lua_getfield(L, t, "http");
     if (lua_istable(L, -1)) {
@@ -263,6 +271,8 @@ void gg_config_free(gg_config *c)
         free(c->services[i].name);
         free(c->services[i].upstreams);
         free(c->services[i].adapter);
+        gg_tls_ctx_unref(c->services[i].tls);
+        gg_tls_ctx_unref(c->services[i].https);
     }
     free(c->http_listen);
     free(c->http_path);
@@ -271,6 +281,7 @@ void gg_config_free(gg_config *c)
     free(c->services);
     free(c->listen);
     free(c->source);
+    gg_tls_ctx_unref(c->tls);
     if (c->L && c->owns_L)
         gg_lua_close(c->L);
     else if (c->L && c->table_ref != LUA_NOREF)

@@ -38,6 +38,8 @@ typedef struct gg_service_conf {
     int keep_prefix;
     int error_details;   /* error_details = true: tracebacks and adapter messages reach clients */
     int any_method_name; /* method_names = "any": forward names gg_method_check flags */
+    struct gg_tls_ctx *tls; /* tls:// upstreams: a client context (lua/tls_config.c), else NULL */
+    struct gg_tls_ctx *https; /* adapters: http.request to https:// URLs (ALPN http/1.1) */
 } gg_service_conf;
 
 typedef struct gg_config {
@@ -60,6 +62,7 @@ typedef struct gg_config {
     int nadmin;
     char *redis; /* the top-level redis URL as written (validated into redis_url), or NULL */
     gg_redis_url redis_url;
+    struct gg_tls_ctx *tls; /* the tls:// listeners' context (tls_config.c), NULL when none */
     lua_State *L;  /* the Lua side of the config (policies); closed with it if owns_L */
     int owns_L;
     int table_ref; /* the normalised config table, in L's registry */

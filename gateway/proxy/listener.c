@@ -1,6 +1,7 @@
 /* listener.c -- TCP and Unix listeners; each accepted connection becomes a client. */
 #include "proxy/listener.h"
 #include "proxy/server.h"
+#include "core/tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -8,6 +9,40 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static void on_room(void *arg);
+
+/* At max_handshakes a TLS listener does not accept: libuv stops polling it until the next
+ * uv_accept, so a flood of half-open connections waits in the kernel's backlog instead of
+ * costing handshakes. The first handshake to end resumes it (on_room). */
+static int tls_full(gg_listener *ls)
+{
+    gg_tls_ctx *ctx = ls->srv->cfg->tls;
+    if (!ls->addr.tls || gg_tls_ctx_may_accept(ctx)) return 0;
+    if (!ls->blocked)
+        gg_log(&ls->srv->lp.log, GG_LOG_WARN, "tls_handshakes_full", "listen=%s reason=\"max_handshakes "
+               "in progress; new connections wait in the backlog\"", ls->bound);
+    ls->blocked = 1;
+    gg_tls_ctx_on_room(ctx, on_room, ls->srv);
+    return 1;
+}
+
+static void accept_one(gg_listener *ls)
+{
+    gg_client_accept(ls->srv, &ls->io.stream, ls->addr.kind == GG_ADDR_UNIX,
+                     ls->addr.tls ? ls->srv->cfg->tls : NULL);
+}
+
+static void on_room(void *arg)
+{
+    gg_server *srv = arg;
+    for (int i = 0; i < srv->nlisteners; i++) {
+        gg_listener *ls = &srv->listeners[i];
+        if (!ls->blocked || !ls->open || tls_full(ls)) continue;
+        ls->blocked = 0;
+        accept_one(ls);
+    }
+}
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -17,7 +52,8 @@ static void on_connection(uv_stream_t *server, int status)
                uv_strerror(status));
         return;
     }
-    gg_client_accept(ls->srv, server, ls->addr.kind == GG_ADDR_UNIX);
+    if (tls_full(ls)) return;
+    accept_one(ls);
 }
 
 int gg_listen_socket(const gg_addr *a, int reuseport, int do_listen, char *err, size_t errlen)
@@ -80,6 +116,7 @@ static int start_one(gg_server *srv, gg_listener *ls, int inherited, char *err, 
         int len = sizeof ss;
         uv_tcp_getsockname(&ls->io.tcp, (struct sockaddr *)&ss, &len);
         gg_addr_format_sa((struct sockaddr *)&ss, ls->bound, sizeof ls->bound);
+        if (a->tls) memcpy(ls->bound, "tls", 3);
     }
     return 0;
 }

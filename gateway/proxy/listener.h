@@ -20,6 +20,7 @@ typedef struct gg_listener {
     char bound[160]; /* the real address, with the port the kernel gave */
     int open;
     int owns_path; /* unix: remove the socket file when closing */
+    int blocked;   /* tls: a connection waits in the backlog until a handshake ends */
 } gg_listener;
 
 /* A listening socket for a (TCP: SO_REUSEADDR, and SO_REUSEPORT when reuseport; unix: a stale

@@ -4,6 +4,7 @@
 #include "lua/lua_bridge.h"
 #include "lua/lua_msgpack.h"
 #include "proxy/server.h"
+#include "lua/tls_config.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -204,6 +205,7 @@ static void push_client(lua_State *L, gg_server *srv, gg_client *c)
     lua_setfield(L, -2, "host");
     lua_newtable(L);
     lua_setfield(L, -2, "meta");
+    gg_tls_push_identity(L, srv->pol.auth_ref, c->st.tls);
     lua_pushvalue(L, -1);
     c->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     (void)srv;

@@ -2,6 +2,7 @@
 #include "proxy/server.h"
 #include "proxy/dispatch.h"
 #include "core/errors.h"
+#include "core/tls.h"
 #include "lua/lua_bridge.h"
 
 #include <signal.h>
@@ -215,6 +216,20 @@ void gg_server_generation_freed(gg_server *srv, gg_generation *gen)
     }
 }
 
+/* Peers keep resuming across a reload: the tls:// listeners' session-ticket keys and the
+ * services' kept upstream sessions move to the new config's contexts, when those trust the
+ * same things as the old ones (gg_tls_ctx_carry). */
+static void carry_tls(gg_config *from, gg_config *to)
+{
+    gg_tls_ctx_carry(to->tls, from->tls);
+    for (int i = 0; i < to->nservices; i++)
+        for (int j = 0; to->services[i].tls && j < from->nservices; j++)
+            if (strcmp(to->services[i].name, from->services[j].name) == 0) {
+                gg_tls_ctx_carry(to->services[i].tls, from->services[j].tls);
+                break;
+            }
+}
+
 int gg_server_reload(gg_server *srv)
 {
     char err[1024];
@@ -248,6 +263,7 @@ int gg_server_reload(gg_server *srv)
     if (cfg->limits.max_calls != srv->cfg->limits.max_calls)
         gg_log(&lp->log, GG_LOG_WARN, "reload_partial", "reason=\"max_calls changes on restart\"");
     gg_generation *old = srv->gen;
+    carry_tls(srv->cfg, cfg); /* before the new pools connect */
     gg_generation_connect(gen, old);
     gg_policy_sync_endpoints(srv, gen);
     srv->gen = gen;

@@ -33,6 +33,7 @@ void gg_ad_maybe_free(gg_adapter *ad)
 {
     if (!ad->released || ad->pending) return;
     gg_lua_close(ad->L);
+    gg_tls_ctx_unref(ad->https);
     free(ad);
 }
 
@@ -247,6 +248,8 @@ static int gg_adapter_start(gg_service *svc, char *err, size_t errlen)
     svc->eps = ep;
     svc->neps = 1;
     svc->impl = ad;
+    ad->https = svc->conf->https;
+    if (ad->https) gg_tls_ctx_ref(ad->https);
     return 0;
 }
 

@@ -163,6 +163,11 @@ static void http_connect(ad_task *t)
     c->task = t;
     snprintf(c->key, sizeof c->key, "%s", t->key);
     gg_httpc_init(&c->hc, &ad->srv->lp, &ad_conn_ops, c);
+    if (t->https) { /* the URL's host is the name the certificate must hold */
+        c->hc.tls = ad->https;
+        c->hc.tls_name = t->host;
+        c->hc.tls_peer = c->key;
+    }
     ad->pending++;
     t->conn = c;
     int rc = gg_httpc_connect(&c->hc, (const struct sockaddr *)&t->sa);
@@ -294,10 +299,16 @@ int gg_ad_start_http(ad_task *t)
         gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_BAD_REQUEST, "bad_request", "not an http:// URL");
         goto fail;
     }
-    if (u.field_data[UF_SCHEMA].len != 4 ||
-        strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4)) {
+    size_t slen = u.field_data[UF_SCHEMA].len;
+    const char *scheme = url + u.field_data[UF_SCHEMA].off;
+    t->https = slen == 5 && strncasecmp(scheme, "https", 5) == 0;
+    if (!t->https && (slen != 4 || strncasecmp(scheme, "http", 4))) {
         gg_ad_res_error(t, GG_AD_R_LOCAL, GG_ERR_NOT_SUPPORTED, "not_supported",
-                  "only http:// URLs (for https, run a TLS proxy next to the gateway)");
+                        "only http:// and https:// URLs");
+        goto fail;
+    }
+    if (t->https && !ad->https) { /* not an adapter service's task: never expected */
+        gg_ad_res_error(t, GG_AD_R_GATEWAY, GG_ERR_NOT_SUPPORTED, "not_supported", "no TLS context");
         goto fail;
     }
     if (u.field_set & (1 << UF_USERINFO)) {
@@ -312,8 +323,9 @@ int gg_ad_start_http(ad_task *t)
     }
     memcpy(t->host, url + host_off, host_len);
     t->host[host_len] = 0;
-    t->port = (u.field_set & (1 << UF_PORT)) ? u.port : 80;
-    snprintf(t->key, sizeof t->key, "%s:%u", t->host, t->port);
+    t->port = (u.field_set & (1 << UF_PORT)) ? u.port : t->https ? 443 : 80;
+    /* kept connections are found by key: an https one never serves an http:// URL */
+    snprintf(t->key, sizeof t->key, "%s%s:%u", t->https ? "https://" : "", t->host, t->port);
     t->is_head = strcmp(method, "HEAD") == 0;
     t->idempotent = is_idempotent(method);
 

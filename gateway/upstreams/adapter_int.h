@@ -14,6 +14,7 @@
 #include "core/errors.h"
 #include "http/httpc.h"
 #include "core/json.h"
+#include "core/tls.h"
 #include "lua/lua_bridge.h"
 #include "lua/lua_consts.h"
 #include "lua/lua_msgpack.h"
@@ -80,6 +81,7 @@ typedef struct ad_task {
     unsigned port;
     struct sockaddr_storage sa;
     int is_head, idempotent, retried;
+    int https;
     uint64_t http_ms; /* its timeout */
     uv_timer_t timer;
     int timer_init;
@@ -112,6 +114,7 @@ struct gg_adapter {
     char name[64];
     char file[512];
     gg_addr pseudo; /* the one endpoint policies see: "adapter:<file>" */
+    struct gg_tls_ctx *https; /* http.request to https:// URLs: one reference (config.h) */
     int mod_ref, run_ref;
     ad_task *tasks;
     ad_task *ready, *ready_tail;

@@ -415,6 +415,9 @@ static void conn_connect(hu_conn *c)
     gg_http_up *up = c->ep->up;
     if (up->released) return;
     up->handles++; /* the TCP handle, until on_closed */
+    c->hc.tls = c->ep->addr->tls ? up->svc->conf->tls : NULL; /* https:// */
+    c->hc.tls_name = c->ep->addr->tls_name;
+    c->hc.tls_peer = c->ep->addr->text;
     gg_httpc_connect(&c->hc, (const struct sockaddr *)&c->ep->addr->sa);
 }
 

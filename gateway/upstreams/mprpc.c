@@ -2,6 +2,7 @@
 #include "upstreams/mprpc.h"
 #include "proxy/dispatch.h"
 #include "core/errors.h"
+#include "core/tls.h"
 #include "proxy/server.h"
 
 #include <stdio.h>
@@ -133,10 +134,17 @@ static void on_eof(gg_stream *s, int status)
     gg_server *srv = srv_of(uc);
     /* A connection closed with nothing in flight lost nothing: the reconnect says the rest. */
     int level = srv->draining || !uc->calls.n ? GG_LOG_INFO : GG_LOG_WARN;
-    gg_log(&srv->lp.log, level, "upstream_lost",
-           "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
-           uc->ep->addr->text, status == UV_EOF ? "closed by peer" : uv_strerror(status),
-           uc->calls.n);
+    const char *tls_why = s->tls ? gg_tls_error(s->tls) : "";
+    if (*tls_why && uc->state == GG_UP_CONNECTING) { /* a failed handshake: said once per outage */
+        gg_log(&srv->lp.log, uc->ep->down ? GG_LOG_DEBUG : GG_LOG_WARN, "upstream_tls_failed",
+               "service=%s upstream=%s reason=\"%s\"", uc->ep->svc->name, uc->ep->addr->text, tls_why);
+        uc->connect_status = UV_EPROTO;
+    } else {
+        gg_log(&srv->lp.log, level, "upstream_lost",
+               "service=%s upstream=%s reason=\"%s\" inflight=%u", uc->ep->svc->name,
+               uc->ep->addr->text, *tls_why ? tls_why : status == UV_EOF ? "closed by peer" : uv_strerror(status),
+               uc->calls.n);
+    }
     fail_calls(uc, "closed the connection");
     gg_stream_close(s);
 }
@@ -182,18 +190,39 @@ static void on_closed(gg_stream *s)
     uv_timer_start(&uc->retry, on_retry, wait, 0);
 }
 
+static void connected(gg_uconn *uc);
+
+/* tls:// upstreams are connected once the handshake is done (certificate and name checked). */
+static void on_handshake(gg_stream *s)
+{
+    connected((gg_uconn *)s);
+}
+
 static const gg_stream_ops uconn_ops = {
     .on_message = on_message,
     .on_frame_error = on_frame_error,
     .on_eof = on_eof,
     .on_drain = NULL,
     .on_closed = on_closed,
+    .on_handshake = on_handshake,
 };
+
+/* The upstream took the TCP connection but did not finish the handshake in time (a server
+ * that is not speaking TLS, or hung): give up on this try, as if it had been refused. */
+static void on_handshake_timeout(uv_timer_t *t)
+{
+    gg_uconn *uc = t->data;
+    if (uc->state != GG_UP_CONNECTING || !uc->st.tls || (uc->st.flags & GG_ST_CLOSING)) return;
+    gg_log(&srv_of(uc)->lp.log, uc->ep->down ? GG_LOG_DEBUG : GG_LOG_WARN, "upstream_tls_failed",
+           "service=%s upstream=%s reason=\"handshake timed out\"", uc->ep->svc->name, uc->ep->addr->text);
+    uc->connect_status = UV_ETIMEDOUT;
+    fail_calls(uc, "did not finish the TLS handshake");
+    gg_stream_close(&uc->st);
+}
 
 static void on_connect(uv_connect_t *req, int status)
 {
     gg_uconn *uc = req->data;
-    gg_server *srv = srv_of(uc);
     if (status == UV_ECANCELED) return; /* closing */
     if (status < 0) {
         uc->connect_status = status; /* logged by on_closed, which knows the delay */
@@ -201,12 +230,34 @@ static void on_connect(uv_connect_t *req, int status)
         gg_stream_close(&uc->st);
         return;
     }
+    if (!uc->st.tls) {
+        connected(uc);
+        return;
+    }
+    uc->st.flags |= GG_ST_READY; /* the handshake goes out; calls wait for its end (tls.c) */
+    if (gg_stream_start(&uc->st)) {
+        on_eof(&uc->st, UV_EIO);
+        return;
+    }
+    /* the retry timer is idle while connecting: it bounds the handshake */
+    uv_timer_start(&uc->retry, on_handshake_timeout,
+                   gg_tls_ctx_handshake_timeout(uc->ep->svc->conf->tls), 0);
+    gg_stream_flush(&uc->st);
+}
+
+static void connected(gg_uconn *uc)
+{
+    gg_server *srv = srv_of(uc);
+    if (uc->st.tls) uv_timer_stop(&uc->retry); /* the handshake timeout */
     uc->state = GG_UP_CONNECTED;
     uc->connected_at = uv_now(srv->lp.uv);
     uc->st.flags |= GG_ST_READY;
     gg_endpoint_set_connected(uc->ep, 1);
     gg_endpoint_connected(uc->ep, uc->index);
-    if (gg_stream_start(&uc->st)) {
+    if (uc->st.tls)
+        gg_log(&srv->lp.log, GG_LOG_DEBUG, "upstream_tls_session", "service=%s upstream=%s conn=%d session=%s",
+               uc->ep->svc->name, uc->ep->addr->text, uc->index, gg_tls_resumed(uc->st.tls) ? "resumed" : "new");
+    if (!uc->st.tls && gg_stream_start(&uc->st)) {
         on_eof(&uc->st, UV_EIO);
         return;
     }
@@ -232,7 +283,14 @@ static void uconn_connect(gg_uconn *uc)
     uv_tcp_init(srv->lp.uv, &uc->st.io.tcp);
     uc->st.io.handle.data = &uc->st;
     uv_tcp_nodelay(&uc->st.io.tcp, 1);
-    int rc = uv_tcp_connect(&uc->creq, &uc->st.io.tcp, (const struct sockaddr *)&a->sa, on_connect);
+    /* tls://: a reconnect resumes the pool's last session with this endpoint (no certificate
+     * exchange, one round trip less) */
+    int rc = a->tls && (gg_tls_attach(&uc->st, uc->ep->svc->conf->tls, a->tls_name) ||
+                        gg_tls_resume(&uc->st, a->text))
+                 ? UV_ENOMEM
+                 : 0;
+    if (rc == 0)
+        rc = uv_tcp_connect(&uc->creq, &uc->st.io.tcp, (const struct sockaddr *)&a->sa, on_connect);
     if (rc < 0) {
         uc->connect_status = rc;
         gg_stream_close(&uc->st);

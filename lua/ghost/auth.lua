@@ -6,6 +6,9 @@
 --   HMAC-signed tokens  auth = { hmac_secret = "...", max_ttl = 86400 }
 --     token = "gg1:<identity>:<expires unix s>:<scopes, comma-separated>:<hex HMAC-SHA256>"
 --     signed over everything before the last colon; mint one with `ghostgate token`.
+--   client certificates auth = { certs = { ["CN=billing"] = { scopes = { "invoices.*" } } } }
+--     on a tls:// listener with verify_client: the verified certificate's subject common name
+--     is the connection's identity from the start, no token needed (gateway/tls.c).
 -- Keys are kept as SHA-256 digests and looked up by the digest of the presented token, so the
 -- lookup's timing says nothing about any key; signatures are compared in constant time.
 -- Wrong tokens are rate-limited per client address.
@@ -38,6 +41,20 @@ _M.schema = {
                 },
             },
         },
+        certs = {
+            type = "map", default = function() return {} end,
+            keys = { type = "string", match = "^CN=[%w_.@:+%-]+$",
+                     match_text = "CN=name (letters, digits, _ . @ : + -)" },
+            values = {
+                type = "record",
+                fields = {
+                    identity = { type = "string", match = "^[%w_.@%-]+$",
+                                 description = "the identity policies see (default: the CN=... key)" },
+                    scopes = { type = "array", elements = { type = "string" },
+                               default = function() return { "**" } end },
+                },
+            },
+        },
         hmac_secret = { type = "string", check = function(s)
             if #s < 32 then return nil, "hmac_secret must be at least 32 characters" end
             return true
@@ -61,6 +78,13 @@ function _M.new(conf, host)
             identity = v.identity, scopes = v.scopes, scope_match = glob.compile(v.scopes),
             -- decisions are cached per key: same identity, same scopes
             key = "k:" .. digest,
+        }
+    end
+    self.by_subject = {}
+    for subject, v in pairs(conf.certs or {}) do
+        self.by_subject[subject] = {
+            identity = v.identity or subject, scopes = v.scopes, scope_match = glob.compile(v.scopes),
+            key = "c:" .. subject,
         }
     end
     return setmetatable(self, { __index = _M })
@@ -134,6 +158,19 @@ function _M:authenticate(client, token)
     client.scope_match = who.scope_match
     client.expires = who.expires
     return who.identity
+end
+
+local no_scope = glob.compile({})
+
+--- A connection that presented a verified client certificate (subject "CN=..."): its identity
+-- and scopes from `certs`; a certificate not listed there is its subject with no scope (the
+-- auth policy answers 403 rather than 401: the caller is known, just not allowed).
+function _M:certificate(client, subject)
+    local who = self.by_subject[subject]
+    client.identity = who and who.identity or subject
+    client.identity_key = who and who.key or ("c:" .. subject)
+    client.scopes = who and who.scopes or {}
+    client.scope_match = who and who.scope_match or no_scope
 end
 
 --- Mint an HMAC token (for `ghostgate token` and tests).

@@ -16,8 +16,8 @@ local sched = require "ghost.sched"
 local errors = require "ghost.errors"
 local proxy = require "ghost.proxy"
 
-local type, error, tostring, pairs = type, error, tostring, pairs
-local format = string.format
+local type, error, tostring, pairs, ipairs = type, error, tostring, pairs, ipairs
+local format, match = string.format, string.match
 
 local core_connect, core_now = core.connect, core.now
 local current, wait = sched.current, sched.wait
@@ -32,7 +32,7 @@ local DEFAULT_TIMEOUT = 30 -- seconds, per call
 -- Open a new connection for client (does not wait). Returns conn or nil, err.
 local function new_conn(client)
     local conn, _, msg = core_connect(client.addr, nil, 0, client.max_message, client.max_depth,
-        client.max_values)
+        client.max_values, client.tls)
     if not conn then return nil, new_error("connection_failed", msg) end
     client.conn = conn
     if client.token then
@@ -185,7 +185,33 @@ local function check_opt(opts, k, typ)
 end
 
 local known = { token = true, timeout = true, connect_timeout = true, try = true,
-    max_message = true, max_depth = true, max_values = true }
+    max_message = true, max_depth = true, max_values = true,
+    ca = true, cert = true, key = true, server_name = true, tls12 = true }
+
+-- tls://host:port: the server's certificate is checked against ca (default: the system's CAs)
+-- and the host as written (or server_name); cert and key: a client certificate (mTLS).
+local function tls_options(addr, opts)
+    local host = match(addr, "^tls://%[([^%]]+)%]:%d+$") or match(addr, "^tls://([^/]+):%d+$")
+    if not host then
+        for _, k in ipairs({ "ca", "cert", "key", "server_name" }) do
+            if opts[k] ~= nil then
+                error(format("ghost.connect: option %s is for tls:// addresses", k), 3)
+            end
+        end
+        return nil
+    end
+    local t = { server_name = opts.server_name or host, tls12 = opts.tls12 }
+    for _, k in ipairs({ "ca", "cert", "key", "server_name" }) do
+        if opts[k] ~= nil and type(opts[k]) ~= "string" then
+            error(format("ghost.connect: option %s must be a string, got %s", k, type(opts[k])), 3)
+        end
+        t[k] = opts[k] or t[k]
+    end
+    if (t.cert == nil) ~= (t.key == nil) then
+        error("ghost.connect: options cert and key go together", 3)
+    end
+    return t
+end
 
 --- Connect to a gateway (or any MessagePack-RPC server). Returns the root proxy, or nil, err
 -- (an error object: connection_failed, or the ghost.auth error with a token).
@@ -208,6 +234,7 @@ function _M.connect(addr, opts)
         max_message = check_opt(opts, "max_message", "number"),
         max_depth = check_opt(opts, "max_depth", "number"),
         max_values = check_opt(opts, "max_values", "number"),
+        tls = tls_options(addr, opts),
     }
     local connect_ms = (check_opt(opts, "connect_timeout", "number") or timeout) * 1000
     client.on_auth = function(kind, _, x, y)
@@ -221,7 +248,7 @@ function _M.connect(addr, opts)
     local co, rec = current()
     local w = rec and co or {}
     local conn, id, msg = core_connect(addr, w, connect_ms, client.max_message, client.max_depth,
-        client.max_values)
+        client.max_values, client.tls)
     if not conn then return nil, new_error("connection_failed", msg) end
     local k, x, y = wait(rec, w, id)
     if k ~= EV_CONNECT then

@@ -20,10 +20,11 @@ local MiB = 1024 * 1024
 local address = {
     type = "string",
     check = function(v)
-        if v:match("^unix:") or v:match("^tcp://.+:%d+$") or v:match("^[^/]+:%d+$") then
+        if v:match("^unix:") or v:match("^tcp://.+:%d+$") or v:match("^tls://.+:%d+$")
+            or v:match("^[^/]+:%d+$") then
             return true
         end
-        return nil, format("address %q is not tcp://host:port or unix:/path", v)
+        return nil, format("address %q is not tcp://host:port, tls://host:port or unix:/path", v)
     end,
 }
 
@@ -31,7 +32,7 @@ local address = {
 local upstream_address = {
     type = "string",
     check = function(v)
-        if v:match("^http://[^/]+:%d+/") or v:match("^http://[^/]+:%d+$") then return true end
+        if v:match("^https?://[^/]+:%d+/") or v:match("^https?://[^/]+:%d+$") then return true end
         return address.check(v)
     end,
 }
@@ -100,6 +101,20 @@ local service = {
                              .. "with '_', an empty segment, a control character or invalid UTF-8; "
                              .. "'any': such names are forwarded" },
         methods = require("ghost.types").methods_schema, -- { get_profile = { "id: integer" } }
+        tls = {
+            type = "record",
+            description = "tls:// and https:// upstreams, an adapter's https:// requests: "
+                .. "{ ca, cert, key, server_name } (default: the system's CAs, the host written in "
+                .. "the address)",
+            fields = {
+                ca = { type = "string", description = "CAs to check the upstream's certificate against" },
+                cert = { type = "string", description = "client certificate, for an upstream that asks" },
+                key = { type = "string" },
+                server_name = { type = "string", description = "the name the certificate must hold" },
+                handshake_timeout = { type = "number", default = 10, min = 0.01, max = 3600,
+                                      description = "seconds a pooled connection's handshake may take" },
+            },
+        },
     },
     check = function(s)
         if s.connections == nil then s.connections = s.protocol == "jsonrpc-http" and 8 or 2 end
@@ -112,18 +127,40 @@ local service = {
         end
         if #list == 0 then return nil, "needs an upstream (upstream = \"tcp://host:port\") or an adapter" end
         local http = s.protocol == "jsonrpc-http"
+        if s.tls and (s.tls.cert == nil) ~= (s.tls.key == nil) then
+            return nil, "tls.cert and tls.key go together", "tls"
+        end
         for _, u in ipairs(list) do
             local at = u == single and "upstream" or "upstreams"
-            if http and not u:match("^http://") then
+            if http and not u:match("^https?://") then
                 return nil, format("upstream %q does not fit protocol jsonrpc-http: give its URL, "
                     .. "http://host:port/path", u), at
-            elseif not http and u:match("^http://") then
+            elseif not http and u:match("^https?://") then
                 return nil, format("upstream %q does not fit protocol msgpack-rpc: for a JSON-RPC "
                     .. "service over HTTP, set protocol = \"jsonrpc-http\"", u), at
             end
         end
         return true
     end,
+}
+
+-- TLS for the tls:// listeners (gateway/tls.c). Files are PEM; relative names start at the
+-- config file's directory.
+local tls_record = {
+    type = "record",
+    fields = {
+        cert = { type = "string", required = true, description = "certificate chain (PEM)" },
+        key = { type = "string", required = true, description = "private key (PEM)" },
+        ca = { type = "string", description = "CA bundle that signs client certificates" },
+        verify_client = { type = "boolean", default = false,
+                          description = "require a client certificate signed by ca (mTLS)" },
+        tls12 = { type = "boolean", default = false, description = "also accept TLS 1.2" },
+        handshake_timeout = { type = "number", default = 10, min = 0.01, max = 3600,
+                              description = "seconds a client has to finish its handshake" },
+        max_handshakes = { type = "integer", default = 256, min = 1, max = 1000000,
+                           description = "handshakes in progress per process; more wait in the "
+                               .. "kernel's accept queue" },
+    },
 }
 
 local function service_name(k)
@@ -154,6 +191,7 @@ _M.schema = {
                         description = "where user policies are found: a package.path template "
                             .. "whose relative entries start at the config file's directory" },
         auth = auth.schema,
+        tls = tls_record,
         http = http_listener,   -- the JSON-RPC over HTTP front door
         admin = { type = "record", fields = { listen = http_listener.fields.listen } },
         limits = {
@@ -267,6 +305,33 @@ function _M.normalize(t, source, dir, file)
     local v, err, at = schema.validate(_M.schema, t, "")
     if not v then return nil, format("%s: %s", where(source, file, at), err) end
     v.policy_path = resolve_path(v.policy_path, dir)
+    for _, l in ipairs({ { "listen", v.listen }, { "http.listen", v.http and v.http.listen },
+                         { "admin.listen", v.admin and v.admin.listen } }) do
+        for i, a in ipairs(l[2] or {}) do
+            if sub(a, 1, 6) == "tls://" and not v.tls then
+                return nil, format("%s: %s[%d]: %s needs a tls table (cert and key)",
+                    where(source, file, l[1]), l[1], i, a)
+            end
+        end
+    end
+    for _, svc in pairs(v.services) do
+        if svc.tls and dir then
+            for _, k in ipairs({ "cert", "key", "ca" }) do
+                if svc.tls[k] then svc.tls[k] = from_dir(dir, svc.tls[k]) end
+            end
+        end
+    end
+    if v.tls then
+        if v.tls.verify_client and not v.tls.ca then
+            return nil, format("%s: tls.verify_client: needs tls.ca (the CA of client certificates)",
+                where(source, file, "tls"))
+        end
+        if dir then
+            for _, k in ipairs({ "cert", "key", "ca" }) do
+                if v.tls[k] then v.tls[k] = from_dir(dir, v.tls[k]) end
+            end
+        end
+    end
     if dir then
         local ok
         ok, err = check_adapters(v, dir, source, file)

@@ -34,7 +34,7 @@ function _M.start(cfg, host, old)
     end
     policy.commit(moves)
     local a = cfg.auth
-    if a and (next(a.keys) or a.hmac_secret) then out.auth = auth.new(a, host) end
+    if a and (next(a.keys) or a.hmac_secret or next(a.certs)) then out.auth = auth.new(a, host) end
     return out
 end
 

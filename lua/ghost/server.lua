@@ -163,7 +163,7 @@ local function on_closed(srv, peer)
 end
 
 local known = { self = true, expose = true, quiet = true, max_message = true, drain_timeout = true,
-    signals = true, max_values = true, register = true }
+    signals = true, max_values = true, register = true, tls = true }
 
 -- level: of the user's call, as seen from here.
 local function new_server(obj, addr, opts, level)
@@ -173,6 +173,9 @@ local function new_server(obj, addr, opts, level)
     end
     opts = opts or {}
     if type(opts) ~= "table" then error("ghost.serve: options table expected", level) end
+    if opts.tls ~= nil and type(opts.tls) ~= "table" then
+        error("ghost.serve: option tls must be a table { cert = ..., key = ... }", level)
+    end
     for k in pairs(opts) do
         if not known[k] then error(format("ghost.serve: unknown option '%s'", tostring(k)), level) end
     end
@@ -183,7 +186,7 @@ local function new_server(obj, addr, opts, level)
         drain = opts.drain_timeout or DEFAULT_DRAIN, signals = opts.signals ~= false,
         stopped = sched.event(), on_request = on_request, on_closed = on_closed,
     }, Server)
-    local l, bound, msg = core.listen(addr, srv, opts.max_message, opts.max_values)
+    local l, bound, msg = core.listen(addr, srv, opts.max_message, opts.max_values, opts.tls)
     if not l then return nil, msg end
     srv.listener, srv.address = l, bound
     if opts.register ~= nil then

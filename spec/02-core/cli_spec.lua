@@ -269,6 +269,7 @@ describe("ghostgate help", function()
         local lines = {}
         for line in text:gmatch("[^\n]+") do
             local l = line:match("^usage: (ghostgate .*)$") or line:match("^%s+(ghostgate .*)$")
+                or (#lines > 0 and line:match("^       (%s+%[.*)$")) -- a command's second line
             if l then lines[#lines + 1] = l end
         end
         return lines

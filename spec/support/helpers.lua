@@ -17,6 +17,7 @@
 --              timeout, from), output(), tail(n), kill(sig), wait_exit(timeout), stop(timeout);
 --              run(cmd, args, opts) -> {code, signal, stdout, stderr, output}
 --   servers    start_upstream(opts), start_gateway(config, opts) -> server: addr, host, port,
+--              tls, tls_port (the first tls:// listener),
 --              unix, addrs, pid, proc, logs(), wait_log(), stop(), kill(), wait_exit();
 --              demo_config(up, service, top), setup_demo(opts) -> {up, gw, c},
 --              upstream_stats(up), await_upstream_calls(up, n, timeout)
@@ -290,6 +291,13 @@ function _M.parse_addr(s)
     end
     if s:sub(1, 5) == "unix:" then
         return { kind = "unix", path = s:sub(6), addr = s }
+    end
+    local tls = s:match("^tls://(.+)$")
+    if tls then
+        local a, err = _M.parse_addr(tls)
+        if not a then return nil, err end
+        a.kind, a.addr = "tls", "tls://" .. tls
+        return a
     end
     local rest = s:match("^tcp://(.+)$") or s
     local host, port = rest:match("^%[([^%]]+)%]:(%d+)$")
@@ -578,6 +586,8 @@ local function server(proc, addrs)
                 self.addr, self.host, self.port = a.addr, a.host, a.port
             elseif a.kind == "unix" and not self.unix then
                 self.unix, self.unix_path = a.addr, a.path
+            elseif a.kind == "tls" and not self.tls then
+                self.tls, self.tls_port = a.addr, a.port
             end
         end
     end

@@ -1,0 +1,45 @@
+-- https:// jsonrpc-http upstreams: the certificate is checked against services.NAME.tls.ca (or
+-- the system's CAs) and the URL's host. The HTTPS upstream is a second real gateway's
+-- JSON-RPC front door on a tls:// address.
+local h = require "spec.support.helpers"
+local tls = require "spec.support.tls"
+
+describe("https:// jsonrpc-http upstreams", function()
+    local certs, up, inner, port
+
+    before_each(function()
+        certs = tls.certs()
+        up = assert(h.start_upstream())
+        inner = assert(h.start_gateway(h.demo_config(up, nil, {
+            tls = { cert = certs.server, key = certs.server_key },
+            http = { listen = "tls://127.0.0.1:0" },
+        })))
+        port = tonumber(inner.ready_line:match("http=tls://127%.0%.0%.1:(%d+)"))
+    end)
+
+    after_each(h.cleanup)
+
+    local function outer(url, tls_conf)
+        return assert(h.start_gateway(h.demo_config(nil, { upstreams = { url }, protocol = "jsonrpc-http",
+                                                           keep_prefix = true, tls = tls_conf })))
+    end
+
+    it("call through https, the certificate checked against ca and the URL's host", function()
+        local gw = outer("https://localhost:" .. port .. "/rpc", { ca = certs.ca })
+        local c = assert(h.client(gw.addr))
+        assert.equal("over https", c:call("demo.echo", { "over https" }))
+    end)
+
+    it("refuse an upstream whose certificate another CA signed", function()
+        local gw = outer("https://localhost:" .. port .. "/rpc", { ca = certs.other_ca })
+        local c = assert(h.client(gw.addr))
+        local _, err = c:call("demo.echo", { "x" })
+        assert.is_table(err)
+        assert.equal(502, err.code)
+        assert(inner:wait_log('tls_handshake_failed peer=%S+ reason="tlsv1 alert unknown ca"'))
+        -- the calling side says why too; its client gets only the error id
+        assert(gw:wait_log('upstream_http_error id=%x+ service=demo upstream=https://localhost:%d+/rpc '
+            .. 'reason="TLS failed: unable to get local issuer certificate"'))
+        assert.not_matches("TLS", err.message)
+    end)
+end)
