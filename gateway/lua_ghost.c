@@ -6,6 +6,7 @@
 #include "errors.h"
 #include "loop.h"
 #include "lua_msgpack.h"
+#include "objects.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -58,6 +59,7 @@ typedef struct ctx {
     int running, closing;
     struct conn *conns;
     struct listener *listeners;
+    uint32_t serials; /* the last connection serial given */
     uv_signal_t sig[2];
     int sig_on;
 } ctx;
@@ -71,6 +73,8 @@ typedef struct ev_rec {
     uint32_t id;   /* call id, msgid or signal number */
     uint32_t mlen; /* EV_REQUEST/NOTIFY: the method's bytes start the payload */
     uint32_t len;
+    uint32_t origin; /* serial of the connection the payload came from (remote objects) */
+    uint32_t pad2;
 } ev_rec;
 
 #define ALIGN8(n) (((n) + 7) & ~(size_t)7)
@@ -93,7 +97,9 @@ typedef struct conn {
     uv_connect_t creq;
     int state;
     int is_peer;
-    int ref, owner_ref; /* peer: its userdata and its server's Lua object, held while open */
+    int ref, owner_ref; /* peer: its userdata and its server's Lua object, held while open;
+                           client: the same once conn:serve() was called (remote objects) */
+    uint32_t serial;    /* unique in this Lua state: names the connection to the codec */
     size_t max_message;
     int max_depth;
     size_t max_values; /* decoding budget of what arrives (params, responses) */
@@ -172,7 +178,9 @@ static void call_end(ctx *x, gg_call *call)
         else
             c->calls = call->unext;
         if (call->unext) call->unext->uprev = call->uprev;
-        if (--c->inflight == 0 && !(c->st.flags & GG_ST_CLOSING)) uv_unref(&c->st.io.handle);
+        /* A peer's handle stays referenced: it is the server's, not a call's. */
+        if (--c->inflight == 0 && !c->is_peer && !(c->st.flags & GG_ST_CLOSING))
+            uv_unref(&c->st.io.handle);
     } else if (c) {
         c->connect_call = NULL;
     }
@@ -246,10 +254,15 @@ static uint32_t array_count(const char *p, size_t len)
     return 0;
 }
 
+static void conn_response(conn *c, const char *msg, const gg_msg *m);
+
 static void peer_message(conn *c, const char *msg, const gg_msg *m)
 {
-    if (m->type == GG_RESPONSE) return; /* we never send requests to our clients */
-    if (c->ref == LUA_NOREF) return;    /* not registered (out of memory at accept) */
+    if (m->type == GG_RESPONSE) { /* to a call made on this peer (a callback) */
+        conn_response(c, msg, m);
+        return;
+    }
+    if (c->ref == LUA_NOREF) return; /* not registered (out of memory at accept) */
     if (!gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
         /* Refused before any Lua table is built; the handler does not run. */
         if (m->type == GG_REQUEST)
@@ -261,7 +274,8 @@ static void peer_message(conn *c, const char *msg, const gg_msg *m)
                 .ref = c->ref,
                 .ref2 = c->owner_ref,
                 .id = m->msgid,
-                .mlen = m->method_len};
+                .mlen = m->method_len,
+                .origin = c->serial};
     queue_event(c->x, &r, msg + m->method_off, m->method_len, msg + m->body_off,
                 m->size - m->body_off);
 }
@@ -269,7 +283,6 @@ static void peer_message(conn *c, const char *msg, const gg_msg *m)
 static void conn_on_message(gg_stream *s, const char *msg, const gg_msg *m)
 {
     conn *c = (conn *)s;
-    ctx *x = c->x;
     const char *bad = gg_msg_invalid(m);
     if (bad) {
         char why[300];
@@ -284,27 +297,34 @@ static void conn_on_message(gg_stream *s, const char *msg, const gg_msg *m)
         conn_close(c, FT_BAD_RESPONSE, why);
         return;
     }
-    if (c->is_peer) {
-        peer_message(c, msg, m);
+    if (c->is_peer || (m->type != GG_RESPONSE && c->owner_ref != LUA_NOREF)) {
+        peer_message(c, msg, m); /* a peer's, or a callback to a client that serves */
         return;
     }
     if (m->type == GG_RESPONSE) {
-        gg_call *call = gg_call_find(&x->lp.calls, m->msgid);
-        if (!call || call->data != c || call == c->connect_call) return; /* late: dropped */
-        if (gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
-            ev_rec r = {.kind = EV_RESPONSE, .ref = call->ref, .id = call->id};
-            queue_event(x, &r, msg + m->body_off, m->size - m->body_off, NULL, 0);
-        } else {
-            char why[100];
-            snprintf(why, sizeof why, "the response has more than %zu values (max_values)",
-                     c->max_values);
-            queue_fail(x, call, FT_BAD_RESPONSE, why);
-        }
-        call_end(x, call);
+        conn_response(c, msg, m);
     } else if (m->type == GG_REQUEST) {
         gg_reply_error(s, m->msgid, GG_ERR_NOT_SUPPORTED, "this client does not serve requests");
     }
     /* Notifications to a client are ignored: nothing subscribes to them yet. */
+}
+
+/* The answer to a call made on c (a client's call, or a peer's callback). */
+static void conn_response(conn *c, const char *msg, const gg_msg *m)
+{
+    ctx *x = c->x;
+    gg_call *call = gg_call_find(&x->lp.calls, m->msgid);
+    if (!call || call->data != c || call == c->connect_call) return; /* late: dropped */
+    if (gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
+        ev_rec r = {.kind = EV_RESPONSE, .ref = call->ref, .id = call->id, .origin = c->serial};
+        queue_event(x, &r, msg + m->body_off, m->size - m->body_off, NULL, 0);
+    } else {
+        char why[100];
+        snprintf(why, sizeof why, "the response has more than %zu values (max_values)",
+                 c->max_values);
+        queue_fail(x, call, FT_BAD_RESPONSE, why);
+    }
+    call_end(x, call);
 }
 
 static void conn_on_frame_error(gg_stream *s, int code, const gg_msg *m)
@@ -353,8 +373,13 @@ static void conn_on_closed(gg_stream *s)
         c->box->c = NULL;
         c->box->state = ST_CLOSED;
     }
-    if (c->is_peer && c->ref != LUA_NOREF) {
-        ev_rec r = {.kind = EV_CLOSED, .ref = c->ref, .ref2 = c->owner_ref};
+    while (c->calls) { /* callbacks to a peer that went away */
+        gg_call *call = c->calls;
+        queue_fail(x, call, FT_LOST, "the peer closed the connection");
+        call_end(x, call);
+    }
+    if (c->owner_ref != LUA_NOREF && c->ref != LUA_NOREF) {
+        ev_rec r = {.kind = EV_CLOSED, .ref = c->ref, .ref2 = c->owner_ref, .origin = c->serial};
         queue_event(x, &r, NULL, 0, NULL, 0);
     }
     free(c);
@@ -377,6 +402,8 @@ static conn *conn_new(ctx *x)
     c->max_message = SEND_MAX_MESSAGE;
     c->max_depth = SEND_MAX_DEPTH;
     c->max_values = READ_MAX_VALUES;
+    c->serial = ++x->serials;
+    if (c->serial == 0) c->serial = ++x->serials;
     c->next = x->conns;
     if (x->conns) x->conns->prev = c;
     x->conns = c;
@@ -521,6 +548,7 @@ static int deliver(lua_State *L, ctx *x, int t)
             set_slot(L, t, base + 2);
             lua_pushnumber(L, r.id);
             set_slot(L, t, base + 3);
+            if (r.kind == EV_RESPONSE) gg_lua_set_origin(L, r.origin);
             if (r.kind == EV_RESPONSE && push_response(L, t, base, pl, r.len)) {
                 lua_pushinteger(L, EV_FAIL);
                 set_slot(L, t, base + 1);
@@ -549,6 +577,7 @@ static int deliver(lua_State *L, ctx *x, int t)
             set_slot(L, t, base + 5);
             char err[128];
             const char *params = pl + r.mlen;
+            gg_lua_set_origin(L, r.origin);
             size_t plen = r.len - r.mlen;
             if (gg_lua_unpack(L, params, plen, READ_MAX_DEPTH, GG_LUA_MARK | GG_LUA_ARGS, NULL, err,
                               sizeof err)) {
@@ -697,7 +726,7 @@ static int l_conn_request(lua_State *L)
     size_t mlen;
     const char *method = luaL_checklstring(L, 4, &mlen);
     conn *c = b->c;
-    if (!c || c->state == ST_CLOSED || c->is_peer || peer_closed(c))
+    if (!c || c->state == ST_CLOSED || (c->st.flags & GG_ST_CLOSING) || peer_closed(c))
         return fail3(L, "closed", "%s", b->reason[0] ? b->reason : "connection closed");
     if (mlen == 0 || mlen > GG_METHOD_MAX)
         return fail3(L, "encode", "method name must be 1 to %d bytes", GG_METHOD_MAX);
@@ -732,7 +761,7 @@ static int l_conn_request(lua_State *L)
     call->unext = c->calls;
     if (c->calls) c->calls->uprev = call;
     c->calls = call;
-    if (c->inflight++ == 0) uv_ref(&s->io.handle);
+    if (c->inflight++ == 0 && !c->is_peer) uv_ref(&s->io.handle);
     if (tmo > 0) {
         uv_update_time(&x->uv);
         if (tmo > 4e9) tmo = 4e9;
@@ -803,6 +832,38 @@ static int l_conn_reply(lua_State *L)
     if (s->out.len - start > c->max_message) return too_large(L, c, start);
     gg_stream_commit(s, 0);
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:serve(owner): requests arriving on this client connection go to owner.on_request (as
+ * a peer's do), and owner.on_closed runs when it closes. Remote objects call this when the
+ * first function or object is passed: until then requests are answered not_supported. The
+ * connection is then held until it closes (the peer may call back any time). */
+static int l_conn_serve(lua_State *L)
+{
+    conn_box *b = check_conn(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    conn *c = b->c;
+    if (!c || c->state == ST_CLOSED) return fail3(L, "closed", "connection closed");
+    if (c->owner_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->owner_ref);
+    lua_pushvalue(L, 2);
+    c->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (c->ref == LUA_NOREF) {
+        lua_pushvalue(L, 1);
+        c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:serial(): the number naming this connection to the remote-objects layer. */
+static int l_conn_serial(lua_State *L)
+{
+    conn_box *b = check_conn(L);
+    if (b->c)
+        lua_pushnumber(L, b->c->serial);
+    else
+        lua_pushnil(L);
     return 1;
 }
 
@@ -1002,7 +1063,6 @@ static void on_connection(uv_stream_t *server, int status)
     }
     if (gg_stream_start(&c->st)) gg_stream_close(&c->st);
 }
-
 
 /* core.listen(addr, owner, max_message?, max_values?) -> listener, bound address */
 static int l_listen(lua_State *L)
@@ -1287,7 +1347,8 @@ static const luaL_Reg conn_methods[] = {
     {"request", l_conn_request}, {"notify", l_conn_notify},
     {"reply", l_conn_reply},     {"state", l_conn_state},
     {"close", l_conn_close},     {"inflight", l_conn_inflight},
-    {"address", l_conn_address}, {NULL, NULL},
+    {"address", l_conn_address}, {"serve", l_conn_serve},
+    {"serial", l_conn_serial},   {NULL, NULL},
 };
 
 static const luaL_Reg listener_methods[] = {
@@ -1394,7 +1455,10 @@ int luaopen_ghost_core(lua_State *L)
                   {"EV_STRIDE", EV_STRIDE},
                   {"SEND_MAX_MESSAGE", (int)SEND_MAX_MESSAGE},
                   {"SEND_MAX_DEPTH", SEND_MAX_DEPTH},
-                  {"READ_MAX_VALUES", READ_MAX_VALUES}};
+                  {"READ_MAX_VALUES", READ_MAX_VALUES},
+                  {"EXT_OBJECT", GG_OBJ_EXT_OBJECT},
+                  {"EXT_YOURS", GG_OBJ_EXT_YOURS},
+                  {"EXT_PROMISE", GG_OBJ_EXT_PROMISE}};
     for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
         lua_pushinteger(L, consts[i].v);
         lua_setfield(L, -2, consts[i].name);
