@@ -12,6 +12,7 @@ local core = require "ghost.core"
 local sched = require "ghost.sched"
 local errors = require "ghost.errors"
 local export = require "ghost.export"
+local objects = require "ghost.objects"
 
 local type, pairs, ipairs, next, error, tostring, setmetatable, xpcall, unpack =
     type, pairs, ipairs, next, error, tostring, setmetatable, xpcall, unpack
@@ -20,6 +21,8 @@ local concat, sort = table.concat, table.sort
 local io_stderr = io.stderr
 
 local go, on_error, last_traceback = sched.go, sched.on_error, sched.last_traceback
+local byte = string.byte
+local cur = objects.cur -- the connection a returned function or ghost.ref value goes to
 
 local _M = {}
 
@@ -87,7 +90,9 @@ local function run_request(srv, h, peer, msgid, method, params, n)
     end
     if msgid ~= nil then
         if ok then
+            cur.conn = peer
             local sent, kind, msg = peer:reply(msgid, nil, res)
+            cur.conn = nil
             if not sent and kind ~= "closed" then
                 local too = kind == "too_large"
                 reply_error(peer, msgid, too and 413 or 500, too and "too_large" or "bad_result",
@@ -109,7 +114,16 @@ end
 -- Called by the scheduler for each request (msgid nil: a notification).
 local function on_request(srv, peer, msgid, method, params, n)
     srv.requests = srv.requests + 1
-    srv.peers[peer] = true
+    if not srv.peers[peer] then
+        srv.peers[peer] = true
+        objects.bind(peer) -- functions and objects in its params call back on it
+    end
+    if byte(method, 1) == 36 then -- "$call", "$get", "$release", "$finish"
+        if srv.closing and msgid ~= nil then
+            return reply_error(peer, msgid, 531, "shutting_down", "the backend is shutting down")
+        end
+        return objects.on_request(peer, msgid, method, params, n, srv)
+    end
     if n < 0 then
         return reply_error(peer, msgid, 400, "bad_request", "undecodable params: " .. tostring(params))
     end
@@ -129,6 +143,7 @@ end
 
 local function on_closed(srv, peer)
     srv.peers[peer] = nil
+    objects.closed(peer)
     if srv.finishing and core.peers(srv) == 0 then stopped(srv) end
 end
 
