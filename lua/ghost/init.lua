@@ -63,6 +63,8 @@ _M.stats = objects.stats
 --- ghost.promise(obj, "method", ...): the call on a remote object is sent now; returns a
 -- promise (p:wait(), p:method(...) pipelined). gw.svc.method:promise(...) for plain methods.
 _M.promise = objects.object_promise
+--- ghost.ext_types{ object = 64, yours = 65, promise = 66 }: the ext types of references.
+_M.ext_types = objects.ext_types
 --- ghost.is_remote(v): whether v is a proxy for a remote object.
 _M.is_remote = objects.is_remote
 

@@ -21,9 +21,9 @@ local core = require "ghost.core"
 local sched = require "ghost.sched"
 local errors = require "ghost.errors"
 
-local type, pairs, next, error, tostring, setmetatable, getmetatable, rawequal, rawset, rawget, select,
-    unpack, xpcall, newproxy, pcall = type, pairs, next, error, tostring, setmetatable,
-    getmetatable, rawequal, rawset, rawget, select, unpack, xpcall, newproxy, pcall
+local type, pairs, ipairs, next, error, tostring, setmetatable, getmetatable, rawequal, rawset,
+    rawget, select, unpack, xpcall, newproxy, pcall = type, pairs, ipairs, next, error, tostring,
+    setmetatable, getmetatable, rawequal, rawset, rawget, select, unpack, xpcall, newproxy, pcall
 local byte, format = string.byte, string.format
 local sort = table.sort
 
@@ -37,6 +37,28 @@ local _M = {}
 
 local EXT = { object = core.EXT_OBJECT, yours = core.EXT_YOURS, promise = core.EXT_PROMISE }
 _M.EXT = EXT
+
+--- ghost.ext_types{ object = n, yours = n, promise = n }: the ext type numbers of this
+-- process (defaults 64, 65, 66 from ghost.core); both peers must use the same. Returns the
+-- numbers in use. Set it before connecting or serving.
+function _M.ext_types(t)
+    if t == nil then return { object = EXT.object, yours = EXT.yours, promise = EXT.promise } end
+    if type(t) ~= "table" then error("ghost.ext_types: table expected, got " .. type(t), 2) end
+    local new, seen = {}, {}
+    for _, k in ipairs({ "object", "yours", "promise" }) do
+        local v = t[k] == nil and EXT[k] or t[k]
+        if type(v) ~= "number" or v ~= math.floor(v) or v < -128 or v > 127 then
+            error(format("ghost.ext_types: %s must be an integer from -128 to 127", k), 2)
+        end
+        if v >= 0 and v <= 2 then
+            error(format("ghost.ext_types: %s: ext types 0-2 are reserved (neovim's handles)", k), 2)
+        end
+        if seen[v] then error(format("ghost.ext_types: %d is used twice", v), 2) end
+        seen[v], new[k] = true, v
+    end
+    for k, v in pairs(new) do EXT[k] = v end
+    return _M.ext_types()
+end
 local DEFAULT_TIMEOUT_MS = 30000
 local MAX_ARGS = 7000
 local MAX_IFACE = 256 -- methods listed in an interface

@@ -265,6 +265,56 @@ describe("Remote objects", function()
         end)
     end)
 
+    describe("on the wire", function()
+        it("a reference is ext 64 [id, interface]; ghost.ext_types changes the numbers", function()
+            local c = assert(h.client(b.addr))
+            local r = assert(c:wait_response(assert(c:request("open", { "a.txt" }))))
+            -- c7 LEN 40 | 92 01 92 a5 "count" a5 "write"
+            assert.equal("\199\015\064\146\001\146\165count\165write", r.raw_result)
+            local b2 = assert(h.start_backend([[
+                local ghost = require "ghost"
+                ghost.ext_types({ object = 70, yours = 71, promise = 72 })
+                ghost.serve({ open = function(name) return ghost.ref({ name = name,
+                    count = function() return 0 end }) end }, "tcp://127.0.0.1:0")
+            ]], { }, { name = "ext70" }))
+            local c2 = assert(h.client(b2.addr))
+            r = assert(c2:wait_response(assert(c2:request("open", { "x" }))))
+            assert.equal("\199\009\070\146\001\145\165count", r.raw_result)
+            local before = ghost.ext_types()
+            assert.same({ object = 64, yours = 65, promise = 66 }, before)
+            ghost.ext_types({ object = 70, yours = 71, promise = 72 })
+            local ok, n = pcall(function()
+                local gw2 = assert(ghost.connect(b2.addr))
+                local n = gw2.open("x"):count()
+                gw2:close()
+                return n
+            end)
+            ghost.ext_types(before) -- (the whole process uses one set of numbers)
+            assert.is_true(ok, tostring(n))
+            assert.equal(0, n)
+            assert.has_error(function() ghost.ext_types({ object = 1 }) end,
+                "ghost.ext_types: object: ext types 0-2 are reserved (neovim's handles)")
+            assert.has_error(function() ghost.ext_types({ yours = 64 }) end,
+                "ghost.ext_types: 64 is used twice")
+        end)
+
+        it("answers malformed $ requests with 400 bad_request and keeps serving", function()
+            local c = assert(h.client(b.addr))
+            for _, params in ipairs({ {}, { "x" }, { h.mp.null, "open", "notalist" },
+                { h.mp.raw("\212\065\192"), "count", {} }, { 42, "count", {} } }) do
+                local r = assert(c:wait_response(assert(c:request("$call", params))))
+                assert.is_table(r.error, h.serialize(params))
+                assert.truthy(r.error.code == 400 or r.error.code == 410 or r.error.code == 404,
+                    h.serialize(r.error))
+            end
+            local r = assert(c:wait_response(assert(c:request("$nope", {}))))
+            assert.same({ 404, "no_such_method" }, { r.error.code, r.error.type })
+            assert(c:notify("$release", { "garbage" }))
+            assert(c:notify("$finish", { {} }))
+            assert.equal(0, gw.live())
+        end)
+    end)
+
     it("ghost.stats() counts what this process exports and imports", function()
         local s = ghost.stats()
         assert.equal("number", type(s.exports))
