@@ -160,6 +160,9 @@ local function step(nowait)
         elseif kind == EV_SIGNAL then
             for h in pairs(signal_handlers) do h(ev[i + 2]) end
         end
+        -- Drop the event's values now: a result kept here would keep a remote object's proxy
+        -- (and the object on its owner) alive until the next loop turn of this depth.
+        for j = i + 1, i + STRIDE - 1 do ev[j] = nil end
     end
     local progress = n > 0 or alive or rtail >= rhead
     while rhead <= rtail do
