@@ -567,9 +567,10 @@ local function run_call(s, peer, msgid, params, srv)
         a.event:set()
         if s.dead then stats.answers = stats.answers - 1 end
     end
+    if srv then srv:object_done() end
 end
 
-local function run_get(s, peer, msgid, params)
+local function run_get(s, peer, msgid, params, srv)
     local obj, err = resolve(s, params[1])
     local key, res = params[2], nil
     if obj then
@@ -583,6 +584,7 @@ local function run_get(s, peer, msgid, params)
         end
     end
     reply(peer, msgid, err, res)
+    if srv then srv:object_done() end
 end
 
 local function on_release(s, params)
@@ -623,12 +625,10 @@ function _M.on_request(peer, msgid, method, params, n, srv)
         return reply(peer, msgid,
             wire_error(400, "bad_request", "undecodable params: " .. tostring(params)))
     end
-    if method == "$call" then
+    if method == "$call" or method == "$get" then
         if msgid == nil then return end
-        go(run_call, s, peer, msgid, params, srv)
-    elseif method == "$get" then
-        if msgid == nil then return end
-        go(run_get, s, peer, msgid, params)
+        if srv then srv.inflight = srv.inflight + 1 end -- a stop waits for it (drain)
+        go(method == "$call" and run_call or run_get, s, peer, msgid, params, srv)
     elseif method == "$release" then
         on_release(s, params)
     elseif method == "$finish" then

@@ -76,6 +76,12 @@ local function finish(srv)
     end)
 end
 
+-- A $call or $get on an object ended (ghost.objects): it counted as in flight for the drain.
+local function object_done(srv)
+    srv.inflight = srv.inflight - 1
+    if srv.closing and srv.inflight == 0 then finish(srv) end
+end
+
 local function reply_error(peer, msgid, code, typ, message)
     if msgid ~= nil then peer:reply(msgid, { code = code, type = typ, message = message }, nil) end
 end
@@ -167,6 +173,7 @@ local function new_server(obj, addr, opts, level)
         peers = setmetatable({}, { __mode = "k" }), closing = false, quiet = opts.quiet,
         drain = opts.drain_timeout or DEFAULT_DRAIN, signals = opts.signals ~= false,
         stopped = sched.event(), on_request = on_request, on_closed = on_closed,
+        object_done = object_done,
     }, Server)
     local l, bound, msg = core.listen(addr, srv, opts.max_message, opts.max_values)
     if not l then return nil, msg end

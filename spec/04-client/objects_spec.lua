@@ -89,6 +89,15 @@ describe("Remote objects", function()
             assert.equal("the object has no method 'delete'", err.message)
         end)
 
+        it("a backend stopped with SIGTERM answers the object calls in flight, then exits 0", function()
+            local f = gw.open("a.txt")
+            local p = ghost.promise(f, "slow", 0.3)
+            assert.equal(1, gw.live()) -- on the same connection: the slow call has arrived
+            b.proc:kill("sigterm")
+            assert.equal("done", p:wait())
+            assert.equal(0, (b:wait_exit(h.timeout(5))))
+        end)
+
         it("reads only: assigning to a remote object is an error, not a call", function()
             local f = gw.open("a.txt")
             assert.has_error(function() f.name = "b" end,
@@ -269,8 +278,8 @@ describe("Remote objects", function()
         it("a reference is ext 64 [id, interface]; ghost.ext_types changes the numbers", function()
             local c = assert(h.client(b.addr))
             local r = assert(c:wait_response(assert(c:request("open", { "a.txt" }))))
-            -- c7 LEN 40 | 92 01 92 a5 "count" a5 "write"
-            assert.equal("\199\015\064\146\001\146\165count\165write", r.raw_result)
+            -- c7 LEN 40 | 92 01 93 a5 "count" a4 "slow" a5 "write"
+            assert.equal("\199\020\064\146\001\147\165count\164slow\165write", r.raw_result)
             local b2 = assert(h.start_backend([[
                 local ghost = require "ghost"
                 ghost.ext_types({ object = 70, yours = 71, promise = 72 })

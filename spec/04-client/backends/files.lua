@@ -9,6 +9,7 @@ function files.open(name)
     local f = { name = name, lines = {}, _secret = "s3cret" }
     function f:write(s) self.lines[#self.lines + 1] = s; return #self.lines end
     function f:count() return #self.lines end
+    function f:slow(s) ghost.sleep(s); return "done" end
     function f:_wipe() self.lines = {} end
     return ghost.ref(f)
 end
