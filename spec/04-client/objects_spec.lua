@@ -119,6 +119,17 @@ describe("Remote objects", function()
             assert.equal(50, gw.nest(cb, 50))
         end)
 
+        it("answer in any order: two callbacks in flight, the first called answers last", function()
+            local order = {}
+            local res = gw.race(function(s, tag)
+                ghost.sleep(s)
+                order[#order + 1] = tag
+                return tag
+            end)
+            assert.same({ "slow", "fast" }, res)
+            assert.same({ "fast", "slow" }, order)
+        end)
+
         it("are stored and called later, from a task too", function()
             local sum = 0
             assert.equal(1, gw.subscribe(function(v) sum = sum + v; return 1 end))

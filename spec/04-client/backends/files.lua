@@ -28,6 +28,11 @@ function files.nest(cb, n)
     return cb(n - 1) + 1
 end
 
+-- Two callbacks at once; the first one called answers last.
+function files.race(cb)
+    return ghost.all({ function() return cb(0.2, "slow") end, function() return cb(0, "fast") end })
+end
+
 -- The same object every time (a reference returned again while its release may be in flight).
 local shared = ghost.ref({ hello = function() return "hi" end })
 function files.shared() return shared end
