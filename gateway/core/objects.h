@@ -38,4 +38,28 @@ int gg_obj_ext_check(const gg_obj_ext *ext, char *err, size_t errlen);
  * Returns the total number found (objects + yours + promises). */
 uint32_t gg_obj_scan(const char *data, size_t len, const gg_obj_ext *ext, gg_obj_seen *seen);
 
+struct gg_buf;
+
+enum { GG_OBJ_RW_NOMEM = -1, GG_OBJ_RW_BAD = -2 /* an ext payload that cannot be one */ };
+
+/* Called by gg_obj_rewrite for each remote-object ext value (kind 0 object, 1 yours, 2
+ * promise) with its payload: appends what replaces the whole ext value to out, or returns
+ * non-zero to stop (returned by gg_obj_rewrite). */
+typedef int (*gg_obj_map_fn)(void *ud, int kind, const char *payload, size_t plen,
+                             struct gg_buf *out);
+
+/* Copy data[0..len) to out (a heap buffer), each remote-object ext value replaced by what fn
+ * appends. Used only for messages gg_obj_scan found ext values in. 0, or fn's non-zero
+ * return, GG_OBJ_RW_NOMEM or GG_OBJ_RW_BAD. */
+int gg_obj_rewrite(const char *data, size_t len, const gg_obj_ext *ext, gg_obj_map_fn fn,
+                   void *ud, struct gg_buf *out);
+
+/* Helpers of map functions: append an ext value (or only the header of one whose payload has
+ * n bytes: fixext or ext 8/16/32); write / read a MessagePack unsigned integer
+ * (gg_obj_put_uint needs 9 bytes; gg_obj_get_uint returns the bytes read, 0: not one). */
+int gg_obj_put_ext(struct gg_buf *out, int8_t type, const void *p, size_t n);
+int gg_obj_put_ext_hdr(struct gg_buf *out, int8_t type, size_t n);
+size_t gg_obj_put_uint(uint8_t *p, uint64_t v);
+size_t gg_obj_get_uint(const uint8_t *p, size_t n, uint64_t *v);
+
 #endif

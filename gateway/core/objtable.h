@@ -71,6 +71,11 @@ struct gg_objtab {
     uint64_t rng;      /* xorshift state seeded from getrandom(2) (client ids) */
     gg_objent **queue; /* upstream side: entries with pending releases */
     uint32_t queued, queue_cap;
+    /* Upstream side, set by the connection that holds the table: itself, and the
+     * gg_upstream_ops that sends on it (proxy/upstream.h), so that a call on one of its
+     * objects goes back to exactly that connection. */
+    void *conn;
+    const void *ops;
 };
 
 /* Initialise an empty table of one side (GG_OBJ_CLIENT, GG_OBJ_UPSTREAM) holding at most

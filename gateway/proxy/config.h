@@ -13,6 +13,7 @@ typedef struct gg_limits {
     uint32_t max_depth;
     uint32_t max_decode_values; /* values a Lua adapter decodes from one params or result */
     uint32_t max_inflight_per_client;
+    uint32_t max_refs_per_client; /* remote-object references a client may hold */
     uint32_t max_clients;
     uint32_t max_calls;
     size_t max_write_buffer;
@@ -37,6 +38,7 @@ typedef struct gg_service_conf {
     int keep_prefix;
     int error_details;   /* error_details = true: tracebacks and adapter messages reach clients */
     int any_method_name; /* method_names = "any": forward names gg_method_check flags */
+    int objects;         /* objects = true: remote objects in results are routed (objtable.h) */
 } gg_service_conf;
 
 typedef struct gg_config {

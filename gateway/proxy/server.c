@@ -326,6 +326,7 @@ gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv
         return NULL;
     }
     srv->cfg = cfg;
+    gg_obj_ext_default(&srv->obj_ext);
     srv->opts = *opts;
     srv->config_path = opts->config_path;
     srv->forced_log_level = opts->log_level;

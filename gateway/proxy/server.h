@@ -15,6 +15,7 @@
 #include "core/stream.h"
 #include "proxy/service.h"
 #include "core/watchdog.h"
+#include "core/objects.h"
 
 #include <uv.h>
 
@@ -56,6 +57,7 @@ typedef struct gg_server {
     lua_State *L;            /* one Lua state for the server's life: policy state survives reloads */
     gg_policy_host pol;
     gg_metrics met; /* counters by service name: they outlive reloads */
+    gg_obj_ext obj_ext; /* the remote-object ext type numbers (the defaults of objects.h) */
 
     gg_listener *listeners;
     int nlisteners;

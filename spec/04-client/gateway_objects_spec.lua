@@ -1,0 +1,128 @@
+-- Remote objects through the gateway (docs/protocol.md, "Remote objects"; a service with
+-- `objects = true`): references an upstream returns are rewritten to ids the gateway gives
+-- each client, calls on them go back to the upstream connection that exported them, after
+-- the service's policies with the object's method name. Real ghostgate, real backend.
+local h = require "spec.support.helpers"
+
+local FILES = "spec/04-client/backends/files.lua"
+
+-- [0, msgid, method, [<ext 65: id>, name, args]] on a raw connection; its response.
+local function call_raw(c, method, id_bytes, name, args)
+    local ext = "\199" .. string.char(#id_bytes) .. "\65" .. id_bytes
+    local params = { h.mp.raw(ext), name }
+    if args then params[3] = args end
+    return c:wait_response(assert(c:request(method, params)))
+end
+
+describe("Remote objects through the gateway", function()
+    local ghost, gw, f
+
+    local function setup(svc, opts)
+        svc.script = FILES
+        f = h.setup_ghost({ files = svc }, opts)
+        ghost, gw = f.ghost, f.gw
+    end
+
+    after_each(function()
+        if gw then gw:close() end
+        gw = nil
+        h.cleanup()
+    end)
+
+    it("routes calls on a backend's object to the upstream connection that exported it", function()
+        setup({ objects = true, connections = 4 })
+        local files = {}
+        for i = 1, 8 do files[i] = gw.files.open("f" .. i .. ".txt") end
+        for i = 1, 8 do
+            assert.is_true(ghost.is_remote(files[i]))
+            for _ = 1, i do files[i]:write("x") end
+        end
+        for i = 1, 8 do
+            assert.equal(i, files[i]:count())
+            assert.equal("f" .. i .. ".txt", files[i].name) -- $get
+        end
+    end)
+
+    it("gives each client its own unguessable ids: forged and foreign ids get 410 and nothing runs",
+        function()
+        setup({ objects = true })
+        local c = assert(h.client(f.gateway.addr))
+        local r = assert(c:wait_response(assert(c:request("files.open", { "a.txt" }))))
+        assert.is_nil(r.error)
+        -- c7 LEN 40 | 92 <id> 93 a5 "count" a4 "slow" a5 "write": the id is not the backend's 1
+        local id = r.raw_result:match("^\199.\064\146(.+)\147\165count\164slow\165write$")
+        assert.is_not_nil(id)
+        assert.are_not.equal("\1", id)
+        r = assert(call_raw(c, "$call", id, "write", { "hello" }))
+        assert.is_nil(r.error)
+        assert.equal(1, r.result)
+        local other = assert(h.client(f.gateway.addr))
+        for _, pair in ipairs({ { other, id }, { c, "\1" }, { c, "\205\3\231" } }) do
+            r = assert(call_raw(pair[1], "$call", pair[2], "write", { "forged" }))
+            assert.same({ 410, "object_gone" }, { r.error.code, r.error.type })
+            assert.matches("^no object %d+ on this connection$", r.error.message)
+        end
+        r = assert(call_raw(c, "$call", id, "count", {}))
+        assert.equal(1, r.result)
+    end)
+
+    it("refuses '_' names with 403 before anything is routed", function()
+        setup({ objects = true })
+        local file = gw.files.open("a.txt")
+        local ok, err = pcall(function() return file._secret end)
+        assert.is_false(ok)
+        assert.same({ 403, "forbidden", "attribute '_secret' is private" },
+            { err.code, err.type, err.message })
+        local c = assert(h.client(f.gateway.addr))
+        local r = assert(c:wait_response(assert(c:request("files.open", { "b.txt" }))))
+        local id = r.raw_result:match("^\199.\064\146(.+)\147")
+        r = assert(call_raw(c, "$call", id, "_wipe", {}))
+        assert.same({ 403, "forbidden", "method '_wipe' is private" },
+            { r.error.code, r.error.type, r.error.message })
+    end)
+
+    it("runs the service's guard on the object's method name", function()
+        ghost = h.ghost()
+        local b = assert(h.start_backend(FILES, { "tcp://127.0.0.1:0" }, { name = "files" }))
+        local gateway = assert(h.start_gateway(([[
+            return { listen = "tcp://127.0.0.1:0", drain_timeout = 2, services = {
+                files = { upstream = %q, objects = true,
+                          policies = { guard { allow = { "open", "count" } } } } } }
+        ]]):format(b.addr)))
+        gw = assert(ghost.connect(gateway.addr, { timeout = h.timeout(5) }))
+        local file = gw.files.open("a.txt")
+        assert.equal(0, file:count())
+        local ok, err = pcall(function() return file:write("no") end)
+        assert.is_false(ok)
+        assert.same({ 403, "forbidden" }, { err.code, err.type })
+        assert.equal(0, file:count())
+    end)
+
+    it("makes every reference into an upstream connection that died fail with 410 object_gone",
+        function()
+        setup({ objects = true })
+        local file = gw.files.open("a.txt")
+        assert.equal(0, file:count())
+        local b = f.backends.files
+        b.proc.strict = false
+        b:kill("sigkill")
+        assert(b:wait_exit(h.timeout(5)))
+        local ok, err
+        local deadline = ghost.now() + h.timeout(5)
+        repeat -- the gateway learns of the death when the socket closes
+            ok, err = pcall(function() return file:count() end)
+            if ok or err.code ~= 410 then ghost.sleep(0.02) end
+        until (not ok and err.code == 410) or ghost.now() > deadline
+        assert.same({ 410, "object_gone" }, { err.code, err.type })
+        assert.matches("its upstream connection closed", err.message)
+    end)
+
+    it("leaves results alone for a service without objects = true (no scan, no rewrite)", function()
+        setup({})
+        local c = assert(h.client(f.gateway.addr))
+        local r = assert(c:wait_response(assert(c:request("files.open", { "a.txt" }))))
+        assert.equal("\199\020\064\146\001\147\165count\164slow\165write", r.raw_result)
+        r = assert(call_raw(c, "$call", "\1", "count", {}))
+        assert.same({ 410, "object_gone" }, { r.error.code, r.error.type })
+    end)
+end)
