@@ -127,6 +127,7 @@ static void queue_release(gg_objent *u)
             up->queue_cap = cap;
         }
         up->queue[up->queued++] = u;
+        if (up->queued == 1 && up->on_queue) up->on_queue(up);
     }
     u->pending += u->count;
     u->count = 0;

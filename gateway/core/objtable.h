@@ -76,6 +76,12 @@ struct gg_objtab {
      * objects goes back to exactly that connection. */
     void *conn;
     const void *ops;
+    /* Upstream side: called when the first release is queued (the queue was empty), so that
+     * the owner sends it at the end of the loop turn; `dirty`/`next_dirty` are its own. */
+    void (*on_queue)(gg_objtab *up);
+    void *srv;
+    gg_objtab *next_dirty;
+    int dirty;
 };
 
 /* Initialise an empty table of one side (GG_OBJ_CLIENT, GG_OBJ_UPSTREAM) holding at most

@@ -167,6 +167,10 @@ static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
     gg_server *srv = gg_server_of(c->st.loop);
     const char *method = msg + m->method_off;
     uint32_t mlen = m->method_len;
+    if (mlen && method[0] == '$') { /* $release, $finish of remote objects */
+        gg_dispatch_object_notify(srv, c, method, mlen, msg + m->body_off, m->size - m->body_off);
+        return;
+    }
     gg_method name = {method, mlen, m->method_dot};
     gg_service *svc = name.dot < mlen ? gg_service_find(srv, method, name.dot) : NULL;
     int rc = gg_method_refused(svc, m->method_flaw);

@@ -57,6 +57,9 @@ typedef struct gg_upstream_ops {
     /* Send a call ($call, $get) on exactly that connection; same contract as send. */
     int (*send_to)(void *conn, gg_call *call, const char *method, uint32_t method_len,
                    const char *params, size_t params_len);
+    /* Send the releases queued on the connection's table as one $release notification (at
+     * the end of a loop turn: gg_server's dirty tables). */
+    void (*send_releases)(void *conn);
     /* What /routes and /ready say about the service. */
     void (*describe)(const struct gg_service *svc, gg_upstream_info *out);
 } gg_upstream_ops;

@@ -132,6 +132,8 @@ static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen
         }
         t->conn = o->uc;
         t->ops = &gg_mprpc_ops;
+        t->srv = srv_of(o->uc);
+        t->on_queue = gg_server_obj_dirty;
         o->uc->objs = t;
     }
     int err;
@@ -263,6 +265,7 @@ static void on_closed(gg_stream *s)
     fail_calls(uc, "closed the connection");
     release_owed(uc); /* no answer can come any more */
     if (uc->objs) { /* every reference into it answers 410 from now on */
+        gg_server_obj_forget(uc->objs);
         gg_objtab_free(uc->objs);
         free(uc->objs);
         uc->objs = NULL;
@@ -556,6 +559,38 @@ static int mprpc_send_to(void *conn, gg_call *call, const char *method, uint32_t
     return 0;
 }
 
+/* gg_upstream_ops.send_releases: [2, "$release", [[[id, count], ...]]], 256 pairs a message.
+ * A connection that cannot take it now keeps nothing: the upstream's count only leaks (the
+ * objects stay alive there until it closes), it never misroutes. */
+static void mprpc_send_releases(void *conn)
+{
+    gg_uconn *uc = conn;
+    gg_objtab *t = uc->objs;
+    gg_objrel rel[256];
+    size_t n;
+    while (t && (n = gg_objtab_take(t, rel, 256)) > 0) {
+        if (!mprpc_conn_service(uc)) continue;
+        char *p = gg_stream_reserve(&uc->st, 24 + n * 20);
+        if (!p) continue;
+        size_t k = 0;
+        p[k++] = (char)0x93;
+        p[k++] = GG_NOTIFY;
+        k += gg_put_str_hdr(p + k, 8);
+        memcpy(p + k, "$release", 8);
+        k += 8;
+        p[k++] = (char)0x91;
+        p[k++] = (char)0xdc; /* array 16 of pairs */
+        p[k++] = (char)(n >> 8);
+        p[k++] = (char)n;
+        for (size_t i = 0; i < n; i++) {
+            p[k++] = (char)0x92;
+            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].id);
+            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].count);
+        }
+        gg_stream_commit(&uc->st, k);
+    }
+}
+
 /* gg_upstream_ops.describe: not ready while no endpoint has a connection up. */
 static void mprpc_describe(const gg_service *svc, gg_upstream_info *out)
 {
@@ -579,5 +614,6 @@ const gg_upstream_ops gg_mprpc_ops = {
     .owe = mprpc_owe,
     .conn_service = mprpc_conn_service,
     .send_to = mprpc_send_to,
+    .send_releases = mprpc_send_releases,
     .describe = mprpc_describe,
 };

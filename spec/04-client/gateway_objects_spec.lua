@@ -117,6 +117,54 @@ describe("Remote objects through the gateway", function()
         assert.matches("its upstream connection closed", err.message)
     end)
 
+    -- Poll the backend's count of live exports (a plain call) until it is `n`.
+    local function live_becomes(n)
+        local deadline = ghost.now() + h.timeout(5)
+        local live
+        repeat
+            collectgarbage()
+            collectgarbage()
+            live = gw.files.live()
+            if live ~= n then ghost.sleep(0.02) end
+        until live == n or ghost.now() > deadline
+        return live
+    end
+
+    it("releases a reference upstream once no client holds it ($release batched per turn)", function()
+        setup({ objects = true })
+        local start = gw.files.live()
+        local held = {}
+        for i = 1, 20 do held[i] = gw.files.open("f" .. i) end
+        assert.equal(start + 20, gw.files.live())
+        for i = 1, 10 do held[i] = nil end
+        assert.equal(start + 10, live_becomes(start + 10))
+        assert.equal(0, held[20]:count()) -- the others still work
+        held = nil -- luacheck: ignore 311
+        assert.equal(start, live_becomes(start))
+    end)
+
+    it("releases everything a client held when it disconnects", function()
+        setup({ objects = true })
+        local start = gw.files.live()
+        local c = assert(h.client(f.gateway.addr))
+        for i = 1, 100 do assert(c:request("files.open", { "f" .. i })) end
+        for i = 1, 100 do assert.is_nil(assert(c:wait_response(i)).error) end
+        assert.equal(start + 100, gw.files.live())
+        c:close()
+        assert.equal(start, live_becomes(start))
+    end)
+
+    it("ignores releases of ids the client does not hold: another client's objects stay", function()
+        setup({ objects = true })
+        local file = gw.files.open("mine")
+        local start = gw.files.live()
+        local c = assert(h.client(f.gateway.addr))
+        for _, id in ipairs({ 1, 2, 12345 }) do assert(c:notify("$release", { { { id, 5 } } })) end
+        local r = assert(c:wait_response(assert(c:request("files.live", {}))))
+        assert.equal(start, r.result)
+        assert.equal(0, file:count())
+    end)
+
     it("leaves results alone for a service without objects = true (no scan, no rewrite)", function()
         setup({})
         local c = assert(h.client(f.gateway.addr))
