@@ -101,6 +101,8 @@ typedef struct obj_out {
     const gg_obj_ext *ext;
     int code;
     const char *why;
+    gg_buf given; /* the client ids given so far (uint64_t each), taken back on refusal */
+    uint32_t seen, skip; /* references met; the first `skip` are left alone (second pass) */
 } obj_out;
 
 /* gg_obj_map_fn for an upstream's answer: OBJECT [U, iface] -> OBJECT [C, iface], C the id
@@ -111,6 +113,7 @@ static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen
     const uint8_t *p = (const uint8_t *)payload;
     uint64_t uid;
     size_t il;
+    if (o->seen++ < o->skip) return 0;
     if (kind != 0) {
         o->code = GG_ERR_NOT_SUPPORTED;
         o->why = kind == 1 ? "the upstream handed back a reference: callbacks through the "
@@ -140,6 +143,10 @@ static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen
     gg_objent *u = gg_objtab_import(o->uc->objs, uid, NULL, &err);
     if (!u) return GG_OBJ_RW_NOMEM;
     int64_t cid = o->cl ? gg_objtab_give(o->cl, u) : GG_OBJ_EUNKNOWN;
+    if (cid >= 0 && gg_buf_append(&o->given, NULL, &cid, sizeof cid)) {
+        gg_objtab_release(o->cl, (uint64_t)cid, 1);
+        cid = GG_OBJ_ENOMEM;
+    }
     if (cid < 0) {
         gg_objtab_unused(u); /* released upstream: nobody holds it */
         if (!o->cl) return 0;
@@ -172,12 +179,27 @@ static void answer_with_objects(gg_uconn *uc, gg_call *call, const char *body, s
         return;
     }
     gg_client *c = gg_call_client(call);
-    obj_out o = {uc, c ? gg_client_objs(c) : NULL, &srv->obj_ext, 0, NULL};
+    obj_out o = {uc, c ? gg_client_objs(c) : NULL, &srv->obj_ext, 0, NULL, {0}, 0, 0};
     gg_buf out = {0};
     int rc = gg_obj_rewrite(body, len, &srv->obj_ext, map_upstream_ref, &o, &out);
+    if (rc) {
+        /* Refused: what was given to the client is taken back, and the references after the
+         * failing one are still counted, so that the upstream gets every one released. */
+        const uint64_t *given = (const uint64_t *)o.given.data;
+        for (size_t i = 0; i < o.given.len / sizeof *given; i++)
+            gg_objtab_release(o.cl, given[i], 1);
+        o.cl = NULL;
+        o.skip = o.seen;
+        o.seen = 0;
+        gg_buf scratch = {0};
+        gg_obj_rewrite(body, len, &srv->obj_ext, map_upstream_ref, &o, &scratch);
+        gg_buf_release(&scratch, NULL);
+    }
+    gg_buf_release(&o.given, NULL);
     if (rc == 0) {
         gg_call_answer(srv, call, out.data, out.len);
     } else {
+        gg_call_unlink_carrier(call); /* answered: its connection owes it nothing more */
         gg_log(&srv->lp.log, GG_LOG_WARN, "object_refused", "service=%s upstream=%s reason=\"%s\"",
                uc->ep->svc->name, uc->ep->addr->text, o.why ? o.why : "malformed or out of memory");
         gg_call_fail(srv, call, o.why ? o.code : GG_ERR_UPSTREAM_UNAVAILABLE, "%s",

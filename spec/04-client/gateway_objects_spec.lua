@@ -165,6 +165,20 @@ describe("Remote objects through the gateway", function()
         assert.equal(0, file:count())
     end)
 
+    it("refuses an answer that would pass limits.max_refs_per_client with 503, releasing its references",
+        function()
+        setup({ objects = true }, { config = { limits = { max_refs_per_client = 5 } } })
+        local start = gw.files.live()
+        local ok, err = pcall(function() return gw.files.many(10) end)
+        assert.is_false(ok)
+        assert.same({ 503, "overloaded",
+            "the connection holds limits.max_refs_per_client references already" },
+            { err.code, err.type, err.message })
+        assert.equal(start, live_becomes(start))
+        local four = gw.files.many(4) -- under the limit (nothing was kept of the refused answer)
+        assert.equal(4, four[4]:id())
+    end)
+
     it("leaves results alone for a service without objects = true (no scan, no rewrite)", function()
         setup({})
         local c = assert(h.client(f.gateway.addr))
