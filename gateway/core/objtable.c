@@ -269,6 +269,13 @@ void gg_objtab_owner_gone(gg_objtab *up)
     up->queued = 0;
 }
 
+void gg_objtab_counts(const gg_objtab *up, uint64_t *entries, uint64_t *users)
+{
+    *entries += up->len;
+    for (uint32_t i = 0; up->by_id.slot && i <= up->by_id.mask; i++)
+        if (up->by_id.slot[i]) *users += up->by_id.slot[i]->users;
+}
+
 size_t gg_objtab_take(gg_objtab *up, gg_objrel *out, size_t max)
 {
     size_t n = 0;

@@ -121,6 +121,10 @@ void gg_objtab_clear(gg_objtab *cl);
  * GG_OBJ_EGONE); entries without users are freed; the release queue is dropped. */
 void gg_objtab_owner_gone(gg_objtab *up);
 
+/* Upstream side: the live entries (objects the upstream exported that the gateway still
+ * holds) and the client entries pointing at them (references clients hold). O(entries). */
+void gg_objtab_counts(const gg_objtab *up, uint64_t *entries, uint64_t *users);
+
 /* Upstream side: take up to max queued releases (one $release message). Returns how many. */
 size_t gg_objtab_take(gg_objtab *up, gg_objrel *out, size_t max);
 

@@ -60,6 +60,10 @@ typedef struct gg_upstream_ops {
     /* Send the releases queued on the connection's table as one $release notification (at
      * the end of a loop turn: gg_server's dirty tables). */
     void (*send_releases)(void *conn);
+    /* /metrics: add the service's live remote-object references, upstream side (objects its
+     * connections exported that the gateway holds) and client side (references clients
+     * hold to them). NULL: none. */
+    void (*obj_counts)(const struct gg_service *svc, uint64_t *upstream, uint64_t *client);
     /* What /routes and /ready say about the service. */
     void (*describe)(const struct gg_service *svc, gg_upstream_info *out);
 } gg_upstream_ops;

@@ -613,6 +613,16 @@ static void mprpc_send_releases(void *conn)
     }
 }
 
+/* gg_upstream_ops.obj_counts */
+static void mprpc_obj_counts(const gg_service *svc, uint64_t *upstream, uint64_t *client)
+{
+    for (int e = 0; e < svc->neps; e++) {
+        const gg_uconn *conns = svc->eps[e].conns;
+        for (int k = 0; k < svc->eps[e].nconns; k++)
+            if (conns[k].objs) gg_objtab_counts(conns[k].objs, upstream, client);
+    }
+}
+
 /* gg_upstream_ops.describe: not ready while no endpoint has a connection up. */
 static void mprpc_describe(const gg_service *svc, gg_upstream_info *out)
 {
@@ -637,5 +647,6 @@ const gg_upstream_ops gg_mprpc_ops = {
     .conn_service = mprpc_conn_service,
     .send_to = mprpc_send_to,
     .send_releases = mprpc_send_releases,
+    .obj_counts = mprpc_obj_counts,
     .describe = mprpc_describe,
 };

@@ -3,6 +3,7 @@
 -- each client, calls on them go back to the upstream connection that exported them, after
 -- the service's policies with the object's method name. Real ghostgate, real backend.
 local h = require "spec.support.helpers"
+local http = require "spec.support.http"
 
 local FILES = "spec/04-client/backends/files.lua"
 
@@ -177,6 +178,29 @@ describe("Remote objects through the gateway", function()
         assert.equal(start, live_becomes(start))
         local four = gw.files.many(4) -- under the limit (nothing was kept of the refused answer)
         assert.equal(4, four[4]:id())
+    end)
+
+    it("counts live references per service and side in /metrics", function()
+        setup({ objects = true }, { config = { admin = { listen = "127.0.0.1:0" } } })
+        local admin = assert(f.gateway:wait_log("http_listening kind=admin ", h.timeout(2)))
+        admin = "http://" .. admin:match("listen=tcp://(%S+)")
+        local function refs()
+            local m = http.metrics(assert(http.get(admin .. "/metrics")).body)
+            return { http.sample(m, "ghostgate_object_refs", { service = "files", side = "upstream" }),
+                     http.sample(m, "ghostgate_object_refs", { service = "files", side = "client" }) }
+        end
+        assert.same({ 0, 0 }, refs())
+        local start = gw.files.live()
+        local held = { -- luacheck: ignore 231
+            gw.files.open("a"), gw.files.open("b"), gw.files.shared() }
+        local c = assert(h.client(f.gateway.addr))
+        assert.is_nil(assert(c:wait_response(assert(c:request("files.shared", {})))).error)
+        -- three objects upstream; four references: the shared one is held by both clients
+        assert.same({ 3, 4 }, refs())
+        c:close()
+        held = nil -- luacheck: ignore 311
+        assert.equal(start, live_becomes(start))
+        assert.same({ 0, 0 }, refs())
     end)
 
     it("leaves results alone for a service without objects = true (no scan, no rewrite)", function()
