@@ -75,3 +75,22 @@ describe("The remote-objects example of docs/client.md", function()
                 (r.stdout:gsub("\n$", "")))
         end)
 end)
+
+describe("The remote-objects example of README.md", function()
+    after_each(h.cleanup)
+
+    it("runs as shown through a real gateway: files.lua backend, objects = true, the client", function()
+        local readme = assert(h.read_file("README.md"))
+        local section = assert(readme:match("\n## Remote objects and callbacks\n(.-)\n## "))
+        local blocks = {}
+        for code in section:gmatch("```lua\n(.-)```") do blocks[#blocks + 1] = code end
+        assert.equal(3, #blocks, "a backend, a config and a client")
+        local b = assert(h.start_backend(blocks[1], { "tcp://127.0.0.1:0" }, { name = "files" }))
+        local config = blocks[2]:gsub("tcp://127%.0%.0%.1:9002", b.addr)
+        config = config:gsub("^return {", 'return { listen = "tcp://127.0.0.1:0", drain_timeout = 2,')
+        local gateway = assert(h.start_gateway(config))
+        local r = assert(h.run_lua(blocks[3], { gateway.addr }))
+        assert.equal(0, r.code, r.output)
+        assert.equal("1\t2\t2\na.txt\nfalse\t403\tforbidden", (r.stdout:gsub("\n$", "")))
+    end)
+end)
