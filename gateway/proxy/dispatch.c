@@ -314,9 +314,27 @@ int gg_method_refused(const gg_service *svc, int flaw)
     return flaw == GG_NAME_PRIVATE ? GG_ERR_FORBIDDEN : GG_ERR_BAD_REQUEST;
 }
 
+/* For a service with objects = true: a reference in a plain call's params would reach the
+ * upstream as its own id on whichever pooled connection the call takes, so one client could
+ * name what another holds. Until such arguments are routed, they are refused. */
+static const char *refs_refused(gg_server *srv, const gg_service *svc, const char *params,
+                                size_t params_len)
+{
+    gg_obj_seen seen;
+    if (!svc->conf->objects) return NULL;
+    if (!gg_obj_scan(params, params_len, &srv->obj_ext, &seen) && !seen.bad) return NULL;
+    return "object references and functions in a call's params are not supported through the "
+           "gateway (only in $call arguments, to the object's own upstream)";
+}
+
 void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id,
                          const gg_method *m, const char *params, size_t params_len)
 {
+    const char *refused = refs_refused(srv, svc, params, params_len);
+    if (refused) {
+        c->proto->error(c, id, GG_ERR_NOT_SUPPORTED, -1, refused);
+        return;
+    }
     gg_call *call = gg_call_new(&srv->lp.calls);
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
@@ -594,6 +612,11 @@ void gg_dispatch_notify(gg_server *srv, gg_client *c, gg_service *svc, const gg_
     const char *rest = gg_method_rest(m);
     uint32_t rest_len = gg_method_rest_len(m);
     int endpoint = 0;
+    const char *refused = refs_refused(srv, svc, params, params_len);
+    if (refused) {
+        gg_dispatch_notify_dropped(srv, svc, method, method_len, GG_ERR_NOT_SUPPORTED, refused);
+        return;
+    }
     if (svc->has_request) {
         gg_verdict v;
         gg_policy_request(srv, c, svc, NULL, rest, rest_len, params, params_len, &v);

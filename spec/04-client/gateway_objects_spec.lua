@@ -203,6 +203,22 @@ describe("Remote objects through the gateway", function()
         assert.same({ 0, 0 }, refs())
     end)
 
+    it("refuses references in a plain call's params with 501: no client can name another's object",
+        function()
+        setup({ objects = true })
+        local mine = gw.files.open("mine")
+        assert.equal(1, mine:write("x"))
+        local c = assert(h.client(f.gateway.addr))
+        -- files.publish(<ext 65: 1>): the backend's own id of the object the first client holds
+        local r = assert(c:wait_response(assert(c:request("files.publish", { h.mp.raw("\212\65\1") }))))
+        assert.same({ 501, "not_supported" }, { r.error.code, r.error.type })
+        assert.matches("not supported through the gateway", r.error.message)
+        local ok, err = pcall(function() return gw.files.watch("a", function() end) end)
+        assert.is_false(ok)
+        assert.same({ 501, "not_supported" }, { err.code, err.type })
+        assert.equal(1, mine:count())
+    end)
+
     it("leaves results alone for a service without objects = true (no scan, no rewrite)", function()
         setup({})
         local c = assert(h.client(f.gateway.addr))
