@@ -172,6 +172,12 @@ uint32_t gg_obj_scan(const char *data, size_t len, const gg_obj_ext *ext, gg_obj
     return seen->objects + seen->yours + seen->promises;
 }
 
+/* gg_buf_append, except that nothing is appended (and no pointer computed) for n == 0. */
+static int append(gg_buf *out, const void *p, size_t n)
+{
+    return n ? gg_buf_append(out, NULL, p, n) : 0;
+}
+
 typedef struct rewriter {
     gg_obj_map_fn fn;
     void *ud;
@@ -183,7 +189,7 @@ static int rewrite_one(void *ud, int kind, int ok, const uint8_t *start, const u
                        const uint8_t *payload, size_t plen)
 {
     rewriter *r = ud;
-    if (gg_buf_append(r->out, NULL, r->copied, (size_t)(start - r->copied))) return GG_OBJ_RW_NOMEM;
+    if (append(r->out, r->copied, (size_t)(start - r->copied))) return GG_OBJ_RW_NOMEM;
     r->copied = end;
     if (!ok) return GG_OBJ_RW_BAD;
     return r->fn(r->ud, kind, (const char *)payload, plen, r->out);
@@ -196,7 +202,7 @@ int gg_obj_rewrite(const char *data, size_t len, const gg_obj_ext *ext, gg_obj_m
     int rc = walk(data, len, ext, rewrite_one, &r);
     if (rc) return rc;
     const uint8_t *end = (const uint8_t *)data + len;
-    return gg_buf_append(out, NULL, r.copied, (size_t)(end - r.copied)) ? GG_OBJ_RW_NOMEM : 0;
+    return append(out, r.copied, (size_t)(end - r.copied)) ? GG_OBJ_RW_NOMEM : 0;
 }
 
 int gg_obj_put_ext_hdr(gg_buf *out, int8_t type, size_t n)
@@ -220,7 +226,7 @@ int gg_obj_put_ext_hdr(gg_buf *out, int8_t type, size_t n)
 
 int gg_obj_put_ext(gg_buf *out, int8_t type, const void *p, size_t n)
 {
-    if (gg_obj_put_ext_hdr(out, type, n) || gg_buf_append(out, NULL, p, n)) return GG_OBJ_RW_NOMEM;
+    if (gg_obj_put_ext_hdr(out, type, n) || append(out, p, n)) return GG_OBJ_RW_NOMEM;
     return 0;
 }
 

@@ -3,14 +3,30 @@
  * of operations.
  *
  * Properties: the scan never reads past its input and counts no more ext values than there
- * are bytes; the tables never misroute (an id resolves only in the client table that got it,
+ * are bytes; the rewriter (gg_obj_rewrite) visits exactly the values the scan counts, and
+ * with a map that copies each value back unchanged it reproduces its input byte for byte; the tables never misroute (an id resolves only in the client table that got it,
  * to the upstream entry it was given for), their sizes match what is in them, and everything
  * is freed at the end (ASan's leak check). */
+#include "core/buf.h"
 #include "core/objects.h"
 #include "core/objtable.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* A map that writes each value back as it came: the payload under the same ext type. */
+typedef struct copy_back {
+    const gg_obj_ext *ext;
+    uint32_t visits;
+} copy_back;
+
+static int copy_value(void *ud, int kind, const char *payload, size_t plen, gg_buf *out)
+{
+    copy_back *cb = ud;
+    cb->visits++;
+    int8_t t = kind == 0 ? cb->ext->object : kind == 1 ? cb->ext->yours : cb->ext->promise;
+    return gg_obj_put_ext(out, t, payload, plen);
+}
 
 #define NCLIENTS 2
 #define NGIVEN   64
@@ -24,6 +40,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gg_obj_ext_default(&ext);
     uint32_t n = gg_obj_scan(buf, size, &ext, &seen);
     if (n + seen.bad > size) abort();
+    copy_back cb = {&ext, 0};
+    gg_buf out = {0};
+    int rc = gg_obj_rewrite(buf, size, &ext, copy_value, &cb, &out);
+    if (rc == 0) {
+        if (seen.bad || cb.visits != n) abort();
+        /* Same bytes, except that an ext header may come back in its canonical width. */
+        if (out.len > size + 5 * (size_t)n) abort();
+        gg_obj_seen again;
+        if (out.len ? gg_obj_scan(out.data, out.len, &ext, &again) != n : n != 0) abort();
+    } else if (rc != GG_OBJ_RW_BAD || !seen.bad) {
+        abort();
+    }
+    gg_buf_release(&out, NULL);
     free(buf);
 
     /* The same bytes as a program: each byte is an operation on the tables. */
