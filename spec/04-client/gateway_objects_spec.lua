@@ -219,6 +219,25 @@ describe("Remote objects through the gateway", function()
         assert.equal(1, mine:count())
     end)
 
+    it("answers malformed $ requests with a clear error and keeps the connection", function()
+        setup({ objects = true })
+        local c = assert(h.client(f.gateway.addr))
+        local r = assert(c:wait_response(assert(c:request("$call", { 1, "count", {} }))))
+        assert.same({ 400, "bad_request",
+            "$call params are [target, method, ...] with a reference the gateway gave" },
+            { r.error.code, r.error.type, r.error.message })
+        r = assert(c:wait_response(assert(c:request("$get", {}))))
+        assert.same({ 400, "bad_request",
+            "$get params are [target, key, ...] with a reference the gateway gave" },
+            { r.error.code, r.error.type, r.error.message })
+        r = assert(c:wait_response(assert(c:request("$drop", {}))))
+        assert.same({ 404, "no_such_service" }, { r.error.code, r.error.type })
+        assert(c:notify("$release", { "not pairs" }))
+        r = assert(c:wait_response(assert(c:request("files.live", {}))))
+        assert.is_nil(r.error)
+        assert(f.gateway:wait_log('notification_dropped service=%- method="%$release" reason=bad_request'))
+    end)
+
     it("leaves results alone for a service without objects = true (no scan, no rewrite)", function()
         setup({})
         local c = assert(h.client(f.gateway.addr))
