@@ -17,6 +17,7 @@ struct gg_stream;
     X(UNAUTHENTICATED, 401, "unauthenticated")                                                     \
     X(FORBIDDEN, 403, "forbidden")                                                                 \
     X(NO_SUCH_SERVICE, 404, "no_such_service")                                                     \
+    X(OBJECT_GONE, 410, "object_gone")                                                             \
     X(TOO_LARGE, 413, "too_large")                                                                 \
     X(RATE_LIMITED, 429, "rate_limited")                                                           \
     X(INTERNAL, 500, "internal")                                                                   \

@@ -4,6 +4,7 @@
 #include "lua/lua_consts.h"
 #include "core/addr.h"
 #include "core/errors.h"
+#include "core/objects.h"
 #include "lua/lua_msgpack.h"
 #include "lua/lua_registry.h"
 
@@ -178,7 +179,8 @@ static const luaL_Reg conn_methods[] = {
     {"request", gg_ghost_l_conn_request}, {"notify", gg_ghost_l_conn_notify},
     {"reply", gg_ghost_l_conn_reply},     {"state", gg_ghost_l_conn_state},
     {"close", gg_ghost_l_conn_close},     {"inflight", gg_ghost_l_conn_inflight},
-    {"address", gg_ghost_l_conn_address}, {NULL, NULL},
+    {"address", gg_ghost_l_conn_address}, {"serve", gg_ghost_l_conn_serve},
+    {"serial", gg_ghost_l_conn_serial},   {NULL, NULL},
 };
 
 static const luaL_Reg listener_methods[] = {
@@ -291,7 +293,10 @@ int luaopen_ghost_core(lua_State *L)
                   {"EV_STRIDE", EV_STRIDE},
                   {"SEND_MAX_MESSAGE", (int)SEND_MAX_MESSAGE},
                   {"SEND_MAX_DEPTH", SEND_MAX_DEPTH},
-                  {"READ_MAX_VALUES", READ_MAX_VALUES}};
+                  {"READ_MAX_VALUES", READ_MAX_VALUES},
+                  {"EXT_OBJECT", GG_OBJ_EXT_OBJECT},
+                  {"EXT_YOURS", GG_OBJ_EXT_YOURS},
+                  {"EXT_PROMISE", GG_OBJ_EXT_PROMISE}};
     for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
         lua_pushinteger(L, consts[i].v);
         lua_setfield(L, -2, consts[i].name);

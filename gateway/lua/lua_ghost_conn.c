@@ -30,7 +30,8 @@ void gg_ghost_lcall_end(ctx *x, gg_call *call)
 static void conn_unlinked(gg_call_list *l)
 {
     conn *c = (conn *)((char *)l - offsetof(conn, calls));
-    if (l->n == 0 && !(c->st.flags & GG_ST_CLOSING)) uv_unref(&c->st.io.handle);
+    /* A peer's handle stays referenced: it is the server's, not a call's. */
+    if (l->n == 0 && !c->is_peer && !(c->st.flags & GG_ST_CLOSING)) uv_unref(&c->st.io.handle);
 }
 
 void gg_ghost_set_state(conn *c, int state, const char *reason)
@@ -99,10 +100,15 @@ uint32_t gg_ghost_array_count(const char *p, size_t len)
     return 0;
 }
 
+static void conn_response(conn *c, const char *msg, const gg_msg *m);
+
 static void peer_message(conn *c, const char *msg, const gg_msg *m)
 {
-    if (m->type == GG_RESPONSE) return; /* we never send requests to our clients */
-    if (c->ref == LUA_NOREF) return;    /* not registered (out of memory at accept) */
+    if (m->type == GG_RESPONSE) { /* to a call made on this peer (a callback) */
+        conn_response(c, msg, m);
+        return;
+    }
+    if (c->ref == LUA_NOREF) return; /* not registered (out of memory at accept) */
     if (!gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
         /* Refused before any Lua table is built; the handler does not run. */
         if (m->type == GG_REQUEST)
@@ -114,7 +120,8 @@ static void peer_message(conn *c, const char *msg, const gg_msg *m)
                 .ref = c->ref,
                 .ref2 = c->owner_ref,
                 .id = m->msgid,
-                .mlen = m->method_len};
+                .mlen = m->method_len,
+                .origin = c->serial};
     gg_ghost_queue_event(c->x, &r, msg + m->method_off, m->method_len, msg + m->body_off,
                          m->size - m->body_off);
 }
@@ -122,7 +129,6 @@ static void peer_message(conn *c, const char *msg, const gg_msg *m)
 static void conn_on_message(gg_stream *s, const char *msg, const gg_msg *m)
 {
     conn *c = (conn *)s;
-    ctx *x = c->x;
     const char *bad = gg_msg_invalid(m);
     if (bad) {
         char why[300];
@@ -137,27 +143,35 @@ static void conn_on_message(gg_stream *s, const char *msg, const gg_msg *m)
         gg_ghost_conn_close(c, FT_BAD_RESPONSE, why);
         return;
     }
-    if (c->is_peer) {
-        peer_message(c, msg, m);
+    if (c->is_peer || (m->type != GG_RESPONSE && c->owner_ref != LUA_NOREF)) {
+        peer_message(c, msg, m); /* a peer's, or a callback to a client that serves */
         return;
     }
     if (m->type == GG_RESPONSE) {
-        gg_call *call = gg_call_find(&x->lp.calls, m->msgid);
-        if (!call || call->carrier != &c->calls) return; /* late: dropped */
-        if (gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
-            ev_rec r = {.kind = EV_RESPONSE, .ref = call->waiter_ref, .id = call->id};
-            gg_ghost_queue_event(x, &r, msg + m->body_off, m->size - m->body_off, NULL, 0);
-        } else {
-            char why[100];
-            snprintf(why, sizeof why, "the response has more than %zu values (max_values)",
-                     c->max_values);
-            gg_ghost_queue_fail(x, call, FT_BAD_RESPONSE, why);
-        }
-        gg_ghost_lcall_end(x, call);
+        conn_response(c, msg, m);
     } else if (m->type == GG_REQUEST) {
         gg_reply_error(s, m->msgid, GG_ERR_NOT_SUPPORTED, "this client does not serve requests");
     }
     /* Notifications to a client are ignored: nothing subscribes to them yet. */
+}
+
+/* The answer to a call made on c (a client's call, or a peer's callback). */
+static void conn_response(conn *c, const char *msg, const gg_msg *m)
+{
+    ctx *x = c->x;
+    gg_call *call = gg_call_find(&x->lp.calls, m->msgid);
+    if (!call || call->carrier != &c->calls) return; /* late: dropped */
+    if (gg_lua_within(msg + m->body_off, m->size - m->body_off, c->max_values)) {
+        ev_rec r = {
+            .kind = EV_RESPONSE, .ref = call->waiter_ref, .id = call->id, .origin = c->serial};
+        gg_ghost_queue_event(x, &r, msg + m->body_off, m->size - m->body_off, NULL, 0);
+    } else {
+        char why[100];
+        snprintf(why, sizeof why, "the response has more than %zu values (max_values)",
+                 c->max_values);
+        gg_ghost_queue_fail(x, call, FT_BAD_RESPONSE, why);
+    }
+    gg_ghost_lcall_end(x, call);
 }
 
 static void conn_on_frame_error(gg_stream *s, int code, const gg_msg *m)
@@ -220,8 +234,13 @@ static void conn_on_closed(gg_stream *s)
         c->box->c = NULL;
         c->box->state = ST_CLOSED;
     }
-    if (c->is_peer && c->ref != LUA_NOREF) {
-        ev_rec r = {.kind = EV_CLOSED, .ref = c->ref, .ref2 = c->owner_ref};
+    while (c->calls.head) { /* callbacks to a peer that went away */
+        gg_call *call = c->calls.head;
+        gg_ghost_queue_fail(x, call, FT_LOST, "the peer closed the connection");
+        gg_ghost_lcall_end(x, call);
+    }
+    if (c->owner_ref != LUA_NOREF && c->ref != LUA_NOREF) {
+        ev_rec r = {.kind = EV_CLOSED, .ref = c->ref, .ref2 = c->owner_ref, .origin = c->serial};
         gg_ghost_queue_event(x, &r, NULL, 0, NULL, 0);
     }
     free(c);
@@ -246,6 +265,8 @@ conn *gg_ghost_conn_new(ctx *x)
     c->max_depth = SEND_MAX_DEPTH;
     c->max_values = READ_MAX_VALUES;
     c->calls.on_unlink = conn_unlinked;
+    c->serial = ++x->serials;
+    if (c->serial == 0) c->serial = ++x->serials;
     c->next = x->conns;
     if (x->conns) x->conns->prev = c;
     x->conns = c;

@@ -102,6 +102,7 @@ static int deliver(lua_State *L, ctx *x, int t)
             set_slot(L, t, base + 2);
             lua_pushnumber(L, r.id);
             set_slot(L, t, base + 3);
+            if (r.kind == EV_RESPONSE) gg_lua_set_origin(L, r.origin);
             if (r.kind == EV_RESPONSE && push_response(L, t, base, pl, r.len)) {
                 lua_pushinteger(L, EV_FAIL);
                 set_slot(L, t, base + 1);
@@ -130,6 +131,7 @@ static int deliver(lua_State *L, ctx *x, int t)
             set_slot(L, t, base + 5);
             char err[128];
             const char *params = pl + r.mlen;
+            gg_lua_set_origin(L, r.origin);
             size_t plen = r.len - r.mlen;
             if (gg_lua_unpack(L, params, plen, READ_MAX_DEPTH, GG_LUA_MARK | GG_LUA_ARGS, NULL, err,
                               sizeof err)) {

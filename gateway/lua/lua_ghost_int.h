@@ -52,6 +52,7 @@ typedef struct ctx {
     int running, closing;
     struct conn *conns;
     struct listener *listeners;
+    uint32_t serials; /* the last connection serial given */
     uv_signal_t sig[2];
     int sig_on;
     uv_timer_t hs_sweep; /* tls:// listeners: closes peers whose handshake outlived its timeout */
@@ -66,6 +67,8 @@ typedef struct ev_rec {
     uint32_t id;   /* call id, msgid or signal number */
     uint32_t mlen; /* EV_REQUEST/NOTIFY: the method's bytes start the payload */
     uint32_t len;
+    uint32_t origin; /* serial of the connection the payload came from (remote objects) */
+    uint32_t pad2;
 } ev_rec;
 
 #define ALIGN8(n) (((n) + 7) & ~(size_t)7)
@@ -87,7 +90,9 @@ typedef struct conn {
     uv_connect_t creq;
     int state;
     int is_peer;
-    int ref, owner_ref; /* peer: its userdata and its server's Lua object, held while open */
+    int ref, owner_ref; /* peer: its userdata and its server's Lua object, held while open;
+                           client: the same once conn:serve() was called (remote objects) */
+    uint32_t serial;    /* unique in this Lua state: names the connection to the codec */
     size_t max_message;
     int max_depth;
     size_t max_values; /* decoding budget of what arrives (params, responses) */
@@ -153,6 +158,8 @@ int gg_ghost_l_conn_state(lua_State *L);
 int gg_ghost_l_conn_close(lua_State *L);
 int gg_ghost_l_conn_inflight(lua_State *L);
 int gg_ghost_l_conn_address(lua_State *L);
+int gg_ghost_l_conn_serve(lua_State *L);
+int gg_ghost_l_conn_serial(lua_State *L);
 int gg_ghost_l_conn_gc(lua_State *L);
 int gg_ghost_l_conn_tostring(lua_State *L);
 

@@ -99,7 +99,7 @@ int gg_ghost_l_conn_request(lua_State *L)
     size_t mlen;
     const char *method = luaL_checklstring(L, 4, &mlen);
     conn *c = b->c;
-    if (!c || c->state == ST_CLOSED || c->is_peer || peer_closed(c))
+    if (!c || c->state == ST_CLOSED || (c->st.flags & GG_ST_CLOSING) || peer_closed(c))
         return gg_ghost_fail3(L, "closed", "%s", b->reason[0] ? b->reason : "connection closed");
     if (mlen == 0 || mlen > GG_METHOD_MAX)
         return gg_ghost_fail3(L, "encode", "method name must be 1 to %d bytes", GG_METHOD_MAX);
@@ -131,7 +131,7 @@ int gg_ghost_l_conn_request(lua_State *L)
     call->waiter_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     call->lconn = c;
     call->lkind = GG_LCALL_REQUEST;
-    if (c->calls.n == 0) uv_ref(&s->io.handle);
+    if (c->calls.n == 0 && !c->is_peer) uv_ref(&s->io.handle);
     gg_call_link_carrier(&c->calls, call);
     if (tmo > 0) {
         uv_update_time(&x->uv);
@@ -234,6 +234,38 @@ int gg_ghost_l_conn_inflight(lua_State *L)
 {
     conn_box *b = check_conn(L);
     lua_pushnumber(L, b->c ? b->c->calls.n : 0);
+    return 1;
+}
+
+/* conn:serve(owner): requests arriving on this client connection go to owner.on_request (as
+ * a peer's do), and owner.on_closed runs when it closes. Remote objects call this when the
+ * first function or object is passed: until then requests are answered not_supported. The
+ * connection is then held until it closes (the peer may call back any time). */
+int gg_ghost_l_conn_serve(lua_State *L)
+{
+    conn_box *b = check_conn(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    conn *c = b->c;
+    if (!c || c->state == ST_CLOSED) return gg_ghost_fail3(L, "closed", "connection closed");
+    if (c->owner_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->owner_ref);
+    lua_pushvalue(L, 2);
+    c->owner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (c->ref == LUA_NOREF) {
+        lua_pushvalue(L, 1);
+        c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:serial(): the number naming this connection to the remote-objects layer. */
+int gg_ghost_l_conn_serial(lua_State *L)
+{
+    conn_box *b = check_conn(L);
+    if (b->c)
+        lua_pushnumber(L, b->c->serial);
+    else
+        lua_pushnil(L);
     return 1;
 }
 

@@ -104,6 +104,12 @@ const char *gg_lua_tobin(lua_State *L, int idx, size_t *len)
     return b->data;
 }
 
+void gg_lua_set_origin(lua_State *L, uint32_t origin)
+{
+    lua_pushnumber(L, origin);
+    lua_setfield(L, LUA_REGISTRYINDEX, GG_LUA_ORIGIN);
+}
+
 /* ---- ghost.null ------------------------------------------------------------------------- */
 
 void gg_lua_push_null(lua_State *L)
@@ -199,9 +205,35 @@ static int dec_map(lua_State *L, dec *d, uint32_t n)
     return 0;
 }
 
+/* An ext value goes to the import hook of the remote-objects layer when one is installed
+ * (looked up here, not per message: ext values are rare and plain calls pay nothing). The
+ * hook gets (type, data, origin) and returns the value; without a hook, the data string. */
 static int dec_ext(lua_State *L, dec *d, size_t n)
 {
-    if (!take(d, 1)) return -1; /* the type byte */
+    const uint8_t *t = take(d, 1);
+    if (!t) return -1;
+    lua_getfield(L, LUA_REGISTRYINDEX, GG_LUA_OBJ_HOOKS);
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "import");
+        if (lua_isfunction(L, -1)) {
+            const uint8_t *q = take(d, n);
+            if (!q) {
+                lua_pop(L, 2);
+                return -1;
+            }
+            lua_pushinteger(L, (int8_t)t[0]);
+            lua_pushlstring(L, (const char *)q, n);
+            lua_getfield(L, LUA_REGISTRYINDEX, GG_LUA_ORIGIN);
+            if (lua_pcall(L, 3, 1, 0)) {
+                lua_pop(L, 2);
+                return -1;
+            }
+            lua_remove(L, -2);
+            return 0;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     return dec_bytes(L, d, n, 0);
 }
 
@@ -422,6 +454,7 @@ typedef struct enc {
     int max_depth;
     int depth;
     int bin_mt, map_mt;                 /* stack indices of the marker metatables */
+    int marks, export;                  /* remote objects: by-reference set and hook, or 0 */
     const void *path[GG_DEPTH_CAP + 2]; /* tables being encoded, outermost first */
     char *err;
     size_t errlen;
@@ -493,9 +526,38 @@ static int enc_number(enc *e, lua_Number d)
     return msgpack_pack_double(pk, d);
 }
 
+/* A value passed by reference: the export hook returns its ext type and payload bytes. */
+static int enc_ref(enc *e, int idx)
+{
+    lua_State *L = e->L;
+    if (!e->export) return fail(e, "cannot encode a %s", lua_typename(L, lua_type(L, idx)));
+    lua_pushvalue(L, e->export);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 2, 0)) {
+        const char *m = lua_tostring(L, -1);
+        int rc = fail(e, "%s", m ? m : "cannot pass by reference");
+        lua_pop(L, 1);
+        return rc;
+    }
+    size_t n;
+    const char *p = lua_tolstring(L, -1, &n);
+    int type = (int)lua_tointeger(L, -2);
+    int rc = p ? msgpack_pack_ext(e->pk, n, (int8_t)type) : -1;
+    if (rc == 0) rc = msgpack_pack_ext_body(e->pk, p, n);
+    lua_pop(L, 2);
+    return rc ? fail(e, "%s", "out of memory") : 0;
+}
+
 static int enc_table(enc *e, int idx)
 {
     lua_State *L = e->L;
+    if (e->marks) {
+        lua_pushvalue(L, idx);
+        lua_rawget(L, e->marks);
+        int byref = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (byref) return enc_ref(e, idx);
+    }
     const void *self = lua_topointer(L, idx);
     for (int i = 0; i < e->depth; i++)
         if (e->path[i] == self) return fail(e, "%s", "cycle: a table contains itself");
@@ -572,6 +634,8 @@ static int enc_value(enc *e, int idx)
     }
     case LUA_TTABLE:
         return enc_table(e, idx);
+    case LUA_TFUNCTION:
+        return enc_ref(e, idx); /* functions always go by reference */
     case LUA_TUSERDATA: {
         int is_bin = 0;
         if (lua_getmetatable(L, idx)) {
@@ -597,17 +661,26 @@ int gg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int max_depth, char *
 {
     if (idx < 0 && idx > LUA_REGISTRYINDEX) idx = lua_gettop(L) + idx + 1;
     if (max_depth > GG_DEPTH_CAP) max_depth = GG_DEPTH_CAP;
-    if (!lua_checkstack(L, 4)) {
+    if (!lua_checkstack(L, 8)) {
         snprintf(err, errlen, "Lua stack exhausted");
         return -1;
     }
+    int top = lua_gettop(L);
     enc e = {.L = L, .pk = pk, .max_depth = max_depth, .err = err, .errlen = errlen};
     push_bin_mt(L);
     e.bin_mt = lua_gettop(L);
     gg_lua_push_map_mt(L);
     e.map_mt = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, GG_LUA_OBJ_HOOKS);
+    if (lua_istable(L, -1)) {
+        int hooks = lua_gettop(L);
+        lua_getfield(L, hooks, "marks");
+        if (lua_istable(L, -1)) e.marks = lua_gettop(L);
+        lua_getfield(L, hooks, "export");
+        if (lua_isfunction(L, -1)) e.export = lua_gettop(L);
+    }
     int rc = enc_value(&e, idx);
-    lua_pop(L, 2);
+    lua_settop(L, top);
     if (rc && e.where[0]) {
         size_t n = strlen(err);
         if (n + 8 < errlen) snprintf(err + n, errlen - n, " (at %s)", e.where);

@@ -13,7 +13,8 @@
  *                        -> int, other numbers -> float64; string -> str; ghost.bin -> bin; a
  *                        table whose keys are exactly 1..n -> array, an empty table -> array
  *                        (empty map: a table with the ghost.map metatable), any other table
- *                        (one with holes too) -> map. Cycles, functions, threads, other
+ *                        (one with holes too) -> map. Functions and marked tables go to the
+ *                        remote-objects hooks (below) when installed. Cycles, functions, threads, other
  *                        userdata and cdata are refused.
  *
  * ghost.null is the NULL light userdata: the same value as lua-cjson's cjson.null, so values
@@ -24,10 +25,23 @@
 #include <lua.h>
 #include <msgpack.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Registry names of the marker metatables (luaL_getmetatable). */
 #define GG_LUA_BIN_MT "ghost.bin"
 #define GG_LUA_MAP_MT "ghost.map"
+
+/* Remote objects (docs/protocol.md#remote-objects). When the registry holds a table under
+ * GG_LUA_OBJ_HOOKS, the codec defers to it:
+ *   marks   a (weak-keyed) set: a table in it is passed by reference, not copied;
+ *   export  function(value) -> ext type, payload bytes: called for every function and every
+ *           marked table being encoded (an error it raises fails the encoding with its text);
+ *   import  function(ext type, payload bytes, origin) -> value: called for every ext value
+ *           decoded (origin: the number last given to gg_lua_set_origin, which names the
+ *           connection the bytes came from).
+ * Without the table, functions are refused and ext values decode to strings, as before. */
+#define GG_LUA_OBJ_HOOKS "ghost.objects.hooks"
+#define GG_LUA_ORIGIN    "ghost.objects.origin"
 
 /* gg_lua_unpack flags.
  * GG_LUA_MARK: bin -> ghost.bin; an empty map -> a table with the ghost.map metatable; nil
@@ -65,6 +79,9 @@ int gg_lua_pack(lua_State *L, int idx, msgpack_packer *pk, int max_depth, char *
  * len <= max_values (every value takes at least one byte). Never reads past len: bytes that
  * are not MessagePack count as what they claim up to where they end. */
 int gg_lua_within(const char *data, size_t len, size_t max_values);
+
+/* The connection the next values decoded come from (for the import hook). */
+void gg_lua_set_origin(lua_State *L, uint32_t origin);
 
 /* Push ghost.null (the NULL light userdata). */
 void gg_lua_push_null(lua_State *L);

@@ -5,6 +5,7 @@
 #include "proxy/server.h"
 #include "proxy/sys.h"
 #include "core/tls.h"
+#include "core/objtable.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -118,6 +119,11 @@ static void handle_request(gg_client *c, const char *msg, const gg_msg *m)
         gg_reply_error(&c->st, m->msgid, GG_ERR_SHUTTING_DOWN, "the gateway is shutting down");
         return;
     }
+    if (mlen && method[0] == '$') { /* a call on a remote object: $call, $get */
+        gg_dispatch_object(srv, c, m->msgid, method, mlen, msg + m->body_off,
+                           m->size - m->body_off);
+        return;
+    }
     const char *dot = m->method_dot < mlen ? method + m->method_dot : NULL;
     uint32_t svc_len = dot ? m->method_dot : (mlen > 64 ? 64 : mlen);
     if (m->method_flaw) {
@@ -162,6 +168,10 @@ static void handle_notify(gg_client *c, const char *msg, const gg_msg *m)
     gg_server *srv = gg_server_of(c->st.loop);
     const char *method = msg + m->method_off;
     uint32_t mlen = m->method_len;
+    if (mlen && method[0] == '$') { /* $release, $finish of remote objects */
+        gg_dispatch_object_notify(srv, c, method, mlen, msg + m->body_off, m->size - m->body_off);
+        return;
+    }
     gg_method name = {method, mlen, m->method_dot};
     gg_service *svc = name.dot < mlen ? gg_service_find(srv, method, name.dot) : NULL;
     int rc = gg_method_refused(svc, m->method_flaw);
@@ -247,10 +257,28 @@ static void on_drain(gg_stream *s)
     maybe_resume((gg_client *)s);
 }
 
+struct gg_objtab *gg_client_objs(gg_client *c)
+{
+    if (c->objs) return c->objs;
+    gg_objtab *t = malloc(sizeof *t);
+    if (!t) return NULL;
+    if (gg_objtab_init(t, GG_OBJ_CLIENT,
+                       gg_server_of(c->st.loop)->cfg->limits.max_refs_per_client)) {
+        free(t);
+        return NULL;
+    }
+    c->objs = t;
+    return t;
+}
+
 static void on_closed(gg_stream *s)
 {
     gg_client *c = (gg_client *)s;
     gg_server *srv = gg_server_of(s->loop);
+    if (c->objs) { /* what it held is released upstream at the end of this turn */
+        gg_objtab_free(c->objs);
+        free(c->objs);
+    }
     /* Calls still upstream stay registered (their answers must be absorbed) but have no one
      * to answer: they end silently at their response or deadline. */
     gg_client_remove(srv, c);

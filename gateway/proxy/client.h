@@ -39,6 +39,7 @@ struct gg_client {
     unsigned held : 1;       /* paused by us for backpressure */
     unsigned resume_queued : 1;
     void *data; /* the protocol's own state (an HTTP front door's requests) */
+    struct gg_objtab *objs; /* remote objects given to it (objtable.h); NULL until the first */
 };
 
 /* Accept a connection on a listener's server handle; with tls (a tls:// listener) the client
@@ -59,6 +60,10 @@ static inline gg_client *gg_call_client(const gg_call *call)
 {
     return call->owner ? (gg_client *)((char *)call->owner - offsetof(gg_client, calls)) : NULL;
 }
+
+/* The client's remote-object table, made on first use (limits.max_refs_per_client entries);
+ * NULL when out of memory. Owned by the client: cleared and freed when it closes. */
+struct gg_objtab *gg_client_objs(gg_client *c);
 
 /* A client's queued output has been written (its stream's on_drain): resume reading if it
  * was held back only by that. */

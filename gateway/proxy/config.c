@@ -53,6 +53,7 @@ static int read_limits(lua_State *L, int idx, gg_limits *l)
     l->max_depth = (uint32_t)num_field(L, t, "max_depth");
     l->max_decode_values = (uint32_t)num_field(L, t, "max_decode_values");
     l->max_inflight_per_client = (uint32_t)num_field(L, t, "max_inflight_per_client");
+    l->max_refs_per_client = (uint32_t)num_field(L, t, "max_refs_per_client");
     l->max_clients = (uint32_t)num_field(L, t, "max_clients");
     l->max_calls = (uint32_t)num_field(L, t, "max_calls");
     l->max_write_buffer = (size_t)num_field(L, t, "max_write_buffer");
@@ -87,6 +88,9 @@ static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t 
         s->connections = (int)num_field(L, v, "connections");
         lua_getfield(L, v, "keep_prefix");
         s->keep_prefix = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, v, "objects");
+        s->objects = lua_toboolean(L, -1);
         lua_pop(L, 1);
         lua_getfield(L, v, "error_details");
         s->error_details = lua_toboolean(L, -1);

@@ -14,6 +14,7 @@ typedef struct gg_limits {
     uint32_t max_depth;
     uint32_t max_decode_values; /* values a Lua adapter decodes from one params or result */
     uint32_t max_inflight_per_client;
+    uint32_t max_refs_per_client; /* remote-object references a client may hold */
     uint32_t max_clients;
     uint32_t max_calls;
     size_t max_write_buffer;
@@ -40,6 +41,7 @@ typedef struct gg_service_conf {
     int any_method_name; /* method_names = "any": forward names gg_method_check flags */
     struct gg_tls_ctx *tls; /* tls:// upstreams: a client context (lua/tls_config.c), else NULL */
     struct gg_tls_ctx *https; /* adapters: http.request to https:// URLs (ALPN http/1.1) */
+    int objects;         /* objects = true: remote objects in results are routed (objtable.h) */
 } gg_service_conf;
 
 typedef struct gg_config {

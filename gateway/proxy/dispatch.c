@@ -10,6 +10,9 @@
 #include "proxy/dispatch.h"
 #include "core/errors.h"
 #include "proxy/server.h"
+#include "core/buf.h"
+#include "core/objects.h"
+#include "core/objtable.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -311,9 +314,27 @@ int gg_method_refused(const gg_service *svc, int flaw)
     return flaw == GG_NAME_PRIVATE ? GG_ERR_FORBIDDEN : GG_ERR_BAD_REQUEST;
 }
 
+/* For a service with objects = true: a reference in a plain call's params would reach the
+ * upstream as its own id on whichever pooled connection the call takes, so one client could
+ * name what another holds. Until such arguments are routed, they are refused. */
+static const char *refs_refused(gg_server *srv, const gg_service *svc, const char *params,
+                                size_t params_len)
+{
+    gg_obj_seen seen;
+    if (!svc->conf->objects) return NULL;
+    if (!gg_obj_scan(params, params_len, &srv->obj_ext, &seen) && !seen.bad) return NULL;
+    return "object references and functions in a call's params are not supported through the "
+           "gateway (only in $call arguments, to the object's own upstream)";
+}
+
 void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id,
                          const gg_method *m, const char *params, size_t params_len)
 {
+    const char *refused = refs_refused(srv, svc, params, params_len);
+    if (refused) {
+        c->proto->error(c, id, GG_ERR_NOT_SUPPORTED, -1, refused);
+        return;
+    }
     gg_call *call = gg_call_new(&srv->lp.calls);
     if (!call) {
         gg_log(&srv->lp.log, GG_LOG_WARN, "overloaded", "reason=max_calls limit=%u",
@@ -334,6 +355,219 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
     gg_client_link_call(c, call);
     gg_call_set_deadline(&srv->lp.calls, call, uv_now(srv->lp.uv) + svc->conf->deadline_ms);
     attempt(srv, call, m, params, params_len);
+}
+
+/* ---- remote objects ------------------------------------------------------------------------ */
+
+/* The ext value at p[0..n): its type, payload and total length, or 0 when p is not one. */
+static size_t get_ext(const char *p, size_t n, int8_t *type, const char **payload, size_t *plen)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    size_t h, len;
+    if (n < 2) return 0;
+    if (u[0] >= 0xd4 && u[0] <= 0xd8) {
+        len = (size_t)1 << (u[0] - 0xd4), h = 1;
+    } else if (u[0] == 0xc7 && n >= 3) {
+        len = u[1], h = 2;
+    } else if (u[0] == 0xc8 && n >= 4) {
+        len = (size_t)u[1] << 8 | u[2], h = 3;
+    } else if (u[0] == 0xc9 && n >= 6) {
+        len = (size_t)u[1] << 24 | (size_t)u[2] << 16 | (size_t)u[3] << 8 | u[4], h = 5;
+    } else {
+        return 0;
+    }
+    if (n < h + 1 + len) return 0;
+    *type = (int8_t)u[h];
+    *payload = p + h + 1;
+    *plen = len;
+    return h + 1 + len;
+}
+
+/* What a client's params are rewritten against: its table, and the upstream table every
+ * reference in them must belong to. */
+typedef struct obj_in {
+    gg_objtab *cl;
+    gg_objtab *up;
+    const gg_obj_ext *ext;
+    const char *why; /* set when the rewrite refuses */
+    int code;
+} obj_in;
+
+/* gg_obj_map_fn for a client's params: YOURS C -> YOURS U of the same upstream connection. */
+static int map_client_ref(void *ud, int kind, const char *payload, size_t plen, gg_buf *out)
+{
+    obj_in *in = ud;
+    uint64_t cid;
+    int err;
+    if (kind != 1) {
+        in->code = GG_ERR_NOT_SUPPORTED;
+        in->why = kind == 0 ? "passing functions or objects through the gateway is not supported"
+                            : "promise pipelining through the gateway is not supported";
+        return -3;
+    }
+    gg_objent *u;
+    if (gg_obj_get_uint((const uint8_t *)payload, plen, &cid) != plen ||
+        !(u = gg_objtab_resolve(in->cl, cid, &err))) {
+        in->code = GG_ERR_OBJECT_GONE;
+        in->why = "a reference in the arguments is not held by this connection";
+        return -3;
+    }
+    if (u->tab != in->up) {
+        in->code = GG_ERR_BAD_REQUEST;
+        in->why = "a reference in the arguments belongs to another upstream connection";
+        return -3;
+    }
+    uint8_t b[9];
+    return gg_obj_put_ext(out, in->ext->yours, b, gg_obj_put_uint(b, u->id));
+}
+
+void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *method,
+                        uint32_t method_len, const char *params, size_t params_len)
+{
+    const uint8_t *p = (const uint8_t *)params;
+    int is_get = method_len == 4 && memcmp(method, "$get", 4) == 0;
+    if (!is_get && !(method_len == 5 && memcmp(method, "$call", 5) == 0)) {
+        gg_reply_error(&c->st, id, GG_ERR_NO_SUCH_SERVICE, "no such method '%.*s'",
+                       (int)(method_len > 16 ? 16 : method_len), method);
+        return;
+    }
+    /* [target, name, ...]: a fixarray of 2 to 4 (the codec framed it already). */
+    uint32_t n = params_len ? ((p[0] & 0xf0) == 0x90 ? p[0] & 0x0f : 0) : 0;
+    int8_t type;
+    const char *payload;
+    size_t plen, tl = n >= 2 ? get_ext(params + 1, params_len - 1, &type, &payload, &plen) : 0;
+    uint32_t name_len = 0;
+    size_t nh = tl ? gg_get_str(params + 1 + tl, params_len - 1 - tl, &name_len) : 0;
+    const gg_obj_ext *ext = &srv->obj_ext;
+    uint64_t cid;
+    if (!tl || !nh || n > 4 || type != ext->yours ||
+        gg_obj_get_uint((const uint8_t *)payload, plen, &cid) != plen) {
+        gg_reply_error(&c->st, id, GG_ERR_BAD_REQUEST,
+                       "%s params are [target, %s, ...] with a reference the gateway gave",
+                       is_get ? "$get" : "$call", is_get ? "key" : "method");
+        return;
+    }
+    const char *name = params + 1 + tl + nh;
+    int err = GG_OBJ_EUNKNOWN;
+    gg_objent *u = c->objs ? gg_objtab_resolve(c->objs, cid, &err) : NULL;
+    const gg_upstream_ops *ops = u && u->tab ? u->tab->ops : NULL;
+    gg_service *svc = ops ? ops->conn_service(u->tab->conn) : NULL;
+    if (!svc) {
+        gg_reply_error(&c->st, id, GG_ERR_OBJECT_GONE,
+                       !u && err == GG_OBJ_EUNKNOWN ? "no object %llu on this connection"
+                                              : "object %llu is gone: its upstream connection closed",
+                       (unsigned long long)cid);
+        return;
+    }
+    if (name_len == 0 || name[0] == '_') {
+        gg_reply_error(&c->st, id, GG_ERR_FORBIDDEN, "%s '%.*s' is private",
+                       is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len),
+                       name);
+        return;
+    }
+    gg_call *call = gg_call_new(&srv->lp.calls);
+    if (!call) {
+        c->proto->error(c, id, GG_ERR_OVERLOADED, -1, "too many calls in flight");
+        return;
+    }
+    call->client_id = id;
+    call->svc = svc;
+    call->attempt = 1;
+    call->t0 = uv_hrtime();
+    call->mstats = &svc->stats->other;
+    svc->stats->inflight++;
+    svc->gen->calls++;
+    gg_client_link_call(c, call);
+    gg_call_set_deadline(&srv->lp.calls, call, uv_now(srv->lp.uv) + svc->conf->deadline_ms);
+    /* The service's request policies (guard, auth, ratelimit) see the object's method name.
+     * No retry copy is kept: a retry would pick any endpoint, and the object lives on one. */
+    if (svc->has_request) {
+        gg_verdict v;
+        gg_policy_request(srv, c, svc, call, name, name_len, params, params_len, &v);
+        call->mstats = v.verdict == GG_V_CONTINUE ? gg_metrics_method(svc->stats, name, name_len)
+                                                  : gg_metrics_method_find(svc->stats, name, name_len);
+        int endpoint;
+        if (apply_verdict(srv, call, &v, PHASE_REQUEST, &endpoint)) return;
+    } else {
+        call->mstats = gg_metrics_method(svc->stats, name, name_len);
+    }
+    /* Every reference in the params is rewritten to the upstream's own id. */
+    gg_buf out = {0};
+    obj_in in = {c->objs, u->tab, ext, NULL, 0};
+    int rc = gg_obj_rewrite(params, params_len, ext, map_client_ref, &in, &out);
+    if (rc == 0) rc = ops->send_to(u->tab->conn, call, method, method_len, out.data, out.len);
+    else if (in.why) rc = in.code;
+    else rc = rc == GG_OBJ_RW_NOMEM ? GG_ERR_OVERLOADED : GG_ERR_BAD_REQUEST;
+    gg_buf_release(&out, NULL);
+    if (rc == 0) return;
+    call->sent = 0;
+    if (in.why)
+        gg_call_fail(srv, call, rc, "%s", in.why);
+    else if (rc == GG_ERR_BAD_REQUEST)
+        gg_call_fail(srv, call, rc, "malformed object reference in the params");
+    else if (rc == GG_ERR_UPSTREAM_UNAVAILABLE)
+        gg_call_fail(srv, call, GG_ERR_OBJECT_GONE, "object %llu is gone: its upstream connection closed",
+                     (unsigned long long)cid);
+    else
+        gg_call_fail(srv, call, rc, "upstream of service '%s' is overloaded", svc->name);
+}
+
+/* An array header at p[0..n): its element count and length, or 0 when p is not one. */
+static size_t get_array(const uint8_t *p, size_t n, uint32_t *count)
+{
+    if (n >= 1 && (p[0] & 0xf0) == 0x90) {
+        *count = p[0] & 0x0f;
+        return 1;
+    }
+    if (n >= 3 && p[0] == 0xdc) {
+        *count = (uint32_t)p[1] << 8 | p[2];
+        return 3;
+    }
+    if (n >= 5 && p[0] == 0xdd) {
+        *count = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+        return 5;
+    }
+    return 0;
+}
+
+void gg_dispatch_object_notify(gg_server *srv, gg_client *c, const char *method,
+                               uint32_t method_len, const char *params, size_t params_len)
+{
+    if (method_len == 7 && memcmp(method, "$finish", 7) == 0) return;
+    if (!(method_len == 8 && memcmp(method, "$release", 8) == 0)) {
+        gg_dispatch_notify_dropped(srv, NULL, method, method_len, GG_ERR_NO_SUCH_SERVICE,
+                                   "no such method");
+        return;
+    }
+    const uint8_t *p = (const uint8_t *)params, *end = p + params_len;
+    uint32_t one, pairs;
+    size_t k = get_array(p, params_len, &one);
+    size_t k2 = k && one == 1 ? get_array(p + k, params_len - k, &pairs) : 0;
+    if (!k2) {
+        gg_dispatch_notify_dropped(srv, NULL, method, method_len, GG_ERR_BAD_REQUEST,
+                                   "$release params are [[[id, count], ...]]");
+        return;
+    }
+    p += k + k2;
+    uint32_t bad = 0;
+    for (uint32_t i = 0; i < pairs; i++) {
+        uint32_t two;
+        uint64_t id, n;
+        size_t a = get_array(p, (size_t)(end - p), &two), b = 0, d = 0;
+        if (a && two == 2) b = gg_obj_get_uint(p + a, (size_t)(end - p) - a, &id);
+        if (b) d = gg_obj_get_uint(p + a + b, (size_t)(end - p) - a - b, &n);
+        if (!d) {
+            bad++;
+            break; /* the rest cannot be found */
+        }
+        p += a + b + d;
+        /* Unknown ids and over-releases change nothing: a forged release cannot free what
+         * another client holds (ids resolve only in this client's table). */
+        if (!c->objs || n > UINT32_MAX || gg_objtab_release(c->objs, id, (uint32_t)n)) bad++;
+    }
+    if (bad)
+        gg_dispatch_notify_dropped(srv, NULL, method, method_len, GG_ERR_OBJECT_GONE,
+                                   "releases of references this connection does not hold");
 }
 
 /* ---- notifications ----------------------------------------------------------------------- */
@@ -378,6 +612,11 @@ void gg_dispatch_notify(gg_server *srv, gg_client *c, gg_service *svc, const gg_
     const char *rest = gg_method_rest(m);
     uint32_t rest_len = gg_method_rest_len(m);
     int endpoint = 0;
+    const char *refused = refs_refused(srv, svc, params, params_len);
+    if (refused) {
+        gg_dispatch_notify_dropped(srv, svc, method, method_len, GG_ERR_NOT_SUPPORTED, refused);
+        return;
+    }
     if (svc->has_request) {
         gg_verdict v;
         gg_policy_request(srv, c, svc, NULL, rest, rest_len, params, params_len, &v);

@@ -24,6 +24,22 @@ int gg_method_refused(const struct gg_service *svc, int flaw);
 void gg_dispatch_request(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
                          uint32_t id, const gg_method *m, const char *params, size_t params_len);
 
+/* A call of client c on a remote object the gateway gave it (method "$call" or "$get",
+ * docs/protocol.md#remote-objects): the target is resolved in the client's table, the
+ * service's request policies run with the object's method name, and the call goes to the
+ * upstream connection that exported the object. Answers at once on refusal (410 for an id
+ * the client does not hold). */
+void gg_dispatch_object(struct gg_server *srv, struct gg_client *c, uint32_t id,
+                        const char *method, uint32_t method_len, const char *params,
+                        size_t params_len);
+
+/* A remote-objects notification of client c: $release [[id, count], ...] drops references
+ * it holds (what no client holds any more is released upstream at the end of the turn);
+ * $finish is accepted and ignored (no pipelining through the gateway); others are dropped
+ * and logged. */
+void gg_dispatch_object_notify(struct gg_server *srv, struct gg_client *c, const char *method,
+                               uint32_t method_len, const char *params, size_t params_len);
+
 /* A notification of client c to service svc (arguments as for gg_dispatch_request): it meets
  * the request phase of svc's policies like a call, then goes to the upstream. One that is
  * refused or cannot be sent is dropped: it has no answer, so it is counted in /metrics and

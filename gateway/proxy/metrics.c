@@ -326,6 +326,20 @@ static void render_upstreams(out *o, gg_server *srv)
                  label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
                  svc->eps[e].nconnected);
     }
+    emit(o, "# HELP ghostgate_object_refs Live remote-object references of a service with "
+            "objects = true: side=\"upstream\" objects its upstreams exported that the gateway "
+            "holds, side=\"client\" references clients hold to them.\n"
+            "# TYPE ghostgate_object_refs gauge\n");
+    for (int i = 0; i < gen->nservices; i++) {
+        gg_service *svc = &gen->services[i];
+        if (!svc->conf->objects || !svc->ops->obj_counts) continue;
+        uint64_t up = 0, cl = 0;
+        svc->ops->obj_counts(svc, &up, &cl);
+        label(svc->name, sv, sizeof sv);
+        emit(o, "ghostgate_object_refs{service=\"%s\",side=\"upstream\"} %llu\n"
+                "ghostgate_object_refs{service=\"%s\",side=\"client\"} %llu\n",
+             sv, (unsigned long long)up, sv, (unsigned long long)cl);
+    }
     emit(o, "# HELP ghostgate_upstream_pool_size Pooled connections configured per endpoint.\n"
             "# TYPE ghostgate_upstream_pool_size gauge\n");
     for (int i = 0; i < gen->nservices; i++) {

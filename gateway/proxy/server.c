@@ -35,9 +35,44 @@ void gg_server_forget_resume(gg_server *srv, gg_client *c)
 
 /* End of every loop turn, before the flush: resume clients that were paused. Doing it here
  * means no client is ever re-entered from inside another connection's callback. */
+/* Releases of remote objects go upstream once per loop turn, one $release per connection. */
+static void send_releases(gg_server *srv)
+{
+    while (srv->obj_dirty) {
+        gg_objtab *t = srv->obj_dirty;
+        srv->obj_dirty = t->next_dirty;
+        t->next_dirty = NULL;
+        t->dirty = 0;
+        ((const gg_upstream_ops *)t->ops)->send_releases(t->conn);
+    }
+}
+
+void gg_server_obj_dirty(gg_objtab *up)
+{
+    gg_server *srv = up->srv;
+    if (up->dirty) return;
+    up->dirty = 1;
+    up->next_dirty = srv->obj_dirty;
+    srv->obj_dirty = up;
+}
+
+void gg_server_obj_forget(gg_objtab *up)
+{
+    if (!up->dirty) return;
+    gg_server *srv = up->srv;
+    for (gg_objtab **p = &srv->obj_dirty; *p; p = &(*p)->next_dirty) {
+        if (*p == up) {
+            *p = up->next_dirty;
+            break;
+        }
+    }
+    up->dirty = 0;
+}
+
 static void resume_clients(gg_loop *lp)
 {
     gg_server *srv = gg_server_of(lp);
+    if (srv->obj_dirty) send_releases(srv);
     while (srv->resume) {
         gg_client *c = srv->resume;
         srv->resume = c->resume_next;
@@ -344,6 +379,7 @@ gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv
         return NULL;
     }
     srv->cfg = cfg;
+    gg_obj_ext_default(&srv->obj_ext);
     srv->opts = *opts;
     srv->config_path = opts->config_path;
     srv->forced_log_level = opts->log_level;

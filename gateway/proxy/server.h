@@ -16,6 +16,8 @@
 #include "core/stream.h"
 #include "proxy/service.h"
 #include "core/watchdog.h"
+#include "core/objects.h"
+#include "core/objtable.h"
 
 #include <uv.h>
 
@@ -58,6 +60,8 @@ typedef struct gg_server {
     gg_policy_host pol;
     gg_metrics met; /* counters by service name: they outlive reloads */
     gg_cluster cluster; /* the top-level redis option: shared state of a cluster of gateways */
+    gg_obj_ext obj_ext; /* the remote-object ext type numbers (the defaults of objects.h) */
+    struct gg_objtab *obj_dirty; /* upstream tables with releases to send this turn */
 
     gg_listener *listeners;
     int nlisteners;
@@ -95,6 +99,11 @@ void gg_pid_file_remove(char *path);
 
 /* Run a gateway on cfg until it is told to stop. Takes ownership of cfg. Returns the exit status for the process. */
 int gg_server_run(gg_config *cfg, const gg_run_opts *opts);
+
+/* An upstream objects table (up->srv set) has releases queued: they are sent at the end of
+ * this loop turn (its ops' send_releases). gg_server_obj_forget: the table is being freed. */
+void gg_server_obj_dirty(gg_objtab *up);
+void gg_server_obj_forget(gg_objtab *up);
 
 /* The steps of gg_server_run, for a gateway on a loop of the caller's (loop-level C tests):
  *   srv = gg_server_open(cfg, &opts, uv); gg_server_start(srv, err, sizeof err);

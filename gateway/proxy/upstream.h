@@ -50,6 +50,20 @@ typedef struct gg_upstream_ops {
      * let go now. Only for a protocol that carries calls in a gg_call_list (mprpc); NULL
      * otherwise. Not on the answered path: the answer unlinks the carrier first. */
     void (*owe)(gg_call_list *carrier, gg_call *call);
+    /* Remote objects (docs/protocol.md#remote-objects); NULL where the protocol has none.
+     * conn is the `conn` of an upstream-side gg_objtab this implementation made. The service
+     * the connection now serves, or NULL when it is not connected: */
+    struct gg_service *(*conn_service)(void *conn);
+    /* Send a call ($call, $get) on exactly that connection; same contract as send. */
+    int (*send_to)(void *conn, gg_call *call, const char *method, uint32_t method_len,
+                   const char *params, size_t params_len);
+    /* Send the releases queued on the connection's table as one $release notification (at
+     * the end of a loop turn: gg_server's dirty tables). */
+    void (*send_releases)(void *conn);
+    /* /metrics: add the service's live remote-object references, upstream side (objects its
+     * connections exported that the gateway holds) and client side (references clients
+     * hold to them). NULL: none. */
+    void (*obj_counts)(const struct gg_service *svc, uint64_t *upstream, uint64_t *client);
     /* What /routes and /ready say about the service. */
     void (*describe)(const struct gg_service *svc, gg_upstream_info *out);
 } gg_upstream_ops;

@@ -4,6 +4,10 @@
 #include "core/errors.h"
 #include "core/tls.h"
 #include "proxy/server.h"
+#include "proxy/client.h"
+#include "core/buf.h"
+#include "core/objects.h"
+#include "core/objtable.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +33,7 @@ typedef struct gg_uconn {
     uint64_t connected_at;
     uv_connect_t creq;
     uv_timer_t retry;
+    gg_objtab *objs; /* what the upstream exported on this connection; NULL until the first */
 } gg_uconn;
 
 /* A connection is preferred while it carries fewer calls than this, so that light load is
@@ -89,6 +94,121 @@ static void mprpc_owe(gg_call_list *carrier, gg_call *call)
         uv_timer_start(&uc->retry, on_recycle, 0, 0); /* not from inside the call's end */
 }
 
+/* ---- remote objects ------------------------------------------------------------------ */
+
+typedef struct obj_out {
+    gg_uconn *uc;
+    gg_objtab *cl; /* NULL: the client is gone, the references are released at once */
+    const gg_obj_ext *ext;
+    int code;
+    const char *why;
+    gg_buf given; /* the client ids given so far (uint64_t each), taken back on refusal */
+    uint32_t seen, skip; /* references met; the first `skip` are left alone (second pass) */
+} obj_out;
+
+/* gg_obj_map_fn for an upstream's answer: OBJECT [U, iface] -> OBJECT [C, iface], C the id
+ * the gateway gives this client for the upstream's object U. */
+static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen, gg_buf *out)
+{
+    obj_out *o = ud;
+    const uint8_t *p = (const uint8_t *)payload;
+    uint64_t uid;
+    size_t il;
+    if (o->seen++ < o->skip) return 0;
+    if (kind != 0) {
+        o->code = GG_ERR_NOT_SUPPORTED;
+        o->why = kind == 1 ? "the upstream handed back a reference: callbacks through the "
+                             "gateway are not supported"
+                           : "the upstream sent a promise";
+        return -3;
+    }
+    if (plen < 2 || p[0] != 0x92 || !(il = gg_obj_get_uint(p + 1, plen - 1, &uid)) ||
+        uid > GG_OBJ_ID_MAX) {
+        o->code = GG_ERR_UPSTREAM_UNAVAILABLE;
+        o->why = "the upstream sent a malformed object reference";
+        return -3;
+    }
+    if (!o->uc->objs) {
+        gg_objtab *t = malloc(sizeof *t);
+        if (!t || gg_objtab_init(t, GG_OBJ_UPSTREAM, UINT32_MAX)) {
+            free(t);
+            return GG_OBJ_RW_NOMEM;
+        }
+        t->conn = o->uc;
+        t->ops = &gg_mprpc_ops;
+        t->srv = srv_of(o->uc);
+        t->on_queue = gg_server_obj_dirty;
+        o->uc->objs = t;
+    }
+    int err;
+    gg_objent *u = gg_objtab_import(o->uc->objs, uid, NULL, &err);
+    if (!u) return GG_OBJ_RW_NOMEM;
+    int64_t cid = o->cl ? gg_objtab_give(o->cl, u) : GG_OBJ_EUNKNOWN;
+    if (cid >= 0 && gg_buf_append(&o->given, NULL, &cid, sizeof cid)) {
+        gg_objtab_release(o->cl, (uint64_t)cid, 1);
+        cid = GG_OBJ_ENOMEM;
+    }
+    if (cid < 0) {
+        gg_objtab_unused(u); /* released upstream: nobody holds it */
+        if (!o->cl) return 0;
+        o->code = GG_ERR_OVERLOADED;
+        o->why = cid == GG_OBJ_ELIMIT ? "the connection holds limits.max_refs_per_client "
+                                        "references already"
+                                      : "out of memory for references";
+        return -3;
+    }
+    uint8_t b[16];
+    size_t n = 0;
+    b[n++] = 0x92;
+    n += gg_obj_put_uint(b + n, (uint64_t)cid);
+    const char *iface = payload + 1 + il;
+    size_t ilen = plen - 1 - il;
+    if (gg_obj_put_ext_hdr(out, o->ext->object, n + ilen) || gg_buf_append(out, NULL, b, n) ||
+        gg_buf_append(out, NULL, iface, ilen))
+        return GG_OBJ_RW_NOMEM;
+    return 0;
+}
+
+/* An answer of a service with objects = true: only one carrying references is copied, with
+ * each rewritten to the id this client gets (objtable.h). */
+static void answer_with_objects(gg_uconn *uc, gg_call *call, const char *body, size_t len)
+{
+    gg_server *srv = srv_of(uc);
+    gg_obj_seen seen;
+    if (!gg_obj_scan(body, len, &srv->obj_ext, &seen) && !seen.bad) {
+        gg_call_answer(srv, call, body, len);
+        return;
+    }
+    gg_client *c = gg_call_client(call);
+    obj_out o = {uc, c ? gg_client_objs(c) : NULL, &srv->obj_ext, 0, NULL, {0}, 0, 0};
+    gg_buf out = {0};
+    int rc = gg_obj_rewrite(body, len, &srv->obj_ext, map_upstream_ref, &o, &out);
+    if (rc) {
+        /* Refused: what was given to the client is taken back, and the references after the
+         * failing one are still counted, so that the upstream gets every one released. */
+        const uint64_t *given = (const uint64_t *)o.given.data;
+        for (size_t i = 0; i < o.given.len / sizeof *given; i++)
+            gg_objtab_release(o.cl, given[i], 1);
+        o.cl = NULL;
+        o.skip = o.seen;
+        o.seen = 0;
+        gg_buf scratch = {0};
+        gg_obj_rewrite(body, len, &srv->obj_ext, map_upstream_ref, &o, &scratch);
+        gg_buf_release(&scratch, NULL);
+    }
+    gg_buf_release(&o.given, NULL);
+    if (rc == 0) {
+        gg_call_answer(srv, call, out.data, out.len);
+    } else {
+        gg_call_unlink_carrier(call); /* answered: its connection owes it nothing more */
+        gg_log(&srv->lp.log, GG_LOG_WARN, "object_refused", "service=%s upstream=%s reason=\"%s\"",
+               uc->ep->svc->name, uc->ep->addr->text, o.why ? o.why : "malformed or out of memory");
+        gg_call_fail(srv, call, o.why ? o.code : GG_ERR_UPSTREAM_UNAVAILABLE, "%s",
+                     o.why ? o.why : "the upstream sent a malformed object reference");
+    }
+    gg_buf_release(&out, NULL);
+}
+
 static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
 {
     gg_uconn *uc = (gg_uconn *)s;
@@ -108,6 +228,10 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
             if (owed && owed->carrier == &uc->owed) drop_owed(uc, owed);
             gg_log(&srv->lp.log, GG_LOG_DEBUG, "late_response", "upstream=%s msgid=%u",
                    uc->ep->addr->text, m->msgid);
+            return;
+        }
+        if (uc->ep->svc->conf->objects) {
+            answer_with_objects(uc, call, msg + m->body_off, m->size - m->body_off);
             return;
         }
         gg_call_answer(srv, call, msg + m->body_off, m->size - m->body_off);
@@ -170,6 +294,12 @@ static void on_closed(gg_stream *s)
     if (uc->state == GG_UP_CONNECTED) gg_endpoint_set_connected(uc->ep, 0);
     fail_calls(uc, "closed the connection");
     release_owed(uc); /* no answer can come any more */
+    if (uc->objs) { /* every reference into it answers 410 from now on */
+        gg_server_obj_forget(uc->objs);
+        gg_objtab_free(uc->objs);
+        free(uc->objs);
+        uc->objs = NULL;
+    }
     if (uc->state == GG_UP_CLOSING || srv->draining) {
         uc->state = GG_UP_IDLE;
         gg_generation *gen = uc->ep->svc->gen;
@@ -482,6 +612,75 @@ static int mprpc_notify(gg_service *svc, int endpoint, const char *method, uint3
     return 0;
 }
 
+/* gg_upstream_ops.conn_service */
+static gg_service *mprpc_conn_service(void *conn)
+{
+    gg_uconn *uc = conn;
+    return uc->state == GG_UP_CONNECTED && !(uc->st.flags & GG_ST_CLOSING) ? uc->ep->svc : NULL;
+}
+
+/* gg_upstream_ops.send_to */
+static int mprpc_send_to(void *conn, gg_call *call, const char *method, uint32_t method_len,
+                         const char *body, size_t body_len)
+{
+    gg_uconn *uc = conn;
+    gg_service *svc = mprpc_conn_service(uc);
+    if (!svc) return GG_ERR_UPSTREAM_UNAVAILABLE;
+    if (gg_stream_pending(&uc->st) + body_len > svc->srv->cfg->limits.max_write_buffer)
+        return GG_ERR_OVERLOADED;
+    char *p = gg_stream_reserve(&uc->st, 16 + method_len + body_len);
+    if (!p) return GG_ERR_OVERLOADED;
+    size_t n = gg_put_request_hdr(p, call->id, method, method_len);
+    memcpy(p + n, body, body_len);
+    gg_stream_commit(&uc->st, n + body_len);
+    call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
+    call->sent = 1;
+    gg_call_link_carrier(&uc->calls, call);
+    return 0;
+}
+
+/* gg_upstream_ops.send_releases: [2, "$release", [[[id, count], ...]]], 256 pairs a message.
+ * A connection that cannot take it now keeps nothing: the upstream's count only leaks (the
+ * objects stay alive there until it closes), it never misroutes. */
+static void mprpc_send_releases(void *conn)
+{
+    gg_uconn *uc = conn;
+    gg_objtab *t = uc->objs;
+    gg_objrel rel[256];
+    size_t n;
+    while (t && (n = gg_objtab_take(t, rel, 256)) > 0) {
+        if (!mprpc_conn_service(uc)) continue;
+        char *p = gg_stream_reserve(&uc->st, 24 + n * 20);
+        if (!p) continue;
+        size_t k = 0;
+        p[k++] = (char)0x93;
+        p[k++] = GG_NOTIFY;
+        k += gg_put_str_hdr(p + k, 8);
+        memcpy(p + k, "$release", 8);
+        k += 8;
+        p[k++] = (char)0x91;
+        p[k++] = (char)0xdc; /* array 16 of pairs */
+        p[k++] = (char)(n >> 8);
+        p[k++] = (char)n;
+        for (size_t i = 0; i < n; i++) {
+            p[k++] = (char)0x92;
+            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].id);
+            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].count);
+        }
+        gg_stream_commit(&uc->st, k);
+    }
+}
+
+/* gg_upstream_ops.obj_counts */
+static void mprpc_obj_counts(const gg_service *svc, uint64_t *upstream, uint64_t *client)
+{
+    for (int e = 0; e < svc->neps; e++) {
+        const gg_uconn *conns = svc->eps[e].conns;
+        for (int k = 0; k < svc->eps[e].nconns; k++)
+            if (conns[k].objs) gg_objtab_counts(conns[k].objs, upstream, client);
+    }
+}
+
 /* gg_upstream_ops.describe: not ready while no endpoint has a connection up. */
 static void mprpc_describe(const gg_service *svc, gg_upstream_info *out)
 {
@@ -503,5 +702,9 @@ const gg_upstream_ops gg_mprpc_ops = {
     .notify = mprpc_notify,
     .release = mprpc_release,
     .owe = mprpc_owe,
+    .conn_service = mprpc_conn_service,
+    .send_to = mprpc_send_to,
+    .send_releases = mprpc_send_releases,
+    .obj_counts = mprpc_obj_counts,
     .describe = mprpc_describe,
 };

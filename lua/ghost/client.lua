@@ -15,6 +15,7 @@ local core = require "ghost.core"
 local sched = require "ghost.sched"
 local errors = require "ghost.errors"
 local proxy = require "ghost.proxy"
+local objects = require "ghost.objects"
 
 local type, error, tostring, pairs, ipairs = type, error, tostring, pairs, ipairs
 local format, match = string.format, string.match
@@ -24,6 +25,7 @@ local current, wait = sched.current, sched.wait
 local EV_RESPONSE, EV_FAIL, EV_CONNECT = sched.EV_RESPONSE, sched.EV_FAIL, sched.EV_CONNECT
 local new_error, from_remote = errors.new, errors.from_remote
 local codes = errors.codes
+local cur = objects.cur -- the connection a function or ghost.ref value is passed on
 
 local _M = {}
 
@@ -35,6 +37,7 @@ local function new_conn(client)
         client.max_values, client.tls)
     if not conn then return nil, new_error("connection_failed", msg) end
     client.conn = conn
+    objects.client_session(conn, client.timeout_ms)
     if client.token then
         conn:request(client.on_auth, client.timeout_ms, "ghost.auth", client.token)
     end
@@ -67,7 +70,9 @@ local function invoke(view, name, ...)
     local co, rec = current()
     local w = rec and co or {}
     local tmo = view.timeout_ms
+    cur.conn = conn
     local id, kind, msg = conn:request(w, tmo, name, ...)
+    cur.conn = nil
     if not id then
         if kind == "closed" and not client.closed then
             -- The connection died since the last call: this call opens a new one.
@@ -78,7 +83,9 @@ local function invoke(view, name, ...)
                 err.method = name
                 return fail(view, err)
             end
+            cur.conn = conn
             id, kind, msg = conn:request(w, tmo, name, ...)
+            cur.conn = nil
         end
         if not id then
             if kind == "encode" then error(name .. ": " .. msg, 2) end
@@ -99,7 +106,25 @@ local function invoke(view, name, ...)
     error(new_error("cancelled", "the task was cancelled while waiting for " .. name, name), 0)
 end
 _M.invoke = invoke
-proxy.init(invoke)
+
+-- gw.svc.method:promise(...): the call is sent now; a promise of its result is returned.
+local function promise(view, name, ...)
+    local client = view.client
+    local conn = client.conn
+    if not conn then
+        if client.closed then
+            error(new_error("closed", "the connection was closed with close()", name), 2)
+        end
+        local err
+        conn, err = new_conn(client)
+        if not conn then
+            err.method = name
+            error(err, 2)
+        end
+    end
+    return objects.promise(conn, view.timeout_ms, nil, name, ...)
+end
+proxy.init(invoke, promise)
 
 ---------------------------------------------------------------------------------------------
 -- The local methods of every proxy (they shadow remote names of the same spelling)
@@ -257,6 +282,7 @@ function _M.connect(addr, opts)
         error(new_error("cancelled", "the task was cancelled while connecting"), 0)
     end
     client.conn = conn
+    objects.client_session(conn, client.timeout_ms)
     if client.token then
         w = rec and co or {}
         id = conn:request(w, client.timeout_ms, "ghost.auth", client.token)

@@ -91,6 +91,9 @@ local service = {
                      description = "policies run for every call: { guard { allow = {...} }, breaker {} }" },
         idempotent = { type = "array", elements = { type = "string" },
                        description = "methods (globs) safe to send twice, for retry" },
+        objects = { type = "boolean", default = false,
+                    description = "route remote objects (docs/protocol.md#remote-objects): results "
+                        .. "are scanned for object references, which clients may then call" },
         keep_prefix = { type = "boolean", default = false,
                         description = "send 'svc.method' upstream instead of 'method'" },
         error_details = { type = "boolean", default = false,
@@ -203,6 +206,7 @@ _M.schema = {
                                       description = "values a Lua adapter decodes from one call's "
                                           .. "params (or an upstream's result)" },
                 max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
+                max_refs_per_client = { type = "integer", default = 10000, min = 1, max = 10000000 },
                 max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
                 max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,
                               description = "calls in flight in the whole gateway" },

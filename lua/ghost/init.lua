@@ -13,6 +13,7 @@ local errors = require "ghost.errors"
 local client = require "ghost.client"
 local server = require "ghost.server"
 local interface = require "ghost.interface"
+local objects = require "ghost.objects"
 
 local pcall, type, error = pcall, type, error
 
@@ -53,6 +54,19 @@ _M.map = core.map
 -- ghost.null is sent as nil), so that {1, ghost.null, 3} keeps its length. The same value as
 -- cjson.null.
 _M.null = core.null
+
+--- ghost.ref(v): the table v is passed by reference (calls reach it remotely), not copied.
+-- Functions always go by reference. Returns v.
+_M.ref = objects.ref
+--- ghost.stats(): { exports = n, imports = n, answers = n, ... } of this process.
+_M.stats = objects.stats
+--- ghost.promise(obj, "method", ...): the call on a remote object is sent now; returns a
+-- promise (p:wait(), p:method(...) pipelined). gw.svc.method:promise(...) for plain methods.
+_M.promise = objects.object_promise
+--- ghost.ext_types{ object = 64, yours = 65, promise = 66 }: the ext types of references.
+_M.ext_types = objects.ext_types
+--- ghost.is_remote(v): whether v is a proxy for a remote object.
+_M.is_remote = objects.is_remote
 
 --- ghost.error(type, message [, code]): an error object (a handler may raise one).
 function _M.error(typ, message, code)

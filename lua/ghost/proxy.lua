@@ -24,7 +24,7 @@ local _M = {}
 local NAME, VIEW, PARENT = {}, {}, {}
 
 local node_mt = { __name = "ghost.proxy", __metatable = false }
-local invoke -- set by init()
+local invoke, promise -- set by init()
 
 local function new_node(view, name, parent)
     return setmetatable({ [NAME] = name, [VIEW] = view, [PARENT] = parent }, node_mt)
@@ -36,6 +36,15 @@ function node_mt.__index(node, k)
     local m = view.methods[k]
     if m then return m end
     local name = node[NAME]
+    if k == "promise" and name ~= "" then
+        -- gw.svc.method:promise(...) (docs/client.md#promise-pipelining)
+        local function p(a1, ...)
+            if rawequal(a1, node) then return promise(view, name, ...) end
+            return promise(view, name, a1, ...)
+        end
+        rawset(node, k, p)
+        return p
+    end
     local child = new_node(view, name == "" and k or name .. "." .. k, node)
     rawset(node, k, child)
     return child
@@ -100,8 +109,8 @@ end
 _M.new_view = new_view
 
 --- invoke(view, name, ...) is the function every call ends in (ghost.client).
-function _M.init(fn)
-    invoke = fn
+function _M.init(fn, pfn)
+    invoke, promise = fn, pfn
 end
 
 return _M

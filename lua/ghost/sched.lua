@@ -48,6 +48,7 @@ local holds = 0                      -- servers serving: ghost.run() waits for t
 local signal_handlers = {}
 local unobserved, nunobserved = {}, 0 -- failed tasks nobody waited for (ghost.run reports them)
 local MAX_UNOBSERVED = 100
+local before_run                      -- hook run before each loop turn (see _M.before_run)
 
 local function cancelled_error()
     return errors.new("cancelled", "the task was cancelled")
@@ -144,6 +145,7 @@ local function step(nowait)
         ev = {}
         evtabs[depth] = ev
     end
+    if before_run then before_run() end
     local n, alive = core_run(ev, nowait or rtail >= rhead)
     for i = 1, n * STRIDE, STRIDE do
         local kind = ev[i]
@@ -158,6 +160,9 @@ local function step(nowait)
         elseif kind == EV_SIGNAL then
             for h in pairs(signal_handlers) do h(ev[i + 2]) end
         end
+        -- Drop the event's values now: a result kept here would keep a remote object's proxy
+        -- (and the object on its owner) alive until the next loop turn of this depth.
+        for j = i + 1, i + STRIDE - 1 do ev[j] = nil end
     end
     local progress = n > 0 or alive or rtail >= rhead
     while rhead <= rtail do
@@ -175,6 +180,11 @@ local function step(nowait)
     return progress
 end
 _M.step = step
+
+--- fn() runs before each turn of the loop (ghost.objects sends queued releases there).
+function _M.before_run(fn)
+    before_run = fn
+end
 
 local function deadlock(what)
     return "ghost: " .. what .. " can never finish: no call, timer or server is pending"

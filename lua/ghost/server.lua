@@ -12,6 +12,7 @@ local core = require "ghost.core"
 local sched = require "ghost.sched"
 local errors = require "ghost.errors"
 local export = require "ghost.export"
+local objects = require "ghost.objects"
 
 local type, pairs, ipairs, next, error, tostring, setmetatable, xpcall, unpack =
     type, pairs, ipairs, next, error, tostring, setmetatable, xpcall, unpack
@@ -21,6 +22,8 @@ local io_stderr = io.stderr
 
 local go, on_error, last_traceback = sched.go, sched.on_error, sched.last_traceback
 local codes = errors.codes
+local byte = string.byte
+local cur = objects.cur -- the connection a returned function or ghost.ref value goes to
 
 local _M = {}
 
@@ -100,6 +103,12 @@ local function finish(srv)
     end)
 end
 
+-- A $call or $get on an object ended (ghost.objects): it counted as in flight for the drain.
+local function object_done(srv)
+    srv.inflight = srv.inflight - 1
+    if srv.closing and srv.inflight == 0 then finish(srv) end
+end
+
 local function reply_error(peer, msgid, code, typ, message)
     if msgid ~= nil then peer:reply(msgid, { code = code, type = typ, message = message }, nil) end
 end
@@ -114,7 +123,9 @@ local function run_request(srv, h, peer, msgid, method, params, n)
     end
     if msgid ~= nil then
         if ok then
+            cur.conn = peer
             local sent, kind, msg = peer:reply(msgid, nil, res)
+            cur.conn = nil
             if not sent and kind ~= "closed" then
                 local too = kind == "too_large"
                 local typ = too and "too_large" or "bad_result"
@@ -137,7 +148,17 @@ end
 -- Called by the scheduler for each request (msgid nil: a notification).
 local function on_request(srv, peer, msgid, method, params, n)
     srv.requests = srv.requests + 1
-    srv.peers[peer] = true
+    if not srv.peers[peer] then
+        srv.peers[peer] = true
+        objects.bind(peer) -- functions and objects in its params call back on it
+    end
+    if byte(method, 1) == 36 then -- "$call", "$get", "$release", "$finish"
+        if srv.closing and msgid ~= nil then
+            return reply_error(peer, msgid, codes.shutting_down, "shutting_down",
+                "the backend is shutting down")
+        end
+        return objects.on_request(peer, msgid, method, params, n, srv)
+    end
     if n < 0 then
         return reply_error(peer, msgid, codes.bad_request, "bad_request",
             "undecodable params: " .. tostring(params))
@@ -159,6 +180,7 @@ end
 
 local function on_closed(srv, peer)
     srv.peers[peer] = nil
+    objects.closed(peer)
     if srv.finishing and core.peers(srv) == 0 then stopped(srv) end
 end
 
@@ -185,6 +207,7 @@ local function new_server(obj, addr, opts, level)
         peers = setmetatable({}, { __mode = "k" }), closing = false, quiet = opts.quiet,
         drain = opts.drain_timeout or DEFAULT_DRAIN, signals = opts.signals ~= false,
         stopped = sched.event(), on_request = on_request, on_closed = on_closed,
+        object_done = object_done,
     }, Server)
     local l, bound, msg = core.listen(addr, srv, opts.max_message, opts.max_values, opts.tls)
     if not l then return nil, msg end

@@ -57,3 +57,40 @@ describe("The demo backend of make run", function()
         assert.equal('"hello"', r.stdout)
     end)
 end)
+
+describe("The remote-objects example of docs/client.md", function()
+    after_each(h.cleanup)
+
+    it("runs as shown, peer to peer: the backend under ghostgate run, the client under ghostgate run",
+        function()
+            local doc = assert(h.read_file("docs/client.md"))
+            local block = assert(doc:match("## Remote objects and callbacks.-```lua\n(.-)```"))
+            local backend, client = block:match("^(.-)\n%-%- client\n(.*)$")
+            assert(backend and client, "the example has a backend part and a '-- client' part")
+            local b = assert(h.start_backend(backend, { "tcp://127.0.0.1:0" }, { name = "files" }))
+            client = client:gsub("tcp://127%.0%.0%.1:9002", b.addr)
+            local r = assert(h.run_lua(client, {}))
+            assert.equal(0, r.code, r.output)
+            assert.equal("1\t1\na.txt\nevent\ta.txt\topened\nevent\ta.txt\tlater\n0\n0",
+                (r.stdout:gsub("\n$", "")))
+        end)
+end)
+
+describe("The remote-objects example of README.md", function()
+    after_each(h.cleanup)
+
+    it("runs as shown through a real gateway: files.lua backend, objects = true, the client", function()
+        local readme = assert(h.read_file("README.md"))
+        local section = assert(readme:match("\n## Remote objects and callbacks\n(.-)\n## "))
+        local blocks = {}
+        for code in section:gmatch("```lua\n(.-)```") do blocks[#blocks + 1] = code end
+        assert.equal(3, #blocks, "a backend, a config and a client")
+        local b = assert(h.start_backend(blocks[1], { "tcp://127.0.0.1:0" }, { name = "files" }))
+        local config = blocks[2]:gsub("tcp://127%.0%.0%.1:9002", b.addr)
+        config = config:gsub("^return {", 'return { listen = "tcp://127.0.0.1:0", drain_timeout = 2,')
+        local gateway = assert(h.start_gateway(config))
+        local r = assert(h.run_lua(blocks[3], { gateway.addr }))
+        assert.equal(0, r.code, r.output)
+        assert.equal("1\t2\t2\na.txt\nfalse\t403\tforbidden", (r.stdout:gsub("\n$", "")))
+    end)
+end)

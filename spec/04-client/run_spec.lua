@@ -80,10 +80,10 @@ describe("ghostgate run", function()
             local ghost = require "ghost"
             local gw = assert(ghost.connect(arg[1]))
 
-            gw.echo({ f = print })
+            gw.echo({ f = coroutine.create(print) })
         ]], { up.addr }))
         assert.equal(1, r.code)
-        assert.matches("script.lua:4: echo: argument 1: cannot encode a function %(at %.f%)", r.stderr)
+        assert.matches("script.lua:4: echo: argument 1: cannot encode a thread %(at %.f%)", r.stderr)
     end)
 
     it("runs the same script in plain luajit (LUA_PATH, LUA_CPATH) with the same C core", function()

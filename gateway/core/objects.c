@@ -1,0 +1,265 @@
+/* objects.c -- remote objects on the wire: ext type numbers and the allocation-free scan; see
+ * objects.h. */
+#include "core/objects.h"
+#include "core/buf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void gg_obj_ext_default(gg_obj_ext *ext)
+{
+    ext->object = GG_OBJ_EXT_OBJECT;
+    ext->yours = GG_OBJ_EXT_YOURS;
+    ext->promise = GG_OBJ_EXT_PROMISE;
+}
+
+int gg_obj_ext_check(const gg_obj_ext *ext, char *err, size_t errlen)
+{
+    const int8_t t[3] = {ext->object, ext->yours, ext->promise};
+    for (int i = 0; i < 3; i++) {
+        if (t[i] >= 0 && t[i] <= 2) {
+            snprintf(err, errlen, "ext type %d is reserved (0-2 are neovim's handles)", t[i]);
+            return -1;
+        }
+        for (int j = 0; j < i; j++) {
+            if (t[i] == t[j]) {
+                snprintf(err, errlen, "ext types must be distinct (%d twice)", t[i]);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static inline uint32_t rd(const uint8_t *p, size_t w)
+{
+    return w == 1   ? p[0]
+           : w == 2 ? (uint32_t)(p[0] << 8 | p[1])
+                    : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A payload of a remote-object ext must itself be a small MessagePack value: an integer id
+ * (yours) or an array (object, promise). Only its first byte is checked here; the owner of
+ * the tables decodes the rest. */
+static int payload_ok(int kind, const uint8_t *p, size_t n)
+{
+    if (n == 0) return 0;
+    uint8_t c = p[0];
+    if (kind == 1) return c <= 0x7f || (c >= 0xcc && c <= 0xcf);
+    return (c & 0xf0) == 0x90 || c == 0xdc;
+}
+
+/* Walk the values of data[0..len), calling visit for each remote-object ext value (kind 0
+ * object, 1 yours, 2 promise; ok: its payload looks usable) with where it starts and ends.
+ * A non-zero return of visit stops the walk and is returned. */
+typedef int (*obj_visit)(void *ud, int kind, int ok, const uint8_t *start, const uint8_t *end,
+                         const uint8_t *payload, size_t plen);
+
+static int walk(const char *data, size_t len, const gg_obj_ext *ext, obj_visit visit, void *ud)
+{
+    const uint8_t *p = (const uint8_t *)data, *end = p + len;
+    while (p < end) {
+        const uint8_t *start = p;
+        uint8_t c = *p++;
+        size_t avail = (size_t)(end - p);
+        size_t skip = 0, plen = 0, lw = 0;
+        int is_ext = 0;
+        if (c <= 0x7f || c >= 0xe0 || (c & 0xe0) == 0x80 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+            continue; /* fixint, fixmap, fixarray, nil, bool: the elements follow as values */
+        if ((c & 0xe0) == 0xa0) {
+            skip = c & 0x1f;
+        } else if (c >= 0xd4 && c <= 0xd8) {
+            is_ext = 1;
+            plen = (size_t)1 << (c - 0xd4);
+        } else {
+            switch (c) {
+            case 0xc4:
+            case 0xd9:
+                lw = 1;
+                break;
+            case 0xc5:
+            case 0xda:
+                lw = 2;
+                break;
+            case 0xc6:
+            case 0xdb:
+                lw = 4;
+                break;
+            case 0xc7:
+                lw = 1, is_ext = 1;
+                break;
+            case 0xc8:
+                lw = 2, is_ext = 1;
+                break;
+            case 0xc9:
+                lw = 4, is_ext = 1;
+                break;
+            case 0xca:
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcb:
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xdc:
+            case 0xde:
+                skip = 2;
+                break; /* counts: the elements follow */
+            case 0xdd:
+            case 0xdf:
+                skip = 4;
+                break;
+            default:
+                return 0; /* 0xc1: stop */
+            }
+            if (lw) {
+                if (avail < lw) break;
+                size_t v = rd(p, lw);
+                p += lw, avail -= lw;
+                if (is_ext)
+                    plen = v;
+                else
+                    skip = v;
+            }
+        }
+        if (is_ext) {
+            if (avail < 1 + plen) break;
+            int8_t t = (int8_t)p[0];
+            const uint8_t *pl = p + 1;
+            int kind = t == ext->object ? 0 : t == ext->yours ? 1 : t == ext->promise ? 2 : -1;
+            if (kind >= 0) {
+                int rc = visit(ud, kind, payload_ok(kind, pl, plen), start, pl + plen, pl, plen);
+                if (rc) return rc;
+            }
+            skip = 1 + plen;
+        }
+        if (skip > avail) break;
+        p += skip;
+    }
+    return 0;
+}
+
+static int count_one(void *ud, int kind, int ok, const uint8_t *start, const uint8_t *end,
+                     const uint8_t *payload, size_t plen)
+{
+    gg_obj_seen *seen = ud;
+    if (!ok)
+        seen->bad++;
+    else if (kind == 0)
+        seen->objects++;
+    else if (kind == 1)
+        seen->yours++;
+    else
+        seen->promises++;
+    return 0;
+}
+
+uint32_t gg_obj_scan(const char *data, size_t len, const gg_obj_ext *ext, gg_obj_seen *seen)
+{
+    memset(seen, 0, sizeof *seen);
+    walk(data, len, ext, count_one, seen);
+    return seen->objects + seen->yours + seen->promises;
+}
+
+/* gg_buf_append, except that nothing is appended (and no pointer computed) for n == 0. */
+static int append(gg_buf *out, const void *p, size_t n)
+{
+    return n ? gg_buf_append(out, NULL, p, n) : 0;
+}
+
+typedef struct rewriter {
+    gg_obj_map_fn fn;
+    void *ud;
+    gg_buf *out;
+    const uint8_t *copied; /* input copied to out up to here */
+} rewriter;
+
+static int rewrite_one(void *ud, int kind, int ok, const uint8_t *start, const uint8_t *end,
+                       const uint8_t *payload, size_t plen)
+{
+    rewriter *r = ud;
+    if (append(r->out, r->copied, (size_t)(start - r->copied))) return GG_OBJ_RW_NOMEM;
+    r->copied = end;
+    if (!ok) return GG_OBJ_RW_BAD;
+    return r->fn(r->ud, kind, (const char *)payload, plen, r->out);
+}
+
+int gg_obj_rewrite(const char *data, size_t len, const gg_obj_ext *ext, gg_obj_map_fn fn,
+                   void *ud, gg_buf *out)
+{
+    rewriter r = {fn, ud, out, (const uint8_t *)data};
+    int rc = walk(data, len, ext, rewrite_one, &r);
+    if (rc) return rc;
+    const uint8_t *end = (const uint8_t *)data + len;
+    return append(out, r.copied, (size_t)(end - r.copied)) ? GG_OBJ_RW_NOMEM : 0;
+}
+
+int gg_obj_put_ext_hdr(gg_buf *out, int8_t type, size_t n)
+{
+    uint8_t h[6];
+    size_t hl;
+    if (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) {
+        h[0] = (uint8_t)(n == 1 ? 0xd4 : n == 2 ? 0xd5 : n == 4 ? 0xd6 : n == 8 ? 0xd7 : 0xd8);
+        h[1] = (uint8_t)type;
+        hl = 2;
+    } else if (n <= 0xff) {
+        h[0] = 0xc7, h[1] = (uint8_t)n, h[2] = (uint8_t)type, hl = 3;
+    } else if (n <= 0xffff) {
+        h[0] = 0xc8, h[1] = (uint8_t)(n >> 8), h[2] = (uint8_t)n, h[3] = (uint8_t)type, hl = 4;
+    } else {
+        h[0] = 0xc9, h[1] = (uint8_t)(n >> 24), h[2] = (uint8_t)(n >> 16), h[3] = (uint8_t)(n >> 8);
+        h[4] = (uint8_t)n, h[5] = (uint8_t)type, hl = 6;
+    }
+    return gg_buf_append(out, NULL, h, hl) ? GG_OBJ_RW_NOMEM : 0;
+}
+
+int gg_obj_put_ext(gg_buf *out, int8_t type, const void *p, size_t n)
+{
+    if (gg_obj_put_ext_hdr(out, type, n) || append(out, p, n)) return GG_OBJ_RW_NOMEM;
+    return 0;
+}
+
+/* MessagePack unsigned integer v into p; returns its length. */
+size_t gg_obj_put_uint(uint8_t *p, uint64_t v)
+{
+    if (v <= 0x7f) {
+        p[0] = (uint8_t)v;
+        return 1;
+    }
+    if (v <= 0xffffffffu) {
+        p[0] = 0xce;
+        for (int i = 0; i < 4; i++) p[1 + i] = (uint8_t)(v >> (24 - 8 * i));
+        return 5;
+    }
+    p[0] = 0xcf;
+    for (int i = 0; i < 8; i++) p[1 + i] = (uint8_t)(v >> (56 - 8 * i));
+    return 9;
+}
+
+/* An unsigned integer at p[0..n): its length, or 0 when it is not one. */
+size_t gg_obj_get_uint(const uint8_t *p, size_t n, uint64_t *v)
+{
+    if (n < 1) return 0;
+    uint8_t c = p[0];
+    if (c <= 0x7f) {
+        *v = c;
+        return 1;
+    }
+    size_t w = c == 0xcc ? 1 : c == 0xcd ? 2 : c == 0xce ? 4 : c == 0xcf ? 8 : 0;
+    if (!w || n < 1 + w) return 0;
+    uint64_t x = 0;
+    for (size_t i = 0; i < w; i++) x = x << 8 | p[1 + i];
+    *v = x;
+    return 1 + w;
+}
