@@ -34,16 +34,18 @@ local function deaf(addr)
 end
 
 -- Bytes received by our socket on local port `port` and not read yet (rx_queue, /proc/net/tcp).
+-- Only an established socket counts (state 01): a TIME_WAIT one left by an earlier test on the
+-- same port would read 0 for ever.
 local function unread(port)
     local s = assert(h.read_file("/proc/net/tcp"))
     local want = string.format(":%04X ", port)
     for line in s:gmatch("[^\n]+") do
-        local loc, q = line:match("^%s*%d+:%s+(%x+:%x+)%s+%x+:%x+%s+%x+%s+%x+:(%x+)")
-        if loc and (loc .. " "):sub(-6) == want then
+        local loc, st, q = line:match("^%s*%d+:%s+(%x+:%x+)%s+%x+:%x+%s+(%x+)%s+%x+:(%x+)")
+        if loc and st == "01" and (loc .. " "):sub(-6) == want then
             return tonumber(q, 16)
         end
     end
-    error("no socket with local port " .. port)
+    error("no established socket with local port " .. port)
 end
 
 -- Wait until the answers waiting at our local port stop growing (the gateway has stopped
