@@ -9,7 +9,7 @@
 set -eu
 
 BUILD_PKGS="build-essential pkg-config libuv1-dev libmsgpack-dev luajit libluajit-5.1-dev libjansson-dev libssl-dev libhttp-parser-dev libhiredis-dev"
-TEST_PKGS="lua-busted lua-check lua-luv lua-messagepack lua-posix lua-cjson python3-msgpack valgrind clang libclang-rt-14-dev curl redis-server"
+TEST_PKGS="lua-busted lua-check lua-luv lua-messagepack lua-posix lua-cjson python3-msgpack valgrind clang libclang-rt-14-dev curl redis-server openssl"
 BENCH_PKGS="haproxy linux-perf"
 
 [ $# -gt 0 ] || set -- build test
