@@ -69,7 +69,8 @@ return {
                             ok = ok + 1
                         else
                             failed = failed + 1
-                            errors[#errors + 1] = h.serialize({ error = r.error, result = r.result })
+                            errors[#errors + 1] = h.serialize({ id = id, want = want, error = r.error,
+                                result = r.result })
                         end
                         if running then send(c) end
                     end
