@@ -11,6 +11,7 @@
 #include "cli/workers.h"
 #include "proxy/listener.h"
 #include "core/log.h"
+#include "core/tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -77,6 +78,7 @@ static int bind_shared(master *m, char *err, size_t errlen)
         socklen_t len = sizeof a->sa;
         getsockname(m->reserved[i], (struct sockaddr *)&a->sa, &len);
         gg_addr_format_sa((struct sockaddr *)&a->sa, a->text, sizeof a->text);
+        if (a->tls) memcpy(a->text, "tls", 3); /* the scheme stays what the config says */
     }
     return 0;
 }
@@ -117,6 +119,10 @@ static void spawn(master *m, int i)
             if (fresh) {
                 /* keep the addresses the master resolved (port 0) */
                 memcpy(fresh->listen, cfg->listen, sizeof *cfg->listen * (size_t)cfg->nlisten);
+                /* and the tls:// listeners' ticket keys every other worker uses (they came
+                 * from the master's config through fork): a client's ticket from a worker
+                 * that went on serving resumes here too */
+                gg_tls_ctx_carry(fresh->tls, cfg->tls);
                 cfg = fresh;
             }
         }

@@ -50,6 +50,38 @@ describe("TLS session resumption", function()
         assert.equal("resumed", c:call("demo.echo", { "resumed" }))
     end)
 
+    it("with workers, a ticket from before any worker died still resumes on the restarted ones",
+       function()
+        local gw = assert(h.start_gateway(h.demo_config(up, nil, {
+            listen = "tls://127.0.0.1:0", workers = 2,
+            tls = { cert = certs.server, key = certs.server_key, ca = certs.ca, verify_client = true },
+        })))
+        assert.matches("^tls://", gw.addrs[1]) -- the master's ready line names the scheme
+        local sess = certs.dir .. "/session.pem"
+        local first = s_client(gw.tls_port, certs, { sess_out = sess })
+        assert(first:wait_line("^New, TLSv1%.3", h.timeout(5)))
+        assert(h.await(function()
+            return (h.read_file(sess) or ""):find("BEGIN SSL SESSION PARAMETERS", 1, true)
+        end, h.timeout(5)), "no session ticket")
+        first:stop()
+        -- every worker dies and the master starts it again from the config file
+        for w = 0, 1 do
+            local ready = assert(gw:wait_log("worker_ready worker=" .. w .. " ", h.timeout(10)))
+            local pid = ready:match("pid=(%d+)")
+            assert(uv.kill(tonumber(pid), "sigkill"))
+            assert(h.await(function()
+                local _, n = gw:logs():gsub("worker_ready worker=" .. w .. " ", "")
+                return n == 2
+            end, h.timeout(10)), "worker " .. w .. " was not restarted")
+        end
+        for _ = 1, 4 do
+            local again = s_client(gw.tls_port, certs, { sess_in = sess })
+            assert(again:wait_line("^Reused, TLSv1%.3", h.timeout(5)))
+            assert(again:wait_line(ANSWER, h.timeout(5)))
+            again:stop()
+        end
+    end)
+
     describe("across a reload", function()
         local gw, ca, sess
 
