@@ -129,6 +129,8 @@ static void fail(gg_httpc *hc, const char *err)
     int was = hc->state;
     hc->state = GG_HTTPC_CLOSING;
     if (was == GG_HTTPC_BUSY) hc->ops->on_response(hc, NULL, err);
+    /* https: the TCP connection came up but the handshake did not finish */
+    if (was == GG_HTTPC_CONNECTING) hc->ops->on_connect(hc, UV_EPROTO);
     gg_stream_close(&hc->st);
 }
 
@@ -223,6 +225,15 @@ static void on_frame_error_unused(gg_stream *s, int code, const gg_msg *m)
     (void)s, (void)code, (void)m;
 }
 
+/* https: the handshake is done; the connection is the owner's from here (tls.c). */
+static void on_handshake(gg_stream *s)
+{
+    gg_httpc *hc = (gg_httpc *)s;
+    if (hc->state != GG_HTTPC_CONNECTING) return;
+    hc->state = GG_HTTPC_READY;
+    hc->ops->on_connect(hc, 0);
+}
+
 static const gg_stream_ops httpc_stream_ops = {
     .on_message = on_message_unused,
     .on_frame_error = on_frame_error_unused,
@@ -230,6 +241,7 @@ static const gg_stream_ops httpc_stream_ops = {
     .on_drain = NULL,
     .on_closed = on_closed,
     .on_bytes = on_bytes,
+    .on_handshake = on_handshake,
 };
 
 void gg_httpc_init(gg_httpc *hc, gg_loop *lp, const gg_httpc_ops *ops, void *data)
@@ -251,8 +263,7 @@ static void on_connect(uv_connect_t *req, int status)
         gg_stream_close(&hc->st);
         return;
     }
-    hc->state = GG_HTTPC_READY;
-    hc->st.flags |= GG_ST_READY;
+    hc->st.flags |= GG_ST_READY; /* https: the handshake goes out */
     int rc = gg_stream_start(&hc->st);
     if (rc) {
         hc->state = GG_HTTPC_CLOSING;
@@ -260,6 +271,11 @@ static void on_connect(uv_connect_t *req, int status)
         gg_stream_close(&hc->st);
         return;
     }
+    if (hc->st.tls) {
+        gg_stream_flush(&hc->st);
+        return; /* connected once the handshake is done: on_handshake */
+    }
+    hc->state = GG_HTTPC_READY;
     hc->ops->on_connect(hc, 0);
 }
 

@@ -43,7 +43,9 @@ typedef struct gg_httpc_resp {
 typedef struct gg_httpc gg_httpc;
 
 typedef struct gg_httpc_ops {
-    /* Connected (status 0), or the connection failed (a libuv error: on_closed follows). */
+    /* Connected (status 0; with tls, once the handshake is done), or the connection failed
+     * (a libuv error, UV_EPROTO for a failed handshake: gg_tls_error tells why; on_closed
+     * follows). */
     void (*on_connect)(gg_httpc *hc, int status);
     /* The response to the request in flight, or (resp NULL) why none will come: err is a
      * sentence ("closed the connection mid-response"); the connection then closes. The owner

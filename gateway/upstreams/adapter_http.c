@@ -54,6 +54,16 @@ static void http_fail(ad_task *t, int code, const char *type, const char *why)
 static void hc_connect(gg_httpc *hc, int status)
 {
     ad_conn *c = (ad_conn *)hc;
+    const char *tls_why = status < 0 && c->hc.st.tls ? gg_tls_error(c->hc.st.tls) : "";
+    if (*tls_why && c->task) { /* the handshake failed: the task learns why */
+        ad_task *t = c->task;
+        char why[300];
+        snprintf(why, sizeof why, "TLS failed: %s", tls_why);
+        c->task = NULL;
+        t->conn = NULL;
+        http_fail(t, GG_ERR_UPSTREAM_UNAVAILABLE, "upstream_unavailable", why);
+        return;
+    }
     if (status < 0) {
         c->connect_status = status;
         return; /* hc_closed follows and reports it */

@@ -28,6 +28,7 @@
 #include "core/buf.h"
 #include "http/httpc.h"
 #include "core/json.h"
+#include "core/tls.h"
 #include "proxy/server.h"
 
 #include <inttypes.h>
@@ -263,16 +264,23 @@ static void on_deadline(uv_timer_t *t)
 }
 
 /* Send the next waiting call on a ready connection. */
+/* The oldest waiting call of ep (ep->qhead must be set); the caller frees it. */
+static hu_wait *queue_pop(hu_ep *ep)
+{
+    hu_wait *w = ep->qhead;
+    ep->qhead = w->next;
+    if (!ep->qhead) ep->qtail = NULL;
+    ep->qlen--;
+    ep->qbytes -= w->len;
+    return w;
+}
+
 static void pump(hu_conn *c)
 {
     hu_ep *ep = c->ep;
     gg_http_up *up = ep->up;
     while (c->hc.state == GG_HTTPC_READY && ep->qhead) {
-        hu_wait *w = ep->qhead;
-        ep->qhead = w->next;
-        if (!ep->qhead) ep->qtail = NULL;
-        ep->qlen--;
-        ep->qbytes -= w->len;
+        hu_wait *w = queue_pop(ep);
         gg_call *call = live_call(up, w->call_id, w->attempt);
         if (call && gg_httpc_send(&c->hc, w->bytes, w->len, NULL, 0, 0,
                                   up->svc->gen->cfg->limits.max_message_size) == 0) {
@@ -296,17 +304,13 @@ static void fail_queue(hu_ep *ep, const char *why)
 {
     gg_http_up *up = ep->up;
     while (ep->qhead) {
-        hu_wait *w = ep->qhead;
-        ep->qhead = w->next;
-        ep->qlen--;
-        ep->qbytes -= w->len;
+        hu_wait *w = queue_pop(ep);
         gg_call *call = live_call(up, w->call_id, w->attempt);
         free(w);
         if (call)
             gg_call_fail(up->srv, call, GG_ERR_UPSTREAM_UNAVAILABLE,
                          "an upstream of service '%s' %s", up->name, why);
     }
-    ep->qtail = NULL;
 }
 
 /* Could a waiting call be sent on ep before long: a connection is up or coming up, or is
@@ -323,12 +327,37 @@ static int ep_alive(const hu_ep *ep)
     return 0;
 }
 
+/* The handshake of c failed: the call that would have gone on it learns why (each connection
+ * that fails costs one waiting call, as when the call was sent before the handshake). */
+static void fail_waiting(hu_conn *c, const char *tls_why)
+{
+    hu_ep *ep = c->ep;
+    while (ep->qhead) {
+        hu_wait *w = queue_pop(ep);
+        gg_call *call = live_call(ep->up, w->call_id, w->attempt);
+        free(w);
+        if (call) {
+            char what[300];
+            snprintf(what, sizeof what, "TLS failed: %s", tls_why);
+            fail_call(c, call, GG_ERR_UPSTREAM_UNAVAILABLE, what);
+            return;
+        }
+    }
+}
+
 static void on_connect(gg_httpc *hc, int status)
 {
     hu_conn *c = (hu_conn *)hc;
     gg_http_up *up = c->ep->up;
     gg_server *srv = up->srv;
+    if (c->hc.tls) uv_timer_stop(&c->timer); /* the handshake timeout */
     if (status < 0) {
+        const char *tls_why = c->hc.st.tls ? gg_tls_error(c->hc.st.tls) : "";
+        if (*tls_why) { /* a failed handshake: said once per outage, like a refused connect */
+            gg_log(&srv->lp.log, c->ep->gep->down ? GG_LOG_DEBUG : GG_LOG_WARN, "upstream_tls_failed",
+                   "service=%s upstream=%s reason=\"%s\"", up->name, url_of(c), tls_why);
+            fail_waiting(c, tls_why);
+        }
         c->connect_status = status;
         return; /* on_closed follows, and logs it with the delay it chose */
     }
@@ -410,6 +439,19 @@ static const gg_httpc_ops conn_ops = {
     .on_closed = on_closed,
 };
 
+/* https: the upstream took the TCP connection but did not finish the handshake in time (a
+ * server that is not speaking TLS, or hung): give up on this try, as if it had refused. */
+static void on_handshake_timeout(uv_timer_t *t)
+{
+    hu_conn *c = t->data;
+    if (c->hc.state != GG_HTTPC_CONNECTING) return;
+    gg_log(&c->ep->up->srv->lp.log, c->ep->gep->down ? GG_LOG_DEBUG : GG_LOG_WARN,
+           "upstream_tls_failed", "service=%s upstream=%s reason=\"handshake timed out\"",
+           c->ep->up->name, url_of(c));
+    c->connect_status = UV_ETIMEDOUT;
+    gg_httpc_close(&c->hc);
+}
+
 static void conn_connect(hu_conn *c)
 {
     gg_http_up *up = c->ep->up;
@@ -418,7 +460,9 @@ static void conn_connect(hu_conn *c)
     c->hc.tls = c->ep->addr->tls ? up->svc->conf->tls : NULL; /* https:// */
     c->hc.tls_name = c->ep->addr->tls_name;
     c->hc.tls_peer = c->ep->addr->text;
-    gg_httpc_connect(&c->hc, (const struct sockaddr *)&c->ep->addr->sa);
+    /* the timer is idle while connecting: it bounds the handshake */
+    if (gg_httpc_connect(&c->hc, (const struct sockaddr *)&c->ep->addr->sa) == 0 && c->hc.tls)
+        uv_timer_start(&c->timer, on_handshake_timeout, gg_tls_ctx_handshake_timeout(c->hc.tls), 0);
 }
 
 /* --- the service ------------------------------------------------------------------------------ */

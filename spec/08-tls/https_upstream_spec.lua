@@ -42,4 +42,40 @@ describe("https:// jsonrpc-http upstreams", function()
             .. 'reason="TLS failed: unable to get local issuer certificate"'))
         assert.not_matches("TLS", err.message)
     end)
+
+    it("log upstream_connected only once the handshake is done", function()
+        local gw = assert(h.start_gateway(h.demo_config(nil, {
+            upstreams = { "https://localhost:" .. port .. "/rpc" }, protocol = "jsonrpc-http",
+            keep_prefix = true, tls = { ca = certs.other_ca } })))
+        local c = assert(h.client(gw.addr))
+        local _, err = c:call("demo.echo", { "x" })
+        assert.equal(502, err.code)
+        assert(gw:wait_log("upstream_tls_failed service=demo upstream=https://localhost:%d+/rpc "
+            .. 'reason="unable to get local issuer certificate"'))
+        assert.not_matches("upstream_connected", gw:logs())
+    end)
+
+    it("give up a handshake that does not finish after tls.handshake_timeout, and say so", function()
+        local uv = require "luv"
+        -- takes the TCP connection, never answers the ClientHello
+        local server, held = uv.new_tcp(), {}
+        assert(server:bind("127.0.0.1", 0))
+        assert(server:listen(16, function()
+            local cl = uv.new_tcp()
+            server:accept(cl)
+            held[#held + 1] = cl
+            cl:read_start(function() end)
+        end))
+        local hung = server:getsockname().port
+        local gw = assert(h.start_gateway(h.demo_config(nil, {
+            upstreams = { "https://localhost:" .. hung .. "/rpc" }, protocol = "jsonrpc-http",
+            keep_prefix = true, connections = 1, deadline = 30,
+            tls = { ca = certs.ca, handshake_timeout = 0.3 } })))
+        assert(gw:wait_log("upstream_tls_failed service=demo upstream=https://localhost:" .. hung
+            .. '/rpc reason="handshake timed out"', h.timeout(5)))
+        -- and it connects again (with a growing delay) rather than holding the slot for ever
+        assert(h.await(function() return #held >= 2 end, h.timeout(5)), "no second connection")
+        for _, cl in ipairs(held) do cl:close() end
+        server:close()
+    end)
 end)
