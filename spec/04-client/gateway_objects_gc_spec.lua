@@ -363,3 +363,63 @@ describe("Remote objects through the gateway: routing and distributed GC", funct
         end
     end)
 end)
+
+describe("ghost-upstream's counters: a C peer's objects through the gateway (the ghostgate-ref bench row)",
+    function()
+    after_each(function() h.cleanup() end)
+
+    it("hands out a counter, answers $call on it and frees it on $release", function()
+        local up = assert(h.start_upstream())
+        local gateway = assert(h.start_gateway(h.demo_config(up, { objects = true })))
+        local c = assert(h.client(gateway.addr))
+        local r = assert(c:wait_response(assert(c:request("demo.counter", {}))))
+        assert.is_nil(r.error)
+        assert.matches("^\199.\064\146.+\147\164echo\163get\163inc$", r.raw_result)
+        local id = ids_in(r.raw_result)[1]
+        assert.equal(1, assert(h.upstream_stats(up)).objects)
+        assert.equal("hello", call_ref(c, id, "echo", { "hello" }).result)
+        assert.equal(1, call_ref(c, id, "inc").result)
+        assert.equal(2, call_ref(c, id, "inc").result)
+        assert.equal(2, call_ref(c, id, "get").result)
+        r = call_ref(c, id, "dec")
+        assert.same({ 404, "no_such_method", "no such method 'dec'" },
+            { r.error.code, r.error.type, r.error.message })
+        assert(c:notify("$release", { { { id, 1 } } }))
+        assert(h.retry(function() return assert(h.upstream_stats(up)).objects == 0 end))
+        assert_gone(call_ref(c, id, "get"), id)
+    end)
+
+    it("refuses ids it never gave and targets that are not references, when called directly", function()
+        local up = assert(h.start_upstream())
+        local c = assert(h.client(up.addr))
+        local r = assert(c:wait_response(assert(c:request("counter", {}))))
+        assert.equal(1, ids_in(r.raw_result)[1]) -- the upstream's own ids count from 1
+        assert_gone(call_ref(c, 2, "get"), 2)
+        r = assert(c:wait_response(assert(c:request("$call", { 1, "get", {} }))))
+        assert.same({ 400, "bad_request", "the target of $call is not a reference" },
+            { r.error.code, r.error.type, r.error.message })
+        assert(c:notify("$release", { { { 1, 2 } } })) -- over-released: ignored
+        assert.equal(0, call_ref(c, 1, "get").result)
+        local other = assert(h.client(up.addr))
+        assert_gone(call_ref(other, 1, "get"), 1) -- ids are per connection
+        c:close()
+        assert(h.retry(function() return assert(h.upstream_stats(up)).objects == 0 end))
+    end)
+
+    it("drives ghost-bench --ref: calls on one reference per connection, every answer checked", function()
+        local up = assert(h.start_upstream())
+        local gateway = assert(h.start_gateway(h.demo_config(up, { objects = true })))
+        local r = assert(h.run(h.bin("ghost-bench"), { "-a", gateway.addr, "--ref", "demo.counter",
+            "-m", "echo", "-c", "4", "-d", "4", "-s", "64", "-t", "0.5", "-w", "0.1" },
+            { timeout = h.timeout(20) }))
+        assert.equal(0, r.code, r.output)
+        assert.matches("errors=0 unanswered=0", r.stdout)
+        assert.is_true(tonumber(r.stdout:match("calls=(%d+)")) > 0)
+        -- one counter per connection, released by the gateway when ghost-bench exited
+        assert(h.retry(function() return assert(h.upstream_stats(up)).objects == 0 end))
+        r = assert(h.run(h.bin("ghost-bench"), { "-a", gateway.addr, "--ref", "demo.echo",
+            "-m", "echo", "-t", "0.2" }))
+        assert.equal(1, r.code)
+        assert.matches("ghost%-bench: demo.echo did not answer an object %[id, interface%]", r.stderr)
+    end)
+end)
