@@ -7,11 +7,16 @@
  *   --park N        N calls left in flight over -c connections, `ready` once all are written,
  *                   then wait for SIGTERM (with --wait-usr1: connect, print `connected`, and
  *                   send only after SIGUSR1, so a caller can sample memory in between).
+ * With --ref METHOD each connection first calls METHOD, which must answer a remote object
+ * (OBJECT ext, docs/protocol.md#remote-objects), and then every call is
+ * [0, msgid, "$call", [<YOURS id>, -m, [payload]]] on that reference: the cost of calls on
+ * references through a gateway, against plain calls of the same payload.
  * With --watch-pid PID the CPU time (utime + stime from /proc/PID/stat) that process used
  * during exactly the measured window is reported per answered call.
  * -a tls://HOST:PORT speaks TLS 1.3 (ALPN msgpack-rpc, no certificate check: a benchmark) on
  * memory BIOs, so the loop stays the same; the handshakes happen during the warm-up. */
 #include "../gateway/core/codec.h"
+#include "../gateway/core/objects.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -116,6 +121,7 @@ typedef struct lg_conn {
     SSL *ssl; /* tls://: owns rbio and wbio; NULL for plaintext */
     BIO *rbio, *wbio;
     lg_buf enc; /* tls://: ciphertext to write */
+    lg_buf req; /* --ref: this connection's request template (its reference's id inside) */
 } lg_conn;
 
 /* One call in flight (or free). msgid = generation << lg_slot_bits | slot index, so an answer
@@ -144,10 +150,13 @@ static struct {
     int wait_usr1;
     int watch_pid;
     const char *token; /* --token: ghost.auth(token) first on every connection */
-} lg_opt = {"tcp://127.0.0.1:7420", LG_LOAD, 8, 1, 5, 1, 64, 0, "echo", 0, 0, 0, NULL};
+    const char *ref;   /* --ref: the method handing out the object the calls target */
+} lg_opt = {"tcp://127.0.0.1:7420", LG_LOAD, 8, 1, 5, 1, 64, 0, "echo", 0, 0, 0, NULL, NULL};
 
-/* The msgid of ghost.auth: outside the slot ids' range (slot bits are at most 24). */
+/* The msgids of ghost.auth and of the --ref call: outside the slot ids' range (slot bits are
+ * at most 24), and answered before any load call is sent. */
 #define LG_AUTH_ID 0xffffffffu
+#define LG_REF_ID  0xfffffffeu
 
 static uv_loop_t *lg_loop;
 static int lg_is_unix;
@@ -156,7 +165,7 @@ static struct sockaddr_storage lg_sa;
 static char lg_path[108];
 
 static lg_conn *lg_conns;
-static uint32_t lg_nconns, lg_next_connect, lg_connecting, lg_nconnected;
+static uint32_t lg_nconns, lg_next_connect, lg_connecting, lg_nconnected, lg_nrefs;
 static lg_slot *lg_slots;
 static uint32_t lg_nslots, lg_slot_bits, lg_slot_mask;
 static lg_conn *lg_dirty;
@@ -399,18 +408,65 @@ static void lg_send(lg_conn *c, uint32_t s, uint64_t now)
     sl->busy = 1;
     sl->sent_ns = now;
     lg_outstanding++;
-    char *p = lg_buf_reserve(&c->out, lg_req_len);
-    memcpy(p, lg_req, lg_req_len);
+    const char *req = c->req.len ? c->req.base : lg_req;
+    size_t len = c->req.len ? c->req.len : lg_req_len;
+    char *p = lg_buf_reserve(&c->out, len);
+    memcpy(p, req, len);
     /* gg_put_request_hdr writes the msgid as a fixed uint32 (0xce) at bytes 3..6. */
     p[3] = (char)(id >> 24);
     p[4] = (char)(id >> 16);
     p[5] = (char)(id >> 8);
     p[6] = (char)id;
-    c->out.len += lg_req_len;
+    c->out.len += len;
     lg_mark_dirty(c);
 }
 
 /* ---- input ------------------------------------------------------------------------------ */
+
+static void lg_all_connected(void);
+
+/* --ref: the answer to the METHOD call must be OBJECT [id, interface]; this connection's
+ * template becomes [0, msgid, "$call", [<YOURS id>, -m, [payload]]], the payload the one of
+ * lg_req. Exits when the answer is anything else. */
+static void lg_got_ref(lg_conn *c, const char *msg, const gg_msg *m)
+{
+    const uint8_t *v = (const uint8_t *)msg + m->body_off + 1; /* after error: nil */
+    size_t n = m->size - m->body_off - 1, h, plen;
+    uint64_t id;
+    size_t il = 0;
+    if ((uint8_t)msg[m->body_off] != 0xc0) {
+        fprintf(stderr, "ghost-bench: %s answered an error\n", lg_opt.ref);
+        exit(1);
+    }
+    if (n >= 3 && v[0] == 0xc7)
+        plen = v[1], h = 2;
+    else if (n >= 2 && v[0] >= 0xd4 && v[0] <= 0xd8)
+        plen = (size_t)1 << (v[0] - 0xd4), h = 1;
+    else
+        plen = 0, h = 0;
+    if (!h || n < h + 1 + plen || (int8_t)v[h] != GG_OBJ_EXT_OBJECT || plen < 2 ||
+        v[h + 1] != 0x92 || !(il = gg_get_uint((const char *)v + h + 2, plen - 1, &id))) {
+        fprintf(stderr, "ghost-bench: %s did not answer an object [id, interface]\n", lg_opt.ref);
+        exit(1);
+    }
+    const char *idb = (const char *)v + h + 2; /* the id's bytes, as the peer encoded them */
+    size_t mlen = strlen(lg_opt.method);
+    char *p = lg_buf_reserve(&c->req, 32 + il + mlen + lg_want_len);
+    size_t k = gg_put_request_hdr(p, 0, "$call", 5);
+    p[k++] = (char)0x93;
+    p[k++] = (char)0xc7; /* ext 8: YOURS id */
+    p[k++] = (char)il;
+    p[k++] = GG_OBJ_EXT_YOURS;
+    memcpy(p + k, idb, il);
+    k += il;
+    k += gg_put_str_hdr(p + k, (uint32_t)mlen);
+    memcpy(p + k, lg_opt.method, mlen);
+    k += mlen;
+    p[k++] = (char)0x91;
+    memcpy(p + k, lg_want, lg_want_len);
+    c->req.len = k + lg_want_len;
+    if (++lg_nrefs == lg_nconns) lg_all_connected();
+}
 
 static void lg_answer(lg_conn *c, const char *msg, const gg_msg *m, uint64_t now)
 {
@@ -424,6 +480,10 @@ static void lg_answer(lg_conn *c, const char *msg, const gg_msg *m, uint64_t now
             fprintf(stderr, "ghost-bench: ghost.auth(token) was refused\n");
             exit(1);
         }
+        return;
+    }
+    if (m->msgid == LG_REF_ID && lg_opt.ref && !c->req.len) {
+        lg_got_ref(c, msg, m);
         return;
     }
     uint32_t s = m->msgid & lg_slot_mask;
@@ -548,7 +608,6 @@ static void lg_conn_lost(lg_conn *c, const char *why)
 }
 
 static void lg_start_connects(void);
-static void lg_all_connected(void);
 
 static void lg_connect_cb(uv_connect_t *req, int status)
 {
@@ -590,10 +649,19 @@ static void lg_connect_cb(uv_connect_t *req, int status)
         c->out.len += n + tl;
         lg_mark_dirty(c);
     }
-    if (++lg_nconnected == lg_nconns)
-        lg_all_connected();
-    else
+    if (lg_opt.ref) { /* the reference first; the load starts once every connection has one */
+        size_t rl = strlen(lg_opt.ref);
+        char *p = lg_buf_reserve(&c->out, 16 + rl);
+        size_t n = gg_put_request_hdr(p, LG_REF_ID, lg_opt.ref, (uint32_t)rl);
+        p[n++] = (char)0x90;
+        c->out.len += n;
+        lg_mark_dirty(c);
+    }
+    if (++lg_nconnected == lg_nconns) {
+        if (!lg_opt.ref) lg_all_connected();
+    } else {
         lg_start_connects();
+    }
 }
 
 static void lg_start_connects(void)
@@ -779,6 +847,7 @@ static void lg_usage(void)
             "usage: ghost-bench -a ADDR [-c CONNS=8] [-d DEPTH=1] [-t SECONDS=5] [-w WARMUP=1]\n"
             "                   [-s SIZE=64] [--bin] [-m METHOD=echo] [--watch-pid PID]\n"
             "                   [--token TOKEN]  (ghost.auth(TOKEN) first on each connection)\n"
+            "                   [--ref METHOD]   (METHOD's object first; -m is then its method)\n"
             "       ghost-bench -a ADDR --idle N\n"
             "       ghost-bench -a ADDR --park N [-c CONNS] [-m METHOD] [-s SIZE] [--wait-usr1]\n");
 }
@@ -819,6 +888,8 @@ int main(int argc, char **argv)
             lg_opt.method = val;
         else if (!strcmp(a, "--token"))
             lg_opt.token = val;
+        else if (!strcmp(a, "--ref"))
+            lg_opt.ref = val;
         else if (!strcmp(a, "-c") && !lg_num(val, 1, 1e6, &v))
             lg_opt.conns = (uint32_t)v;
         else if (!strcmp(a, "-d") && !lg_num(val, 1, 1e6, &v))
@@ -841,6 +912,7 @@ int main(int argc, char **argv)
             goto usage;
     }
 
+    if (lg_opt.ref && lg_opt.mode != LG_LOAD) goto usage;
     signal(SIGPIPE, SIG_IGN);
     lg_loop = uv_default_loop();
     if (lg_parse_addr(lg_opt.addr)) {

@@ -1,11 +1,13 @@
 /* upstream.c -- ghost-upstream: the MessagePack-RPC upstream used by tests, the demo and the
- * benchmark (echo, add, sleep, hang, fail, notify, stats, last_notification, drop).
+ * benchmark (echo, add, sleep, hang, fail, notify, stats, last_notification, drop, and
+ * `counter`, which hands out a remote object: docs/protocol.md#remote-objects).
  *
  * Hot path (echo): reads land in one loop-wide buffer, messages are framed with gg_scan,
  * answers are appended to the connection's output buffer and every connection with output
  * gets one write per loop turn (uv_check). Only a partial message at the end of a read is
  * copied, into a per-connection leftover buffer that later reads fill directly. */
 #include "../gateway/core/codec.h"
+#include "../gateway/core/objects.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,6 +25,7 @@
 #define UP_KEEP_MAX      (1u << 20)   /* buffers larger than this are freed once empty */
 #define UP_OUT_HIGH      (16u << 20)  /* stop reading a peer that does not read its answers */
 #define UP_MAX_LISTENERS 16
+#define UP_MAX_OBJECTS   (1u << 20) /* live counters per connection */
 
 typedef struct up_buf {
     char *base; /* owned by the struct holding it; NULL until first needed */
@@ -31,6 +34,14 @@ typedef struct up_buf {
 } up_buf;
 
 typedef struct up_sleep up_sleep;
+
+/* A counter object handed out on one connection: its id there is its index + 1. A free entry
+ * (count 0) links to the next free one, so ids are reused only after their release. */
+typedef struct up_obj {
+    uint32_t count; /* times sent minus times released; 0: free */
+    uint32_t next_free;
+    int64_t value;
+} up_obj;
 
 typedef struct up_conn {
     union {
@@ -50,6 +61,10 @@ typedef struct up_conn {
     struct up_conn *next_dirty;
     struct up_conn *prev, *next; /* open connections, for shutdown */
     up_sleep *sleeps;            /* pending sleep calls, doubly linked */
+    up_obj *objs;                /* counters handed out on this connection; owned */
+    uint32_t nobjs, capobjs;     /* entries used (live or free), allocated */
+    uint32_t free_obj;           /* index + 1 of the first free entry, 0: none */
+    uint32_t live_objs;          /* entries in use: counted in up_st.objects */
     up_buf in;                   /* bytes of an incomplete message (starting at its first byte) */
     up_buf out;                  /* answers of this loop turn */
     up_buf wout;                 /* bytes under uv_write; alive until write_cb */
@@ -82,6 +97,7 @@ typedef struct up_stats {
     uint64_t notifications;
     uint64_t connections;
     uint64_t accepted;
+    uint64_t objects; /* counters live on all connections */
 } up_stats;
 
 static uv_loop_t *up_loop;
@@ -142,6 +158,7 @@ static void up_unref(up_conn *c)
     up_buf_free(&c->in);
     up_buf_free(&c->out);
     up_buf_free(&c->wout);
+    free(c->objs);
     free(c);
 }
 
@@ -180,6 +197,8 @@ static void up_close(up_conn *c)
         up_conns = c->next;
     if (c->next) c->next->prev = c->prev;
     up_st.connections--;
+    up_st.objects -= c->live_objs; /* the peer's references died with the connection */
+    c->live_objs = 0;
     while (c->sleeps) {
         up_sleep *s = c->sleeps;
         up_sleep_unlink(s);
@@ -495,8 +514,8 @@ static void up_notify(up_conn *c, uint32_t msgid, const up_args *a)
 
 static void up_stats_reply(up_conn *c, uint32_t msgid)
 {
-    char tmp[128];
-    size_t k = gg_put_map_hdr(tmp, 4);
+    char tmp[160];
+    size_t k = gg_put_map_hdr(tmp, 5);
     k += up_put_cstr(tmp + k, "calls");
     k += gg_put_uint(tmp + k, up_st.calls);
     k += up_put_cstr(tmp + k, "notifications");
@@ -505,6 +524,8 @@ static void up_stats_reply(up_conn *c, uint32_t msgid)
     k += gg_put_uint(tmp + k, up_st.connections);
     k += up_put_cstr(tmp + k, "accepted");
     k += gg_put_uint(tmp + k, up_st.accepted);
+    k += up_put_cstr(tmp + k, "objects");
+    k += gg_put_uint(tmp + k, up_st.objects);
     up_result(c, msgid, tmp, k);
 }
 
@@ -538,6 +559,161 @@ static void up_drop(up_conn *c)
 }
 
 #define UP_IS(name) (mlen == sizeof(name) - 1 && memcmp(method, name, sizeof(name) - 1) == 0)
+
+/* ---- remote objects: counters ----------------------------------------------------------- */
+
+/* The interface every counter is sent with: ["echo", "get", "inc"]. */
+static const char up_counter_iface[] = "\x93\xa4"
+                                       "echo"
+                                       "\xa3"
+                                       "get"
+                                       "\xa3"
+                                       "inc";
+
+/* counter(): a new counter at 0, answered as OBJECT [id, interface] (sent once: count 1). */
+static void up_counter_new(up_conn *c, uint32_t msgid)
+{
+    uint32_t i;
+    if (c->free_obj) {
+        i = c->free_obj - 1;
+        c->free_obj = c->objs[i].next_free;
+    } else {
+        if (c->nobjs == UP_MAX_OBJECTS) {
+            up_error(c, msgid, 503, "overloaded", "too many objects on this connection");
+            return;
+        }
+        if (c->nobjs == c->capobjs) {
+            uint32_t cap = c->capobjs ? c->capobjs * 2 : 64;
+            up_obj *o = realloc(c->objs, cap * sizeof *o);
+            if (!o) {
+                up_error(c, msgid, 500, "internal", "out of memory");
+                return;
+            }
+            c->objs = o;
+            c->capobjs = cap;
+        }
+        i = c->nobjs++;
+    }
+    c->objs[i] = (up_obj){1, 0, 0};
+    c->live_objs++;
+    up_st.objects++;
+    char v[48];
+    size_t k = 3;
+    v[k++] = (char)0x92;
+    k += gg_put_uint(v + k, (uint64_t)i + 1);
+    memcpy(v + k, up_counter_iface, sizeof up_counter_iface - 1);
+    k += sizeof up_counter_iface - 1;
+    v[0] = (char)0xc7; /* ext 8 */
+    v[1] = (char)(k - 3);
+    v[2] = GG_OBJ_EXT_OBJECT;
+    up_result(c, msgid, v, k);
+}
+
+/* The live counter named by the YOURS ext at p (its id in *id), or NULL; *is_ref says
+ * whether p was a YOURS ext at all. */
+static up_obj *up_counter_find(up_conn *c, const char *p, size_t len, uint64_t *id, int *is_ref)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    size_t h, plen;
+    *is_ref = 0;
+    if (len >= 2 && u[0] >= 0xd4 && u[0] <= 0xd8) {
+        plen = (size_t)1 << (u[0] - 0xd4);
+        h = 1;
+    } else if (len >= 3 && u[0] == 0xc7) {
+        plen = u[1];
+        h = 2;
+    } else {
+        return NULL;
+    }
+    if (len != h + 1 + plen || (int8_t)u[h] != GG_OBJ_EXT_YOURS ||
+        gg_get_uint(p + h + 1, plen, id) != plen)
+        return NULL;
+    *is_ref = 1;
+    if (*id == 0 || *id > c->nobjs || c->objs[*id - 1].count == 0) return NULL;
+    return &c->objs[*id - 1];
+}
+
+/* $call [<YOURS id>, method, args] on a counter: echo(x) answers x, inc() adds one and
+ * answers the new value, get() answers it. */
+static void up_call_object(up_conn *c, uint32_t msgid, const char *params, size_t plen,
+                           const up_args *a)
+{
+    uint64_t id;
+    int is_ref;
+    uint32_t nl;
+    size_t nh = a->n == 3 ? gg_get_str(a->p[1], a->len[1], &nl) : 0;
+    up_args b;
+    const char *args = nh ? a->p[1] + a->len[1] : NULL;
+    if (!nh || up_split(args, (size_t)(params + plen - args), &b)) {
+        up_error(c, msgid, 400, "bad_request", "$call params are [target, method, args]");
+        return;
+    }
+    up_obj *o = up_counter_find(c, a->p[0], a->len[0], &id, &is_ref);
+    if (!o) {
+        char text[64];
+        if (!is_ref) {
+            up_error(c, msgid, 400, "bad_request", "the target of $call is not a reference");
+            return;
+        }
+        snprintf(text, sizeof text, "no object %" PRIu64 " on this connection", id);
+        up_error(c, msgid, 410, "object_gone", text);
+        return;
+    }
+    const char *method = a->p[1] + nh;
+    uint32_t mlen = nl;
+    static const char nil = (char)0xc0;
+    char tmp[9];
+    if (UP_IS("echo")) {
+        if (b.n == 0)
+            up_result(c, msgid, &nil, 1);
+        else
+            up_result(c, msgid, b.p[0], b.len[0]);
+    } else if (UP_IS("inc")) {
+        o->value++;
+        up_result(c, msgid, tmp, gg_put_int(tmp, o->value));
+    } else if (UP_IS("get")) {
+        up_result(c, msgid, tmp, gg_put_int(tmp, o->value));
+    } else {
+        char text[GG_METHOD_MAX + 32];
+        snprintf(text, sizeof text, "no such method '%.*s'", (int)mlen, method);
+        up_error(c, msgid, 404, "no_such_method", text);
+    }
+}
+
+/* $release [[[id, count], ...]]: the peer dropped count references to id; at 0 the counter
+ * is freed and its id may be given again. Unknown ids and over-releases change nothing (a
+ * notification cannot be answered, and must not free what is still in use). */
+static void up_release(up_conn *c, const char *params, size_t plen)
+{
+    const uint8_t *p = (const uint8_t *)params, *end = p + plen;
+    uint32_t pairs;
+    if (plen < 2 || p[0] != 0x91) return;
+    p++;
+    if ((p[0] & 0xf0) == 0x90) {
+        pairs = p[0] & 0x0f;
+        p += 1;
+    } else if (p[0] == 0xdc && end - p >= 3) {
+        pairs = (uint32_t)p[1] << 8 | p[2];
+        p += 3;
+    } else {
+        return;
+    }
+    for (uint32_t i = 0; i < pairs && p < end && p[0] == 0x92; i++) {
+        uint64_t id, n;
+        size_t a = gg_get_uint((const char *)p + 1, (size_t)(end - p - 1), &id);
+        size_t b = a ? gg_get_uint((const char *)p + 1 + a, (size_t)(end - p - 1) - a, &n) : 0;
+        if (!b) return;
+        p += 1 + a + b;
+        if (id == 0 || id > c->nobjs || c->objs[id - 1].count < n || n == 0) continue;
+        up_obj *o = &c->objs[id - 1];
+        o->count -= (uint32_t)n;
+        if (o->count) continue;
+        o->next_free = c->free_obj;
+        c->free_obj = (uint32_t)id;
+        c->live_objs--;
+        up_st.objects--;
+    }
+}
 
 static void up_request(up_conn *c, const char *msg, const gg_msg *m)
 {
@@ -578,6 +754,10 @@ static void up_request(up_conn *c, const char *msg, const gg_msg *m)
         up_last_notification(c, id);
     } else if (UP_IS("drop")) {
         up_drop(c);
+    } else if (UP_IS("counter")) {
+        up_counter_new(c, id);
+    } else if (UP_IS("$call")) {
+        up_call_object(c, id, params, plen, &a);
     } else {
         char text[GG_METHOD_MAX + 32];
         snprintf(text, sizeof text, "no such method '%.*s'", (int)mlen, method);
@@ -615,8 +795,11 @@ static void up_message(up_conn *c, const char *msg, const gg_msg *m)
     }
     if (m->type == GG_REQUEST)
         up_request(c, msg, m);
-    else if (m->type == GG_NOTIFY)
+    else if (m->type == GG_NOTIFY) {
         up_notification(msg, m);
+        if (m->method_len == 8 && memcmp(msg + m->method_off, "$release", 8) == 0)
+            up_release(c, msg + m->body_off, m->size - m->body_off);
+    }
     /* responses: this upstream never calls, so there is nothing to match them to */
 }
 
