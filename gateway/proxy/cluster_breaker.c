@@ -129,7 +129,8 @@ void gg_cluster_breaker_message(gg_server *srv, const char *payload, size_t len)
     remote_arg a = {srv, f[0], f[1], f[2], (double)ms / 1000.0, 0};
     lua_State *L = srv->pol.L;
     int top = lua_gettop(L);
-    gg_watchdog_enter(&srv->wd, f[0], "breaker", NULL);
+    /* a literal, not f[0]: the watchdog thread may read the name after this frame is gone */
+    gg_watchdog_enter(&srv->wd, "cluster", "breaker", NULL);
     int rc = gg_lua_protect(L, remote_fn, &a, 0, 0);
     gg_watchdog_leave(&srv->wd);
     if (rc) {
