@@ -165,6 +165,8 @@ function _M:remote(address, state, cooldown)
         if st.address == address then
             local now = self.service.now()
             if state == "open" then
+                -- never longer than this breaker would wait itself
+                if cooldown > self.conf.max_cooldown then cooldown = self.conf.max_cooldown end
                 local busy = st.state == HALF_OPEN and st.probes > 0
                 local longer = st.state == OPEN and st.opened_at + st.cooldown >= now + cooldown
                 if not busy and not longer then
@@ -174,7 +176,11 @@ function _M:remote(address, state, cooldown)
                             "service=%s upstream=%s reason=\"opened by a peer\" cooldown=%g",
                             self.service.name, address, cooldown))
                     end
-                    st.state, st.opened_at, st.cooldown, st.probes, st.peer = OPEN, now, cooldown, 0, true
+                    -- open until now + cooldown; a failed probe then doubles at least our own
+                    -- cooldown (a peer's 0 must not make every call a probe)
+                    local base = cooldown > self.conf.cooldown and cooldown or self.conf.cooldown
+                    st.state, st.opened_at, st.cooldown, st.probes, st.peer =
+                        OPEN, now + cooldown - base, base, 0, true
                     self.eps[i].open, self.eps[i].retry_at = true, now + cooldown
                 end
             elseif st.state == OPEN and st.peer then

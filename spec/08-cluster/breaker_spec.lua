@@ -97,15 +97,17 @@ describe("breakers across gateways", function()
         assert.is_not_nil(seen_open_within(cs[3], h.timeout(0.2)), "the third gateway did not see it")
     end)
 
-    it("a peer's open lasts the peer's cooldown; its closed message ends the wait, and the next call probes",
+    it("a peer's open lasts the peer's cooldown, at most max_cooldown; its closed ends the wait: "
+        .. "the next call probes",
         function()
             local redis = assert(h.start_redis())
             local up = assert(h.start_upstream())
-            local gws, cs = gateways(1, redis, up)
+            local gws, cs = gateways(1, redis, up, { name = "breaker", failures = 3, cooldown = 0.5,
+                                                     max_cooldown = 60, count_errors = true })
             local function say(what)
                 return redis:cmd("PUBLISH", "ghostgate:breaker", "demo " .. up.addr .. what)
             end
-            assert.equal("1", say(" open 60000 peer1"))
+            assert.equal("1", say(" open 600000 peer1")) -- ten minutes: more than max_cooldown
             assert(gws[1]:wait_log("reason=\"opened by a peer\" cooldown=60"))
             local _, err = cs[1]:call("demo.echo", { 1 })
             assert(h.is_error(err, 530, "circuit_open"))
