@@ -10,10 +10,24 @@
 -- cooldown, up to `max_cooldown`. Timeouts (504) and connection failures (502) count;
 -- errors the upstream itself returns count only with `count_errors = true`.
 -- State is per endpoint and survives a reload of an unchanged service.
+--
+-- With the top-level `redis` option (and `share`, on by default) the gateways on that Redis
+-- share what their breakers learn: one that opens (or closes) a breaker publishes it, and the
+-- others treat the endpoint as suspect at once: open for the cooldown the publisher chose,
+-- then half-open, probing on their own (gateway/proxy/cluster_breaker.c). A peer's "closed"
+-- ends that wait early, so the next call probes; only a gateway's own probe closes its breaker.
 
-local setmetatable, ipairs, pairs = setmetatable, ipairs, pairs
+local setmetatable, ipairs, pairs, pcall = setmetatable, ipairs, pairs, pcall
 local floor, format = math.floor, string.format
 local codes = require("ghost.consts").errors
+local ffi = require "ffi"
+
+-- (pcall: a second copy of this module in the same state must not fail on a redefinition)
+pcall(ffi.cdef, [[
+int gg_cluster_breaker_publish(void *server, const char *service, const char *upstream,
+                               const char *state, double cooldown);
+]])
+local C = ffi.C
 
 local _M = {
     name = "breaker",
@@ -30,6 +44,9 @@ local _M = {
             probes = { type = "integer", default = 1, min = 1 },
             count_errors = { type = "boolean", default = false,
                              description = "count errors returned by the upstream as failures" },
+            share = { type = "boolean", default = true,
+                      description = "with the top-level redis: publish this breaker's openings and "
+                          .. "closings, and follow the other gateways' (docs/scale-out.md)" },
         },
     },
 }
@@ -52,6 +69,15 @@ end
 function _M.new(conf, service)
     local self = setmetatable({ conf = conf, service = service, endpoints = {},
                                 nwindow = floor(conf.window), rr = 0, probe = {} }, mt)
+    if conf.share then
+        -- the server's pointer, for the FFI: only in a running gateway (none in `ghostgate
+        -- check` or a unit test, where nothing is published)
+        local ok, host = pcall(require, "ghost.host")
+        local server = ok and host.server
+        if server and pcall(function() return C.gg_cluster_breaker_publish end) then
+            self.server = ffi.cast("void *", server)
+        end
+    end
     self:reload(service)
     return self
 end
@@ -96,6 +122,14 @@ end
 -- One log line when a breaker opens and one when it closes, whatever happens in between: a
 -- failed probe reopening it and the calls it refused are counted and given with the close.
 -- `why` says what opened it (nil: a failed probe reopened it).
+-- Tell the peers (a no-op without redis): rare, on state changes only.
+local function publish(self, i, state, cooldown)
+    local server = self.server
+    if server then
+        C.gg_cluster_breaker_publish(server, self.service.name, self.eps[i].address, state, cooldown)
+    end
+end
+
 local function open(self, st, i, now, cooldown, why)
     if why then
         st.since, st.reopened, st.refused = now, 0, 0
@@ -106,16 +140,57 @@ local function open(self, st, i, now, cooldown, why)
         self.service.log("debug", "breaker_reopened", format("service=%s upstream=%s cooldown=%g",
             self.service.name, self.eps[i].address, cooldown))
     end
-    st.state, st.opened_at, st.cooldown, st.probes = OPEN, now, cooldown, 0
+    st.state, st.opened_at, st.cooldown, st.probes, st.peer = OPEN, now, cooldown, 0, nil
     self.eps[i].open, self.eps[i].retry_at = true, now + cooldown
+    publish(self, i, "open", cooldown)
 end
 
 local function close(self, st, i, now)
-    st.state, st.consecutive, st.cooldown, st.probes = CLOSED, 0, self.conf.cooldown, 0
+    st.state, st.consecutive, st.cooldown, st.probes, st.peer = CLOSED, 0, self.conf.cooldown, 0, nil
     self.eps[i].open = false
     self.service.log("notice", "breaker_closed",
         format("service=%s upstream=%s open_s=%.3f reopened=%d refused=%d", self.service.name,
             self.eps[i].address, now - (st.since or now), st.reopened or 0, st.refused or 0))
+    publish(self, i, "closed", 0)
+end
+
+--- A peer gateway's breaker for `address` went `state` ("open" for `cooldown` seconds, or
+-- "closed"). Returns whether this breaker has that endpoint (the core counts the others).
+-- Open: the endpoint is open here until the peer's cooldown ends (never shortened, and a probe
+-- of ours in flight decides alone), then half-open. Closed: a wait a peer imposed ends now, so
+-- the next call probes. Nothing a peer says closes this breaker or is published again.
+function _M:remote(address, state, cooldown)
+    if not self.conf.share then return false end
+    for i, st in ipairs(self.endpoints) do
+        if st.address == address then
+            local now = self.service.now()
+            if state == "open" then
+                -- never longer than this breaker would wait itself
+                if cooldown > self.conf.max_cooldown then cooldown = self.conf.max_cooldown end
+                local busy = st.state == HALF_OPEN and st.probes > 0
+                local longer = st.state == OPEN and st.opened_at + st.cooldown >= now + cooldown
+                if not busy and not longer then
+                    if st.state == CLOSED then
+                        st.since, st.reopened, st.refused = now, 0, 0
+                        self.service.log("warn", "breaker_opened", format(
+                            "service=%s upstream=%s reason=\"opened by a peer\" cooldown=%g",
+                            self.service.name, address, cooldown))
+                    end
+                    -- open until now + cooldown; a failed probe then doubles at least our own
+                    -- cooldown (a peer's 0 must not make every call a probe)
+                    local base = cooldown > self.conf.cooldown and cooldown or self.conf.cooldown
+                    st.state, st.opened_at, st.cooldown, st.probes, st.peer =
+                        OPEN, now + cooldown - base, base, 0, true
+                    self.eps[i].open, self.eps[i].retry_at = true, now + cooldown
+                end
+            elseif st.state == OPEN and st.peer then
+                st.opened_at = now - st.cooldown
+                self.eps[i].retry_at = now
+            end
+            return true
+        end
+    end
+    return false
 end
 
 -- Would this endpoint's breaker let a call through now?

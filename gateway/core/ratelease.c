@@ -47,6 +47,8 @@ struct gg_lease {
     double starved;        /* calls refused by an empty lease since the last request: a
                             * sudden burst sizes the next lease before rate_est has seen it */
     int inflight;          /* a lease request (or SCRIPT LOAD) is pending */
+    int cold;              /* no lease yet, or the last one expired unspent: calls are decided
+                            * as before the first lease until the next one is back */
     uint64_t next_ask;     /* uv_now before which the bucket is known to be short */
     int freed;             /* gg_lease_free ran while a request was pending */
     double local_tokens;   /* GG_LEASE_LOCAL fallback bucket */
@@ -85,6 +87,7 @@ gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *const *rp, const char *name, c
     snprintf(l->key, sizeof l->key, "ghostgate:rl:{%s}", name);
     l->rate_t0 = l->local_t = uv_now(loop);
     l->local_tokens = 0; /* the fallback bucket fills from now: no burst at a start */
+    l->cold = 1;
     return l;
 }
 
@@ -170,6 +173,7 @@ static void lease_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
     l->totals->granted += (uint64_t)rep->integer;
     l->tokens += (double)rep->integer;
     l->lease_at = uv_now(l->loop);
+    l->cold = 0;
     /* A short grant means the bucket is dry: asking again before it can have refilled what
      * was missing would only cost round trips (over the limit, every call would ask). */
     double missing = l->want - (double)rep->integer;
@@ -203,14 +207,19 @@ int gg_lease_take(gg_lease *l)
         l->rate_n = 0;
     }
     if (l->tokens >= 1 && now - l->lease_at > l->o.lease_ttl_ms) {
+        /* Tokens left unspent for a whole lease: traffic here is slower than the lease, not
+         * over the limit. Refusing now would refuse a trickle of calls far under the limit
+         * each time a lease expires: decide as before the first lease until the next one. */
         l->stats.expired += (uint64_t)l->tokens;
         l->totals->expired += (uint64_t)l->tokens;
         l->tokens = 0;
+        l->cold = 1;
     }
-    if (!up(l) || l->stats.refills == 0) {
-        /* Redis away, or no lease yet (the first round trip after a start): a lease taken
-         * before the outage is still ours, then on_redis_error decides. */
-        if (l->stats.refills == 0) ask(l);
+    if (!up(l) || l->cold) {
+        /* Redis away, or no lease (the first round trip after a start, or after the last lease
+         * expired): a lease taken before the outage is still ours, then on_redis_error
+         * decides. */
+        if (l->cold) ask(l);
         if (l->tokens >= 1) { /* a lease taken before the outage is still ours */
             l->tokens -= 1;
             l->stats.spent++;

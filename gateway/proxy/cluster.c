@@ -7,12 +7,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* A peer's message (an array "message", channel, payload): the reply is only valid during
+ * the callback, and the handlers copy what they keep. */
+static void on_peer_message(gg_redis *r, redisReply *reply, const char *err, void *arg)
+{
+    (void)r;
+    gg_server *srv = arg;
+    if (err || !reply || reply->elements < 3) return;
+    const redisReply *ch = reply->element[1], *p = reply->element[2];
+    if (ch->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING) return;
+    if (!strcmp(ch->str, GG_CLUSTER_BREAKER_CHANNEL))
+        gg_cluster_breaker_message(srv, p->str, p->len);
+    else if (!strcmp(ch->str, GG_CLUSTER_AUTH_CHANNEL))
+        gg_cluster_auth_message(srv, p->str, p->len);
+}
+
+/* The subscribed connection: opened with the command connection, reconnected (and
+ * resubscribed) on its own. Failing here leaves breakers and auth throttling local. */
+static void open_sub(gg_server *srv)
+{
+    gg_cluster *c = &srv->cluster;
+    gg_redis_opts o = {.log = &srv->lp.log, .name = "cluster-peers"};
+    c->sub = gg_redis_new(srv->lp.uv, &srv->cfg->redis_url, &o);
+    if (!c->sub || gg_redis_subscribe(c->sub, GG_CLUSTER_BREAKER_CHANNEL, on_peer_message, srv) ||
+        gg_redis_subscribe(c->sub, GG_CLUSTER_AUTH_CHANNEL, on_peer_message, srv))
+        gg_log(&srv->lp.log, GG_LOG_ERROR, "redis_failed",
+               "name=cluster-peers reason=\"out of memory\"");
+}
 
 int gg_cluster_apply(gg_server *srv)
 {
     gg_cluster *c = &srv->cluster;
     const gg_config *cfg = srv->cfg;
     c->workers = cfg->workers > 0 ? cfg->workers : 1;
+    if (!c->sender[0]) /* unique enough among the processes sharing one Redis */
+        snprintf(c->sender, sizeof c->sender, "%08x%08x", (unsigned)getpid(),
+                 (unsigned)(uv_hrtime() ^ (uintptr_t)srv));
     if (c->url && cfg->redis && !strcmp(c->url, cfg->redis)) return 0;
     gg_cluster_stop(srv);
     if (!cfg->redis) return 0;
@@ -25,6 +57,7 @@ int gg_cluster_apply(gg_server *srv)
         gg_log(&srv->lp.log, GG_LOG_ERROR, "redis_failed", "reason=\"out of memory\"");
         return -1;
     }
+    open_sub(srv);
     return 0;
 }
 
@@ -41,6 +74,8 @@ void gg_cluster_stop(gg_server *srv)
         gg_redis_close(c->redis);
     }
     c->redis = NULL;
+    if (c->sub) gg_redis_close(c->sub);
+    c->sub = NULL;
     free(c->url);
     c->url = NULL;
 }
@@ -90,7 +125,34 @@ int gg_cluster_metrics(const gg_server *srv, char *out, size_t size)
         (unsigned long long)l->refills, (unsigned long long)l->granted, (unsigned long long)l->spent,
         (unsigned long long)l->expired, (unsigned long long)l->redis_errors,
         (unsigned long long)l->fallback);
-    return n < 0 || (size_t)n >= size ? -1 : 0;
+    if (n < 0 || (size_t)n >= size) return -1;
+    const gg_cluster_msgs *b = &c->breaker, *a = &c->auth;
+    int m = snprintf(
+        out + n, size - (size_t)n,
+        "# HELP ghostgate_redis_peers_up The connection subscribed to the peers' messages is up "
+        "(1) or not (0).\n"
+        "# TYPE ghostgate_redis_peers_up gauge\nghostgate_redis_peers_up %d\n"
+        "# HELP ghostgate_cluster_messages_total Messages between gateways (breaker, auth): "
+        "published here, applied from peers, ignored (malformed or unknown here), lost (Redis "
+        "down).\n"
+        "# TYPE ghostgate_cluster_messages_total counter\n"
+        "ghostgate_cluster_messages_total{kind=\"breaker\",what=\"published\"} %llu\n"
+        "ghostgate_cluster_messages_total{kind=\"breaker\",what=\"applied\"} %llu\n"
+        "ghostgate_cluster_messages_total{kind=\"breaker\",what=\"ignored\"} %llu\n"
+        "ghostgate_cluster_messages_total{kind=\"breaker\",what=\"lost\"} %llu\n"
+        "ghostgate_cluster_messages_total{kind=\"auth\",what=\"published\"} %llu\n"
+        "ghostgate_cluster_messages_total{kind=\"auth\",what=\"applied\"} %llu\n"
+        "ghostgate_cluster_messages_total{kind=\"auth\",what=\"ignored\"} %llu\n"
+        "ghostgate_cluster_messages_total{kind=\"auth\",what=\"lost\"} %llu\n"
+        "# HELP ghostgate_auth_failures_counted_total Failed authentications counted in Redis.\n"
+        "# TYPE ghostgate_auth_failures_counted_total counter\n"
+        "ghostgate_auth_failures_counted_total %llu\n",
+        c->sub && gg_redis_is_up(c->sub), (unsigned long long)b->published,
+        (unsigned long long)b->applied, (unsigned long long)b->ignored,
+        (unsigned long long)b->lost, (unsigned long long)a->published,
+        (unsigned long long)a->applied, (unsigned long long)a->ignored,
+        (unsigned long long)a->lost, (unsigned long long)c->auth_counted);
+    return m < 0 || (size_t)m >= size - (size_t)n ? -1 : 0;
 }
 
 /* 64-bit FNV-1a: a key that is no bucket name (an identity with spaces, a long method) still

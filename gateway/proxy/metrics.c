@@ -393,7 +393,7 @@ int gg_metrics_render(gg_server *srv, gg_buf *b, gg_bufpool *pool)
              "# TYPE ghostgate_reloads_total counter\n"
              "ghostgate_reloads_total{result=\"ok\"} %llu\nghostgate_reloads_total{result=\"failed\"} %llu\n",
          (unsigned long long)m->reloads, (unsigned long long)m->reload_failures);
-    char cluster[2048];
+    char cluster[4096];
     if (gg_cluster_metrics(srv, cluster, sizeof cluster) == 0 && cluster[0]) emit(&o, "%s", cluster);
     return o.failed ? -1 : 0;
 }

@@ -158,6 +158,18 @@ static int host_log(lua_State *L)
     return 0;
 }
 
+/* host.cluster_auth_failed(address, limit, window): count a failed authentication in the
+ * cluster (cluster_auth.c); nothing without the top-level redis option. */
+static int host_cluster_auth_failed(lua_State *L)
+{
+    gg_server *srv = host_srv(L);
+    const char *addr = luaL_checkstring(L, 1);
+    int limit = (int)luaL_checkinteger(L, 2);
+    double window = luaL_checknumber(L, 3);
+    if (srv) gg_cluster_auth_failed(srv, addr, limit, window);
+    return 0;
+}
+
 static const luaL_Reg host_fns[] = {
     {"args", host_args},
     {"args_raw", host_args_raw},
@@ -168,6 +180,7 @@ static const luaL_Reg host_fns[] = {
     {"consttime_eq", host_consttime_eq},
     {"log", host_log},
     {"show_address", host_show_address},
+    {"cluster_auth_failed", host_cluster_auth_failed},
     {NULL, NULL},
 };
 

@@ -11,7 +11,9 @@
 --     is the connection's identity from the start, no token needed (gateway/tls.c).
 -- Keys are kept as SHA-256 digests and looked up by the digest of the presented token, so the
 -- lookup's timing says nothing about any key; signatures are compared in constant time.
--- Wrong tokens are rate-limited per client address.
+-- Wrong tokens are rate-limited per client address; with the top-level `redis` option the
+-- count is shared by every gateway on that Redis (gateway/proxy/cluster_auth.c), so a client
+-- cannot multiply its guesses by the number of gateways.
 
 local glob = require "policies.glob"
 local codes = require("ghost.consts").errors
@@ -93,6 +95,9 @@ end
 local function throttled(self, address, now)
     local f = self.failures[address]
     if not f then return false end
+    -- the cluster's count reached the limit (on any gateway): refused until `blocked`
+    local blocked = f.blocked
+    if blocked and now < blocked then return blocked - now end
     if now - f.since > self.conf.failure_window then
         self.failures[address] = nil
         self.nfailures = self.nfailures - 1
@@ -102,7 +107,7 @@ local function throttled(self, address, now)
     return false
 end
 
-local function failed(self, address, now)
+local function entry(self, address, now)
     local f = self.failures[address]
     if not f then
         if self.nfailures >= MAX_ADDRESSES then
@@ -112,7 +117,23 @@ local function failed(self, address, now)
         self.failures[address] = f
         self.nfailures = self.nfailures + 1
     end
+    return f
+end
+
+local function failed(self, address, now)
+    local f = entry(self, address, now)
     f.count = f.count + 1
+    -- counted in Redis too when the gateway has one (no-op otherwise; never waits)
+    local count = self.host.cluster_auth_failed
+    if count then count(address, self.conf.failures, self.conf.failure_window) end
+end
+
+--- The cluster counted `failures` wrong tokens from `address` (here or on a peer): refuse its
+-- authentications for `wait` seconds (the rest of the cluster's window). Called by the core.
+function _M:throttle(address, wait)
+    local now = self.host.time()
+    local f = entry(self, address, now)
+    f.blocked = now + wait
 end
 
 local function verify_hmac(self, token, now)

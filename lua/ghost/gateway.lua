@@ -63,6 +63,20 @@ function _M.breakers(built)
     return out
 end
 
+--- A peer's breaker message (gateway/proxy/cluster_breaker.c): hand it to the breakers of
+-- `service`. Returns whether one of them has `upstream`.
+function _M.breaker_remote(built, service, upstream, state, cooldown)
+    local p = built.services[service]
+    if not p then return false end
+    local known = false
+    for _, e in ipairs(p.instances) do
+        if e.name == "breaker" and e.instance.remote and e.instance:remote(upstream, state, cooldown) then
+            known = true
+        end
+    end
+    return known
+end
+
 _M.request = policy.request
 _M.response = policy.response
 _M.endpoint_state = policy.endpoint_state

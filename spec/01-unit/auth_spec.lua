@@ -113,6 +113,27 @@ describe("ghost.auth", function()
         assert.equal("ci", a:authenticate(from, KEY))
     end)
 
+    it("counts each wrong token in the cluster too, and throttles an address the cluster reports", function()
+        local a, core = authenticator()
+        local counted = {}
+        core.cluster_auth_failed = function(addr, limit, window)
+            counted[#counted + 1] = { addr, limit, window }
+        end
+        local from = kit.client({ host = "10.0.0.1" })
+        assert.same({ nil, 401, "invalid token" }, { a:authenticate(from, "wrong-token") })
+        assert.same({ { "10.0.0.1", 3, 10 } }, counted)
+        -- the cluster counted 3 (on other gateways): 7 s of the window are left
+        a:throttle("10.0.0.1", 7)
+        local id, code, msg, wait = a:authenticate(from, KEY)
+        assert.same({ nil, 429, "too many failed authentications, retry after 7.0 s" }, { id, code, msg })
+        assert.near(7, wait, 1e-9)
+        assert.equal(1, #counted) -- a refused attempt is not counted again
+        a:throttle("10.0.0.3", 7) -- an address never seen here
+        assert.equal(429, select(2, a:authenticate(kit.client({ host = "10.0.0.3" }), KEY)))
+        core:advance(7.5)
+        assert.equal("ci", a:authenticate(from, KEY))
+    end)
+
     it("refuses short keys and short secrets at load time", function()
         local _, err = schema.validate(auth.schema, { keys = { short = { identity = "x" } } }, "auth")
         assert.equal("auth.keys.short: API keys must be at least 16 characters", err)

@@ -24,6 +24,51 @@ local function fail(h, n, code)
 end
 
 describe("breaker", function()
+    describe("a peer's message (remote)", function()
+        it("opens for the peer's cooldown, capped at max_cooldown, and says whether it knows the endpoint",
+            function()
+                local h = breaker({ cooldown = 1, max_cooldown = 30 })
+                local b = h:instance("breaker")
+                assert.is_false(b:remote("tcp://127.0.0.1:9", "open", 5))
+                assert.is_true(b:remote(ONE[1], "open", 5))
+                assert.near(5, h:request("m").retry_after, 1e-9)
+                assert.is_true(b:remote(ONE[1], "open", 3)) -- shorter: changes nothing
+                assert.near(5, h:request("m").retry_after, 1e-9)
+                b:remote(ONE[1], "open", 3600)
+                assert.near(30, h:request("m").retry_after, 1e-9)
+            end)
+
+        it("a peer's cooldown of 0 makes one probe, and a failed probe waits at least our own cooldown",
+            function()
+                local h = breaker({ cooldown = 2 })
+                local b = h:instance("breaker")
+                b:remote(ONE[1], "open", 0)
+                fail(h, 1) -- the probe
+                local r = h:request("m")
+                assert.equal(530, r.code)
+                assert.near(4, r.retry_after, 1e-9)
+            end)
+
+        it("closed ends a wait a peer imposed, so the next call probes; it never closes one of ours",
+            function()
+                local h = breaker({ failures = 1, cooldown = 5 })
+                local b = h:instance("breaker")
+                b:remote(ONE[1], "open", 5)
+                b:remote(ONE[1], "closed", 0)
+                call(h, "ok") -- the probe
+                assert.equal("closed", b:states()[1].state)
+                fail(h, 1) -- opened here
+                b:remote(ONE[1], "closed", 0)
+                assert.equal(530, h:request("m").code)
+            end)
+
+        it("is ignored with share = false", function()
+            local h = breaker({ share = false })
+            assert.is_false(h:instance("breaker"):remote(ONE[1], "open", 5))
+            assert.equal("continue", h:request("m").verdict)
+        end)
+    end)
+
     it("opens after `failures` consecutive timeouts or connection failures", function()
         local h = breaker({ failures = 3, cooldown = 5 })
         fail(h, 2, 504)

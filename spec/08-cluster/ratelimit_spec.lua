@@ -124,6 +124,20 @@ describe("ratelimit scope = \"cluster\"", function()
             end)
     end
 
+    it("admits a trickle of calls far under the limit, also when each lease expires unspent in between",
+        function()
+            local redis = assert(h.start_redis())
+            local up = assert(h.start_upstream())
+            local _, cs = gateways(1, redis.url, up, "{ rate = 100, by = \"service\", scope = \"cluster\" }")
+            first_admitted(cs[1])
+            local n = counts()
+            for _ = 1, 3 do
+                h.pause(1.2) -- idle longer than a lease lives (1 s): its tokens expire unspent
+                burst_of(cs[1], 1, n)
+            end
+            assert.same({ ok = 3, limited = 0, other = 0 }, n)
+        end)
+
     it("needs the top-level redis option (`ghostgate check` says so); a bad URL is refused", function()
         local dir = h.tmpdir()
         local path = dir .. "/gw.lua"

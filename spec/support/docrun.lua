@@ -24,7 +24,9 @@
 --                                   heading of the same level
 --   docrun.blocks(text)             the marked blocks in order: { name, lang, text }
 --   docrun.run(blocks, opts)        run them; opts.ports: ports the text uses for services
---                                   that are started some other way ({ [7421] = true }).
+--                                   that are started some other way ({ [7421] = true });
+--                                   opts.background(cmd, map): starts any other `CMD &` of the
+--                                   text (map(port) gives the free port a text port became).
 --                                   Returns the number of outputs checked.
 local h = require "spec.support.helpers"
 local cjson = require "cjson.safe"
@@ -184,6 +186,8 @@ function _M.run(blocks, opts)
                 { name = "ghostgate", strict = true, cwd = dir }))
             assert(proc:wait_line(" ready listen=", h.timeout(10)))
             gw = proc
+        elseif w[#w] == "&" and opts.background then
+            opts.background(cmd:gsub("%s*&%s*$", ""), map)
         elseif w[1] == "kill" and w[2] == "-HUP" then
             local from = #gw.lines + 1
             assert(gw:kill("sighup"))
