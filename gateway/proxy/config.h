@@ -15,6 +15,7 @@ typedef struct gg_limits {
     uint32_t max_decode_values; /* values a Lua adapter decodes from one params or result */
     uint32_t max_inflight_per_client;
     uint32_t max_refs_per_client; /* remote-object references a client may hold */
+    uint32_t max_kept_per_client; /* calls a client keeps for promise pipelining */
     uint32_t max_clients;
     uint32_t max_calls;
     size_t max_write_buffer;

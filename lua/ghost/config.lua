@@ -207,6 +207,7 @@ _M.schema = {
                                           .. "params (or an upstream's result)" },
                 max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
                 max_refs_per_client = { type = "integer", default = 10000, min = 1, max = 10000000 },
+                max_kept_per_client = { type = "integer", default = 1000, min = 1, max = 1000000 },
                 max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
                 max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,
                               description = "calls in flight in the whole gateway" },
