@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "core/objects.h"
 #include "core/objtable.h"
+#include "core/objiface.h"
 #include "proxy/promises.h"
 
 #include <stdarg.h>
@@ -478,6 +479,11 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
                        name);
         return;
     }
+    if (!is_get && !gg_objiface_has(u->iface, name, name_len)) { /* as the owner recorded it */
+        gg_reply_error(&c->st, id, GG_ERR_NO_SUCH_SERVICE, "the object has no method '%.*s'",
+                       (int)(name_len > 64 ? 64 : name_len), name);
+        return;
+    }
     if (!is_get && keep_flag(n, name + name_len, params_len - (size_t)(name + name_len - params))) {
         /* kept for pipelining: recorded, on the object's own connection */
         on_conn_send(srv, c, id, 0, n, svc, u->tab->conn, ops, name, name_len, params, params_len);
@@ -501,7 +507,7 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
      * No retry copy is kept: a retry would pick any endpoint, and the object lives on one. */
     if (svc->has_request) {
         gg_verdict v;
-        gg_policy_request(srv, c, svc, call, name, name_len, params, params_len, &v);
+        gg_policy_request_object(srv, c, svc, call, name, name_len, params, params_len, &v);
         call->mstats = v.verdict == GG_V_CONTINUE ? gg_metrics_method(svc->stats, name, name_len)
                                                   : gg_metrics_method_find(svc->stats, name, name_len);
         int endpoint;
@@ -602,8 +608,8 @@ static int keep_call(gg_server *srv, gg_client *c, gg_call *call, int keep, gg_k
 /* The request policies, with `name` as the method name. Returns 1 when they answered (the
  * kept record, if any, remembers their error), 0 to go on (*endpoint set). */
 static int pipelined_policies(gg_server *srv, gg_client *c, gg_call *call, gg_kept *k,
-                              const char *name, uint32_t name_len, const char *params,
-                              size_t params_len, int *endpoint)
+                              int object, const char *name, uint32_t name_len,
+                              const char *params, size_t params_len, int *endpoint)
 {
     gg_service *svc = call->svc;
     *endpoint = 0;
@@ -612,7 +618,10 @@ static int pipelined_policies(gg_server *srv, gg_client *c, gg_call *call, gg_ke
         return 0;
     }
     gg_verdict v;
-    gg_policy_request(srv, c, svc, call, name, name_len, params, params_len, &v);
+    if (object)
+        gg_policy_request_object(srv, c, svc, call, name, name_len, params, params_len, &v);
+    else
+        gg_policy_request(srv, c, svc, call, name, name_len, params, params_len, &v);
     call->mstats = v.verdict == GG_V_CONTINUE ? gg_metrics_method(svc->stats, name, name_len)
                                               : gg_metrics_method_find(svc->stats, name, name_len);
     if (k && v.verdict != GG_V_CONTINUE) {
@@ -766,7 +775,7 @@ static void dispatch_plain_kept(gg_server *srv, gg_client *c, uint32_t id, uint3
     int endpoint;
     const char *short_name = name + dot + 1;
     uint32_t short_len = name_len - dot - 1;
-    if (pipelined_policies(srv, c, call, k, short_name, short_len, rest, rest_len, &endpoint))
+    if (pipelined_policies(srv, c, call, k, 0, short_name, short_len, rest, rest_len, &endpoint))
         return;
     const char *fwd = svc->conf->keep_prefix ? name : short_name;
     uint32_t fwd_len = svc->conf->keep_prefix ? name_len : short_len;
@@ -850,7 +859,7 @@ static void on_conn_send(gg_server *srv, gg_client *c, uint32_t id, int is_get, 
     gg_kept *k;
     if (!call || keep_call(srv, c, call, !is_get && keep_flag(n, rest, rest_len), &k)) return;
     int endpoint;
-    if (pipelined_policies(srv, c, call, k, name, name_len, params, params_len, &endpoint))
+    if (pipelined_policies(srv, c, call, k, 1, name, name_len, params, params_len, &endpoint))
         return;
     gg_buf out = {0};
     pipe_in in = {c->objs, c->kept, conn, &srv->obj_ext, NULL, 0};

@@ -8,6 +8,7 @@
 #include "core/buf.h"
 #include "core/objects.h"
 #include "core/objtable.h"
+#include "core/objiface.h"
 #include "proxy/promises.h"
 
 #include <stdio.h>
@@ -145,6 +146,8 @@ static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen
     int err;
     gg_objent *u = gg_objtab_import(o->uc->objs, uid, NULL, &err);
     if (!u) return GG_OBJ_RW_NOMEM;
+    if (!u->iface) /* what calls on it are checked against (NULL: malformed, none pass) */
+        u->iface = gg_objiface_new(payload + 1 + il, plen - 1 - il);
     int64_t cid = o->cl ? gg_objtab_give(o->cl, u) : GG_OBJ_EUNKNOWN;
     if (cid >= 0 && gg_buf_append(&o->given, NULL, &cid, sizeof cid)) {
         gg_objtab_release(o->cl, (uint64_t)cid, 1);

@@ -1,5 +1,5 @@
 /* fuzz_kept.c -- libFuzzer target for promise pipelining on the gateway side (promises.c):
- * the PROMISE payload decoder on any bytes, and a client's kept-call records driven by any
+ * the PROMISE payload decoder and the recorded-interface decoder (objiface.c) on any bytes, and a client's kept-call records driven by any
  * sequence of operations.
  *
  * Properties: the decoder never reads past its input and accepts only [msgid] or
@@ -9,6 +9,7 @@
  * freed every call id it held is let go (no owed record left) and nothing leaks (ASan). */
 #include "core/calls.h"
 #include "proxy/promises.h"
+#include "core/objiface.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (data[0] == 0x91 && head != size) abort();
         if (data[0] == 0x92 && head >= size) abort();
     }
+    /* An interface: accepted only as an array of strings; every name it lists is found. */
+    gg_objiface *f = gg_objiface_new(buf, size);
+    if (f && (f->len != size || memcmp(f->bytes, data, size))) abort();
+    if (f && size > 2 && (data[1] & 0xe0) == 0xa0 && (data[0] & 0xf0) == 0x90 &&
+        !gg_objiface_has(f, buf + 2, data[1] & 0x1f))
+        abort();
+    if (gg_objiface_has(f, "\xff", 1) && size < 3) abort();
+    free(f);
     free(buf);
 
     /* The same bytes as a program on one client's records and two connections. */
