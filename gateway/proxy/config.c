@@ -65,6 +65,24 @@ static int read_limits(lua_State *L, int idx, gg_limits *l)
     return 0;
 }
 
+/* objects.ext (validated: distinct, GG_OBJ_EXT_MIN..MAX). */
+static void read_objects(lua_State *L, int idx, gg_obj_ext *ext)
+{
+    gg_obj_ext_default(ext);
+    lua_getfield(L, idx, "objects");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "ext");
+        if (lua_istable(L, -1)) {
+            int t = lua_gettop(L);
+            ext->object = (int8_t)num_field(L, t, "object");
+            ext->yours = (int8_t)num_field(L, t, "yours");
+            ext->promise = (int8_t)num_field(L, t, "promise");
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 static int cmp_service(const void *a, const void *b)
 {
     return strcmp(((const gg_service_conf *)a)->name, ((const gg_service_conf *)b)->name);
@@ -147,6 +165,7 @@ static int read_config(gg_config *c, char *err, size_t errlen)
     c->lua_memory = lua_isnumber(L, -1) ? (size_t)lua_tonumber(L, -1) : GG_LUA_MEMORY_DEFAULT;
     lua_pop(L, 1);
     read_limits(L, t, &c->limits);
+    read_objects(L, t, &c->obj_ext);
     if (gg_tls_config_read(L, t, c->source, &c->tls, err, errlen)) return -1;
     if (read_services(L, t, c, err, errlen)) return -1;
     lua_getfield(L, t, "http");

@@ -4,6 +4,7 @@
 
 #include "core/addr.h"
 #include "core/redis.h"
+#include "core/objects.h"
 
 #include <lua.h>
 #include <stddef.h>
@@ -55,6 +56,7 @@ typedef struct gg_config {
     uint64_t watchdog_ms; /* 0: off */
     size_t lua_memory;    /* each Lua state's budget in bytes; 0: none */
     gg_limits limits;
+    gg_obj_ext obj_ext; /* objects.ext: the remote-object ext types (restart only) */
     gg_service_conf *services;
     int nservices;
     gg_addr *http_listen; /* the JSON-RPC over HTTP front door, if configured */

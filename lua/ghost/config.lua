@@ -4,6 +4,7 @@
 local schema = require "ghost.schema"
 local policy = require "ghost.policy"
 local auth = require "ghost.auth"
+local consts = require "ghost.consts"
 
 local type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable =
     type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable
@@ -171,6 +172,33 @@ local function service_name(k)
     return true
 end
 
+-- The ext type numbers of remote objects (docs/protocol.md#ext-types): defaults from the C core.
+local OBJ = consts.objects
+local function ext_number(default, what)
+    return { type = "integer", default = default, min = OBJ.EXT_MIN, max = OBJ.EXT_MAX,
+             description = "ext type of " .. what }
+end
+local objects_record = {
+    type = "record", default = function() return {} end,
+    fields = {
+        ext = {
+            type = "record", default = function() return {} end,
+            fields = {
+                object = ext_number(OBJ.EXT_OBJECT, "an object owned by the sender"),
+                yours = ext_number(OBJ.EXT_YOURS, "an object owned by the receiver"),
+                promise = ext_number(OBJ.EXT_PROMISE, "a promise"),
+            },
+            check = function(v)
+                if v.object == v.yours or v.object == v.promise or v.yours == v.promise then
+                    return nil, format("ext types must be distinct (object = %d, yours = %d, "
+                        .. "promise = %d)", v.object, v.yours, v.promise)
+                end
+                return true
+            end,
+        },
+    },
+}
+
 _M.schema = {
     type = "record",
     fields = {
@@ -194,6 +222,7 @@ _M.schema = {
                         description = "where user policies are found: a package.path template "
                             .. "whose relative entries start at the config file's directory" },
         auth = auth.schema,
+        objects = objects_record, -- remote objects of every service with objects = true
         tls = tls_record,
         http = http_listener,   -- the JSON-RPC over HTTP front door
         admin = { type = "record", fields = { listen = http_listener.fields.listen } },
