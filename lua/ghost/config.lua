@@ -105,6 +105,19 @@ local service = {
                              .. "with '_', an empty segment, a control character or invalid UTF-8; "
                              .. "'any': such names are forwarded" },
         methods = require("ghost.types").methods_schema, -- { get_profile = { "id: integer" } }
+        interfaces = {
+            type = "map",
+            keys = { type = "string", match = "^[%a_][%w_]*$",
+                     description = "interface name (an identifier)" },
+            values = require("ghost.types").methods_schema,
+            description = "interfaces of the remote objects the service hands out, by name: "
+                .. "{ File = { write = { \"s: string\" }, count = {} } } (sys.describe, stubs)",
+        },
+        returns = {
+            type = "map", keys = { type = "string" }, values = { type = "string" },
+            description = "methods whose result is an object of a declared interface: "
+                .. "{ open = \"File\" } (stubs)",
+        },
         tls = {
             type = "record",
             description = "tls:// and https:// upstreams, an adapter's https:// requests: "
@@ -121,6 +134,12 @@ local service = {
         },
     },
     check = function(s)
+        for m, iface in pairs(s.returns or {}) do
+            if not (s.interfaces or {})[iface] then
+                return nil, format("returns.%s: no interface '%s' is declared in interfaces", m, iface),
+                    "returns"
+            end
+        end
         if s.connections == nil then s.connections = s.protocol == "jsonrpc-http" and 8 or 2 end
         local list, single = s.upstreams or {}, s.upstream
         if single then insert(list, 1, single) end

@@ -443,9 +443,10 @@ local function decided(p, method, client, object)
     return d
 end
 
---- Whether the decide phases let `client` call `method` (what sys.describe shows it).
-function _M.allows(p, method, client)
-    return #p.decide == 0 or decided(p, method, client) == true
+--- Whether the decide phases let `client` call `method` (what sys.describe shows it); object:
+-- a method of the service's remote objects.
+function _M.allows(p, method, client, object)
+    return #p.decide == 0 or decided(p, method, client, object == true) == true
 end
 
 --- Request phase. Returns a verdict and its values:
