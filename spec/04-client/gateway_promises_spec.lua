@@ -107,6 +107,26 @@ describe("Promise pipelining through the gateway", function()
         end
     end)
 
+    it("answers 410 for calls on a promise whose upstream connection died", function()
+        setup({ objects = true })
+        local c = assert(h.client(f.gateway.addr))
+        local id = assert(c:request("$call", { h.mp.null, "files.open", { "b.txt" }, true }))
+        assert.is_nil(assert(c:wait_response(id)).error)
+        local b = f.backends.files
+        b.proc.strict = false
+        b:kill("sigkill")
+        assert(b:wait_exit(h.timeout(5)))
+        local err = assert(h.retry(function() -- until the gateway has seen the socket close
+            local _, e = c:call("$call", { promise_ext(id), "count", {} })
+            return e and e.code == 410 and e, e
+        end, h.timeout(5)))
+        assert.same({ 410, "object_gone", ("call %d is gone: its upstream connection closed"):format(id) },
+            { err.code, err.type, err.message })
+        c:notify("$finish", { id }) -- forgets the record; nothing to tell a closed connection
+        local _, e = c:call("$call", { promise_ext(id), "count", {} })
+        assert.equal(("no call %d kept for pipelining on this connection"):format(id), e.message)
+    end)
+
     it("tells the upstream $finish for every call a client kept when it disconnects", function()
         setup({ objects = true })
         local c = assert(h.client(f.gateway.addr))
