@@ -1,6 +1,7 @@
 -- guard: which methods of a service are exported. Nothing private, nothing introspective.
 --
 --   guard { allow = { "get_*", "list" }, deny = { "get_secret" } }
+--   guard { allow = { "open" }, objects = { "write", "count", "name" } }
 --
 -- Always refused, whatever the lists say: names with an empty segment ("a..b", "x."), any
 -- segment starting with "_" (private names and metamethods: "_debug", "__index", "__gc"), and
@@ -8,6 +9,13 @@
 -- default); `deny` wins over `allow`. Refusals are `forbidden` and read the same whether or not
 -- the method exists upstream. The decision depends only on the method, so the pipeline caches
 -- it: the lists are not walked per call.
+--
+-- Calls on remote objects the service hands out ($call, $get, and calls on promises) are
+-- decided with the object's method or attribute name and `object` true. With an `objects`
+-- list, only names it matches pass there (and `allow` does not apply to them); without one,
+-- they meet `allow` like methods. `deny`, `pattern` and the "_" rule apply to both. Which
+-- methods an object has is the interface its backend recorded when it handed it out: the
+-- gateway checks that itself (404 no_such_method), never what a caller claims.
 
 local glob = require "policies.glob"
 
@@ -27,6 +35,9 @@ local _M = {
                      description = "method names or globs never exported" },
             pattern = { type = "string", default = "^[%a_][%w_]*$",
                         description = "Lua pattern every dot-separated segment must match" },
+            objects = { type = "array", elements = { type = "string" },
+                        description = "method and attribute names (or globs) allowed on the "
+                            .. "service's remote objects; omit: they meet `allow` like methods" },
         },
     },
 }
@@ -36,29 +47,35 @@ local mt = { __index = _M }
 function _M.new(conf, service)
     return setmetatable({
         allow = conf.allow and glob.compile(conf.allow),
+        objects = conf.objects and glob.compile(conf.objects),
         deny = glob.compile(conf.deny),
         pattern = conf.pattern,
         service = service,
     }, mt)
 end
 
-local function refuse(self, method)
+local function refuse(self, method, object)
+    if object then
+        return "forbidden", format("'%s' is not allowed on objects of service '%s'", method,
+            self.service.name)
+    end
     return "forbidden", format("method '%s' is not exported by service '%s'", method, self.service.name)
 end
 
-function _M:decide(method)
+function _M:decide(method, _, object)
     local start = 1
     while true do
         local dot = find(method, ".", start, true)
         local stop = dot and dot - 1 or #method
-        if stop < start then return refuse(self, method) end -- empty segment
-        if method:byte(start) == 95 then return refuse(self, method) end -- "_"
-        if not find(method:sub(start, stop), self.pattern) then return refuse(self, method) end
+        if stop < start then return refuse(self, method, object) end -- empty segment
+        if method:byte(start) == 95 then return refuse(self, method, object) end -- "_"
+        if not find(method:sub(start, stop), self.pattern) then return refuse(self, method, object) end
         if not dot then break end
         start = dot + 1
     end
-    if self.deny(method) then return refuse(self, method) end
-    if self.allow and not self.allow(method) then return refuse(self, method) end
+    if self.deny(method) then return refuse(self, method, object) end
+    local list = object and self.objects or self.allow
+    if list and not list(method) then return refuse(self, method, object) end
 end
 
 --- The exported subset of `names` (sys.describe lists what the guard lets through).

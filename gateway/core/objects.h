@@ -14,6 +14,10 @@
 #define GG_OBJ_EXT_YOURS   65 /* id: an object the receiver exported, handed back */
 #define GG_OBJ_EXT_PROMISE 66 /* [msgid, path]: the future result of a call in flight */
 
+/* What a gateway config may choose for each (objects.ext; ghostgate check refuses others). */
+#define GG_OBJ_EXT_MIN 3
+#define GG_OBJ_EXT_MAX 127
+
 /* The ext type numbers in use on one side (configurable, distinct, never 0-2). */
 typedef struct gg_obj_ext {
     int8_t object, yours, promise;

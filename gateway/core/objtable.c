@@ -141,6 +141,7 @@ static void maybe_free_upstream(gg_objent *u)
         idx_del(&u->tab->by_id, BY_ID, u);
         u->tab->len--;
     }
+    free(u->iface);
     free(u);
 }
 
@@ -262,7 +263,10 @@ void gg_objtab_owner_gone(gg_objtab *up)
         e->dead = 1;
         e->tab = NULL;
         e->count = e->pending = 0;
-        if (e->users == 0) free(e);
+        if (e->users == 0) {
+            free(e->iface);
+            free(e);
+        }
     }
     up->by_id.used = 0;
     up->len = 0;

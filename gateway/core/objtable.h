@@ -45,7 +45,8 @@ typedef struct gg_objent {
     uint32_t users;
     struct gg_objent *src;
     gg_objtab *tab;   /* the table holding it; NULL once that table is gone (upstream died) */
-    void *iface;      /* the interface recorded at export (upstream side; owned by the caller) */
+    void *iface;      /* the interface recorded at export (upstream side; malloc'd by the
+                       * caller, e.g. core/objiface.h; freed with the entry) */
     uint32_t pending; /* upstream side: references queued for release */
     uint8_t dead;     /* upstream side: its connection died */
 } gg_objent;
@@ -94,7 +95,7 @@ int gg_objtab_init(gg_objtab *t, int side, uint32_t max_refs);
 void gg_objtab_free(gg_objtab *t);
 
 /* Upstream side: the upstream sent its object `uid` (ext 64) with the interface iface (kept
- * by the first call). Returns the entry (count + 1), or NULL with *err. */
+ * by the first call; the entry frees it, a later call's iface stays the caller's). Returns the entry (count + 1), or NULL with *err. */
 gg_objent *gg_objtab_import(gg_objtab *up, uint64_t uid, void *iface, int *err);
 
 /* Upstream side: an imported entry that no client got after all (the client died while the

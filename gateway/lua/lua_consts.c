@@ -1,7 +1,8 @@
-/* lua_consts.c -- require "ghost.consts": the shared constants of core/errors.h and
- * lua/lua_consts.h as Lua tables, so that no Lua file writes one of their numbers. */
+/* lua_consts.c -- require "ghost.consts": the shared constants of core/errors.h,
+ * core/objects.h and lua/lua_consts.h as Lua tables, so that no Lua file writes one of their numbers. */
 #include "lua/lua_consts.h"
 #include "core/errors.h"
+#include "core/objects.h"
 
 #include <lauxlib.h>
 
@@ -36,6 +37,19 @@ int luaopen_ghost_consts(lua_State *L)
     GG_ADAPTER_CONSTS(SET_V)
 #undef SET_V
     lua_setfield(L, -2, "adapter");
+
+    lua_createtable(L, 0, 5); /* remote objects' ext types: defaults and the range a config may use */
+    lua_pushinteger(L, GG_OBJ_EXT_OBJECT);
+    lua_setfield(L, -2, "EXT_OBJECT");
+    lua_pushinteger(L, GG_OBJ_EXT_YOURS);
+    lua_setfield(L, -2, "EXT_YOURS");
+    lua_pushinteger(L, GG_OBJ_EXT_PROMISE);
+    lua_setfield(L, -2, "EXT_PROMISE");
+    lua_pushinteger(L, GG_OBJ_EXT_MIN);
+    lua_setfield(L, -2, "EXT_MIN");
+    lua_pushinteger(L, GG_OBJ_EXT_MAX);
+    lua_setfield(L, -2, "EXT_MAX");
+    lua_setfield(L, -2, "objects");
     return 1;
 }
 

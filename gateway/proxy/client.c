@@ -6,6 +6,7 @@
 #include "proxy/sys.h"
 #include "core/tls.h"
 #include "core/objtable.h"
+#include "proxy/promises.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -279,6 +280,7 @@ static void on_closed(gg_stream *s)
         gg_objtab_free(c->objs);
         free(c->objs);
     }
+    gg_kept_tab_free(c->kept, &srv->lp.calls); /* the upstreams are told $finish */
     /* Calls still upstream stay registered (their answers must be absorbed) but have no one
      * to answer: they end silently at their response or deadline. */
     gg_client_remove(srv, c);

@@ -40,6 +40,7 @@ struct gg_client {
     unsigned resume_queued : 1;
     void *data; /* the protocol's own state (an HTTP front door's requests) */
     struct gg_objtab *objs; /* remote objects given to it (objtable.h); NULL until the first */
+    struct gg_kept_tab *kept; /* its calls kept for pipelining (promises.h); NULL until the first */
 };
 
 /* Accept a connection on a listener's server handle; with tls (a tls:// listener) the client

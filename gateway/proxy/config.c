@@ -54,6 +54,7 @@ static int read_limits(lua_State *L, int idx, gg_limits *l)
     l->max_decode_values = (uint32_t)num_field(L, t, "max_decode_values");
     l->max_inflight_per_client = (uint32_t)num_field(L, t, "max_inflight_per_client");
     l->max_refs_per_client = (uint32_t)num_field(L, t, "max_refs_per_client");
+    l->max_kept_per_client = (uint32_t)num_field(L, t, "max_kept_per_client");
     l->max_clients = (uint32_t)num_field(L, t, "max_clients");
     l->max_calls = (uint32_t)num_field(L, t, "max_calls");
     l->max_write_buffer = (size_t)num_field(L, t, "max_write_buffer");
@@ -62,6 +63,24 @@ static int read_limits(lua_State *L, int idx, gg_limits *l)
     l->write_timeout_ms = (uint64_t)(num_field(L, t, "write_timeout") * 1000);
     lua_pop(L, 1);
     return 0;
+}
+
+/* objects.ext (validated: distinct, GG_OBJ_EXT_MIN..MAX). */
+static void read_objects(lua_State *L, int idx, gg_obj_ext *ext)
+{
+    gg_obj_ext_default(ext);
+    lua_getfield(L, idx, "objects");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "ext");
+        if (lua_istable(L, -1)) {
+            int t = lua_gettop(L);
+            ext->object = (int8_t)num_field(L, t, "object");
+            ext->yours = (int8_t)num_field(L, t, "yours");
+            ext->promise = (int8_t)num_field(L, t, "promise");
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
 }
 
 static int cmp_service(const void *a, const void *b)
@@ -146,6 +165,7 @@ static int read_config(gg_config *c, char *err, size_t errlen)
     c->lua_memory = lua_isnumber(L, -1) ? (size_t)lua_tonumber(L, -1) : GG_LUA_MEMORY_DEFAULT;
     lua_pop(L, 1);
     read_limits(L, t, &c->limits);
+    read_objects(L, t, &c->obj_ext);
     if (gg_tls_config_read(L, t, c->source, &c->tls, err, errlen)) return -1;
     if (read_services(L, t, c, err, errlen)) return -1;
     lua_getfield(L, t, "http");

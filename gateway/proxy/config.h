@@ -4,6 +4,7 @@
 
 #include "core/addr.h"
 #include "core/redis.h"
+#include "core/objects.h"
 
 #include <lua.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@ typedef struct gg_limits {
     uint32_t max_decode_values; /* values a Lua adapter decodes from one params or result */
     uint32_t max_inflight_per_client;
     uint32_t max_refs_per_client; /* remote-object references a client may hold */
+    uint32_t max_kept_per_client; /* calls a client keeps for promise pipelining */
     uint32_t max_clients;
     uint32_t max_calls;
     size_t max_write_buffer;
@@ -54,6 +56,7 @@ typedef struct gg_config {
     uint64_t watchdog_ms; /* 0: off */
     size_t lua_memory;    /* each Lua state's budget in bytes; 0: none */
     gg_limits limits;
+    gg_obj_ext obj_ext; /* objects.ext: the remote-object ext types (restart only) */
     gg_service_conf *services;
     int nservices;
     gg_addr *http_listen; /* the JSON-RPC over HTTP front door, if configured */

@@ -28,15 +28,16 @@ void gg_dispatch_request(struct gg_server *srv, struct gg_client *c, struct gg_s
  * docs/protocol.md#remote-objects): the target is resolved in the client's table, the
  * service's request policies run with the object's method name, and the call goes to the
  * upstream connection that exported the object. Answers at once on refusal (410 for an id
- * the client does not hold). */
+ * the client does not hold). A nil target is a plain "svc.method" and a PROMISE target the
+ * result of a kept call: promise pipelining (proxy/promises.h). */
 void gg_dispatch_object(struct gg_server *srv, struct gg_client *c, uint32_t id,
                         const char *method, uint32_t method_len, const char *params,
                         size_t params_len);
 
 /* A remote-objects notification of client c: $release [[id, count], ...] drops references
  * it holds (what no client holds any more is released upstream at the end of the turn);
- * $finish is accepted and ignored (no pipelining through the gateway); others are dropped
- * and logged. */
+ * $finish [msgid, ...] forgets kept calls and tells their upstreams; others are dropped and
+ * logged. */
 void gg_dispatch_object_notify(struct gg_server *srv, struct gg_client *c, const char *method,
                                uint32_t method_len, const char *params, size_t params_len);
 

@@ -304,7 +304,8 @@ static int request_fn(lua_State *L, void *ud)
     lua_pushlstring(L, a->method, a->method_len);
     lua_pushinteger(L, 0);
     lua_pushnumber(L, a->v->deadline);
-    lua_call(L, 6, 4);
+    lua_pushboolean(L, pol->cur_object);
+    lua_call(L, 7, 4);
     read_verdict(a->srv, L, 0, a->v);
     return 0;
 }
@@ -328,6 +329,15 @@ void gg_policy_request(gg_server *srv, gg_client *c, gg_service *svc, gg_call *c
     pol->cur_params = NULL;
     if (rc) policy_error(srv, svc->name, "request", rc, v);
     lua_settop(L, top);
+}
+
+void gg_policy_request_object(gg_server *srv, gg_client *c, gg_service *svc, gg_call *call,
+                              const char *method, uint32_t method_len, const char *params,
+                              size_t params_len, gg_verdict *v)
+{
+    srv->pol.cur_object = 1;
+    gg_policy_request(srv, c, svc, call, method, method_len, params, params_len, v);
+    srv->pol.cur_object = 0;
 }
 
 static int response_fn(lua_State *L, void *ud)

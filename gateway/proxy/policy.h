@@ -41,6 +41,7 @@ typedef struct gg_policy_host {
     msgpack_sbuffer out; /* packed RESPOND values */
     const char *cur_params; /* the params of the call in its request phase */
     size_t cur_len;
+    int cur_object; /* the call in its request phase is on a remote object */
     uint32_t errors; /* policy errors so far: their ids */
 } gg_policy_host;
 
@@ -61,6 +62,12 @@ void gg_policy_generation_free(struct gg_server *srv, struct gg_generation *gen)
 void gg_policy_request(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
                        gg_call *call, const char *method, uint32_t method_len, const char *params,
                        size_t params_len, gg_verdict *v);
+/* The same for a call on a remote object ($call, $get, a call on a promise): method is the
+ * object's method or attribute name, and the decide phases are told it is one (a guard's
+ * `objects` list). */
+void gg_policy_request_object(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
+                              gg_call *call, const char *method, uint32_t method_len,
+                              const char *params, size_t params_len, gg_verdict *v);
 /* Response phase. kind: 0 ok, 1 the upstream returned an error, 2 gateway error (code). result
  * is the raw result (kind 0) when a policy wants results. */
 void gg_policy_response(struct gg_server *srv, gg_call *call, int kind, int code,

@@ -297,6 +297,8 @@ int gg_server_reload(gg_server *srv)
         gg_log(&lp->log, GG_LOG_WARN, "reload_partial", "reason=\"listen addresses change on restart\"");
     if (cfg->limits.max_calls != srv->cfg->limits.max_calls)
         gg_log(&lp->log, GG_LOG_WARN, "reload_partial", "reason=\"max_calls changes on restart\"");
+    if (memcmp(&cfg->obj_ext, &srv->obj_ext, sizeof srv->obj_ext))
+        gg_log(&lp->log, GG_LOG_WARN, "reload_partial", "reason=\"objects.ext changes on restart\"");
     gg_generation *old = srv->gen;
     carry_tls(srv->cfg, cfg); /* before the new pools connect */
     gg_generation_connect(gen, old);
@@ -379,7 +381,7 @@ gg_server *gg_server_open(gg_config *cfg, const gg_run_opts *opts, uv_loop_t *uv
         return NULL;
     }
     srv->cfg = cfg;
-    gg_obj_ext_default(&srv->obj_ext);
+    srv->obj_ext = cfg->obj_ext; /* objects.ext: fixed for the process (ids in flight use it) */
     srv->opts = *opts;
     srv->config_path = opts->config_path;
     srv->forced_log_level = opts->log_level;

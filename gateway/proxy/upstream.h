@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct gg_service;
+struct gg_kept_list;
 
 #define GG_UPSTREAM_LOAD    0 /* a new generation, before it takes calls: may fail (config refused) */
 #define GG_UPSTREAM_CONNECT 1 /* the generation is now current: open the pools */
@@ -57,6 +58,13 @@ typedef struct gg_upstream_ops {
     /* Send a call ($call, $get) on exactly that connection; same contract as send. */
     int (*send_to)(void *conn, gg_call *call, const char *method, uint32_t method_len,
                    const char *params, size_t params_len);
+    /* Send a notification ($finish) on exactly that connection; dropped when it cannot take
+     * it now. */
+    void (*notify_to)(void *conn, const char *method, uint32_t method_len, const char *params,
+                      size_t params_len);
+    /* Promise pipelining (proxy/promises.h): the connection carrying `call` (sent by send,
+     * not yet answered) and its list of kept answers, or NULL. */
+    void *(*carrier_conn)(gg_call *call, struct gg_kept_list **kept);
     /* Send the releases queued on the connection's table as one $release notification (at
      * the end of a loop turn: gg_server's dirty tables). */
     void (*send_releases)(void *conn);

@@ -8,6 +8,8 @@
 #include "core/buf.h"
 #include "core/objects.h"
 #include "core/objtable.h"
+#include "core/objiface.h"
+#include "proxy/promises.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@ typedef struct gg_uconn {
     uv_connect_t creq;
     uv_timer_t retry;
     gg_objtab *objs; /* what the upstream exported on this connection; NULL until the first */
+    gg_kept_list kept; /* clients' kept calls whose answers it keeps (promise pipelining) */
 } gg_uconn;
 
 /* A connection is preferred while it carries fewer calls than this, so that light load is
@@ -143,6 +146,8 @@ static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen
     int err;
     gg_objent *u = gg_objtab_import(o->uc->objs, uid, NULL, &err);
     if (!u) return GG_OBJ_RW_NOMEM;
+    if (!u->iface) /* what calls on it are checked against (NULL: malformed, none pass) */
+        u->iface = gg_objiface_new(payload + 1 + il, plen - 1 - il);
     int64_t cid = o->cl ? gg_objtab_give(o->cl, u) : GG_OBJ_EUNKNOWN;
     if (cid >= 0 && gg_buf_append(&o->given, NULL, &cid, sizeof cid)) {
         gg_objtab_release(o->cl, (uint64_t)cid, 1);
@@ -294,6 +299,7 @@ static void on_closed(gg_stream *s)
     if (uc->state == GG_UP_CONNECTED) gg_endpoint_set_connected(uc->ep, 0);
     fail_calls(uc, "closed the connection");
     release_owed(uc); /* no answer can come any more */
+    gg_kept_conn_closed(&uc->kept); /* nor any kept one */
     if (uc->objs) { /* every reference into it answers 410 from now on */
         gg_server_obj_forget(uc->objs);
         gg_objtab_free(uc->objs);
@@ -639,6 +645,34 @@ static int mprpc_send_to(void *conn, gg_call *call, const char *method, uint32_t
     return 0;
 }
 
+/* gg_upstream_ops.notify_to */
+static void mprpc_notify_to(void *conn, const char *method, uint32_t method_len,
+                            const char *params, size_t params_len)
+{
+    gg_uconn *uc = conn;
+    if (!mprpc_conn_service(uc)) return;
+    char *p = gg_stream_reserve(&uc->st, 8 + method_len + params_len);
+    if (!p) return;
+    size_t n = 0;
+    p[n++] = (char)0x93;
+    p[n++] = GG_NOTIFY;
+    n += gg_put_str_hdr(p + n, method_len);
+    memcpy(p + n, method, method_len);
+    n += method_len;
+    memcpy(p + n, params, params_len);
+    gg_stream_commit(&uc->st, n + params_len);
+}
+
+/* gg_upstream_ops.carrier_conn: a call this implementation sent has its connection's
+ * `calls` as carrier. */
+static void *mprpc_carrier_conn(gg_call *call, gg_kept_list **kept)
+{
+    if (!call->carrier) return NULL;
+    gg_uconn *uc = (gg_uconn *)((char *)call->carrier - offsetof(gg_uconn, calls));
+    *kept = &uc->kept;
+    return uc;
+}
+
 /* gg_upstream_ops.send_releases: [2, "$release", [[[id, count], ...]]], 256 pairs a message.
  * A connection that cannot take it now keeps nothing: the upstream's count only leaks (the
  * objects stay alive there until it closes), it never misroutes. */
@@ -704,6 +738,8 @@ const gg_upstream_ops gg_mprpc_ops = {
     .owe = mprpc_owe,
     .conn_service = mprpc_conn_service,
     .send_to = mprpc_send_to,
+    .notify_to = mprpc_notify_to,
+    .carrier_conn = mprpc_carrier_conn,
     .send_releases = mprpc_send_releases,
     .obj_counts = mprpc_obj_counts,
     .describe = mprpc_describe,

@@ -4,6 +4,7 @@
 local schema = require "ghost.schema"
 local policy = require "ghost.policy"
 local auth = require "ghost.auth"
+local consts = require "ghost.consts"
 
 local type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable =
     type, pcall, setfenv, loadfile, tostring, pairs, ipairs, setmetatable
@@ -104,6 +105,19 @@ local service = {
                              .. "with '_', an empty segment, a control character or invalid UTF-8; "
                              .. "'any': such names are forwarded" },
         methods = require("ghost.types").methods_schema, -- { get_profile = { "id: integer" } }
+        interfaces = {
+            type = "map",
+            keys = { type = "string", match = "^[%a_][%w_]*$",
+                     description = "interface name (an identifier)" },
+            values = require("ghost.types").methods_schema,
+            description = "interfaces of the remote objects the service hands out, by name: "
+                .. "{ File = { write = { \"s: string\" }, count = {} } } (sys.describe, stubs)",
+        },
+        returns = {
+            type = "map", keys = { type = "string" }, values = { type = "string" },
+            description = "methods whose result is an object of a declared interface: "
+                .. "{ open = \"File\" } (stubs)",
+        },
         tls = {
             type = "record",
             description = "tls:// and https:// upstreams, an adapter's https:// requests: "
@@ -120,6 +134,12 @@ local service = {
         },
     },
     check = function(s)
+        for m, iface in pairs(s.returns or {}) do
+            if not (s.interfaces or {})[iface] then
+                return nil, format("returns.%s: no interface '%s' is declared in interfaces", m, iface),
+                    "returns"
+            end
+        end
         if s.connections == nil then s.connections = s.protocol == "jsonrpc-http" and 8 or 2 end
         local list, single = s.upstreams or {}, s.upstream
         if single then insert(list, 1, single) end
@@ -171,6 +191,33 @@ local function service_name(k)
     return true
 end
 
+-- The ext type numbers of remote objects (docs/protocol.md#ext-types): defaults from the C core.
+local OBJ = consts.objects
+local function ext_number(default, what)
+    return { type = "integer", default = default, min = OBJ.EXT_MIN, max = OBJ.EXT_MAX,
+             description = "ext type of " .. what }
+end
+local objects_record = {
+    type = "record", default = function() return {} end,
+    fields = {
+        ext = {
+            type = "record", default = function() return {} end,
+            fields = {
+                object = ext_number(OBJ.EXT_OBJECT, "an object owned by the sender"),
+                yours = ext_number(OBJ.EXT_YOURS, "an object owned by the receiver"),
+                promise = ext_number(OBJ.EXT_PROMISE, "a promise"),
+            },
+            check = function(v)
+                if v.object == v.yours or v.object == v.promise or v.yours == v.promise then
+                    return nil, format("ext types must be distinct (object = %d, yours = %d, "
+                        .. "promise = %d)", v.object, v.yours, v.promise)
+                end
+                return true
+            end,
+        },
+    },
+}
+
 _M.schema = {
     type = "record",
     fields = {
@@ -194,6 +241,7 @@ _M.schema = {
                         description = "where user policies are found: a package.path template "
                             .. "whose relative entries start at the config file's directory" },
         auth = auth.schema,
+        objects = objects_record, -- remote objects of every service with objects = true
         tls = tls_record,
         http = http_listener,   -- the JSON-RPC over HTTP front door
         admin = { type = "record", fields = { listen = http_listener.fields.listen } },
@@ -207,6 +255,7 @@ _M.schema = {
                                           .. "params (or an upstream's result)" },
                 max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
                 max_refs_per_client = { type = "integer", default = 10000, min = 1, max = 10000000 },
+                max_kept_per_client = { type = "integer", default = 1000, min = 1, max = 1000000 },
                 max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
                 max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,
                               description = "calls in flight in the whole gateway" },

@@ -1,7 +1,9 @@
 -- ghost.describe: what sys.describe answers, per service of the running gateway:
 --   { <service> = { methods = { <method> = { args = { "integer", "string?", ... },
 --                                             names = { "id", "fields" } } },   -- names: if declared
---                   upstreams = <number of upstream endpoints> } }
+--                   upstreams = <number of upstream endpoints>,
+--                   interfaces = { <name> = { <method> = { args, names } } },  -- if declared
+--                   returns = { <method> = <interface name> } } }               -- if declared
 --
 -- describe(config) takes the running gateway's normalised config (the table
 -- ghost.config.normalize returned). The methods listed are the ones the config declares
@@ -65,7 +67,25 @@ function _M.describe(config)
                 methods[m] = { args = spec.args, names = spec.named and spec.names or nil }
             end
         end
-        out[name] = { methods = map(methods), upstreams = #(svc.upstreams or {}) }
+        local d = { methods = map(methods), upstreams = #(svc.upstreams or {}) }
+        if svc.interfaces then
+            local ifaces = {}
+            for iname, decl in pairs(svc.interfaces) do
+                local ms = {}
+                for m, args in pairs(decl) do
+                    local spec = types.parse(args)
+                    if spec then ms[m] = { args = spec.args, names = spec.named and spec.names or nil } end
+                end
+                ifaces[iname] = map(ms)
+            end
+            d.interfaces = map(ifaces)
+            local returns = {}
+            for m, iname in pairs(svc.returns or {}) do
+                if methods[m] then returns[m] = iname end
+            end
+            d.returns = map(returns)
+        end
+        out[name] = d
     end
     return map(out)
 end
@@ -108,7 +128,22 @@ local function filter(config, built, full, client)
             end
             local svc = config.services[name]
             if any or (not next(svc.methods or {}) and admitted(name, svc, client)) then
-                out[name] = { methods = map(methods), upstreams = d.upstreams }
+                local o = { methods = map(methods), upstreams = d.upstreams }
+                if d.interfaces then -- only what the decide phases let through on objects
+                    local ifaces, returns = {}, {}
+                    for iname, ms in pairs(d.interfaces) do
+                        local keep = {}
+                        for m, spec in pairs(ms) do
+                            if policy.allows(p, m, client, true) then keep[m] = spec end
+                        end
+                        ifaces[iname] = map(keep)
+                    end
+                    for m, iname in pairs(d.returns) do
+                        if methods[m] then returns[m] = iname end
+                    end
+                    o.interfaces, o.returns = map(ifaces), map(returns)
+                end
+                out[name] = o
             end
         end
     end

@@ -5,9 +5,12 @@
 -- constructor `new(conf, service)` returning the instance that keeps the policy's state, and
 -- any of these phase functions:
 --
---   decide(self, method, client)  static decision that depends only on the method and the
+--   decide(self, method, client, object)
+--                                 static decision that depends only on the method and the
 --                                 client's identity: return nothing to allow, or code, message
---                                 to refuse. Cached per (identity, method): not re-run per call.
+--                                 to refuse. Cached per (identity, method, object): not re-run
+--                                 per call. `object` is true for a call on a remote object
+--                                 (`method` is then the object's method or attribute name).
 --   access(self, ctx)             per call, before the call goes upstream: may ctx:reject(),
 --                                 ctx:respond(), ctx:set_endpoint(), ctx:set_deadline().
 --   response(self, ctx, outcome)  per call, after the answer (or failure): breakers, metrics,
@@ -380,12 +383,12 @@ end
 ---------------------------------------------------------------------------------------------
 -- Running the phases (called by the C core)
 
-local function decide(p, method, client)
+local function decide(p, method, client, object)
     local running = p.running
     for i = 1, #p.decide do
         local d = p.decide[i]
         running[0] = d[3]
-        local code, message = d[1](d[2], method, client)
+        local code, message = d[1](d[2], method, client, object)
         if code then
             if type(code) == "string" then code = codes[code] end
             if not known_code[code] then code = codes.internal end
@@ -418,7 +421,7 @@ end
 
 -- The decide phases' verdict for (method, client): true, or { code, message }. Cached per
 -- identity and method; the cache tables are made once per identity, never per call.
-local function decided(p, method, client)
+local function decided(p, method, client, object)
     local ident = client.identity_key or ""
     local cache = p.decisions[ident]
     if not cache then
@@ -428,35 +431,39 @@ local function decided(p, method, client)
             p.ndecisions = p.ndecisions + 1
         end
     end
-    local d = cache and cache[method]
+    local key = object and "\0" .. method or method -- no plain method name has a NUL
+    local d = cache and cache[key]
     if d == nil then
-        d = decide(p, method, client)
+        d = decide(p, method, client, object)
         if cache and cache.n < MAX_CACHED_METHODS then
-            cache[method] = d
+            cache[key] = d
             cache.n = cache.n + 1
         end
     end
     return d
 end
 
---- Whether the decide phases let `client` call `method` (what sys.describe shows it).
-function _M.allows(p, method, client)
-    return #p.decide == 0 or decided(p, method, client) == true
+--- Whether the decide phases let `client` call `method` (what sys.describe shows it); object:
+-- a method of the service's remote objects.
+function _M.allows(p, method, client, object)
+    return #p.decide == 0 or decided(p, method, client, object == true) == true
 end
 
 --- Request phase. Returns a verdict and its values:
 --   CONTINUE, endpoint, deadline    the call goes upstream (endpoint 0: the core chooses)
 --   REJECT, code, message, retry_after
 --   RESPOND, value | RESPOND_RAW, bytes
--- slot 0: a notification, which will have no response phase.
-function _M.request(p, slot, client, method, endpoint, deadline)
+-- slot 0: a notification, which will have no response phase. object: a call on a remote
+-- object (method is its method or attribute name; ctx.object is true).
+function _M.request(p, slot, client, method, endpoint, deadline, object)
+    object = object == true
     if #p.decide > 0 then
-        local d = decided(p, method, client)
+        local d = decided(p, method, client, object)
         if d ~= true then return REJECT, d.code, d.message end
     end
     local ctx = p.ctx
     set_client(ctx, client)
-    ctx.method, ctx.endpoint, ctx.deadline = method, endpoint, deadline
+    ctx.method, ctx.endpoint, ctx.deadline, ctx.object = method, endpoint, deadline, object
     ctx.slot, ctx.notification, ctx.verdict, ctx._args, ctx._args_raw = slot, slot == 0, false,
         false, false
     ctx.code, ctx.message, ctx.retry_after, ctx.value = false, false, false, false

@@ -3,6 +3,9 @@
 -- Writes two lua-language-server definition files (---@meta) into DIR:
 --   ghost_services.lua  one ---@class per service (ghost.services.<name>) with a
 --                       ---@field <method> fun(<args>): any per method the gateway describes,
+--                       one ---@class per declared object interface
+--                       (ghost.objects.<service>.<Interface>, services.<name>.interfaces) with a
+--                       field per method, the methods whose result is one (returns) typed so,
 --                       and ghost.Gateway with a field per service
 --   ghost_api.lua       the ghost module itself (connect returns a ghost.Gateway)
 -- Add DIR to the editor's workspace.library (.luarc.json: "workspace.library": ["DIR"]).
@@ -12,7 +15,8 @@ local types = require "ghost.types"
 
 local pairs, ipairs, type, tostring, tonumber, next, require = pairs, ipairs, type, tostring,
     tonumber, next, require
-local format, match, gsub, find = string.format, string.match, string.gsub, string.find
+local format, match, gsub, find, sub = string.format, string.match, string.gsub, string.find,
+    string.sub
 local concat, sort = table.concat, table.sort
 local io_open = io.open
 
@@ -59,6 +63,32 @@ local function emit_node(out, class, node, full)
     end
 end
 
+local function object_class(service, iface)
+    return "ghost.objects." .. service .. "." .. iface
+end
+
+-- The class of an object interface: a method field per declared method, called with `:`.
+local function emit_interface(out, class, decl)
+    out[#out + 1] = "---@class " .. class .. ": ghost.Object"
+    for _, m in ipairs(sorted_keys(decl)) do
+        local d = decl[m]
+        local spec = types.parse(type(d) == "table" and type(d.args) == "table" and d.args or { "..." })
+        if spec and type(d.names) == "table" then
+            for i, n in ipairs(d.names) do
+                if type(n) == "string" and is_ident(n) and i <= spec.n then spec.names[i] = n end
+            end
+        end
+        local sig = spec and types.signature(spec) or "fun(...: any): any"
+        if find(sig, "^fun%(%)") then
+            sig = "fun(self: " .. class .. sub(sig, 5)
+        else
+            sig = "fun(self: " .. class .. ", " .. sub(sig, 5)
+        end
+        if is_ident(m) then out[#out + 1] = format("---@field %s %s", m, sig) end
+    end
+    out[#out + 1] = ""
+end
+
 --- The files for a sys.describe answer: { ["ghost_services.lua"] = text, ["ghost_api.lua"] = text }.
 function _M.generate(desc, source)
     local out = {
@@ -70,6 +100,9 @@ function _M.generate(desc, source)
         "---@overload fun(...: any): any",
         "---@field [string] ghost.Proxy",
         "",
+        "---@class ghost.Object a remote object (attributes are fetched on access)",
+        "---@field [string] any",
+        "",
     }
     local services = sorted_keys(desc)
     local nmethods = 0
@@ -77,6 +110,8 @@ function _M.generate(desc, source)
         local svc = desc[name]
         local root = { children = {} }
         local methods = type(svc) == "table" and type(svc.methods) == "table" and svc.methods or {}
+        local ifaces = type(svc) == "table" and type(svc.interfaces) == "table" and svc.interfaces or {}
+        local returns = type(svc) == "table" and type(svc.returns) == "table" and svc.returns or {}
         for _, m in ipairs(sorted_keys(methods)) do
             local d = methods[m]
             local spec = types.parse(type(d) == "table" and type(d.args) == "table" and d.args or { "..." })
@@ -95,6 +130,10 @@ function _M.generate(desc, source)
                 node = c
             end
             node.sig = spec and types.signature(spec) or "fun(...: any): any"
+            local r = returns[m]
+            if type(r) == "string" and is_ident(r) and type(ifaces[r]) == "table" then
+                node.sig = gsub(node.sig, ": any$", ": " .. object_class(name, r))
+            end
             nmethods = nmethods + 1
         end
         local upstreams = type(svc) == "table" and tonumber(svc.upstreams) or 0
@@ -105,6 +144,11 @@ function _M.generate(desc, source)
         else
             out[#out + 1] = "---@class ghost.services." .. name .. ": ghost.Proxy"
             out[#out + 1] = ""
+        end
+        for _, iname in ipairs(sorted_keys(ifaces)) do
+            if is_ident(iname) and type(ifaces[iname]) == "table" then
+                emit_interface(out, object_class(name, iname), ifaces[iname])
+            end
         end
     end
     out[#out + 1] = "---@class ghost.Gateway: ghost.Client"

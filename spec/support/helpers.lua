@@ -25,6 +25,7 @@
 --              send_raw(bytes), wait_response(id, timeout), wait_all(ids, timeout),
 --              call(method, params, timeout), wait_notification(timeout, seen),
 --              wait_closed(timeout), close(); fields responses, order, notifications, closed
+--   links      delay_relay(target, delay) -> {addr}: a relay adding `delay` s each way
 --   misc       mp (spec/support/mp.lua), parse_addr, split, serialize, unused_port,
 --              is_error(err, code, type), sanitizer_report(proc), cleanup()
 local uv = require "luv"
@@ -57,6 +58,7 @@ local verbose = getenv("GG_VERBOSE") == "1"
 
 local procs = {}    -- every spawned process, in start order
 local clients = {}  -- every client opened
+local relays = {}   -- every delay_relay's handles
 local tmpdirs = {}
 
 -- A timeout in seconds, scaled for slow (sanitizer) builds.
@@ -1090,6 +1092,14 @@ function _M.cleanup()
         c:close()
     end
     clients = {}
+    for _, hs in ipairs(relays) do
+        for _, hd in ipairs(hs) do
+            if not hd:is_closing() then
+                hd:close()
+            end
+        end
+    end
+    relays = {}
     for pass = 1, 2 do
         for i = #procs, 1, -1 do
             local p = procs[i]
@@ -1127,6 +1137,61 @@ function _M.cleanup()
     if #problems > 0 then
         error(concat(problems, "\n"), 0)
     end
+end
+
+---------------------------------------------------------------------------------------------
+-- A slow link: a TCP relay on 127.0.0.1 to target that delivers every chunk `delay` seconds
+-- after it arrived, both ways, in order (real sockets; it runs in this process's loop, so
+-- while the kit waits: await, run_lua, wait_exit). An end of stream is passed on as late.
+-- Returns {addr = "tcp://127.0.0.1:PORT"}; cleanup() closes it and its connections.
+
+function _M.delay_relay(target, delay)
+    local t = assert(_M.parse_addr(target))
+    local ms = floor(delay * 1000 + 0.5)
+    local listener = uv.new_tcp()
+    local hs = { listener }
+    relays[#relays + 1] = hs
+    assert(listener:bind("127.0.0.1", 0))
+    local function later(fn)
+        local timer = uv.new_timer()
+        hs[#hs + 1] = timer
+        timer:start(ms, 0, function()
+            timer:close()
+            fn()
+        end)
+    end
+    local function pipe(from, to)
+        from:read_start(function(err, data)
+            later(function()
+                if to:is_closing() then
+                    return
+                end
+                if data and not err then
+                    to:write(data)
+                else
+                    to:close()
+                    if not from:is_closing() then
+                        from:close()
+                    end
+                end
+            end)
+        end)
+    end
+    assert(listener:listen(64, function()
+        local down, up = uv.new_tcp(), uv.new_tcp()
+        hs[#hs + 1], hs[#hs + 2] = down, up
+        listener:accept(down)
+        up:connect(t.host, t.port, function(err)
+            if err then
+                down:close()
+                up:close()
+                return
+            end
+            pipe(down, up)
+            pipe(up, down)
+        end)
+    end))
+    return { addr = "tcp://127.0.0.1:" .. listener:getsockname().port }
 end
 
 ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ function files.watch(name, cb)                  -- cb: a function the caller pas
 end
 
 function files.live() return ghost.stats().exports end  -- objects this process still exports
+function files.kept() return ghost.stats().answers end  -- answers kept for pipelining
 
 -- cb(n - 1) calls nest again: depth n of callbacks inside calls.
 function files.nest(cb, n)
