@@ -1,5 +1,6 @@
 /* metrics.c -- counters and their Prometheus text; see metrics.h. */
 #include "proxy/metrics.h"
+#include "proxy/discover.h"
 #include "core/errors.h"
 #include "proxy/server.h"
 
@@ -395,5 +396,7 @@ int gg_metrics_render(gg_server *srv, gg_buf *b, gg_bufpool *pool)
          (unsigned long long)m->reloads, (unsigned long long)m->reload_failures);
     char cluster[2048];
     if (gg_cluster_metrics(srv, cluster, sizeof cluster) == 0 && cluster[0]) emit(&o, "%s", cluster);
+    char disc[8192];
+    if (gg_discover_metrics(srv, disc, sizeof disc) == 0 && disc[0]) emit(&o, "%s", disc);
     return o.failed ? -1 : 0;
 }

@@ -66,5 +66,6 @@ end
 _M.request = policy.request
 _M.response = policy.response
 _M.endpoint_state = policy.endpoint_state
+_M.set_endpoints = policy.set_endpoints
 
 return _M
