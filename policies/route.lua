@@ -10,6 +10,8 @@
 -- among those whose breaker is not open and the core sends the call on a connection being
 -- opened, or answers `upstream_unavailable` at once. When breakers have opened every endpoint
 -- the call fails with `circuit_open`.
+-- A discover = true service's endpoints come and go (docs/scale-out.md): one that left the
+-- registry is never picked, and with none registered the core answers.
 -- "hash" is consistent hashing (virtual nodes on a ring): removing an endpoint moves only its
 -- own keys.
 

@@ -193,6 +193,49 @@ describe("discover = true", function()
             h.timeout(2))) -- only upstream_stats' own connection is left
     end)
 
+    it("a removed endpoint keeps serving references into it until they are released", function()
+        local redis = assert(h.start_redis())
+        local a = assert(h.start_backend([[
+local ghost = require "ghost"
+local files = {}
+function files.open(name)
+    local f = { name = name, n = 0 }
+    function f:write() self.n = self.n + 1; return self.n end
+    return ghost.ref(f)
+end
+ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service = "calc", ttl = 60 } })
+]], { redis.url }))
+        local gw = http.start(config(redis, 5, { services = { calc = { discover = true, objects = true,
+            deadline = 3 } } }))
+        assert.is_true(await_endpoints(gw, { a.addr }))
+        local c = assert(h.client(gw.addr))
+        local r = assert(c:wait_response(assert(c:request("calc.open", { "a.txt" }))))
+        assert.is_nil(r.error)
+        local id = r.raw_result:match("^\199.\064\146(.+)\145\165write$")
+        assert.is_not_nil(id, r.raw_result)
+        local function write()
+            local ext = "\199" .. string.char(#id) .. "\65" .. id
+            return assert(c:wait_response(assert(c:request("$call", { h.mp.raw(ext), "write", {} }))))
+        end
+        assert.equal(1, write().result)
+        local b = backend(redis)
+        assert.is_true(await_endpoints(gw, { a.addr, b.addr }))
+        -- deregistered as a clean stop does it, while a client holds a reference into it
+        assert.equal("1", redis:cmd("DEL", "ghostgate:{calc}:ep:" .. a.addr))
+        assert.equal("1", redis:cmd("SREM", "ghostgate:{calc}:eps", a.addr))
+        redis:cmd("PUBLISH", "ghostgate:registry", "calc")
+        assert.is_true(h.await(function()
+            local e = endpoints(gw)[a.addr]
+            return e and e.draining == true
+        end, h.timeout(2)))
+        assert.equal(2, write().result) -- the reference still works
+        -- new calls go to b only (a has no echo: a call sent there would fail)
+        assert.same({}, run_calls(c, function() return true end).failed)
+        assert.equal(3, write().result)
+        c:close() -- releases what the client held: then a's connections close
+        assert.is_true(await_endpoints(gw, { b.addr }, h.timeout(3)))
+    end)
+
     it("while Redis is down, calls flow on the last known table; /ready and /routes say stale", function()
         local redis = assert(h.start_redis())
         local a = backend(redis, 1)
@@ -220,6 +263,29 @@ describe("discover = true", function()
         local b = backend(redis)
         assert.is_true(await_endpoints(gw, { a.addr, b.addr }, h.timeout(3)))
         assert.is_nil(assert(http.get(gw.admin_url .. "/ready")).json.notes)
+    end)
+
+    it("route and breaker policies see endpoints join and leave", function()
+        local redis = assert(h.start_redis())
+        local gw = http.start(config(redis, 5, { services = { calc = { discover = true, deadline = 3,
+            policies = { "breaker", "route" } } } }))
+        local c = assert(h.client(gw.addr))
+        local _, err = c:call("calc.echo", { 1 })
+        assert.equal("no endpoint registered for service 'calc'", err.message)
+        local a, b = backend(redis), backend(redis)
+        assert.is_true(await_endpoints(gw, { a.addr, b.addr }))
+        local count = run_calls(c, function() return calls_seen(a) > 0 and calls_seen(b) > 0 end)
+        assert.same({}, count.failed)
+        local eps = endpoints(gw)
+        assert.equal("closed", eps[a.addr].breaker)
+        assert.equal("closed", eps[b.addr].breaker)
+        assert(a.reg:kill("sigterm"))
+        assert.is_true(await_endpoints(gw, { b.addr }, h.timeout(2)))
+        local before = calls_seen(a)
+        count = run_calls(c, function() return true end)
+        assert.same({}, count.failed)
+        assert.equal(before, calls_seen(a))
+        assert.is_nil(gw.proc:output():find("policy_error", 1, true))
     end)
 
     it("two gateways share one registry", function()
