@@ -361,6 +361,24 @@ ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service =
         assert.equal(conns, assert(h.upstream_stats(a)).connections)
     end)
 
+    it("a reload keeps the breakers' state of discovered endpoints", function()
+        local redis = assert(h.start_redis())
+        local a = backend(redis)
+        local gw = http.start(config(redis, 5, { services = { calc = { discover = true, deadline = 0.3,
+            policies = { { name = "breaker", failures = 1, cooldown = 60 } } } } }))
+        assert.is_true(await_endpoints(gw, { a.addr }))
+        local c = assert(h.client(gw.addr))
+        local _, err = c:call("calc.hang", {})
+        assert(h.is_error(err, 504, "deadline_exceeded"))
+        assert.equal("open", endpoints(gw)[a.addr].breaker)
+        local n = #gw.proc.lines
+        assert(uv.kill(gw.pid, "sighup"))
+        assert(gw.proc:wait_line(" reloaded ", h.timeout(5), n + 1))
+        assert.equal("open", endpoints(gw)[a.addr].breaker)
+        _, err = c:call("calc.echo", { 1 })
+        assert(h.is_error(err, 530, "circuit_open"))
+    end)
+
     it("ghostgate check refuses discover without redis, with upstreams, or on jsonrpc-http", function()
         local dir = h.tmpdir()
         local cases = {
