@@ -334,6 +334,15 @@ ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service =
         local line, at = gw:wait_log("registry_endpoint_refused service=calc upstream=\"tcp://localhost:9\"")
         assert(line, at)
         assert.matches('reason="a discovered endpoint is an IP address, not a host name"', line)
+        -- a hostile member is logged escaped: it can neither end the line nor fake a key
+        local evil = 'tcp://127.0.0.1:9"\nfake=1'
+        assert.equal("OK", redis:cmd("SET", "ghostgate:{calc}:ep:" .. evil, "x", "PX", 60000))
+        assert.equal("1", redis:cmd("SADD", "ghostgate:{calc}:eps", evil))
+        assert(gw:wait_log('upstream="tcp://127%.0%.0%.1:9\\"\\nfake=1" '
+            .. 'reason="bad address: 1 to 200 printable characters, no spaces"', h.timeout(3)))
+        for _, l in ipairs(gw.proc.lines) do
+            assert.is_nil(l:find("^fake=1"))
+        end
         -- later resyncs do not repeat it
         local before = #gw.proc.lines
         assert.is_true(h.await(function()
