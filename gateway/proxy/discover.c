@@ -83,7 +83,8 @@ static void went_stale(gg_discover *d, const char *why)
 
 static void went_fresh(gg_discover *d)
 {
-    if (d->state == ST_FRESH) return;
+    /* without the subscription hints are lost: stale until it is back (it then reads all) */
+    if (d->state == ST_FRESH || !d->sub_up) return;
     if (d->state == ST_STALE)
         gg_log_notice(&d->srv->lp.log, "registry_fresh", "stale_ms=%llu suppressed=%llu",
                       (unsigned long long)(uv_now(d->srv->lp.uv) - d->stale_at),

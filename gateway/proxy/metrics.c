@@ -323,9 +323,10 @@ static void render_upstreams(out *o, gg_server *srv)
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
         for (int e = 0; e < svc->neps; e++)
-            emit(o, "ghostgate_upstream_connections{service=\"%s\",upstream=\"%s\"} %d\n",
-                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
-                 svc->eps[e].nconnected);
+            if (svc->eps[e].gone != GG_EP_FREE) /* a discover service's empty slot */
+                emit(o, "ghostgate_upstream_connections{service=\"%s\",upstream=\"%s\"} %d\n",
+                     label(svc->name, sv, sizeof sv),
+                     label(svc->eps[e].addr->text, uv_, sizeof uv_), svc->eps[e].nconnected);
     }
     emit(o, "# HELP ghostgate_object_refs Live remote-object references of a service with "
             "objects = true: side=\"upstream\" objects its upstreams exported that the gateway "
@@ -346,18 +347,23 @@ static void render_upstreams(out *o, gg_server *srv)
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
         for (int e = 0; e < svc->neps; e++)
-            emit(o, "ghostgate_upstream_pool_size{service=\"%s\",upstream=\"%s\"} %d\n",
-                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
-                 svc->eps[e].nconns);
+            if (svc->eps[e].gone != GG_EP_FREE) /* a discover service's empty slot */
+                emit(o, "ghostgate_upstream_pool_size{service=\"%s\",upstream=\"%s\"} %d\n",
+                     label(svc->name, sv, sizeof sv),
+                     label(svc->eps[e].addr->text, uv_, sizeof uv_), svc->eps[e].nconns);
     }
     emit(o, "# HELP ghostgate_upstream_connect_failures_total Failed connection attempts.\n"
             "# TYPE ghostgate_upstream_connect_failures_total counter\n");
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
         for (int e = 0; e < svc->neps; e++)
-            emit(o, "ghostgate_upstream_connect_failures_total{service=\"%s\",upstream=\"%s\"} %llu\n",
-                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
-                 (unsigned long long)svc->eps[e].connect_failures);
+            if (svc->eps[e].gone != GG_EP_FREE) /* a discover service's empty slot */
+                emit(o,
+                     "ghostgate_upstream_connect_failures_total{service=\"%s\",upstream=\"%s\"} "
+                     "%llu\n",
+                     label(svc->name, sv, sizeof sv),
+                     label(svc->eps[e].addr->text, uv_, sizeof uv_),
+                     (unsigned long long)svc->eps[e].connect_failures);
     }
 }
 

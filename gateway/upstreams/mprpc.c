@@ -538,6 +538,7 @@ static int drain_endpoint(gg_endpoint *ep)
 static int open_endpoint(gg_endpoint *ep)
 {
     int later = 0;
+    if (ep->svc->srv->draining) return 0; /* the gateway is stopping: nothing new opens */
     gg_uconn *conns = ep->conns;
     for (int k = 0; k < ep->nconns; k++) {
         gg_uconn *uc = &conns[k];
@@ -632,6 +633,8 @@ static int mprpc_set_endpoints(gg_service *svc, const gg_addr *addrs, int n)
         } else if (drain_endpoint(ep)) {
             pending++;
         } else {
+            gg_log(&srv->lp.log, GG_LOG_INFO, "endpoint_drained", "service=%s upstream=%s slot=%d",
+                   svc->name, ep->addr->text, e + 1);
             ep->gone = GG_EP_FREE;
             ep->addr = &no_addr;
             free(ep->own_addr);

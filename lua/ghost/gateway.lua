@@ -63,7 +63,10 @@ function _M.breakers(built)
         for _, e in ipairs(p.instances) do
             if e.name == "breaker" and e.instance.states then
                 for _, st in ipairs(e.instance:states()) do
-                    out[#out + 1] = { name, st.address, breaker_state[st.state] or 0 }
+                    -- "": a free endpoint number of a discover = true service
+                    if st.address ~= "" then
+                        out[#out + 1] = { name, st.address, breaker_state[st.state] or 0 }
+                    end
                 end
             end
         end

@@ -149,6 +149,14 @@ describe("discover = true", function()
         local count = run_calls(c, function() return true end)
         assert.same({}, count.failed)
         assert.equal(before, calls_seen(b))
+        assert(gw:wait_log("endpoint_drained service=calc upstream=" .. b.addr:gsub("%p", "%%%0")))
+        -- /metrics shows the endpoints in the pool, not its free numbers
+        local m = http.metrics(assert(http.get(gw.admin_url .. "/metrics")).body)
+        local ups = {}
+        for _, smp in ipairs(m) do
+            if smp.name == "ghostgate_upstream_connections" then ups[#ups + 1] = smp.labels.upstream end
+        end
+        assert.same({ a.addr }, ups)
     end)
 
     it("an endpoint killed without deregistering leaves after its TTL; calls fail over", function()
