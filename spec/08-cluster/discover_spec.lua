@@ -396,7 +396,8 @@ ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service =
         assert(h.is_error(err, 530, "circuit_open"))
     end)
 
-    it("ghostgate check refuses discover without redis, with upstreams, or on jsonrpc-http", function()
+    it("ghostgate check refuses discover without redis, with upstreams, on jsonrpc-http or an adapter",
+        function()
         local dir = h.tmpdir()
         local cases = {
             { [[return { services = { calc = { discover = true } } }]],
@@ -408,6 +409,9 @@ ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service =
             { [[return { redis = "redis://127.0.0.1:1", services = { calc = { discover = true,
                 protocol = "jsonrpc-http" } } }]],
                 "services%.calc: discover = true needs protocol msgpack%-rpc" },
+            { [[return { redis = "redis://127.0.0.1:1", services = { calc = { discover = true,
+                adapter = "calc.lua" } } }]],
+                "services%.calc: an adapter service cannot discover endpoints: it has none" },
             { [[return { redis = "redis://127.0.0.1:1", discover_resync = 0,
                 services = { calc = { discover = true } } }]], "discover_resync" },
         }
