@@ -121,9 +121,11 @@ static void on_drain_check(uv_timer_t *t)
     if (!any) uv_timer_stop(&d->drain);
 }
 
-/* 64-bit FNV-1a, to log a refused address once rather than at every read. */
-static uint64_t fnv(uint64_t h, const char *p)
+/* 64-bit FNV-1a of one refused address; a read's refused set is the sum of its members'
+ * (SMEMBERS has no order), so that each is logged once rather than at every read. */
+static uint64_t fnv(const char *p)
 {
+    uint64_t h = 14695981039346656037ULL;
     for (; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     return h;
 }
@@ -176,7 +178,7 @@ static void take_table(dsvc *s, const int *alive)
     char err[160];
     for (int i = 0; i < s->nmembers; i++)
         if (alive[i] && parse_member(s->members[i], &addrs[n], err, sizeof err) == 0) n++;
-        else if (alive[i]) bad = fnv(bad ? bad : 14695981039346656037ULL, s->members[i]);
+        else if (alive[i]) bad += fnv(s->members[i]);
     if (bad && bad != s->bad_hash)
         for (int i = 0; i < s->nmembers; i++)
             if (alive[i] && parse_member(s->members[i], &(gg_addr){0}, err, sizeof err))

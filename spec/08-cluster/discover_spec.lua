@@ -7,7 +7,7 @@ local uv = require "luv"
 
 local function config(redis, resync, extra)
     local cfg = { redis = redis.url, discover_resync = resync or 5, http = false,
-                  services = { calc = { discover = true, deadline = 3 } } }
+                  services = { calc = { discover = true, deadline = h.timeout(3) } } }
     for k, v in pairs(extra or {}) do
         cfg[k] = v
     end
@@ -216,7 +216,7 @@ end
 ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service = "calc", ttl = 60 } })
 ]], { redis.url }))
         local gw = http.start(config(redis, 5, { services = { calc = { discover = true, objects = true,
-            deadline = 3 } } }))
+            deadline = h.timeout(3) } } }))
         assert.is_true(await_endpoints(gw, { a.addr }))
         local c = assert(h.client(gw.addr))
         local r = assert(c:wait_response(assert(c:request("calc.open", { "a.txt" }))))
@@ -277,8 +277,8 @@ ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service =
 
     it("route and breaker policies see endpoints join and leave", function()
         local redis = assert(h.start_redis())
-        local gw = http.start(config(redis, 5, { services = { calc = { discover = true, deadline = 3,
-            policies = { "breaker", "route" } } } }))
+        local gw = http.start(config(redis, 5, { services = { calc = { discover = true,
+            deadline = h.timeout(3), policies = { "breaker", "route" } } } }))
         local c = assert(h.client(gw.addr))
         local _, err = c:call("calc.echo", { 1 })
         assert.equal("no endpoint registered for service 'calc'", err.message)
@@ -353,14 +353,19 @@ ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service =
         for _, l in ipairs(gw.proc.lines) do
             assert.is_nil(l:find("^fake=1"))
         end
-        -- later resyncs do not repeat it
-        local before = #gw.proc.lines
-        assert.is_true(h.await(function()
-            local m = http.metrics(assert(http.get(gw.admin_url .. "/metrics")).body)
-            for _, s in ipairs(m) do
-                if s.name == "ghostgate_registry_resyncs_total" then return s.value >= 5 end
+        -- later resyncs do not repeat them
+        local function resyncs()
+            for _, smp in ipairs(http.metrics(assert(http.get(gw.admin_url .. "/metrics")).body)) do
+                if smp.name == "ghostgate_registry_resyncs_total" then return smp.value end
             end
-        end, h.timeout(5)))
+        end
+        local function await_resyncs(n)
+            local goal = resyncs() + n
+            assert.is_true(h.await(function() return resyncs() >= goal end, h.timeout(5)))
+        end
+        await_resyncs(2) -- every line of the read that logged them has arrived
+        local before = #gw.proc.lines
+        await_resyncs(3)
         assert.is_nil(gw.proc:wait_line("registry_endpoint_refused", 0.01, before + 1))
         assert.same({}, endpoints(gw))
     end)
