@@ -385,6 +385,24 @@ ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service =
         assert.equal(conns, assert(h.upstream_stats(a)).connections)
     end)
 
+    it("a reload to another Redis follows that registry", function()
+        local r1, r2 = assert(h.start_redis()), assert(h.start_redis())
+        local a, b = backend(r1), backend(r2)
+        local gw = gateway(r1)
+        assert.is_true(await_endpoints(gw, { a.addr }))
+        local cfg = config(r2)
+        cfg.listen, cfg.drain_timeout, cfg.http = "tcp://127.0.0.1:0", 2, nil
+        cfg.admin = { listen = gw.admin }
+        assert(h.write_file(gw.config_path, "return " .. h.serialize(cfg) .. "\n"))
+        local n = #gw.proc.lines
+        assert(uv.kill(gw.pid, "sighup"))
+        assert(gw.proc:wait_line(" reloaded ", h.timeout(5), n + 1))
+        assert.is_true(await_endpoints(gw, { b.addr }, h.timeout(3)))
+        local c = assert(h.client(gw.addr))
+        assert.same({}, run_calls(c, function() return true end).failed)
+        assert.equal(0, calls_seen(a))
+    end)
+
     it("a reload keeps the breakers' state of discovered endpoints", function()
         local redis = assert(h.start_redis())
         local a = backend(redis)
