@@ -467,7 +467,12 @@ int gg_discover_stale(const gg_server *srv, char *out, size_t size)
 {
     const gg_discover *d = srv->disc;
     if (size) out[0] = 0;
-    if (!d || !d->cmd || d->state != ST_STALE) return 0;
+    if (!d || !d->cmd) return 0;
+    if (d->state == ST_CONNECTING) { /* at start, or after a reload to another Redis */
+        snprintf(out, size, "registry not read yet");
+        return 1;
+    }
+    if (d->state != ST_STALE) return 0;
     struct tm tm;
     char when[32];
     gmtime_r(&d->stale_since, &tm);

@@ -30,9 +30,10 @@ void gg_discover_stop(struct gg_server *srv);
 /* Free the memory, once the loop has run to its end. */
 void gg_discover_free(struct gg_server *srv);
 
-/* Whether the registry is stale (the last state change was a failure to reach it): then a
- * sentence for /ready and /routes ("registry stale since 2026-01-02T03:04:05Z: why") in out
- * and 1; else 0 and out "". */
+/* Whether the endpoints may not be the registry's: stale (the last state change was a
+ * failure to reach it) or not read yet. Then 1 and a sentence for /ready and /routes in out
+ * ("registry stale since 2026-01-02T03:04:05Z: why", "registry not read yet"); else 0 and
+ * out "". */
 int gg_discover_stale(const struct gg_server *srv, char *out, size_t size);
 /* Registered endpoints known for a service (-1: the service does not discover). */
 int gg_discover_known(const struct gg_server *srv, const char *service);

@@ -104,9 +104,8 @@ describe("discover = true", function()
         assert.equal(503, r.status)
         assert.same({ service = "calc", reason = "no endpoint registered", upstreams = {} },
             r.json.not_ready[1])
-        local rt = routes(gw)
-        assert.is_true(rt.discover)
-        assert.equal("fresh", rt.registry)
+        assert.is_true(routes(gw).discover)
+        assert.is_true(h.await(function() return routes(gw).registry == "fresh" end, h.timeout(3)))
     end)
 
     it("an endpoint registered while calls run gets traffic within 1 s, no call failing", function()
@@ -333,6 +332,21 @@ ghost.serve(files, "tcp://127.0.0.1:0", { register = { redis = arg[1], service =
         assert.is_true(v.ghostgate_registry_resyncs_total >= 1)
         assert.is_true(v.ghostgate_registry_pruned_total >= 1)
         assert.equal(0, v.ghostgate_registry_stale)
+    end)
+
+    it("reads everything again after the watch connection comes back", function()
+        local redis = assert(h.start_redis())
+        local up = assert(h.start_upstream())
+        local gw = gateway(redis, 3600) -- no periodic resync within the spec
+        -- the first read is done (fresh: read, and watching)
+        assert.is_true(h.await(function() return routes(gw).registry == "fresh" end, h.timeout(3)))
+        -- registered without the hint: only a full read can find it
+        assert.equal("OK", redis:cmd("SET", "ghostgate:{calc}:ep:" .. up.addr, "by hand", "PX", 60000))
+        assert.equal("1", redis:cmd("SADD", "ghostgate:{calc}:eps", up.addr))
+        local n = #gw.proc.lines
+        assert.equal("1", redis:cmd("CLIENT", "KILL", "TYPE", "pubsub"))
+        assert(gw.proc:wait_line("redis_up name=discover%-watch", h.timeout(3), n + 1))
+        assert.is_true(await_endpoints(gw, { up.addr }, h.timeout(3)))
     end)
 
     it("refuses an address it cannot use without a lookup, logged once", function()
