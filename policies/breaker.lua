@@ -207,6 +207,7 @@ function _M:access(ctx)
         -- nobody chose (no route policy): take the next endpoint whose breaker lets calls
         -- through; when none does, the next one, which refuses the call below
         local n = #self.endpoints
+        if n == 0 then return end -- discover = true with nothing registered: the core answers
         for _ = 1, n do
             self.rr = self.rr % n + 1
             if admits(self, self.endpoints[self.rr]) then

@@ -10,6 +10,8 @@
 -- among those whose breaker is not open and the core sends the call on a connection being
 -- opened, or answers `upstream_unavailable` at once. When breakers have opened every endpoint
 -- the call fails with `circuit_open`.
+-- A discover = true service's endpoints come and go (docs/scale-out.md): one that left the
+-- registry is never picked, and with none registered the core answers.
 -- "hash" is consistent hashing (virtual nodes on a ring): removing an endpoint moves only its
 -- own keys.
 
@@ -92,6 +94,7 @@ end
 -- Live, and not behind an open breaker (once the breaker's cooldown is over the endpoint is
 -- usable again, so that its half-open probes can reach it). With `any`, live or not.
 local function usable(e, self, any)
+    if e.removed then return false end -- discover = true: no longer registered
     if e.connected == 0 and not any then return false end
     if e.open then return self.service.now() >= (e.retry_at or 0) end
     return true
@@ -161,11 +164,16 @@ function _M:access(ctx)
     local choose = pick[self.strategy]
     local i = choose(self, ctx, false) or choose(self, ctx, true)
     if not i then
-        local eps, open = self.endpoints, 0
+        local eps, open, live = self.endpoints, 0, 0
         for k = 1, #eps do
-            if eps[k].open then open = open + 1 end
+            if not eps[k].removed then
+                live = live + 1
+                if eps[k].open then open = open + 1 end
+            end
         end
-        if open == #eps then
+        -- discover = true with nothing registered: the core answers (no endpoint registered)
+        if live == 0 then return end
+        if open == live then
             return ctx:reject("circuit_open",
                 "circuit open for every upstream of service '" .. self.service.name .. "'")
         end

@@ -3,6 +3,7 @@
 #include "http/http_admin.h"
 #include "http/http.h"
 #include "http/http_front.h"
+#include "proxy/discover.h"
 #include "proxy/server.h"
 #include "core/tls.h"
 
@@ -143,12 +144,20 @@ static void get_ready(gg_http_admin_conn *a, int head_only, int keep_alive)
         json_t *ups = json_array();
         for (int e = 0; ups && e < svc->conf->nupstreams; e++)
             json_array_append_new(ups, json_string(svc->conf->upstreams[e].text));
+        for (int e = 0; ups && svc->conf->discover && e < svc->neps; e++)
+            if (svc->eps[e].gone == GG_EP_LIVE)
+                json_array_append_new(ups, json_string(svc->eps[e].addr->text));
         json_array_append_new(list, json_pack("{s:s, s:s, s:o*}", "service", svc->name, "reason",
                                               why, "upstreams", ups));
     }
     int ready = list && json_array_size(list) == 0 && !srv->draining;
     json_t *v = json_pack("{s:b, s:b, s:o*}", "ready", ready, "draining", srv->draining != 0,
                           "not_ready", list);
+    char stale[256];
+    /* The last known endpoints still serve: ready, with a note (not ready only for a service
+     * that has none, listed above). */
+    if (v && gg_discover_stale(srv, stale, sizeof stale))
+        json_object_set_new(v, "notes", json_pack("[s]", stale));
     answer_json(a, head_only, ready ? 200 : 503, v, keep_alive);
 }
 
@@ -193,10 +202,15 @@ static json_t *route_of(gg_service *svc, json_t *breakers)
     const gg_service_conf *sc = svc->conf;
     json_t *per = breakers ? json_object_get(breakers, svc->name) : NULL;
     json_t *ups = json_array();
-    for (int e = 0; ups && e < sc->nupstreams; e++) {
-        const char *addr = sc->upstreams[e].text;
+    /* discover = true: the endpoints now in the pool, draining ones included */
+    int n = sc->discover ? svc->neps : sc->nupstreams;
+    for (int e = 0; ups && e < n; e++) {
+        if (sc->discover && svc->eps[e].gone == GG_EP_FREE) continue;
+        const char *addr = sc->discover ? svc->eps[e].addr->text : sc->upstreams[e].text;
         json_t *u = json_pack("{s:s}", "address", addr);
         if (!u) continue;
+        if (sc->discover && svc->eps[e].gone == GG_EP_DRAINING)
+            json_object_set_new(u, "draining", json_true());
         if (e < svc->neps) { /* a pooled endpoint: its connections */
             gg_endpoint *ep = &svc->eps[e];
             json_object_set_new(u, "connected", json_integer(ep->nconnected));
@@ -213,6 +227,13 @@ static json_t *route_of(gg_service *svc, json_t *breakers)
                           "keep_prefix", sc->keep_prefix, "connections", sc->connections,
                           "policies", policy_list(svc->policy_names), "upstreams", ups);
     if (r && sc->adapter) json_object_set_new(r, "adapter", json_string(sc->adapter));
+    if (r && sc->discover) {
+        char stale[256];
+        json_object_set_new(r, "discover", json_true());
+        json_object_set_new(r, "registry", json_string(gg_discover_stale(svc->srv, stale, sizeof stale)
+                                                           ? stale
+                                                           : "fresh"));
+    }
     if (r && svc->stats) json_object_set_new(r, "inflight", json_integer(svc->stats->inflight));
     return r;
 }

@@ -111,6 +111,9 @@ static int read_services(lua_State *L, int idx, gg_config *c, char *err, size_t 
         lua_getfield(L, v, "objects");
         s->objects = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        lua_getfield(L, v, "discover");
+        s->discover = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         lua_getfield(L, v, "error_details");
         s->error_details = lua_toboolean(L, -1);
         lua_pop(L, 1);
@@ -189,6 +192,7 @@ static int read_config(gg_config *c, char *err, size_t errlen)
         c->redis = strdup(lua_tostring(L, -1));
     }
     lua_pop(L, 1);
+    c->discover_resync_ms = (uint64_t)(num_field(L, t, "discover_resync") * 1000);
     lua_getfield(L, t, "admin");
     if (lua_istable(L, -1)) {
         snprintf(where, sizeof where, "%s: admin.listen", c->source);

@@ -44,6 +44,8 @@ typedef struct gg_service_conf {
     struct gg_tls_ctx *tls; /* tls:// upstreams: a client context (lua/tls_config.c), else NULL */
     struct gg_tls_ctx *https; /* adapters: http.request to https:// URLs (ALPN http/1.1) */
     int objects;         /* objects = true: remote objects in results are routed (objtable.h) */
+    int discover;        /* discover = true: endpoints come from the registry (proxy/discover.h),
+                          * upstreams is empty */
 } gg_service_conf;
 
 typedef struct gg_config {
@@ -67,6 +69,7 @@ typedef struct gg_config {
     int nadmin;
     char *redis; /* the top-level redis URL as written (validated into redis_url), or NULL */
     gg_redis_url redis_url;
+    uint64_t discover_resync_ms; /* full re-read of the registry (discover = true services) */
     struct gg_tls_ctx *tls; /* the tls:// listeners' context (tls_config.c), NULL when none */
     lua_State *L;  /* the Lua side of the config (policies); closed with it if owns_L */
     int owns_L;

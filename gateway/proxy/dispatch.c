@@ -304,7 +304,9 @@ static void attempt(gg_server *srv, gg_call *call, const gg_method *m, const cha
     if (rc == 0) return;
     call->sent = 0;
     call->endpoint = (uint16_t)(endpoint > 0 ? endpoint : 0);
-    if (rc == GG_ERR_UPSTREAM_UNAVAILABLE)
+    if (rc == GG_ERR_UPSTREAM_UNAVAILABLE && svc->conf->discover && !gg_service_live_endpoints(svc))
+        gg_call_fail(srv, call, rc, "no endpoint registered for service '%s'", svc->name);
+    else if (rc == GG_ERR_UPSTREAM_UNAVAILABLE)
         gg_call_fail(srv, call, rc, "no upstream of service '%s' is reachable", svc->name);
     else
         gg_call_fail(srv, call, rc, "upstream of service '%s' is overloaded", svc->name);

@@ -1,5 +1,6 @@
 /* metrics.c -- counters and their Prometheus text; see metrics.h. */
 #include "proxy/metrics.h"
+#include "proxy/discover.h"
 #include "core/errors.h"
 #include "proxy/server.h"
 
@@ -322,9 +323,10 @@ static void render_upstreams(out *o, gg_server *srv)
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
         for (int e = 0; e < svc->neps; e++)
-            emit(o, "ghostgate_upstream_connections{service=\"%s\",upstream=\"%s\"} %d\n",
-                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
-                 svc->eps[e].nconnected);
+            if (svc->eps[e].gone != GG_EP_FREE) /* a discover service's empty slot */
+                emit(o, "ghostgate_upstream_connections{service=\"%s\",upstream=\"%s\"} %d\n",
+                     label(svc->name, sv, sizeof sv),
+                     label(svc->eps[e].addr->text, uv_, sizeof uv_), svc->eps[e].nconnected);
     }
     emit(o, "# HELP ghostgate_object_refs Live remote-object references of a service with "
             "objects = true: side=\"upstream\" objects its upstreams exported that the gateway "
@@ -345,18 +347,23 @@ static void render_upstreams(out *o, gg_server *srv)
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
         for (int e = 0; e < svc->neps; e++)
-            emit(o, "ghostgate_upstream_pool_size{service=\"%s\",upstream=\"%s\"} %d\n",
-                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
-                 svc->eps[e].nconns);
+            if (svc->eps[e].gone != GG_EP_FREE) /* a discover service's empty slot */
+                emit(o, "ghostgate_upstream_pool_size{service=\"%s\",upstream=\"%s\"} %d\n",
+                     label(svc->name, sv, sizeof sv),
+                     label(svc->eps[e].addr->text, uv_, sizeof uv_), svc->eps[e].nconns);
     }
     emit(o, "# HELP ghostgate_upstream_connect_failures_total Failed connection attempts.\n"
             "# TYPE ghostgate_upstream_connect_failures_total counter\n");
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
         for (int e = 0; e < svc->neps; e++)
-            emit(o, "ghostgate_upstream_connect_failures_total{service=\"%s\",upstream=\"%s\"} %llu\n",
-                 label(svc->name, sv, sizeof sv), label(svc->eps[e].addr->text, uv_, sizeof uv_),
-                 (unsigned long long)svc->eps[e].connect_failures);
+            if (svc->eps[e].gone != GG_EP_FREE) /* a discover service's empty slot */
+                emit(o,
+                     "ghostgate_upstream_connect_failures_total{service=\"%s\",upstream=\"%s\"} "
+                     "%llu\n",
+                     label(svc->name, sv, sizeof sv),
+                     label(svc->eps[e].addr->text, uv_, sizeof uv_),
+                     (unsigned long long)svc->eps[e].connect_failures);
     }
 }
 
@@ -395,5 +402,7 @@ int gg_metrics_render(gg_server *srv, gg_buf *b, gg_bufpool *pool)
          (unsigned long long)m->reloads, (unsigned long long)m->reload_failures);
     char cluster[4096];
     if (gg_cluster_metrics(srv, cluster, sizeof cluster) == 0 && cluster[0]) emit(&o, "%s", cluster);
+    char disc[8192];
+    if (gg_discover_metrics(srv, disc, sizeof disc) == 0 && disc[0]) emit(&o, "%s", disc);
     return o.failed ? -1 : 0;
 }

@@ -65,6 +65,7 @@ static int init_fn(lua_State *L, void *ud)
     pol->request_ref = ref_field(L, gw, "request");
     pol->response_ref = ref_field(L, gw, "response");
     pol->endpoint_ref = ref_field(L, gw, "endpoint_state");
+    pol->endpoints_ref = ref_field(L, gw, "set_endpoints");
     return 0;
 }
 
@@ -162,9 +163,14 @@ int gg_policy_build(gg_server *srv, gg_generation *gen, gg_generation *old, char
 
 void gg_policy_sync_endpoints(gg_server *srv, gg_generation *gen)
 {
-    for (int i = 0; i < gen->nservices; i++)
+    for (int i = 0; i < gen->nservices; i++) {
+        if (gen->services[i].conf->discover) {
+            gg_policy_endpoints_listed(srv, &gen->services[i]);
+            continue;
+        }
         for (int e = 0; e < gen->services[i].neps; e++)
             gg_policy_endpoint_changed(srv, &gen->services[i].eps[e]);
+    }
 }
 
 void gg_policy_generation_free(gg_server *srv, gg_generation *gen)
@@ -390,9 +396,44 @@ static int endpoint_fn(lua_State *L, void *ud)
     lua_rawgeti(L, LUA_REGISTRYINDEX, svc->srv->pol.endpoint_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
     lua_pushinteger(L, (int)(ep - svc->eps) + 1);
-    lua_pushinteger(L, ep->nconnected);
+    lua_pushinteger(L, ep->gone ? 0 : ep->nconnected); /* a draining endpoint takes no call */
     lua_call(L, 3, 0);
     return 0;
+}
+
+/* set_endpoints(pipeline, addresses, states): slot i's address ("" when free) and GG_EP_*. */
+static int endpoints_fn(lua_State *L, void *ud)
+{
+    gg_service *svc = ud;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->srv->pol.endpoints_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, svc->pipeline_ref);
+    lua_createtable(L, svc->neps, 0);
+    lua_createtable(L, svc->neps, 0);
+    for (int e = 0; e < svc->neps; e++) {
+        lua_pushstring(L, svc->eps[e].gone == GG_EP_FREE ? "" : svc->eps[e].addr->text);
+        lua_rawseti(L, -3, e + 1);
+        lua_pushinteger(L, svc->eps[e].gone);
+        lua_rawseti(L, -2, e + 1);
+    }
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+void gg_policy_endpoints_listed(gg_server *srv, gg_service *svc)
+{
+    if (svc->pipeline_ref == LUA_NOREF || !srv->pol.L) return;
+    lua_State *L = srv->pol.L;
+    int top = lua_gettop(L);
+    gg_watchdog_enter(&srv->wd, svc->name, "endpoint", svc->policy_names);
+    int rc = gg_lua_protect(L, endpoints_fn, svc, 0, 0);
+    gg_watchdog_leave(&srv->wd);
+    if (rc) {
+        gg_verdict v;
+        policy_error(srv, svc->name, "endpoint", rc, &v);
+    }
+    lua_settop(L, top);
+    for (int e = 0; e < svc->neps; e++)
+        if (svc->eps[e].gone != GG_EP_FREE) gg_policy_endpoint_changed(srv, &svc->eps[e]);
 }
 
 void gg_policy_endpoint_changed(gg_server *srv, gg_endpoint *ep)

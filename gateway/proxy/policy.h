@@ -37,7 +37,7 @@ typedef struct gg_verdict {
 
 typedef struct gg_policy_host {
     lua_State *L;
-    int host_ref, request_ref, response_ref, endpoint_ref, auth_ref;
+    int host_ref, request_ref, response_ref, endpoint_ref, endpoints_ref, auth_ref;
     msgpack_sbuffer out; /* packed RESPOND values */
     const char *cur_params; /* the params of the call in its request phase */
     size_t cur_len;
@@ -53,7 +53,8 @@ void gg_policy_stop(struct gg_server *srv);
  * with a reason in err (nothing of gen is built then). */
 int gg_policy_build(struct gg_server *srv, struct gg_generation *gen, struct gg_generation *old,
                     char *err, size_t errlen);
-/* Tell the pipelines how many connections each endpoint of gen has now. */
+/* Tell the pipelines which endpoints each service of gen has (discover = true services: the
+ * slots of proxy/discover.h) and how many connections each has now. */
 void gg_policy_sync_endpoints(struct gg_server *srv, struct gg_generation *gen);
 void gg_policy_generation_free(struct gg_server *srv, struct gg_generation *gen);
 
@@ -104,5 +105,9 @@ int gg_policy_describe(struct gg_server *srv, struct gg_client *c, char *err, si
 int gg_policy_client_authenticated(struct gg_server *srv, struct gg_client *c);
 void gg_policy_client_closed(struct gg_server *srv, struct gg_client *c);
 void gg_policy_endpoint_changed(struct gg_server *srv, struct gg_endpoint *ep);
+/* The endpoint slots of svc (discover = true) changed: the pipeline's endpoint list follows
+ * (ghost.gateway.set_endpoints), then each endpoint's connection count. */
+struct gg_service;
+void gg_policy_endpoints_listed(struct gg_server *srv, struct gg_service *svc);
 
 #endif

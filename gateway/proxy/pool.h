@@ -9,9 +9,18 @@
 
 struct gg_service;
 
+/* gg_endpoint.gone: discover = true services (proxy/discover.h) keep numbered slots whose
+ * endpoints come and go; a static service's endpoints are always GG_EP_LIVE. */
+#define GG_EP_LIVE     0
+#define GG_EP_DRAINING 1 /* no longer registered: no new call; closes once its calls are over */
+#define GG_EP_FREE     2 /* an empty slot (its number may be given to the next endpoint) */
+
 typedef struct gg_endpoint {
     struct gg_service *svc;
     const gg_addr *addr;
+    gg_addr *own_addr; /* a discovered endpoint's address (addr points here), freed with the
+                        * slot or the generation; NULL for configured upstreams */
+    int gone;          /* GG_EP_*: anything but LIVE is skipped when a call picks an endpoint */
     void *conns; /* the pool's per-endpoint connections, owned by the pool (mprpc: one
                   * malloc'd block that the generation frees with free()); NULL for others */
     int nconns;

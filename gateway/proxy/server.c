@@ -1,5 +1,6 @@
 /* server.c -- the loop's context: start, run, drain and stop a gateway. */
 #include "proxy/server.h"
+#include "proxy/discover.h"
 #include "proxy/dispatch.h"
 #include "core/errors.h"
 #include "core/tls.h"
@@ -102,6 +103,7 @@ void gg_server_shutdown(gg_server *srv)
         gg_log_notice(&srv->lp.log, "stopped", "clients=%u", srv->nclients);
     gg_listeners_stop(srv);
     gg_cluster_stop(srv);
+    gg_discover_stop(srv);
     if (srv->opts.front) srv->opts.front->close(srv);
     gg_stream_flush_all(&srv->lp);
     gg_clients_close_all(srv);
@@ -198,7 +200,8 @@ static int same_addrs(const gg_addr *a, int na, const gg_addr *b, int nb)
 
 static int same_service(const gg_service_conf *a, const gg_service_conf *b)
 {
-    return a->protocol == b->protocol && a->deadline_ms == b->deadline_ms &&
+    return a->protocol == b->protocol && a->discover == b->discover &&
+           a->deadline_ms == b->deadline_ms &&
            a->connections == b->connections && a->keep_prefix == b->keep_prefix &&
            !strcmp(a->adapter ? a->adapter : "", b->adapter ? b->adapter : "") &&
            same_addrs(a->upstreams, a->nupstreams, b->upstreams, b->nupstreams);
@@ -307,6 +310,7 @@ int gg_server_reload(gg_server *srv)
     srv->cfg = cfg;
     apply_limits(srv, cfg);
     gg_cluster_apply(srv);
+    gg_discover_apply(srv);
     old->next = srv->retired;
     srv->retired = old;
     srv->reloads++;
@@ -432,6 +436,7 @@ int gg_server_start(gg_server *srv, char *err, size_t errlen)
     gg_generation_connect(srv->gen, NULL);
     gg_policy_sync_endpoints(srv, srv->gen);
     gg_cluster_apply(srv);
+    gg_discover_apply(srv);
     return 0;
 }
 
@@ -444,6 +449,7 @@ void gg_server_close(gg_server *srv)
         gg_generation_free(g);
     }
     gg_generation_free(srv->gen);
+    gg_discover_free(srv);
     gg_policy_stop(srv);
     free(srv->listeners);
     gg_loop_free(&srv->lp);

@@ -60,6 +60,7 @@ typedef struct gg_server {
     gg_policy_host pol;
     gg_metrics met; /* counters by service name: they outlive reloads */
     gg_cluster cluster; /* the top-level redis option: shared state of a cluster of gateways */
+    struct gg_discover *disc; /* discover = true services' registry watch (discover.h), or NULL */
     gg_obj_ext obj_ext; /* the remote-object ext type numbers (the defaults of objects.h) */
     struct gg_objtab *obj_dirty; /* upstream tables with releases to send this turn */
 

@@ -22,6 +22,13 @@ gg_service *gg_generation_find(gg_generation *gen, const char *name, size_t len)
     return bsearch(&key, gen->services, (size_t)gen->nservices, sizeof key, cmp_name);
 }
 
+int gg_service_live_endpoints(const gg_service *svc)
+{
+    int n = 0;
+    for (int e = 0; e < svc->neps; e++) n += svc->eps[e].gone == GG_EP_LIVE;
+    return n;
+}
+
 gg_service *gg_service_find(gg_server *srv, const char *name, size_t len)
 {
     return gg_generation_find(srv->gen, name, len);
@@ -115,7 +122,10 @@ void gg_generation_free(gg_generation *gen)
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
         if (svc->impl) svc->ops->release(svc, 0); /* mprpc has no impl: its handles are closed */
-        for (int e = 0; e < svc->neps; e++) free(svc->eps[e].conns);
+        for (int e = 0; e < svc->neps; e++) {
+            free(svc->eps[e].conns);
+            free(svc->eps[e].own_addr);
+        }
         free(svc->eps);
         free(svc->policy_names);
     }

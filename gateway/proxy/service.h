@@ -63,6 +63,9 @@ void gg_generation_free(gg_generation *gen);
 /* The service called name[0..len) in the current generation (or in gen), or NULL. */
 gg_service *gg_service_find(struct gg_server *srv, const char *name, size_t len);
 gg_service *gg_generation_find(gg_generation *gen, const char *name, size_t len);
+/* Endpoints that take new calls (not draining, not a free slot). O(endpoints): for error paths
+ * and the admin endpoint, never per call. */
+int gg_service_live_endpoints(const gg_service *svc);
 
 /* Call sites keep these names (dispatch.c): one indirect call to the service's protocol. */
 static inline int gg_upstream_send(gg_service *svc, gg_call *call, int endpoint,

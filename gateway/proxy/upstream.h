@@ -5,6 +5,7 @@
 #ifndef GG_UPSTREAM_H
 #define GG_UPSTREAM_H
 
+#include "core/addr.h"
 #include "core/calls.h"
 
 #include <stddef.h>
@@ -15,6 +16,8 @@ struct gg_kept_list;
 
 #define GG_UPSTREAM_LOAD    0 /* a new generation, before it takes calls: may fail (config refused) */
 #define GG_UPSTREAM_CONNECT 1 /* the generation is now current: open the pools */
+
+#define GG_DISCOVER_MAX_ENDPOINTS 256 /* slots of a discover = true service; more are ignored */
 
 typedef struct gg_upstream_info {
     const char *protocol;  /* "msgpack-rpc", "jsonrpc-http", "adapter" (/routes) */
@@ -72,6 +75,15 @@ typedef struct gg_upstream_ops {
      * connections exported that the gateway holds) and client side (references clients
      * hold to them). NULL: none. */
     void (*obj_counts)(const struct gg_service *svc, uint64_t *upstream, uint64_t *client);
+    /* discover = true (proxy/discover.h): the registry now lists addrs[0..n) for svc. New
+     * endpoints get a pool and connect at once; endpoints no longer listed drain: they take
+     * no new call, finish their calls in flight and keep the connections that remote-object
+     * references point into until those are released, then close. An endpoint keeps its
+     * number while it lives; the number of a closed one may be given to a later one. Tells
+     * the policies when the list changed. Returns how many endpoints are still draining
+     * (call again later, with the same list, to close those that finished). NULL where the
+     * protocol cannot discover (the config refuses it). */
+    int (*set_endpoints)(struct gg_service *svc, const gg_addr *addrs, int n);
     /* What /routes and /ready say about the service. */
     void (*describe)(const struct gg_service *svc, gg_upstream_info *out);
 } gg_upstream_ops;

@@ -306,7 +306,7 @@ static void on_closed(gg_stream *s)
         free(uc->objs);
         uc->objs = NULL;
     }
-    if (uc->state == GG_UP_CLOSING || srv->draining) {
+    if (uc->state == GG_UP_CLOSING || srv->draining || uc->ep->gone) { /* gone: drained */
         uc->state = GG_UP_IDLE;
         gg_generation *gen = uc->ep->svc->gen;
         if (gen->retired == 2) {
@@ -470,12 +470,212 @@ static int new_endpoints(gg_service *svc)
     return 0;
 }
 
+/* ---- discovered endpoints (discover = true) ------------------------------------------- */
+
+static const gg_addr no_addr; /* a free slot's: shown nowhere (GG_EP_FREE is skipped) */
+
+/* A discover service's slots: taken over with their pools from prev (a reload keeps the
+ * discovered table and its connections), else GG_DISCOVER_MAX_ENDPOINTS free ones. Slots are
+ * never reallocated: connections point at their endpoint. */
+static int discover_start(gg_service *svc, gg_service *prev, char *err, size_t errlen)
+{
+    if (prev && prev->eps && prev->conf->discover &&
+        prev->conf->connections == svc->conf->connections) {
+        svc->eps = prev->eps;
+        svc->neps = prev->neps;
+        prev->eps = NULL;
+        prev->neps = 0;
+        for (int e = 0; e < svc->neps; e++) svc->eps[e].svc = svc;
+        return 0;
+    }
+    svc->eps = calloc(GG_DISCOVER_MAX_ENDPOINTS, sizeof(gg_endpoint));
+    if (!svc->eps) {
+        snprintf(err, errlen, "endpoints");
+        return -1;
+    }
+    return 0;
+}
+
+/* Live references into uc's connection (objects its upstream exported that clients hold). */
+static int uconn_refs(const gg_uconn *uc)
+{
+    uint64_t up = 0, cl = 0;
+    if (uc->objs) gg_objtab_counts(uc->objs, &up, &cl);
+    return up > 0;
+}
+
+/* Close what of a draining endpoint has nothing left to do. Returns 1 while some connection
+ * still carries calls or references, or is closing. */
+static int drain_endpoint(gg_endpoint *ep)
+{
+    int busy = 0;
+    gg_uconn *conns = ep->conns;
+    for (int k = 0; k < ep->nconns; k++) {
+        gg_uconn *uc = &conns[k];
+        switch (uc->state) {
+        case GG_UP_CONNECTING:
+        case GG_UP_CONNECTED:
+            if (uc->calls.n || uconn_refs(uc)) {
+                busy = 1;
+                break;
+            }
+            if (uc->state == GG_UP_CONNECTED) gg_endpoint_set_connected(ep, 0);
+            uc->state = GG_UP_CLOSING;
+            uv_timer_stop(&uc->retry); /* a TLS handshake's timeout */
+            gg_stream_close(&uc->st);
+            busy = 1;
+            break;
+        case GG_UP_BACKOFF:
+            uv_timer_stop(&uc->retry);
+            uc->state = GG_UP_IDLE;
+            break;
+        case GG_UP_CLOSING:
+            busy = 1;
+            break;
+        default:
+            break;
+        }
+    }
+    return busy;
+}
+
+/* (Re)open every idle connection of a live endpoint (a new one, or one registered again
+ * while it drained). Returns 1 when some connection is still closing (try again later). */
+static int open_endpoint(gg_endpoint *ep)
+{
+    int later = 0;
+    if (ep->svc->srv->draining) return 0; /* the gateway is stopping: nothing new opens */
+    gg_uconn *conns = ep->conns;
+    for (int k = 0; k < ep->nconns; k++) {
+        gg_uconn *uc = &conns[k];
+        if (uc->state == GG_UP_CLOSING) later = 1;
+        if (uc->state != GG_UP_IDLE) continue;
+        gg_backoff_reset(&uc->backoff);
+        uc->connect_status = 0;
+        uc->connected_at = 0;
+        uconn_connect(uc);
+    }
+    return later;
+}
+
+/* Put a newly registered address into a free slot (allocating its pool the first time).
+ * Returns its number (1-based), or -1 when every slot is taken or out of memory. */
+static int add_endpoint(gg_service *svc, const gg_addr *a)
+{
+    gg_server *srv = svc->srv;
+    gg_endpoint *ep = NULL;
+    for (int e = 0; e < svc->neps && !ep; e++)
+        if (svc->eps[e].gone == GG_EP_FREE) ep = &svc->eps[e];
+    if (!ep && svc->neps < GG_DISCOVER_MAX_ENDPOINTS) {
+        ep = &svc->eps[svc->neps];
+        ep->gone = GG_EP_FREE;
+        ep->addr = &no_addr;
+        ep->svc = svc;
+        svc->neps++;
+    }
+    if (!ep) return -1;
+    gg_addr *own = malloc(sizeof *own);
+    if (!own) return -1;
+    if (!ep->conns) {
+        int n = svc->conf->connections;
+        gg_uconn *conns = calloc((size_t)n, sizeof(gg_uconn));
+        if (!conns) {
+            free(own);
+            return -1;
+        }
+        ep->conns = conns;
+        ep->nconns = n;
+        for (int k = 0; k < n; k++) {
+            conns[k].ep = ep;
+            conns[k].index = k;
+            conns[k].st.loop = &srv->lp;
+            uv_timer_init(srv->lp.uv, &conns[k].retry);
+            conns[k].retry.data = &conns[k];
+        }
+    }
+    *own = *a;
+    ep->own_addr = own;
+    ep->addr = own;
+    ep->gone = GG_EP_LIVE;
+    ep->nconnected = 0;
+    ep->connect_failures = 0;
+    ep->down = 0;
+    ep->down_repeats = 0;
+    open_endpoint(ep);
+    return (int)(ep - svc->eps) + 1;
+}
+
+static int listed(const gg_addr *addrs, int n, const char *text)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(addrs[i].text, text)) return 1;
+    return 0;
+}
+
+/* gg_upstream_ops.set_endpoints */
+static int mprpc_set_endpoints(gg_service *svc, const gg_addr *addrs, int n)
+{
+    gg_server *srv = svc->srv;
+    int changed = 0, pending = 0;
+    for (int e = 0; e < svc->neps; e++) {
+        gg_endpoint *ep = &svc->eps[e];
+        if (ep->gone == GG_EP_FREE) continue;
+        int in = listed(addrs, n, ep->addr->text);
+        if (ep->gone == GG_EP_LIVE && !in) {
+            ep->gone = GG_EP_DRAINING;
+            changed = 1;
+            uint32_t inflight = 0;
+            for (int k = 0; k < ep->nconns; k++) inflight += ((gg_uconn *)ep->conns)[k].calls.n;
+            gg_log(&srv->lp.log, GG_LOG_INFO, "endpoint_removed", "service=%s upstream=%s inflight=%u",
+                   svc->name, ep->addr->text, inflight);
+        } else if (ep->gone == GG_EP_DRAINING && in) {
+            ep->gone = GG_EP_LIVE; /* registered again before it had closed */
+            changed = 1;
+            gg_log(&srv->lp.log, GG_LOG_INFO, "endpoint_added", "service=%s upstream=%s slot=%d",
+                   svc->name, ep->addr->text, e + 1);
+        }
+        if (ep->gone == GG_EP_LIVE) {
+            pending += open_endpoint(ep);
+        } else if (drain_endpoint(ep)) {
+            pending++;
+        } else {
+            gg_log(&srv->lp.log, GG_LOG_INFO, "endpoint_drained", "service=%s upstream=%s slot=%d",
+                   svc->name, ep->addr->text, e + 1);
+            ep->gone = GG_EP_FREE;
+            ep->addr = &no_addr;
+            free(ep->own_addr);
+            ep->own_addr = NULL;
+            changed = 1;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int known = 0;
+        for (int e = 0; e < svc->neps && !known; e++)
+            known = svc->eps[e].gone != GG_EP_FREE && !strcmp(svc->eps[e].addr->text, addrs[i].text);
+        if (known) continue;
+        int slot = add_endpoint(svc, &addrs[i]);
+        if (slot < 0) {
+            gg_log(&srv->lp.log, GG_LOG_WARN, "endpoint_refused",
+                   "service=%s upstream=%s reason=\"%s\"", svc->name, addrs[i].text,
+                   svc->neps >= GG_DISCOVER_MAX_ENDPOINTS ? "every endpoint slot is taken"
+                                                          : "out of memory");
+            continue;
+        }
+        changed = 1;
+        gg_log(&srv->lp.log, GG_LOG_INFO, "endpoint_added", "service=%s upstream=%s slot=%d",
+               svc->name, addrs[i].text, slot);
+    }
+    if (changed) gg_policy_endpoints_listed(srv, svc);
+    return pending;
+}
+
 /* gg_upstream_ops.start: CONNECT opens the pools, or takes over those of prev when its
  * endpoints did not change. */
 static int mprpc_start(gg_service *svc, gg_service *prev, int phase, char *err, size_t errlen)
 {
     if (phase != GG_UPSTREAM_CONNECT) return 0;
-    if (prev && prev->eps && same_endpoints(prev->conf, svc->conf)) {
+    if (svc->conf->discover) return discover_start(svc, prev, err, errlen);
+    if (prev && prev->eps && !prev->conf->discover && same_endpoints(prev->conf, svc->conf)) {
         svc->eps = prev->eps;
         svc->neps = prev->neps;
         prev->eps = NULL;
@@ -519,6 +719,9 @@ static void mprpc_release(gg_service *svc, int counted)
                 fail_calls(uc, "is being closed");
                 if (counted) gen->closing++;
                 gg_stream_close(&uc->st);
+            } else if (was == GG_UP_CLOSING && ep->gone) {
+                /* a drained endpoint's connection, closing: on_closed counts it down */
+                if (counted) gen->closing++;
             } else {
                 uc->state = GG_UP_IDLE;
             }
@@ -560,10 +763,13 @@ static gg_uconn *pick_in(gg_endpoint *ep, int *connected)
 /* Round robin over the endpoints, preferring connected ones. */
 static gg_uconn *pick(gg_service *svc, int endpoint, int *connected)
 {
-    if (endpoint > 0 && endpoint <= svc->neps) return pick_in(&svc->eps[endpoint - 1], connected);
+    /* an endpoint a policy chose that has since left the registry: the core chooses */
+    if (endpoint > 0 && endpoint <= svc->neps && !svc->eps[endpoint - 1].gone)
+        return pick_in(&svc->eps[endpoint - 1], connected);
     gg_uconn *waiting = NULL;
     for (int k = 0; k < svc->neps; k++) {
         gg_endpoint *ep = &svc->eps[(svc->rr + (uint32_t)k) % (uint32_t)svc->neps];
+        if (ep->gone) continue;
         gg_uconn *uc = pick_in(ep, connected);
         if (uc && *connected) {
             if (svc->neps > 1) svc->rr++;
@@ -720,12 +926,16 @@ static void mprpc_describe(const gg_service *svc, gg_upstream_info *out)
 {
     out->protocol = "msgpack-rpc";
     out->not_ready = NULL;
+    if (svc->conf->discover && !gg_service_live_endpoints(svc)) {
+        out->not_ready = "no endpoint registered";
+        return;
+    }
     if (svc->neps == 0) {
         out->not_ready = "no upstream endpoint";
         return;
     }
     for (int e = 0; e < svc->neps; e++)
-        if (svc->eps[e].nconnected > 0) return;
+        if (!svc->eps[e].gone && svc->eps[e].nconnected > 0) return;
     out->not_ready = "no upstream endpoint is connected";
 }
 
@@ -742,5 +952,6 @@ const gg_upstream_ops gg_mprpc_ops = {
     .carrier_conn = mprpc_carrier_conn,
     .send_releases = mprpc_send_releases,
     .obj_counts = mprpc_obj_counts,
+    .set_endpoints = mprpc_set_endpoints,
     .describe = mprpc_describe,
 };

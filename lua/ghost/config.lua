@@ -82,6 +82,9 @@ local service = {
         headers = { type = "map", keys = header_name, values = header_value,
                     description = "extra HTTP headers sent to jsonrpc-http upstreams" },
         adapter = { type = "string", description = "a Lua file implementing the service in the gateway" },
+        discover = { type = "boolean", default = false,
+                     description = "take the endpoints from the Redis registry (top-level redis) "
+                         .. "instead of upstreams, updated in place (docs/scale-out.md)" },
         deadline = { type = "number", default = 30, min = 0.001, max = 86400,
                      description = "seconds a call may take end to end" },
         connections = { type = "integer", min = 1, max = 64,
@@ -144,6 +147,18 @@ local service = {
         local list, single = s.upstreams or {}, s.upstream
         if single then insert(list, 1, single) end
         s.upstreams, s.upstream = list, nil
+        if s.discover then
+            if s.adapter then
+                return nil, "an adapter service cannot discover endpoints: it has none", "discover"
+            elseif s.protocol ~= "msgpack-rpc" then
+                return nil, "discover = true needs protocol msgpack-rpc (registered endpoints are "
+                    .. "tcp://, tls:// or unix: addresses)", "discover"
+            elseif #list > 0 then
+                return nil, "discover = true takes the endpoints from the registry: remove upstream(s)",
+                    "discover"
+            end
+            return true
+        end
         if s.adapter then
             if #list > 0 then return nil, "an adapter service has no upstreams of its own" end
             return true
@@ -237,6 +252,9 @@ _M.schema = {
         redis = { type = "string", description = "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or "
                       .. "unix:PATH[?db=N&password=P]: the Redis the gateways of a cluster share "
                       .. "(ratelimit scope = \"cluster\"; docs/scale-out.md). Unset: no Redis" },
+        discover_resync = { type = "number", default = 5, min = 0.05, max = 3600,
+                            description = "seconds between two full re-reads of the registry by "
+                                .. "services with discover = true (a lost hint is found by the next)" },
         policy_path = { type = "string", default = "./policies/?.lua",
                         description = "where user policies are found: a package.path template "
                             .. "whose relative entries start at the config file's directory" },
@@ -389,6 +407,15 @@ function _M.normalize(t, source, dir, file)
         local ok
         ok, err = check_adapters(v, dir, source, file)
         if not ok then return nil, err end
+    end
+    for name, svc in pairs(v.services) do
+        if svc.discover and not v.redis then
+            return nil, format("%s: services.%s: discover = true needs the top-level redis option "
+                .. "(the registry)", where(source, file, format("services.%s.discover", name)), name)
+        elseif svc.discover and #name > 64 then
+            return nil, format("%s: services.%s: a registry service name has at most 64 characters",
+                where(source, file, format("services.%s.discover", name)), name)
+        end
     end
     -- Policies are validated by their own schemas; errors name the file and line of the policy.
     for name, svc in pairs(v.services) do

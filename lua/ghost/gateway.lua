@@ -11,7 +11,15 @@ local _M = {}
 -- An adapter service has no upstreams. The policies that work per endpoint (breaker, route)
 -- see one: the adapter itself, which the core reports as always connected
 -- (gateway/upstreams/adapter.c).
-local function with_endpoints(svc)
+-- A discover = true service's endpoints come from the registry: on reload the new pipeline
+-- starts with those of the old one (the core then tells it the exact list), so that breakers
+-- keep the state of the addresses they knew.
+local function with_endpoints(svc, prev)
+    if svc.discover then
+        local list = {}
+        for i, e in ipairs(prev and prev.endpoints or {}) do list[i] = e.address end
+        return setmetatable({ upstreams = list }, { __index = svc })
+    end
     if not svc.adapter or #svc.upstreams > 0 then return svc end
     return setmetatable({ upstreams = { "adapter:" .. svc.adapter } }, { __index = svc })
 end
@@ -28,8 +36,8 @@ function _M.start(cfg, host, old)
     for name, svc in pairs(cfg.services) do
         if next(svc.policies) then
             local prev = old and old.services[name]
-            out.services[name] = policy.build(name, svc.policies, with_endpoints(svc), host, prev,
-                moves)
+            out.services[name] = policy.build(name, svc.policies, with_endpoints(svc, prev), host,
+                prev, moves)
         end
     end
     policy.commit(moves)
@@ -55,7 +63,10 @@ function _M.breakers(built)
         for _, e in ipairs(p.instances) do
             if e.name == "breaker" and e.instance.states then
                 for _, st in ipairs(e.instance:states()) do
-                    out[#out + 1] = { name, st.address, breaker_state[st.state] or 0 }
+                    -- "": a free endpoint number of a discover = true service
+                    if st.address ~= "" then
+                        out[#out + 1] = { name, st.address, breaker_state[st.state] or 0 }
+                    end
                 end
             end
         end
@@ -80,5 +91,6 @@ end
 _M.request = policy.request
 _M.response = policy.response
 _M.endpoint_state = policy.endpoint_state
+_M.set_endpoints = policy.set_endpoints
 
 return _M

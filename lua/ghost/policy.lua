@@ -540,6 +540,33 @@ function _M.endpoint_state(p, index, connected)
     if e then e.connected = connected end
 end
 
+--- The endpoints of a discover = true service changed (docs/scale-out.md): addrs[i] is the
+-- address of the core's endpoint number i ("" for a free number), states[i] 0 live, 1 draining
+-- (no longer registered: takes no new call), 2 free. The endpoint list is updated in place
+-- (ctx.endpoints and every policy's view share it); a number whose address changed gets a new
+-- entry; then each policy with a reload hook sees the list as after a reload (a breaker keeps
+-- the state of an address it knew).
+function _M.set_endpoints(p, addrs, states)
+    local eps = p.endpoints
+    local show = p.core.show_address or function(a) return a end
+    local n = #addrs
+    for i = 1, n do
+        local addr = addrs[i] ~= "" and show(addrs[i]) or ""
+        local e = eps[i]
+        if not e or e.address ~= addr then
+            e = { index = i, address = addr, connected = 0, open = false, retry_at = 0,
+                  inflight = 0, removed = false }
+            eps[i] = e
+        end
+        e.removed = states[i] ~= 0
+        if e.removed then e.connected = 0 end
+    end
+    for i = #eps, n + 1, -1 do eps[i] = nil end
+    for _, inst in ipairs(p.instances) do
+        if inst.instance.reload then inst.instance:reload(p.service) end
+    end
+end
+
 -- Ordered list of the policy names of a pipeline (for logs and /routes).
 function _M.names(p)
     local out = {}
