@@ -51,6 +51,9 @@ struct gg_lease {
                             * as before the first lease until the next one is back */
     uint64_t next_ask;     /* uv_now before which the bucket is known to be short */
     int freed;             /* gg_lease_free ran while a request was pending */
+    double owed;           /* calls admitted while Redis was up but no lease was ours (cold):
+                            * the next grants pay them back, so they count in the cluster's
+                            * limit instead of on top of it */
     double local_tokens;   /* GG_LEASE_LOCAL fallback bucket */
     uint64_t local_t;
     gg_lease_stats stats;
@@ -86,7 +89,9 @@ gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *const *rp, const char *name, c
     if (!l->o.lease_ttl_ms) l->o.lease_ttl_ms = 1000;
     snprintf(l->key, sizeof l->key, "ghostgate:rl:{%s}", name);
     l->rate_t0 = l->local_t = uv_now(loop);
-    l->local_tokens = 0; /* the fallback bucket fills from now: no burst at a start */
+    /* The fallback bucket fills from now, no burst at a start; but one call is not refused
+     * for want of a round trip (a bucket per identity would refuse every first call). */
+    l->local_tokens = o->burst * l->o.local_share < 1 ? o->burst * l->o.local_share : 1;
     l->cold = 1;
     return l;
 }
@@ -171,7 +176,9 @@ static void lease_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
     l->totals->refills++;
     l->stats.granted += (uint64_t)rep->integer;
     l->totals->granted += (uint64_t)rep->integer;
-    l->tokens += (double)rep->integer;
+    double got = (double)rep->integer, pay = got < l->owed ? got : l->owed;
+    l->owed -= pay;
+    l->tokens += got - pay;
     l->lease_at = uv_now(l->loop);
     l->cold = 0;
     /* A short grant means the bucket is dry: asking again before it can have refilled what
@@ -226,7 +233,9 @@ int gg_lease_take(gg_lease *l)
             l->totals->spent++;
             return 1;
         }
-        return take_fallback(l, now);
+        int ok = take_fallback(l, now);
+        if (ok && up(l)) l->owed += 1; /* on credit: the lease on its way pays it back */
+        return ok;
     }
     int ok = 0;
     if (l->tokens >= 1) {
