@@ -207,6 +207,8 @@ _M.schema = {
                                           .. "params (or an upstream's result)" },
                 max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
                 max_refs_per_client = { type = "integer", default = 10000, min = 1, max = 10000000 },
+                max_callback_depth = { type = "integer", default = 64, min = 1, max = 65535 },
+                max_callbacks_in_flight = { type = "integer", default = 256, min = 1, max = 1000000 },
                 max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
                 max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,
                               description = "calls in flight in the whole gateway" },

@@ -91,6 +91,7 @@ describe("The remote-objects example of README.md", function()
         local gateway = assert(h.start_gateway(config))
         local r = assert(h.run_lua(blocks[3], { gateway.addr }))
         assert.equal(0, r.code, r.output)
-        assert.equal("1\t2\t2\na.txt\nfalse\t403\tforbidden", (r.stdout:gsub("\n$", "")))
+        assert.equal("1\t2\t2\na.txt\nfalse\t403\tforbidden\n" ..
+            "event\ta.txt\topened\nevent\ta.txt\tlater", (r.stdout:gsub("\n$", "")))
     end)
 end)
