@@ -158,6 +158,20 @@ describe("Callbacks through the gateway", function()
         assert.equal(start, ghost.stats().exports)
     end)
 
+    it("releases the client's functions an upstream connection held when it dies", function()
+        setup()
+        local start = ghost.stats().exports
+        gw.cbs.subscribe(function() return 1 end)
+        gw.cbs.subscribe(ghost.ref({ ping = function() return "pong" end }))
+        assert.equal(start + 2, ghost.stats().exports)
+        local b = f.backends.cbs
+        b.proc.strict = false
+        b:kill("sigkill")
+        assert(b:wait_exit(h.timeout(5)))
+        assert.truthy(eventually(function() return ghost.stats().exports == start end))
+        assert.equal(start, ghost.stats().exports)
+    end)
+
     it("refuses a callback into a client that disconnected with 410, promptly", function()
         setup()
         local c = assert(h.client(f.gateway.addr))
@@ -327,6 +341,25 @@ describe("Callbacks through the gateway, by hand (stock MessagePack-RPC peers)",
         end
         assert.equal(0, #c.unexpected)
         assert(gateway:wait_log('callback_refused service=raw name="_secret" code=403'))
+    end)
+
+    it("counts callback requests against the client's write buffer: 503 once it is full", function()
+        up = raw_upstream()
+        gateway = assert(h.start_gateway(([[
+            return { listen = "tcp://127.0.0.1:0", drain_timeout = 2,
+                     limits = { max_write_buffer = 1048576 }, services = {
+                raw = { upstream = %q, objects = true, deadline = 5, connections = 1 } } }
+        ]]):format(up.addr)))
+        local c = assert(h.client(gateway.addr))
+        local g = pass_function(c)
+        c.handle:read_stop() -- a client that does not read
+        local big = string.rep("x", 100000)
+        for i = 1, 100 do up.send({ 0, i, "$call", { yours_ext(g), "", { big } } }) end
+        local a = up.wait(function(t) return t[1] == 1 and type(t[3]) == "table" end)
+        assert.same({ 503, "overloaded",
+            "the client is not reading: its write buffer is full (limits.max_write_buffer)" },
+            { a.msg[3].code, a.msg[3].type, a.msg[3].message })
+        assert(gateway:wait_log('callback_refused service=raw name="" code=503'))
     end)
 
     it("releases the client's function when the upstream releases it, and fails calls after", function()
