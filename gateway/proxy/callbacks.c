@@ -366,8 +366,8 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
         gg_buf_release(&out, NULL);
         gg_buf_release(&given, NULL);
         gg_call_release(&srv->lp.calls, call);
-        refuse(srv, port, svc, msgid, why ? GG_ERR_BAD_REQUEST : GG_ERR_OVERLOADED, name,
-               name_len, "%s", why ? why : "out of memory");
+        refuse(srv, port, svc, msgid, rc ? rc : GG_ERR_OVERLOADED, name, name_len, "%s",
+               why ? why : "out of memory");
         return;
     }
     gg_buf_release(&given, NULL);

@@ -65,8 +65,8 @@ int gg_cb_map_yours(gg_cb_port *port, struct gg_client *c, const char *payload, 
 
 /* Rewrite the upstream's params toward client c (objects it carries imported and given to
  * c, YOURS mapped): 0, with the ids given to c appended to `given` (uint64_t each: the caller
- * releases them if the request cannot be written after all); or non-zero with *why when the
- * params are refused (nothing kept). Supplied by the upstream protocol. */
+ * releases them if the request cannot be written after all); or the gateway error code that
+ * refuses the params, with *why (nothing kept). Supplied by the upstream protocol. */
 typedef int (*gg_cb_rewrite_fn)(void *ud, struct gg_client *c, const char *params, size_t len,
                                 struct gg_buf *out, struct gg_buf *given, const char **why);
 

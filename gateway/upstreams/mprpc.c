@@ -126,9 +126,7 @@ static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen
     }
     if (kind != 0) {
         o->code = GG_ERR_NOT_SUPPORTED;
-        o->why = kind == 1 ? "the upstream handed back a reference: callbacks through the "
-                             "gateway are not supported"
-                           : "the upstream sent a promise";
+        o->why = "the upstream sent a promise";
         return -3;
     }
     if (plen < 2 || p[0] != 0x92 || !(il = gg_obj_get_uint(p + 1, plen - 1, &uid)) ||
@@ -210,8 +208,9 @@ static int callback_params(void *ud, gg_client *c, const char *params, size_t le
     obj_out o;
     int rc = rewrite_for_client(ud, c, params, len, out, &o);
     *given = o.given;
-    if (rc) *why = o.why ? o.why : "malformed object reference in the params";
-    return rc;
+    if (!rc) return 0;
+    *why = o.why ? o.why : "malformed object reference in the params";
+    return o.why ? o.code : rc == GG_OBJ_RW_NOMEM ? GG_ERR_OVERLOADED : GG_ERR_BAD_REQUEST;
 }
 
 /* An answer of a service with objects = true: only one carrying references is copied, with

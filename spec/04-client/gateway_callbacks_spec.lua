@@ -343,6 +343,17 @@ describe("Callbacks through the gateway, by hand (stock MessagePack-RPC peers)",
         assert(gateway:wait_log('callback_refused service=raw name="_secret" code=403'))
     end)
 
+    it("drops a notification passing a function (it has no answer to tie callbacks to)", function()
+        start()
+        local c = assert(h.client(gateway.addr))
+        assert(c:notify("raw.take", { object_ext(7, { "" }) }))
+        assert(gateway:wait_log('notification_dropped service=raw method="raw.take" reason=not_supported ' ..
+            'why="functions and objects cannot be passed in a notification through the gateway"'))
+        pass_function(c) -- the next message the upstream gets is this call
+        assert.equal("take", up.msgs[1].msg[3])
+        assert.equal(0, up.msgs[1].msg[1])
+    end)
+
     it("counts callback requests against the client's write buffer: 503 once it is full", function()
         up = raw_upstream()
         gateway = assert(h.start_gateway(([[
