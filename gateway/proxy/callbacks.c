@@ -300,7 +300,8 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
     uint32_t name_len = 0;
     size_t nh = tl ? gg_get_str(params + 1 + tl, params_len - 1 - tl, &name_len) : 0;
     uint64_t g;
-    if (!tl || !nh || n > 4 || type != srv->obj_ext.yours ||
+    /* a $get key that is not a string (an item) goes to the client as it is */
+    if (!tl || (!nh && !is_get) || n > 4 || type != srv->obj_ext.yours ||
         gg_obj_get_uint((const uint8_t *)payload, plen, &g) != plen) {
         refuse(srv, port, svc, msgid, GG_ERR_BAD_REQUEST, method, method_len,
                "%s params are [target, %s, ...] with a reference the gateway gave",

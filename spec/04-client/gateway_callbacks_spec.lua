@@ -315,6 +315,19 @@ describe("Callbacks through the gateway, by hand (stock MessagePack-RPC peers)",
         assert.equal("pong", a.msg[4])
     end)
 
+    it("passes a $get of an item (a key that is not a string) to the client as it is", function()
+        start()
+        local c = assert(h.client(gateway.addr))
+        local g = pass_function(c)
+        up.send({ 0, 50, "$get", { yours_ext(g), 2 } })
+        assert.truthy(h.await(function() return #c.unexpected > 0 end))
+        local req = h.mp.decode(c.unexpected[1])
+        assert.same({ 0, "$get", 2 }, { req[1], req[3], req[4][2] })
+        assert(c:send_raw(h.mp.encode({ 1, req[2], h.mp.null, "two" })))
+        local a = up.wait(function(t) return t[1] == 1 and t[2] == 50 end)
+        assert.equal("two", a.msg[4])
+    end)
+
     it("refuses forged ids, '_' names and methods outside the interface; nothing reaches the client",
     function()
         start()
@@ -326,6 +339,7 @@ describe("Callbacks through the gateway, by hand (stock MessagePack-RPC peers)",
         up.send({ 0, 4, "$call", { yours_ext(g), "write", {} } })
         up.send({ 0, 5, "$get", { yours_ext(g), "_x" } })
         up.send({ 0, 6, "$call", { 1, "", {} } })
+        up.send({ 0, 7, "$get", { 1, 2 } })
         local want = {
             { 410, "object_gone", "no object 7 on this connection" },
             { 410, "object_gone", "no object 12345 on this connection" },
@@ -334,6 +348,8 @@ describe("Callbacks through the gateway, by hand (stock MessagePack-RPC peers)",
             { 403, "forbidden", "attribute '_x' is private" },
             { 400, "bad_request",
               "$call params are [target, method, ...] with a reference the gateway gave" },
+            { 400, "bad_request",
+              "$get params are [target, key, ...] with a reference the gateway gave" },
         }
         for i, w in ipairs(want) do
             local a = up.wait(function(t) return t[1] == 1 and t[2] == i end)
