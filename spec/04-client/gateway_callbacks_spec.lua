@@ -232,7 +232,8 @@ describe("Callbacks through the gateway", function()
     it("limits callbacks in flight per client (limits.max_callbacks_in_flight): 503 for the rest",
         function()
         setup({ config = { limits = { max_callbacks_in_flight = 3 } } })
-        local r = gw.cbs.fan(function() ghost.sleep(0.2); return true end, 5)
+        -- the three let through stay in flight while the other two arrive
+        local r = gw.cbs.fan(function(i) ghost.sleep(0.1 + 0.05 * i); return true end, 5)
         table.sort(r, function(a, b) return tostring(a) < tostring(b) end)
         assert.same({ 503, 503, "ok", "ok", "ok" }, r)
         assert.same({ "ok", "ok", "ok" }, gw.cbs.fan(function() return true end, 3))
@@ -313,6 +314,25 @@ describe("Callbacks through the gateway, by hand (stock MessagePack-RPC peers)",
         local a = up.wait(function(t) return t[1] == 1 and t[2] == 100 end)
         assert.is_nil(a.msg[3])
         assert.equal("pong", a.msg[4])
+    end)
+
+    it("takes several answers to callbacks in one read, in any order", function()
+        start()
+        local c = assert(h.client(gateway.addr))
+        local g = pass_function(c)
+        for i = 1, 3 do up.send({ 0, 60 + i, "$call", { yours_ext(g), "", { i } } }) end
+        assert.truthy(h.await(function() return #c.unexpected == 3 end))
+        local out = {}
+        for i = 3, 1, -1 do
+            local req = h.mp.decode(c.unexpected[i])
+            out[#out + 1] = h.mp.encode({ 1, req[2], h.mp.null, req[4][3][1] * 10 })
+        end
+        assert(c:send_raw(table.concat(out)))
+        for i = 1, 3 do
+            local a = up.wait(function(t) return t[1] == 1 and t[2] == 60 + i end)
+            assert.is_not_nil(a, "answer " .. i)
+            assert.equal(i * 10, a.msg[4])
+        end
     end)
 
     it("passes a $get of an item (a key that is not a string) to the client as it is", function()
