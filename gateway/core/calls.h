@@ -78,7 +78,11 @@ typedef struct gg_call {
     union {
         struct {                       /* the gateway (proxy/) */
             struct gg_retry *retry;    /* the request's copy, when its policies may retry it */
-            uint32_t client_id;        /* the client's id: its msgid, or an HTTP batch slot */
+            uint32_t client_id;        /* the client's id: its msgid, or an HTTP batch slot;
+                                        * a callback: the upstream's msgid */
+            uint16_t depth;            /* callbacks it is nested in (proxy/callbacks.c) */
+            uint8_t callback;          /* a request the gateway sent a client (callbacks.c) */
+            uint8_t client_objs;       /* its params carry objects the client owns */
         };
         struct {                       /* ghost.core (lua/) */
             void *lconn;               /* the connection it went out on; NULL: core.sleep */

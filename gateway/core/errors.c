@@ -30,9 +30,14 @@ static size_t put_str(char *p, const char *s, size_t n)
 int gg_reply_error_full(gg_stream *s, uint32_t msgid, int code, double retry_after,
                         const char *message)
 {
+    return gg_reply_error_typed(s, msgid, code, gg_error_type(code), retry_after, message);
+}
+
+int gg_reply_error_typed(gg_stream *s, uint32_t msgid, int code, const char *type,
+                         double retry_after, const char *message)
+{
     size_t mn = strlen(message);
     if (mn > 1024) mn = 1024;
-    const char *type = gg_error_type(code);
     char *p = gg_stream_reserve(s, GG_RESPONSE_HDR_MAX + 96 + strlen(type) + mn);
     if (!p) return -1;
     size_t n = gg_put_response_hdr(p, msgid);

@@ -46,4 +46,9 @@ int gg_reply_error(struct gg_stream *s, uint32_t msgid, int code, const char *fm
 int gg_reply_error_full(struct gg_stream *s, uint32_t msgid, int code, double retry_after,
                         const char *message);
 
+/* The same with a type of the caller's ("no_such_method": a 404 of remote objects, the type
+ * the owner of an object answers with, docs/protocol.md). */
+int gg_reply_error_typed(struct gg_stream *s, uint32_t msgid, int code, const char *type,
+                         double retry_after, const char *message);
+
 #endif

@@ -152,20 +152,28 @@ void gg_objtab_unused(gg_objent *u)
     maybe_free_upstream(u);
 }
 
+static int full(const gg_objtab *t)
+{
+    return (uint64_t)t->len + (t->shares_limit ? t->shares_limit->len : 0) >= t->max_refs;
+}
+
 gg_objent *gg_objtab_import(gg_objtab *up, uint64_t uid, void *iface, int *err)
 {
     gg_objent *e = idx_find(&up->by_id, BY_ID, uid);
     if (e) {
+        free(iface); /* the first export's interface stands */
         e->count++;
         return e;
     }
-    if (up->len >= up->max_refs) {
+    if (full(up)) {
+        free(iface);
         *err = GG_OBJ_ELIMIT;
         return NULL;
     }
     e = calloc(1, sizeof *e);
     if (!e || idx_put(&up->by_id, BY_ID, (e->id = uid, e))) {
         free(e);
+        free(iface);
         *err = GG_OBJ_ENOMEM;
         return NULL;
     }
@@ -184,7 +192,7 @@ int64_t gg_objtab_give(gg_objtab *cl, gg_objent *src)
         e->count++;
         return (int64_t)e->id;
     }
-    if (cl->len >= cl->max_refs) return GG_OBJ_ELIMIT;
+    if (full(cl)) return GG_OBJ_ELIMIT;
     e = calloc(1, sizeof *e);
     if (!e) return GG_OBJ_ENOMEM;
     e->id = next_id(cl);

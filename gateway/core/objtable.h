@@ -45,8 +45,8 @@ typedef struct gg_objent {
     uint32_t users;
     struct gg_objent *src;
     gg_objtab *tab;   /* the table holding it; NULL once that table is gone (upstream died) */
-    void *iface;      /* the interface recorded at export (upstream side; malloc'd by the
-                       * caller, e.g. core/objiface.h; freed with the entry) */
+    void *iface;      /* owner side: the interface recorded at export, a malloc'd block the
+                       * table frees with the entry (NULL: none recorded) */
     uint32_t pending; /* upstream side: references queued for release */
     uint8_t dead;     /* upstream side: its connection died */
 } gg_objent;
@@ -69,6 +69,9 @@ struct gg_objtab {
     gg_objidx by_id;
     gg_objidx by_src; /* client side: src -> entry, so one upstream object has one client id */
     uint32_t len, max_refs;
+    /* Another table whose entries count against this one's max_refs too (a client's exports
+     * and the references it holds share limits.max_refs_per_client); NULL: none. */
+    const gg_objtab *shares_limit;
     uint64_t rng;      /* xorshift state seeded from getrandom(2) (client ids) */
     gg_objent **queue; /* upstream side: entries with pending releases */
     uint32_t queued, queue_cap;
@@ -94,8 +97,9 @@ int gg_objtab_init(gg_objtab *t, int side, uint32_t max_refs);
  * as gg_objtab_clear. */
 void gg_objtab_free(gg_objtab *t);
 
-/* Upstream side: the upstream sent its object `uid` (ext 64) with the interface iface (kept
- * by the first call; the entry frees it, a later call's iface stays the caller's). Returns the entry (count + 1), or NULL with *err. */
+/* Owner side: the owner sent its object `uid` (ext 64) with the interface iface (a malloc'd
+ * block or NULL: the table takes it, and frees it at once when the entry exists already or on
+ * error). Returns the entry (count + 1), or NULL with *err. */
 gg_objent *gg_objtab_import(gg_objtab *up, uint64_t uid, void *iface, int *err);
 
 /* Upstream side: an imported entry that no client got after all (the client died while the

@@ -1,5 +1,6 @@
 /* client.c -- client connections: route each request to its service, answer every call once. */
 #include "proxy/client.h"
+#include "proxy/callbacks.h"
 #include "proxy/dispatch.h"
 #include "core/errors.h"
 #include "proxy/server.h"
@@ -211,8 +212,8 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
     switch (m->type) {
     case GG_REQUEST: handle_request(c, msg, m); break;
     case GG_NOTIFY: handle_notify(c, msg, m); break;
-    default:
-        gg_log(&srv->lp.log, GG_LOG_INFO, "unexpected_response", "msgid=%u", m->msgid);
+    default: /* an answer to a callback (the gateway's own request), or a stray one */
+        gg_cb_response(srv, c, m->msgid, msg + m->body_off, m->size - m->body_off);
         break;
     }
 }
@@ -269,6 +270,8 @@ struct gg_objtab *gg_client_objs(gg_client *c)
         return NULL;
     }
     c->objs = t;
+    t->shares_limit = c->own; /* its exports count against the same limit */
+    if (c->own) c->own->shares_limit = t;
     return t;
 }
 
@@ -276,6 +279,7 @@ static void on_closed(gg_stream *s)
 {
     gg_client *c = (gg_client *)s;
     gg_server *srv = gg_server_of(s->loop);
+    gg_cb_client_closed(srv, c); /* before its table of held objects goes */
     if (c->objs) { /* what it held is released upstream at the end of this turn */
         gg_objtab_free(c->objs);
         free(c->objs);

@@ -41,6 +41,9 @@ struct gg_client {
     void *data; /* the protocol's own state (an HTTP front door's requests) */
     struct gg_objtab *objs; /* remote objects given to it (objtable.h); NULL until the first */
     struct gg_kept_tab *kept; /* its calls kept for pipelining (promises.h); NULL until the first */
+    struct gg_objtab *own;  /* objects it passed (callbacks.h); NULL until the first */
+    gg_call_list cbs;       /* the gateway's requests to it in flight (callbacks: their carrier) */
+    gg_call_list cb_owed;   /* callbacks ended unanswered: their ids kept until it answers */
 };
 
 /* Accept a connection on a listener's server handle; with tls (a tls:// listener) the client

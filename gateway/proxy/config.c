@@ -55,6 +55,8 @@ static int read_limits(lua_State *L, int idx, gg_limits *l)
     l->max_inflight_per_client = (uint32_t)num_field(L, t, "max_inflight_per_client");
     l->max_refs_per_client = (uint32_t)num_field(L, t, "max_refs_per_client");
     l->max_kept_per_client = (uint32_t)num_field(L, t, "max_kept_per_client");
+    l->max_callback_depth = (uint32_t)num_field(L, t, "max_callback_depth");
+    l->max_callbacks_in_flight = (uint32_t)num_field(L, t, "max_callbacks_in_flight");
     l->max_clients = (uint32_t)num_field(L, t, "max_clients");
     l->max_calls = (uint32_t)num_field(L, t, "max_calls");
     l->max_write_buffer = (size_t)num_field(L, t, "max_write_buffer");

@@ -17,6 +17,8 @@ typedef struct gg_limits {
     uint32_t max_inflight_per_client;
     uint32_t max_refs_per_client; /* remote-object references a client may hold */
     uint32_t max_kept_per_client; /* calls a client keeps for promise pipelining */
+    uint32_t max_callback_depth;      /* callbacks into one client nested in one another */
+    uint32_t max_callbacks_in_flight; /* callbacks into one client at once */
     uint32_t max_clients;
     uint32_t max_calls;
     size_t max_write_buffer;

@@ -15,6 +15,7 @@
 #include "core/objtable.h"
 #include "core/objiface.h"
 #include "proxy/promises.h"
+#include "proxy/callbacks.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -70,6 +71,10 @@ static void call_end(gg_server *srv, gg_call *call)
 void gg_dispatch_on_deadline(void *lp, gg_call *call)
 {
     gg_server *srv = gg_server_of(lp);
+    if (call->callback) {
+        gg_cb_on_deadline(srv, call);
+        return;
+    }
     gg_log(&srv->lp.log, GG_LOG_INFO, "deadline_exceeded", "service=%s msgid=%u",
            call->svc->name, call->client_id);
     gg_call_fail(srv, call, GG_ERR_DEADLINE_EXCEEDED, "deadline of %.3f s exceeded",
@@ -253,6 +258,10 @@ void gg_call_fail(gg_server *srv, gg_call *call, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (call->callback) { /* a request of the gateway's own to a client */
+        gg_cb_fail(srv, call, code, msg);
+        return;
+    }
     if (call->svc->has_response && code != GG_ERR_SHUTTING_DOWN) {
         gg_verdict v;
         gg_policy_response(srv, call, 2, code, NULL, 0, &v);
@@ -285,7 +294,7 @@ static void attempt(gg_server *srv, gg_call *call, const gg_method *m, const cha
     } else if (call->attempt == 1) { /* no policies: every call passes them */
         call->mstats = gg_metrics_method(svc->stats, rest, rest_len);
     }
-    if (svc->keeps_request && !call->retry) {
+    if (svc->keeps_request && !call->retry && !call->client_objs) {
         gg_retry *r = calloc(1, sizeof *r + mlen + plen);
         if (r) {
             r->call = call;
@@ -308,6 +317,8 @@ static void attempt(gg_server *srv, gg_call *call, const gg_method *m, const cha
         gg_call_fail(srv, call, rc, "no endpoint registered for service '%s'", svc->name);
     else if (rc == GG_ERR_UPSTREAM_UNAVAILABLE)
         gg_call_fail(srv, call, rc, "no upstream of service '%s' is reachable", svc->name);
+    else if (rc == GG_ERR_BAD_REQUEST) /* only the rewrite of a client's objects says so */
+        gg_call_fail(srv, call, rc, "malformed object reference in the params");
     else
         gg_call_fail(srv, call, rc, "upstream of service '%s' is overloaded", svc->name);
 }
@@ -318,25 +329,48 @@ int gg_method_refused(const gg_service *svc, int flaw)
     return flaw == GG_NAME_PRIVATE ? GG_ERR_FORBIDDEN : GG_ERR_BAD_REQUEST;
 }
 
+/* The client passes n objects of its own: refused when they may not fit under
+ * limits.max_refs_per_client with what it holds already (each counted as new: the check is
+ * made before the upstream connection that records them is chosen). */
+static int own_objects_fit(gg_server *srv, gg_client *c, uint32_t n)
+{
+    uint64_t held = (c->objs ? c->objs->len : 0) + (c->own ? c->own->len : 0);
+    return held + n <= srv->cfg->limits.max_refs_per_client;
+}
+
 /* For a service with objects = true: a reference in a plain call's params would reach the
  * upstream as its own id on whichever pooled connection the call takes, so one client could
- * name what another holds. Until such arguments are routed, they are refused. */
+ * name what another holds: refused. The client's own functions and objects (OBJECT) are
+ * routed: *own is set, and the upstream connection that takes the call rewrites them
+ * (callbacks.c); a notification has no connection of its own to give them to (own NULL). */
 static const char *refs_refused(gg_server *srv, const gg_service *svc, const char *params,
-                                size_t params_len)
+                                size_t params_len, uint8_t *own)
 {
     gg_obj_seen seen;
     if (!svc->conf->objects) return NULL;
     if (!gg_obj_scan(params, params_len, &srv->obj_ext, &seen) && !seen.bad) return NULL;
-    return "object references and functions in a call's params are not supported through the "
-           "gateway (only in $call arguments, to the object's own upstream)";
+    if (own && !seen.yours && !seen.promises && !seen.bad) {
+        *own = (uint8_t)(seen.objects > 255 ? 255 : seen.objects);
+        return NULL;
+    }
+    if (!own && !seen.yours && !seen.promises && !seen.bad)
+        return "functions and objects cannot be passed in a notification through the gateway";
+    return "object references in a call's params are not supported through the gateway (only "
+           "in $call arguments, to the object's own upstream)";
 }
 
 void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id,
                          const gg_method *m, const char *params, size_t params_len)
 {
-    const char *refused = refs_refused(srv, svc, params, params_len);
+    uint8_t own = 0;
+    const char *refused = refs_refused(srv, svc, params, params_len, &own);
     if (refused) {
         c->proto->error(c, id, GG_ERR_NOT_SUPPORTED, -1, refused);
+        return;
+    }
+    if (own && !own_objects_fit(srv, c, own)) {
+        c->proto->error(c, id, GG_ERR_OVERLOADED, -1,
+                        "the connection holds limits.max_refs_per_client references already");
         return;
     }
     gg_call *call = gg_call_new(&srv->lp.calls);
@@ -352,6 +386,8 @@ void gg_dispatch_request(gg_server *srv, gg_client *c, gg_service *svc, uint32_t
     call->client_id = id;
     call->svc = svc;
     call->attempt = 1;
+    call->client_objs = own;
+    if (c->cbs.n) call->depth = gg_cb_depth(c); /* made from inside a callback, maybe */
     call->t0 = uv_hrtime();
     call->mstats = &svc->stats->other; /* its own row once it has passed the policies */
     svc->stats->inflight++;
@@ -395,14 +431,21 @@ typedef struct obj_in {
     const gg_obj_ext *ext;
     const char *why; /* set when the rewrite refuses */
     int code;
+    gg_cb_out cb; /* the client's own objects, given to the upstream connection (callbacks.c) */
 } obj_in;
 
-/* gg_obj_map_fn for a client's params: YOURS C -> YOURS U of the same upstream connection. */
+/* gg_obj_map_fn for a client's params: YOURS C -> YOURS U of the same upstream connection;
+ * the client's own OBJECT -> an id of that connection (callbacks.c). */
 static int map_client_ref(void *ud, int kind, const char *payload, size_t plen, gg_buf *out)
 {
     obj_in *in = ud;
     uint64_t cid;
     int err;
+    if (kind == 0 && in->cb.port) {
+        int rc = gg_cb_map_object(&in->cb, payload, plen, out);
+        if (rc == -3) in->code = in->cb.code, in->why = in->cb.why;
+        return rc;
+    }
     if (kind != 1) {
         in->code = GG_ERR_NOT_SUPPORTED;
         in->why = kind == 0 ? "passing functions or objects through the gateway is not supported"
@@ -482,8 +525,10 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
         return;
     }
     if (!is_get && !gg_objiface_has(u->iface, name, name_len)) { /* as the owner recorded it */
-        gg_reply_error(&c->st, id, GG_ERR_NO_SUCH_SERVICE, "the object has no method '%.*s'",
-                       (int)(name_len > 64 ? 64 : name_len), name);
+        char msg[100];
+        snprintf(msg, sizeof msg, "the object has no method '%.*s'",
+                 (int)(name_len > 64 ? 64 : name_len), name);
+        gg_reply_error_typed(&c->st, id, GG_ERR_NO_SUCH_SERVICE, "no_such_method", -1, msg);
         return;
     }
     if (!is_get && keep_flag(n, name + name_len, params_len - (size_t)(name + name_len - params))) {
@@ -499,6 +544,7 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
     call->client_id = id;
     call->svc = svc;
     call->attempt = 1;
+    if (c->cbs.n) call->depth = gg_cb_depth(c); /* made from inside a callback, maybe */
     call->t0 = uv_hrtime();
     call->mstats = &svc->stats->other;
     svc->stats->inflight++;
@@ -518,12 +564,15 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
         call->mstats = gg_metrics_method(svc->stats, name, name_len);
     }
     /* Every reference in the params is rewritten to the upstream's own id. */
-    gg_buf out = {0};
-    obj_in in = {c->objs, u->tab, ext, NULL, 0};
+    gg_buf out = {0}, given = {0};
+    obj_in in = {c->objs, u->tab, ext, NULL, 0, {srv, c, NULL, 0, NULL, &given}};
+    if (ops->cb_port) in.cb.port = ops->cb_port(u->tab->conn);
     int rc = gg_obj_rewrite(params, params_len, ext, map_client_ref, &in, &out);
     if (rc == 0) rc = ops->send_to(u->tab->conn, call, method, method_len, out.data, out.len);
     else if (in.why) rc = in.code;
     else rc = rc == GG_OBJ_RW_NOMEM ? GG_ERR_OVERLOADED : GG_ERR_BAD_REQUEST;
+    if (rc && in.cb.port) gg_cb_undo(&in.cb); /* not sent: the client's objects go back */
+    else gg_cb_done(&in.cb);
     gg_buf_release(&out, NULL);
     if (rc == 0) return;
     call->sent = 0;
@@ -1011,7 +1060,7 @@ void gg_dispatch_notify(gg_server *srv, gg_client *c, gg_service *svc, const gg_
     const char *rest = gg_method_rest(m);
     uint32_t rest_len = gg_method_rest_len(m);
     int endpoint = 0;
-    const char *refused = refs_refused(srv, svc, params, params_len);
+    const char *refused = refs_refused(srv, svc, params, params_len, NULL);
     if (refused) {
         gg_dispatch_notify_dropped(srv, svc, method, method_len, GG_ERR_NOT_SUPPORTED, refused);
         return;

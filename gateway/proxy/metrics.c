@@ -330,17 +330,21 @@ static void render_upstreams(out *o, gg_server *srv)
     }
     emit(o, "# HELP ghostgate_object_refs Live remote-object references of a service with "
             "objects = true: side=\"upstream\" objects its upstreams exported that the gateway "
-            "holds, side=\"client\" references clients hold to them.\n"
+            "holds, side=\"client\" references clients hold to them, side=\"client_owned\" "
+            "functions and objects clients passed that its upstreams hold.\n"
             "# TYPE ghostgate_object_refs gauge\n");
     for (int i = 0; i < gen->nservices; i++) {
         gg_service *svc = &gen->services[i];
         if (!svc->conf->objects || !svc->ops->obj_counts) continue;
-        uint64_t up = 0, cl = 0;
+        uint64_t up = 0, cl = 0, owned = 0;
         svc->ops->obj_counts(svc, &up, &cl);
+        if (svc->ops->cb_counts) svc->ops->cb_counts(svc, &owned);
         label(svc->name, sv, sizeof sv);
         emit(o, "ghostgate_object_refs{service=\"%s\",side=\"upstream\"} %llu\n"
-                "ghostgate_object_refs{service=\"%s\",side=\"client\"} %llu\n",
-             sv, (unsigned long long)up, sv, (unsigned long long)cl);
+                "ghostgate_object_refs{service=\"%s\",side=\"client\"} %llu\n"
+                "ghostgate_object_refs{service=\"%s\",side=\"client_owned\"} %llu\n",
+             sv, (unsigned long long)up, sv, (unsigned long long)cl, sv,
+             (unsigned long long)owned);
     }
     emit(o, "# HELP ghostgate_upstream_pool_size Pooled connections configured per endpoint.\n"
             "# TYPE ghostgate_upstream_pool_size gauge\n");

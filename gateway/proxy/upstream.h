@@ -71,6 +71,10 @@ typedef struct gg_upstream_ops {
     /* Send the releases queued on the connection's table as one $release notification (at
      * the end of a loop turn: gg_server's dirty tables). */
     void (*send_releases)(void *conn);
+    /* Callbacks (proxy/callbacks.h): the gg_cb_port of an objects table's connection. */
+    struct gg_cb_port *(*cb_port)(void *conn);
+    /* /metrics: add the client objects the service's connections hold (callbacks). */
+    void (*cb_counts)(const struct gg_service *svc, uint64_t *held);
     /* /metrics: add the service's live remote-object references, upstream side (objects its
      * connections exported that the gateway holds) and client side (references clients
      * hold to them). NULL: none. */

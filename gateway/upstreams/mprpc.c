@@ -10,6 +10,7 @@
 #include "core/objtable.h"
 #include "core/objiface.h"
 #include "proxy/promises.h"
+#include "proxy/callbacks.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@ typedef struct gg_uconn {
     uv_timer_t retry;
     gg_objtab *objs; /* what the upstream exported on this connection; NULL until the first */
     gg_kept_list kept; /* clients' kept calls whose answers it keeps (promise pipelining) */
+    gg_cb_port cb;   /* client objects given to it, callbacks it asked for (callbacks.h) */
 } gg_uconn;
 
 /* A connection is preferred while it carries fewer calls than this, so that light load is
@@ -102,6 +104,7 @@ static void mprpc_owe(gg_call_list *carrier, gg_call *call)
 typedef struct obj_out {
     gg_uconn *uc;
     gg_objtab *cl; /* NULL: the client is gone, the references are released at once */
+    gg_client *c;  /* the client (a YOURS it passed, handed back, becomes its own id) */
     const gg_obj_ext *ext;
     int code;
     const char *why;
@@ -118,11 +121,15 @@ static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen
     uint64_t uid;
     size_t il;
     if (o->seen++ < o->skip) return 0;
+    if (kind == 1 && !o->cl) return gg_buf_append(out, NULL, "\xc0", 1); /* nobody to read it */
+    if (kind == 1) {
+        int rc = gg_cb_map_yours(&o->uc->cb, o->c, payload, plen, out, &o->why);
+        if (rc == -3) o->code = GG_ERR_UPSTREAM_UNAVAILABLE;
+        return rc;
+    }
     if (kind != 0) {
         o->code = GG_ERR_NOT_SUPPORTED;
-        o->why = kind == 1 ? "the upstream handed back a reference: callbacks through the "
-                             "gateway are not supported"
-                           : "the upstream sent a promise";
+        o->why = "the upstream sent a promise";
         return -3;
     }
     if (plen < 2 || p[0] != 0x92 || !(il = gg_obj_get_uint(p + 1, plen - 1, &uid)) ||
@@ -174,6 +181,43 @@ static int map_upstream_ref(void *ud, int kind, const char *payload, size_t plen
     return 0;
 }
 
+/* Rewrite bytes of the upstream's for client c (NULL: gone) into out. On refusal what was
+ * given to the client is taken back, and the references after the failing one are still
+ * counted, so that the upstream gets every one released. o->given (the client ids given) is
+ * the caller's to release. */
+static int rewrite_for_client(gg_uconn *uc, gg_client *c, const char *body, size_t len,
+                              gg_buf *out, obj_out *o)
+{
+    gg_server *srv = srv_of(uc);
+    *o = (obj_out){uc, c ? gg_client_objs(c) : NULL, c, &srv->obj_ext, 0, NULL, {0}, 0, 0};
+    int rc = gg_obj_rewrite(body, len, &srv->obj_ext, map_upstream_ref, o, out);
+    if (rc) {
+        const uint64_t *given = (const uint64_t *)o->given.data;
+        for (size_t i = 0; i < o->given.len / sizeof *given; i++)
+            gg_objtab_release(o->cl, given[i], 1);
+        o->given.len = 0;
+        o->cl = NULL;
+        o->skip = o->seen;
+        o->seen = 0;
+        gg_buf scratch = {0};
+        gg_obj_rewrite(body, len, &srv->obj_ext, map_upstream_ref, o, &scratch);
+        gg_buf_release(&scratch, NULL);
+    }
+    return rc;
+}
+
+/* gg_cb_rewrite_fn: a callback's params toward the client that owns its target. */
+static int callback_params(void *ud, gg_client *c, const char *params, size_t len, gg_buf *out,
+                           gg_buf *given, const char **why)
+{
+    obj_out o;
+    int rc = rewrite_for_client(ud, c, params, len, out, &o);
+    *given = o.given;
+    if (!rc) return 0;
+    *why = o.why ? o.why : "malformed object reference in the params";
+    return o.why ? o.code : rc == GG_OBJ_RW_NOMEM ? GG_ERR_OVERLOADED : GG_ERR_BAD_REQUEST;
+}
+
 /* An answer of a service with objects = true: only one carrying references is copied, with
  * each rewritten to the id this client gets (objtable.h). */
 static void answer_with_objects(gg_uconn *uc, gg_call *call, const char *body, size_t len)
@@ -184,23 +228,9 @@ static void answer_with_objects(gg_uconn *uc, gg_call *call, const char *body, s
         gg_call_answer(srv, call, body, len);
         return;
     }
-    gg_client *c = gg_call_client(call);
-    obj_out o = {uc, c ? gg_client_objs(c) : NULL, &srv->obj_ext, 0, NULL, {0}, 0, 0};
+    obj_out o;
     gg_buf out = {0};
-    int rc = gg_obj_rewrite(body, len, &srv->obj_ext, map_upstream_ref, &o, &out);
-    if (rc) {
-        /* Refused: what was given to the client is taken back, and the references after the
-         * failing one are still counted, so that the upstream gets every one released. */
-        const uint64_t *given = (const uint64_t *)o.given.data;
-        for (size_t i = 0; i < o.given.len / sizeof *given; i++)
-            gg_objtab_release(o.cl, given[i], 1);
-        o.cl = NULL;
-        o.skip = o.seen;
-        o.seen = 0;
-        gg_buf scratch = {0};
-        gg_obj_rewrite(body, len, &srv->obj_ext, map_upstream_ref, &o, &scratch);
-        gg_buf_release(&scratch, NULL);
-    }
+    int rc = rewrite_for_client(uc, gg_call_client(call), body, len, &out, &o);
     gg_buf_release(&o.given, NULL);
     if (rc == 0) {
         gg_call_answer(srv, call, out.data, out.len);
@@ -212,6 +242,30 @@ static void answer_with_objects(gg_uconn *uc, gg_call *call, const char *body, s
                      o.why ? o.why : "the upstream sent a malformed object reference");
     }
     gg_buf_release(&out, NULL);
+}
+
+/* A `$` request or notification of an upstream of a service with objects = true: calls on
+ * the client objects it was given, releases of them (callbacks.c). */
+static void upstream_object_message(gg_uconn *uc, const char *msg, const gg_msg *m)
+{
+    gg_server *srv = srv_of(uc);
+    const char *method = msg + m->method_off;
+    const char *params = msg + m->body_off;
+    size_t plen = m->size - m->body_off;
+    if (m->type == GG_REQUEST) {
+        gg_cb_request(srv, &uc->cb, uc->ep->svc, m->msgid, method, m->method_len, params, plen,
+                      callback_params, uc);
+        return;
+    }
+    uint32_t bad = 0;
+    if (m->method_len == 8 && memcmp(method, "$release", 8) == 0)
+        bad = gg_cb_release(&uc->cb, params, plen);
+    else if (!(m->method_len == 7 && memcmp(method, "$finish", 7) == 0))
+        bad = 1;
+    if (bad)
+        gg_log(&srv->lp.log, GG_LOG_WARN, "upstream_release_refused",
+               "service=%s upstream=%s method=\"%.*s\" refused=%u", uc->ep->svc->name,
+               uc->ep->addr->text, (int)(m->method_len > 64 ? 64 : m->method_len), method, bad);
 }
 
 static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
@@ -240,6 +294,11 @@ static void on_message(gg_stream *s, const char *msg, const gg_msg *m)
             return;
         }
         gg_call_answer(srv, call, msg + m->body_off, m->size - m->body_off);
+        return;
+    }
+    const char *method = msg + m->method_off;
+    if (uc->ep->svc->conf->objects && m->method_len && method[0] == '$') {
+        upstream_object_message(uc, msg, m);
         return;
     }
     if (m->type == GG_NOTIFY) {
@@ -300,6 +359,7 @@ static void on_closed(gg_stream *s)
     fail_calls(uc, "closed the connection");
     release_owed(uc); /* no answer can come any more */
     gg_kept_conn_closed(&uc->kept); /* nor any kept one */
+    gg_cb_port_closed(srv, &uc->cb);
     if (uc->objs) { /* every reference into it answers 410 from now on */
         gg_server_obj_forget(uc->objs);
         gg_objtab_free(uc->objs);
@@ -462,6 +522,8 @@ static int new_endpoints(gg_service *svc)
             uc->ep = ep;
             uc->index = k;
             uc->st.loop = &srv->lp;
+            uc->cb.st = &uc->st;
+            uc->cb.up_objs = &uc->objs;
             uv_timer_init(srv->lp.uv, &uc->retry);
             uc->retry.data = uc;
             uconn_connect(uc);
@@ -781,6 +843,42 @@ static gg_uconn *pick(gg_service *svc, int endpoint, int *connected)
     return waiting;
 }
 
+/* gg_obj_map_fn for a plain call's params: only the client's own objects (dispatch.c
+ * refused every other reference). */
+static int map_client_objects(void *ud, int kind, const char *payload, size_t plen, gg_buf *out)
+{
+    gg_cb_out *o = ud;
+    if (kind != 0) return GG_OBJ_RW_BAD;
+    return gg_cb_map_object(o, payload, plen, out);
+}
+
+/* A call whose params carry the client's own functions or objects: they are given to the
+ * connection uc (callbacks.c) and the call is written with the ids it gets. */
+static int send_with_client_objects(gg_uconn *uc, gg_call *call, const char *method,
+                                    uint32_t method_len, const char *body, size_t body_len)
+{
+    gg_server *srv = srv_of(uc);
+    gg_client *c = gg_call_client(call);
+    if (!c) return GG_ERR_UPSTREAM_UNAVAILABLE; /* nobody to call back */
+    gg_buf out = {0}, given = {0};
+    gg_cb_out o = {srv, c, &uc->cb, 0, NULL, &given};
+    int rc = gg_obj_rewrite(body, body_len, &srv->obj_ext, map_client_objects, &o, &out);
+    char *p = NULL;
+    if (rc == 0 && gg_stream_pending(&uc->st) + out.len <= srv->cfg->limits.max_write_buffer)
+        p = gg_stream_reserve(&uc->st, 16 + method_len + out.len);
+    if (!p) {
+        gg_cb_undo(&o);
+        gg_buf_release(&out, NULL);
+        return rc == -3 ? o.code : GG_ERR_OVERLOADED;
+    }
+    gg_cb_done(&o);
+    size_t n = gg_put_request_hdr(p, call->id, method, method_len);
+    memcpy(p + n, out.data, out.len);
+    gg_stream_commit(&uc->st, n + out.len);
+    gg_buf_release(&out, NULL);
+    return 0;
+}
+
 /* gg_upstream_ops.send */
 static int mprpc_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
                       uint32_t method_len, const char *body, size_t body_len)
@@ -789,6 +887,14 @@ static int mprpc_send(gg_service *svc, gg_call *call, int endpoint, const char *
     gg_uconn *uc = pick(svc, endpoint, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
     gg_server *srv = svc->srv;
+    if (call->client_objs) {
+        int rc = send_with_client_objects(uc, call, method, method_len, body, body_len);
+        if (rc) return rc;
+        call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
+        call->sent = (uint8_t)connected;
+        gg_call_link_carrier(&uc->calls, call);
+        return 0;
+    }
     if (gg_stream_pending(&uc->st) + body_len > srv->cfg->limits.max_write_buffer)
         return GG_ERR_OVERLOADED;
     char *p = gg_stream_reserve(&uc->st, 16 + method_len + body_len);
@@ -921,6 +1027,21 @@ static void mprpc_obj_counts(const gg_service *svc, uint64_t *upstream, uint64_t
     }
 }
 
+/* gg_upstream_ops.cb_port */
+static gg_cb_port *mprpc_cb_port(void *conn)
+{
+    return &((gg_uconn *)conn)->cb;
+}
+
+/* gg_upstream_ops.cb_counts */
+static void mprpc_cb_counts(const gg_service *svc, uint64_t *held)
+{
+    for (int e = 0; e < svc->neps; e++) {
+        const gg_uconn *conns = svc->eps[e].conns;
+        for (int k = 0; k < svc->eps[e].nconns; k++) gg_cb_counts(&conns[k].cb, held);
+    }
+}
+
 /* gg_upstream_ops.describe: not ready while no endpoint has a connection up. */
 static void mprpc_describe(const gg_service *svc, gg_upstream_info *out)
 {
@@ -953,5 +1074,7 @@ const gg_upstream_ops gg_mprpc_ops = {
     .send_releases = mprpc_send_releases,
     .obj_counts = mprpc_obj_counts,
     .set_endpoints = mprpc_set_endpoints,
+    .cb_port = mprpc_cb_port,
+    .cb_counts = mprpc_cb_counts,
     .describe = mprpc_describe,
 };

@@ -274,6 +274,8 @@ _M.schema = {
                 max_inflight_per_client = { type = "integer", default = 1024, min = 1, max = 1000000 },
                 max_refs_per_client = { type = "integer", default = 10000, min = 1, max = 10000000 },
                 max_kept_per_client = { type = "integer", default = 1000, min = 1, max = 1000000 },
+                max_callback_depth = { type = "integer", default = 64, min = 1, max = 65535 },
+                max_callbacks_in_flight = { type = "integer", default = 256, min = 1, max = 1000000 },
                 max_clients = { type = "integer", default = 10000, min = 1, max = 1000000 },
                 max_calls = { type = "integer", default = 1000000, min = 16, max = 1048576,
                               description = "calls in flight in the whole gateway" },

@@ -60,6 +60,9 @@ end
 local function worker_main(job, a, b, c, d, e, f, g)
     while true do
         job(a, b, c, d, e, f, g)
+        -- An idle worker holds nothing of its last job: a function passed by reference that
+        -- a task captured is released once the task ends, not when the worker is reused.
+        job, a, b, c, d, e, f, g = nil, nil, nil, nil, nil, nil, nil, nil -- luacheck: ignore 311
         job, a, b, c, d, e, f, g = co_yield(IDLE)
     end
 end

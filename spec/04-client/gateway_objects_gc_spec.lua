@@ -382,7 +382,7 @@ describe("ghost-upstream's counters: a C peer's objects through the gateway (the
         assert.equal(2, call_ref(c, id, "inc").result)
         assert.equal(2, call_ref(c, id, "get").result)
         r = call_ref(c, id, "dec")
-        assert.same({ 404, "no_such_method", "no such method 'dec'" },
+        assert.same({ 404, "no_such_method", "the object has no method 'dec'" }, -- the gateway checks
             { r.error.code, r.error.type, r.error.message })
         assert(c:notify("$release", { { { id, 1 } } }))
         assert(h.retry(function() return assert(h.upstream_stats(up)).objects == 0 end))

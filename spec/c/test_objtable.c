@@ -6,6 +6,7 @@
 #include "unit.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static void test_ids_are_scoped_and_unguessable(void)
 {
@@ -120,6 +121,50 @@ static void test_limits(void)
     gg_objtab_free(&up);
 }
 
+/* A client's exports and the references it holds share one limit (shares_limit); an owner
+ * table keeps the first interface it was given and frees it with the entry (ASan: no leak,
+ * no double free). */
+static void test_shared_limit_and_interfaces(void)
+{
+    gg_objtab own, held, up, cl;
+    int err = 0;
+    gg_objtab_init(&own, GG_OBJ_UPSTREAM, 3);
+    gg_objtab_init(&cl, GG_OBJ_CLIENT, 3);
+    gg_objtab_init(&up, GG_OBJ_UPSTREAM, 100);
+    gg_objtab_init(&held, GG_OBJ_CLIENT, 100);
+    own.shares_limit = &cl;
+    cl.shares_limit = &own;
+    gg_objent *u = gg_objtab_import(&up, 1, NULL, &err);
+    UNIT_CHECK(gg_objtab_give(&cl, u) > 0);
+    gg_objent *e1 = gg_objtab_import(&own, 7, strdup("first"), &err);
+    gg_objent *e2 = gg_objtab_import(&own, 8, NULL, &err);
+    if (!UNIT_CHECK(e1 && e2)) return;
+    UNIT_CHECK(gg_objtab_import(&own, 7, strdup("second"), &err) == e1); /* re-export: counted */
+    UNIT_EQ_INT((int)e1->count, 2);
+    UNIT_CHECK(strcmp(e1->iface, "first") == 0);
+    UNIT_CHECK(gg_objtab_import(&own, 9, strdup("x"), &err) == NULL); /* 1 held + 2 exported */
+    UNIT_EQ_INT(err, GG_OBJ_ELIMIT);
+    gg_objent *u2 = gg_objtab_import(&up, 2, NULL, &err);
+    UNIT_EQ_INT(gg_objtab_give(&cl, u2), GG_OBJ_ELIMIT);
+    gg_objtab_unused(u2);
+    /* given to an upstream connection, released by it: the whole count goes back */
+    int64_t g = gg_objtab_give(&held, e1);
+    UNIT_CHECK(g > 0 && g != 7);
+    UNIT_EQ_INT(gg_objtab_release(&held, (uint64_t)g, 1), 0);
+    gg_objrel rel[4];
+    UNIT_EQ_INT((int)gg_objtab_take(&own, rel, 4), 1);
+    UNIT_CHECK(rel[0].id == 7 && rel[0].count == 2);
+    /* the owner goes while an upstream still holds its object: resolving says gone */
+    int64_t g2 = gg_objtab_give(&held, e2);
+    gg_objtab_free(&own);
+    UNIT_CHECK(gg_objtab_resolve(&held, (uint64_t)g2, &err) == NULL);
+    UNIT_EQ_INT(err, GG_OBJ_EGONE);
+    cl.shares_limit = NULL;
+    gg_objtab_free(&held);
+    gg_objtab_free(&cl);
+    gg_objtab_free(&up);
+}
+
 /* 100,000 references created and dropped: the tables return to empty (ASan: no leak). */
 static void test_churn(void)
 {
@@ -185,6 +230,7 @@ int main(void)
     UNIT_RUN(test_client_gone_releases_everything);
     UNIT_RUN(test_upstream_gone);
     UNIT_RUN(test_limits);
+    UNIT_RUN(test_shared_limit_and_interfaces);
     UNIT_RUN(test_churn);
     UNIT_RUN(test_scan);
     return unit_summary();
