@@ -75,7 +75,8 @@ return {
                     else
                         failed = failed + 1
                         errors[#errors + 1] = h.serialize({ client = ci, id = id, want = want,
-                            error = r.error, result = r.result, reloads = #e2e.lines(gw, " reloaded ") })
+                            error = r.error, result = r.result, reloads = #e2e.lines(gw, " reloaded "),
+                            bytes = h.mp.hex(r.raw) })
                     end
                     if running then send(c) end
                 end
