@@ -7,6 +7,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The pool recycles chunks behind malloc's back, so AddressSanitizer cannot see a buffer used
+ * after it went back: another connection's bytes would be read or overwritten in silence. In a
+ * sanitizer build a spare chunk is poisoned while it waits in the pool, and a chunk given back
+ * twice (two owners) stops the process. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POOL_POISON(c, n)   ASAN_POISON_MEMORY_REGION((c), (n))
+#define POOL_UNPOISON(c, n) ASAN_UNPOISON_MEMORY_REGION((c), (n))
+static void pool_check_once(const gg_bufpool *p, const char *c)
+{
+    for (size_t i = 0; i < p->nfree; i++)
+        if (p->free[i] == c) {
+            fprintf(stderr, "gg_bufpool: chunk %p given back twice\n", (const void *)c);
+            abort();
+        }
+}
+#else
+#define POOL_POISON(c, n)   ((void)(c), (void)(n))
+#define POOL_UNPOISON(c, n) ((void)(c), (void)(n))
+#define pool_check_once(p, c) ((void)(p), (void)(c))
+#endif
+
 int gg_bufpool_init(gg_bufpool *p, size_t chunk, size_t max_free)
 {
     p->chunk = chunk;
@@ -18,21 +40,30 @@ int gg_bufpool_init(gg_bufpool *p, size_t chunk, size_t max_free)
 
 void gg_bufpool_free(gg_bufpool *p)
 {
-    while (p->nfree) free(p->free[--p->nfree]);
+    while (p->nfree) {
+        char *c = p->free[--p->nfree];
+        POOL_UNPOISON(c, p->chunk);
+        free(c);
+    }
     free(p->free);
     p->free = NULL;
 }
 
 static char *pool_get(gg_bufpool *p)
 {
-    return p->nfree ? p->free[--p->nfree] : malloc(p->chunk);
+    if (!p->nfree) return malloc(p->chunk);
+    char *c = p->free[--p->nfree];
+    POOL_UNPOISON(c, p->chunk);
+    return c;
 }
 
 static void pool_put(gg_bufpool *p, char *c)
 {
-    if (p->nfree < p->max_free)
+    pool_check_once(p, c);
+    if (p->nfree < p->max_free) {
+        POOL_POISON(c, p->chunk);
         p->free[p->nfree++] = c;
-    else
+    } else
         free(c);
 }
 

@@ -267,9 +267,12 @@ static void on_write(uv_write_t *req, int status)
         drained(s);
 }
 
+/* Also called directly (a write callback, a peer that connects) while s may be queued: s then
+ * stays queued, its flag set, until gg_stream_flush_all takes it off. Clearing the flag here
+ * would let the next commit queue s a second time, and that second link would cut off every
+ * stream queued before it: their output would wait for ever. */
 void gg_stream_flush(gg_stream *s)
 {
-    s->flags &= ~GG_ST_FLUSH_QUEUED;
     if ((s->flags & (GG_ST_WRITING | GG_ST_CLOSING)) || !(s->flags & GG_ST_READY)) return;
     gg_buf *src = &s->out; /* with TLS: the ciphertext sealed from it */
     if (s->tls && !(src = gg_tls_seal(s))) {
@@ -312,6 +315,7 @@ void gg_stream_flush_all(gg_loop *lp)
         gg_stream *s = lp->flush_head;
         lp->flush_head = s->flush_next;
         s->flush_next = NULL;
+        s->flags &= ~GG_ST_FLUSH_QUEUED;
         gg_stream_flush(s);
     }
 }

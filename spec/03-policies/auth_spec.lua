@@ -127,12 +127,15 @@ describe("auth (end to end)", function()
     it("stops a connection's calls when its token expires", function()
         local _, gw = setup()
         local c = assert(h.client(gw.addr))
-        local token = crypto.token(SECRET, "alice", math.floor(os.time()) + 1, "demo.*")
+        -- expiry is a whole second of the wall clock: the token gets 2 to 3 s of life, so that
+        -- a loaded machine has time to present it before it runs out (with +1 it could be
+        -- minted in the last moment of its only second)
+        local token = crypto.token(SECRET, "alice", math.floor(os.time()) + 3, "demo.*")
         assert.same({ identity = "alice" }, c:call("ghost.auth", { token }))
         local err = h.retry(function()
             local _, e = c:call("demo.echo", { 1 })
             return e
-        end, h.timeout(3), 0.05)
+        end, h.timeout(3) + 3, 0.05)
         assert(h.is_error(err, 401, "unauthenticated"))
         assert.equal("token expired: call ghost.auth(token) again", err.message)
         local _, again = c:call("demo.echo", { 1 })

@@ -68,6 +68,29 @@ static void test_pooled_buffer_unchanged(void)
     gg_bufpool_free(&p);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* Under ASan a chunk waiting in the pool is poisoned: a buffer used after it went back is
+ * reported instead of reading or writing whatever the chunk's next owner put there. */
+static void test_pool_poisons_spare_chunks(void)
+{
+    gg_bufpool p;
+    UNIT_EQ_INT(gg_bufpool_init(&p, 4096, 4), 0);
+    gg_buf b = {0};
+    UNIT_EQ_INT(gg_buf_reserve(&b, &p, 10), 0);
+    char *chunk = b.data;
+    UNIT_CHECK(!__asan_address_is_poisoned(chunk));
+    gg_buf_release(&b, &p);
+    UNIT_CHECK(__asan_address_is_poisoned(chunk));
+    UNIT_CHECK(__asan_address_is_poisoned(chunk + 4095));
+    UNIT_EQ_INT(gg_buf_reserve(&b, &p, 4096), 0); /* the same chunk, usable again */
+    UNIT_CHECK(b.data == chunk);
+    UNIT_CHECK(!__asan_address_is_poisoned(chunk + 4095));
+    gg_buf_release(&b, &p);
+    gg_bufpool_free(&p);
+}
+#endif
+
 static void test_head_bytes(void)
 {
     gg_buf b = {0};
@@ -104,6 +127,9 @@ int main(void)
     UNIT_RUN(test_heap_buffer_grows_and_frees);
     UNIT_RUN(test_printf_grows);
     UNIT_RUN(test_pooled_buffer_unchanged);
+#if defined(__SANITIZE_ADDRESS__)
+    UNIT_RUN(test_pool_poisons_spare_chunks);
+#endif
     UNIT_RUN(test_head_bytes);
     UNIT_RUN(test_head_refuses_smuggling);
     return unit_summary();

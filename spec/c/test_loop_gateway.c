@@ -30,11 +30,15 @@ struct gw {
     uv_connect_t creq;
     int connected;
     uint32_t held[64]; /* upstream msgids withheld */
+    uint64_t held_value[64]; /* and what each one answers (scenario 7) */
+    lk_peer *held_on[64];    /* on which upstream connection */
     int nheld;
+    char cfg_path[512]; /* kept on disk for reloads (scenario 7); "" when not */
+    int results_own;    /* answers whose result is the one their request asked for */
     int ok, errors, last_error; /* answers the client got */
     int err502, err504, err531;
     int results_ok;
-    uint32_t live_at_end, owed_at_end, gen_calls_at_end, clients_at_end;
+    uint32_t live_at_end, owed_at_end, gen_calls_at_end, clients_at_end, reloads_at_end;
     int stopped;
     int sent_next; /* scenario 2: the call after the loss is sent */
     uv_check_t watch; /* per-turn condition checks (events, not delays) */
@@ -132,9 +136,22 @@ static void on_watch(uv_check_t *h)
 
 /* --- Opening a scenario -------------------------------------------------------------------- */
 
+/* The config file: one service `t` on the test upstream with the service fields in svc. */
+static int write_config(gw *g, const char *path, const char *svc)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f,
+            "return { listen = \"tcp://127.0.0.1:0\", log_level = \"error\",\n"
+            "  services = { t = { upstream = \"%s\", %s } } }\n",
+            g->up_addr, svc);
+    return fclose(f);
+}
+
 /* A gateway with one service `t` (the service fields in svc) on the test upstream, and a client
- * connecting to it. Returns 0 or -1. */
-static int gw_open(gw *g, const char *svc)
+ * connecting to it. keep_config: the file stays (g->cfg_path) for gg_server_reload. Returns 0
+ * or -1. */
+static int gw_open_with(gw *g, const char *svc, int keep_config)
 {
     memset(g, 0, sizeof *g);
     if (lk_loop_open(&g->L, 1024 * 1024)) return -1;
@@ -152,28 +169,28 @@ static int gw_open(gw *g, const char *svc)
     snprintf(g->up_addr, sizeof g->up_addr, "tcp://127.0.0.1:%d",
              ntohs(((struct sockaddr_in *)&ss)->sin_port));
 
-    /* The config, from a file of the test's own. */
+    /* The config, from a file of the test's own (kept for reloads when keep_config). */
     char path[512];
     const char *tmp = getenv("TMPDIR");
     snprintf(path, sizeof path, "%s/gg-loop-gateway-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     int fd = mkstemp(path);
     if (fd < 0) return -1;
-    FILE *f = fdopen(fd, "w");
-    fprintf(f,
-            "return { listen = \"tcp://127.0.0.1:0\", log_level = \"error\",\n"
-            "  services = { t = { upstream = \"%s\", %s } } }\n",
-            g->up_addr, svc);
-    fclose(f);
+    close(fd);
+    if (write_config(g, path, svc)) return -1;
     char err[1024];
     gg_config *cfg = gg_config_load(path, err, sizeof err);
-    unlink(path);
+    if (keep_config)
+        snprintf(g->cfg_path, sizeof g->cfg_path, "%s", path);
+    else
+        unlink(path);
     if (!cfg) {
         fprintf(stderr, "config: %s\n", err);
         return -1;
     }
     /* No HTTP side (front NULL); the real upstream implementations. */
     gg_run_opts opts = {.log_level = -1, .ready_fd = -1, .worker = -1,
-                        .upstreams = gg_upstream_protocols};
+                        .upstreams = gg_upstream_protocols,
+                        .config_path = keep_config ? g->cfg_path : NULL};
     g->srv = gg_server_open(cfg, &opts, &g->L.uv);
     if (!g->srv) return -1;
     if (gg_server_start(g->srv, err, sizeof err)) {
@@ -196,6 +213,11 @@ static int gw_open(gw *g, const char *svc)
     return 0;
 }
 
+static int gw_open(gw *g, const char *svc)
+{
+    return gw_open_with(g, svc, 0);
+}
+
 /* Run to the end: the scenario calls stop(); every handle closes; the gateway is freed. */
 static int gw_run(gw *g)
 {
@@ -204,12 +226,14 @@ static int gw_run(gw *g)
     g->owed_at_end = g->srv->lp.calls.owed;
     g->gen_calls_at_end = g->srv->gen->calls;
     g->clients_at_end = g->srv->nclients;
+    g->reloads_at_end = g->srv->reloads;
     gg_server_close(g->srv);
     return rc;
 }
 
 static void check_end(gw *g)
 {
+    if (g->cfg_path[0]) unlink(g->cfg_path);
     UNIT_CHECK(g->stopped);
     UNIT_EQ_INT(g->live_at_end, 0);
     UNIT_EQ_INT(g->owed_at_end, 0);
@@ -450,6 +474,96 @@ static void test_shutdown_with_calls_in_flight(void)
     check_end(&g);
 }
 
+/* --- 7. Reloads with calls in flight: each answered once, with its own result -------------- */
+
+#define RELOAD_CALLS    200
+#define RELOAD_INFLIGHT 8
+
+/* Every reload changes the policies (a new guard and bucket: new pipelines for the next calls)
+ * and keeps the endpoints (the pools move to the new generation with the calls on them). */
+static void reload_config(gw *g, int i)
+{
+    char svc[512];
+    snprintf(svc, sizeof svc,
+             "deadline = 5, connections = 2, policies = {\n"
+             "  guard { allow = { \"m\", \"v%d\" } }, ratelimit { rate = %d },\n"
+             "  breaker { failures = 5 }, route {} }",
+             i, 100000 + i);
+    if (i == 0) return;
+    UNIT_EQ_INT(write_config(g, g->cfg_path, svc), 0);
+    UNIT_EQ_INT(gg_server_reload(g->srv), 0);
+}
+
+/* [0, msgid, "t.m", [value]]: the upstream answers value, so a crossed answer shows. */
+static void send_valued(gw *g, uint32_t msgid)
+{
+    char b[64];
+    size_t n = gg_put_request_hdr(b, msgid, "t.m", 3);
+    n += gg_put_array_hdr(b + n, 1);
+    n += gg_put_uint(b + n, (uint64_t)msgid * 7 + 3);
+    gg_stream_write(&g->cli.s, b, n);
+}
+
+static void send_first_calls(gw *g)
+{
+    for (uint32_t i = 0; i < RELOAD_INFLIGHT; i++) send_valued(g, i);
+    g->sent_next = RELOAD_INFLIGHT;
+}
+
+/* The upstream withholds every answer until the scenario releases them. */
+static void hold_valued(gw *g, lk_peer *p, const char *msg, const gg_msg *m)
+{
+    uint64_t v = 0;
+    gg_get_uint(msg + m->body_off + 1, m->size - m->body_off - 1, &v); /* params [v] */
+    if (g->nheld == 64) return;
+    g->held_on[g->nheld] = p;
+    g->held_value[g->nheld] = v;
+    g->held[g->nheld++] = m->msgid;
+}
+
+/* Once all the calls in flight are held upstream: reload, then let the upstream answer them
+ * (under the generation they started in), last held first. */
+static void reload_then_answer(gw *g)
+{
+    if (g->nheld < RELOAD_INFLIGHT && !(g->nheld && g->sent_next >= RELOAD_CALLS)) return;
+    reload_config(g, (int)g->srv->reloads + 1);
+    while (g->nheld) {
+        g->nheld--;
+        lk_send_response(&g->held_on[g->nheld]->s, g->held[g->nheld], g->held_value[g->nheld]);
+    }
+}
+
+static void next_valued(gw *g, const char *msg, const gg_msg *m)
+{
+    if (lk_error_code(msg, m) == 0 && lk_result_uint(msg, m) == (long long)m->msgid * 7 + 3)
+        g->results_own++;
+    if (g->sent_next < RELOAD_CALLS) send_valued(g, (uint32_t)g->sent_next++);
+    if (g->cli.messages == RELOAD_CALLS) stop(g);
+}
+
+static void test_reloads_with_calls_in_flight(void)
+{
+    gw g;
+    if (!UNIT_EQ_INT(gw_open_with(&g, "deadline = 5, connections = 2, policies = {\n"
+                                      "  guard { allow = { \"m\", \"v0\" } }, ratelimit { rate = 100000 },\n"
+                                      "  breaker { failures = 5 }, route {} }",
+                                  1),
+                     0))
+        return;
+    g.on_connected = send_first_calls;
+    g.on_up_message = hold_valued;
+    g.on_turn = reload_then_answer;
+    g.on_answer = next_valued;
+    UNIT_EQ_INT(gw_run(&g), 0);
+    UNIT_EQ_INT(g.cli.messages, RELOAD_CALLS);
+    UNIT_CHECK(lk_answers_each(&g.cli.seen, 0, RELOAD_CALLS, 1));
+    UNIT_EQ_INT(g.errors, 0);
+    UNIT_EQ_INT(g.results_own, RELOAD_CALLS);
+    UNIT_EQ_INT(g.reloads_at_end, RELOAD_CALLS / RELOAD_INFLIGHT);
+    UNIT_EQ_INT(g.accepts, 2); /* the pools moved: no reconnect across the reloads */
+    check_end(&g);
+}
+
 int main(void)
 {
     UNIT_RUN(test_pipelined_round_trips);
@@ -458,5 +572,6 @@ int main(void)
     UNIT_RUN(test_retry_after_loss);
     UNIT_RUN(test_client_close_with_calls_upstream);
     UNIT_RUN(test_shutdown_with_calls_in_flight);
+    UNIT_RUN(test_reloads_with_calls_in_flight);
     return unit_summary();
 }

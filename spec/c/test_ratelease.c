@@ -3,6 +3,7 @@
  * bucket (burst + rate x elapsed) and within 5% of it; the script cache lost (SCRIPT FLUSH) is
  * reloaded; with Redis gone, on_redis_error decides. */
 #include "core/ratelease.h"
+#include "redis_kit.h"
 #include "unit.h"
 
 #include <signal.h>
@@ -14,47 +15,6 @@ static uv_timer_t ticker;
 
 static void ticker_cb(uv_timer_t *t)
 {
-}
-
-typedef struct srv {
-    uv_process_t proc;
-    int exited;
-} srv;
-
-static void srv_exit_cb(uv_process_t *p, int64_t status, int sig)
-{
-    ((srv *)p->data)->exited = 1;
-    uv_close((uv_handle_t *)p, NULL);
-}
-
-static int free_port(void)
-{
-    uv_tcp_t t;
-    struct sockaddr_in sa;
-    struct sockaddr_storage got;
-    int len = sizeof got;
-    uv_tcp_init(loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_bind(&t, (struct sockaddr *)&sa, 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return ntohs(((struct sockaddr_in *)&got)->sin_port);
-}
-
-static int srv_start(srv *s, int port)
-{
-    char p[8];
-    snprintf(p, sizeof p, "%d", port);
-    char *args[] = {"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--loglevel", "warning", NULL};
-    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE},
-                                     {.flags = UV_INHERIT_FD, .data.fd = 2}};
-    uv_process_options_t o = {.file = "redis-server", .args = args, .exit_cb = srv_exit_cb,
-                              .stdio_count = 3, .stdio = stdio};
-    memset(s, 0, sizeof *s);
-    s->proc.data = s;
-    return uv_spawn(loop, &s->proc, &o);
 }
 
 static void run_ms(uint64_t ms)
@@ -94,9 +54,9 @@ static void flush_cb(gg_redis *r, redisReply *rep, const char *err, void *arg)
 
 static void test_two_instances_share_the_limit(void)
 {
-    int port = free_port();
-    srv s;
-    UNIT_EQ_INT(srv_start(&s, port), 0);
+    int port = rk_free_port(loop);
+    rk_server s;
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
     gg_redis *ra = connect_port(port), *rb = connect_port(port);
     if (!UNIT_CHECK(gg_redis_is_up(ra) && gg_redis_is_up(rb))) return;
     char err[128];
@@ -139,16 +99,15 @@ static void test_two_instances_share_the_limit(void)
     gg_lease_free(a);
     gg_lease_free(b);
     run_ms(10);
-    uv_process_kill(&s.proc, SIGTERM);
-    while (!s.exited) uv_run(loop, UV_RUN_ONCE);
+    rk_stop(loop, &s, SIGTERM);
 }
 
 /* Redis gone: a lease in hand is spent, then on_redis_error decides. */
 static void test_on_redis_error(void)
 {
-    int port = free_port();
-    srv s;
-    UNIT_EQ_INT(srv_start(&s, port), 0);
+    int port = rk_free_port(loop);
+    rk_server s;
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
     gg_redis *r = connect_port(port);
     char err[128];
     gg_lease_opts oc = {.rate = 1000, .burst = 200, .on_error = GG_LEASE_CLOSED};
@@ -160,7 +119,7 @@ static void test_on_redis_error(void)
     long n = 0;
     offer(c, o, 100, &n);
     offer(l, l, 100, &n);
-    uv_process_kill(&s.proc, SIGKILL);
+    uv_process_kill(&s.proc, SIGKILL); /* not waited for here: the leases must see Redis go */
     while (gg_redis_is_up(r)) uv_run(loop, UV_RUN_ONCE);
     /* Spend what is left of the leases, then count 1000 ms of offers at 4 per ms. */
     for (int i = 0; i < 1000; i++) gg_lease_take(c), gg_lease_take(o), gg_lease_take(l);
@@ -182,16 +141,16 @@ static void test_on_redis_error(void)
     gg_lease_free(o);
     gg_lease_free(l);
     run_ms(10);
-    while (!s.exited) uv_run(loop, UV_RUN_ONCE);
+    rk_wait(loop, &s.exited, 5000); /* it was killed above, when Redis had to go */
 }
 
 /* A burst that finds the lease empty while the next one is on its way sizes the lease after:
  * the recent rate (100 ms windows) has not seen it yet. */
 static void test_burst_grows_the_next_lease(void)
 {
-    int port = free_port();
-    srv s;
-    UNIT_EQ_INT(srv_start(&s, port), 0);
+    int port = rk_free_port(loop);
+    rk_server s;
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
     gg_redis *r = connect_port(port);
     char err[128];
     gg_lease_opts o = {.rate = 1e6, .burst = 1e6};
@@ -209,8 +168,7 @@ static void test_burst_grows_the_next_lease(void)
     gg_redis_close(r);
     gg_lease_free(l);
     run_ms(10);
-    uv_process_kill(&s.proc, SIGTERM);
-    while (!s.exited) uv_run(loop, UV_RUN_ONCE);
+    rk_stop(loop, &s, SIGTERM);
 }
 
 int main(void)

@@ -3,6 +3,7 @@
  * adapter never does), reconnect after a kill, AUTH + SELECT over TCP and a unix socket,
  * request timeouts, subscriptions that come back, and close with commands pending. */
 #include "core/redis.h"
+#include "redis_kit.h"
 #include "unit.h"
 
 #include <signal.h>
@@ -11,75 +12,11 @@
 
 static uv_loop_t *loop;
 
-/* --- redis-server processes --------------------------------------------------------------- */
-
-typedef struct srv {
-    uv_process_t proc;
-    int port;
-    int exited;
-} srv;
-
-static void srv_exit_cb(uv_process_t *p, int64_t status, int sig)
-{
-    ((srv *)p->data)->exited = 1;
-    uv_close((uv_handle_t *)p, NULL);
-}
-
-static int free_port(void)
-{
-    uv_tcp_t t;
-    struct sockaddr_in sa;
-    struct sockaddr_storage got;
-    int len = sizeof got;
-    uv_tcp_init(loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_bind(&t, (struct sockaddr *)&sa, 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return ntohs(((struct sockaddr_in *)&got)->sin_port);
-}
-
-/* Start redis-server on port with up to four extra arguments (NULL-terminated). Readiness is
- * the client's business: gg_redis reconnects until it answers. */
-static int srv_start(srv *s, int port, const char *a1, const char *a2, const char *a3,
-                     const char *a4)
-{
-    char p[8];
-    snprintf(p, sizeof p, "%d", port);
-    char *args[] = {"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--enable-debug-command", "local", "--loglevel",
-                    "warning", (char *)a1, (char *)a2, (char *)a3, (char *)a4, NULL};
-    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE}, {.flags = UV_IGNORE},
-                                     {.flags = UV_INHERIT_FD, .data.fd = 2}};
-    uv_process_options_t o = {.file = "redis-server", .args = args, .exit_cb = srv_exit_cb,
-                              .stdio_count = 3, .stdio = stdio};
-    memset(s, 0, sizeof *s);
-    s->port = port;
-    s->proc.data = s;
-    return uv_spawn(loop, &s->proc, &o);
-}
-
 /* Ticks while a test waits, so that uv_run(ONCE) returns and deadlines are checked. */
 static uv_timer_t ticker;
 
 static void ticker_cb(uv_timer_t *t)
 {
-}
-
-/* Run the loop until *flag is set or ms pass. Returns *flag. */
-static int wait_for(const int *flag, uint64_t ms)
-{
-    uint64_t end = uv_now(loop) + ms;
-    while (!*flag && uv_now(loop) < end) uv_run(loop, UV_RUN_ONCE);
-    return *flag;
-}
-
-static void srv_stop(srv *s, int sig)
-{
-    if (s->exited) return;
-    uv_process_kill(&s->proc, sig);
-    wait_for(&s->exited, 5000);
 }
 
 /* --- Recording callbacks ----------------------------------------------------------------- */
@@ -209,55 +146,55 @@ static void test_urls(void)
  * the same client comes up on its own once a server starts, survives a kill -9 and comes back. */
 static void test_refused_reconnect(void)
 {
-    int port = free_port();
+    int port = rk_free_port(loop);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     rec st = {0}, c = {0};
     gg_redis *r = connect_url(url, &st);
     if (!UNIT_CHECK(r)) return;
-    UNIT_CHECK(wait_for(&st.downs, 1000));
+    UNIT_CHECK(rk_wait(loop, &st.downs, 1000));
     UNIT_CHECK(strstr(st.why, "Connection refused") != NULL);
     UNIT_EQ_INT(gg_redis_command(r, reply_cb, &c, 1, (const char *[]){"PING"}, NULL),
                 GG_REDIS_EDOWN);
 
-    srv s;
-    UNIT_EQ_INT(srv_start(&s, port, NULL, NULL, NULL, NULL), 0);
-    UNIT_CHECK(wait_for(&st.up, 5000));
+    rk_server s;
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
+    UNIT_CHECK(rk_wait(loop, &st.up, 5000));
     UNIT_EQ_INT(st.downs, 1); /* one outage, reported once however many retries */
     UNIT_CHECK(cmd(r, &c, 3, (const char *[]){"SET", "k", "v"}));
     UNIT_CHECK(cmd(r, &c, 2, (const char *[]){"GET", "k"}));
     UNIT_EQ_STR(c.last, "v");
 
-    srv_stop(&s, SIGKILL);
-    UNIT_CHECK(wait_for(&st.downs, 2000) && st.downs == 2);
+    rk_stop(loop, &s, SIGKILL);
+    UNIT_CHECK(rk_wait(loop, &st.downs, 2000) && st.downs == 2);
     UNIT_EQ_INT(st.up, 0);
-    UNIT_EQ_INT(srv_start(&s, port, NULL, NULL, NULL, NULL), 0);
-    UNIT_CHECK(wait_for(&st.up, 5000));
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
+    UNIT_CHECK(rk_wait(loop, &st.up, 5000));
     UNIT_CHECK(cmd(r, &c, 2, (const char *[]){"GET", "k"}));
     UNIT_EQ_STR(c.last, ""); /* a new, empty server */
     UNIT_EQ_INT(gg_redis_stats_get(r)->connects, 2);
     close_and_drain(r);
-    srv_stop(&s, SIGTERM);
+    rk_stop(loop, &s, SIGTERM);
 }
 
 static void test_auth_db_unix(void)
 {
-    int port = free_port();
+    int port = rk_free_port(loop);
     char dir[] = "/tmp/gg-redis-XXXXXX", sock[64], url[160];
     if (!UNIT_CHECK(mkdtemp(dir))) return;
     snprintf(sock, sizeof sock, "%s/redis.sock", dir);
-    srv s;
-    UNIT_EQ_INT(srv_start(&s, port, "--requirepass", "s@cret", "--unixsocket", sock), 0);
+    rk_server s;
+    UNIT_EQ_INT(rk_start(loop, &s, port, "--requirepass", "s@cret", "--unixsocket", sock), 0);
 
     rec bad = {0};
     snprintf(url, sizeof url, "redis://:wrong@127.0.0.1:%d", port);
     gg_redis *r = connect_url(url, &bad);
-    UNIT_CHECK(wait_for(&bad.downs, 5000));
+    UNIT_CHECK(rk_wait(loop, &bad.downs, 5000));
     /* Connection refused until the server listens, then the AUTH refusal: wait for that one. */
     uint64_t end = uv_now(loop) + 5000;
     while (!strstr(gg_redis_why(r), "WRONGPASS") && uv_now(loop) < end) {
         int never = 0;
-        wait_for(&never, 20);
+        rk_wait(loop, &never, 20);
     }
     UNIT_CHECK(strstr(gg_redis_why(r), "handshake failed: WRONGPASS") != NULL);
     UNIT_EQ_INT(bad.ups, 0);
@@ -266,7 +203,7 @@ static void test_auth_db_unix(void)
     rec st = {0}, c = {0};
     snprintf(url, sizeof url, "redis://:s%%40cret@127.0.0.1:%d/3", port);
     r = connect_url(url, &st);
-    UNIT_CHECK(wait_for(&st.up, 5000));
+    UNIT_CHECK(rk_wait(loop, &st.up, 5000));
     UNIT_CHECK(cmd(r, &c, 2, (const char *[]){"CLIENT", "INFO"}));
     UNIT_CHECK(strstr(c.last, " db=3 ") != NULL);
     close_and_drain(r);
@@ -274,11 +211,11 @@ static void test_auth_db_unix(void)
     rec su = {0};
     snprintf(url, sizeof url, "unix:%s?db=2&password=s%%40cret", sock);
     r = connect_url(url, &su);
-    if (!UNIT_CHECK(wait_for(&su.up, 5000))) fprintf(stderr, "why: %s\n", su.why);
+    if (!UNIT_CHECK(rk_wait(loop, &su.up, 5000))) fprintf(stderr, "why: %s\n", su.why);
     UNIT_CHECK(cmd(r, &c, 2, (const char *[]){"CLIENT", "INFO"}));
     UNIT_CHECK(strstr(c.last, " db=2 ") != NULL);
     close_and_drain(r);
-    srv_stop(&s, SIGTERM);
+    rk_stop(loop, &s, SIGTERM);
     unlink(sock);
     rmdir(dir);
 }
@@ -287,14 +224,14 @@ static void test_auth_db_unix(void)
  * waiting forever, and the connection is reopened. */
 static void test_request_timeout(void)
 {
-    int port = free_port();
+    int port = rk_free_port(loop);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    srv s;
-    UNIT_EQ_INT(srv_start(&s, port, NULL, NULL, NULL, NULL), 0);
+    rk_server s;
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
     rec st = {0}, c = {0};
     gg_redis *r = connect_url(url, &st);
-    UNIT_CHECK(wait_for(&st.up, 5000));
+    UNIT_CHECK(rk_wait(loop, &st.up, 5000));
     st.downs = 0; /* the server may have refused a first attempt while starting */
     uint64_t t0 = uv_now(loop);
     UNIT_CHECK(cmd(r, &c, 3, (const char *[]){"DEBUG", "SLEEP", "1"}));
@@ -303,11 +240,11 @@ static void test_request_timeout(void)
     UNIT_EQ_STR(c.why, "request timeout");
     UNIT_CHECK(took >= 250 && took < 900);
     UNIT_EQ_INT(st.downs, 1);
-    UNIT_CHECK(wait_for(&st.up, 5000)); /* back after the sleep */
+    UNIT_CHECK(rk_wait(loop, &st.up, 5000)); /* back after the sleep */
     UNIT_CHECK(cmd(r, &c, 1, (const char *[]){"PING"}));
     UNIT_EQ_STR(c.last, "PONG");
     close_and_drain(r);
-    srv_stop(&s, SIGTERM);
+    rk_stop(loop, &s, SIGTERM);
 }
 
 typedef struct msgs {
@@ -329,50 +266,50 @@ static int publish_until_heard(gg_redis *pub, rec *c, msgs *m, const char *paylo
     for (int i = 0; i < 100 && m->n == before; i++) {
         if (!cmd(pub, c, 3, (const char *[]){"PUBLISH", "gg-test", payload})) continue;
         int never = 0;
-        if (strcmp(c->last, "1")) wait_for(&never, 20);
-        else wait_for(&never, 0);
+        if (strcmp(c->last, "1")) rk_wait(loop, &never, 20);
+        else rk_wait(loop, &never, 0);
     }
     return m->n > before;
 }
 
 static void test_subscribe_survives_restart(void)
 {
-    int port = free_port();
+    int port = rk_free_port(loop);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    srv s;
-    UNIT_EQ_INT(srv_start(&s, port, NULL, NULL, NULL, NULL), 0);
+    rk_server s;
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
     rec sst = {0}, pst = {0}, c = {0};
     msgs m = {0};
     gg_redis *sub = connect_url(url, &sst), *pub = connect_url(url, &pst);
     UNIT_EQ_INT(gg_redis_subscribe(sub, "gg-test", msg_cb, &m), 0);
-    UNIT_CHECK(wait_for(&sst.up, 5000) && wait_for(&pst.up, 5000));
+    UNIT_CHECK(rk_wait(loop, &sst.up, 5000) && rk_wait(loop, &pst.up, 5000));
     UNIT_CHECK(publish_until_heard(pub, &c, &m, "one"));
     UNIT_EQ_STR(m.last, "one");
 
-    srv_stop(&s, SIGKILL);
-    UNIT_CHECK(wait_for(&sst.downs, 2000));
-    UNIT_EQ_INT(srv_start(&s, port, NULL, NULL, NULL, NULL), 0);
+    rk_stop(loop, &s, SIGKILL);
+    UNIT_CHECK(rk_wait(loop, &sst.downs, 2000));
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
     sst.up = pst.up = 0;
-    UNIT_CHECK(wait_for(&sst.up, 5000) && wait_for(&pst.up, 5000));
+    UNIT_CHECK(rk_wait(loop, &sst.up, 5000) && rk_wait(loop, &pst.up, 5000));
     UNIT_CHECK(publish_until_heard(pub, &c, &m, "two"));
     UNIT_EQ_STR(m.last, "two");
     close_and_drain(sub);
     close_and_drain(pub);
-    srv_stop(&s, SIGTERM);
+    rk_stop(loop, &s, SIGTERM);
 }
 
 /* Close with commands in flight: each callback runs exactly once, with "closed". */
 static void test_close_pending(void)
 {
-    int port = free_port();
+    int port = rk_free_port(loop);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
-    srv s;
-    UNIT_EQ_INT(srv_start(&s, port, NULL, NULL, NULL, NULL), 0);
+    rk_server s;
+    UNIT_EQ_INT(rk_start(loop, &s, port, NULL, NULL, NULL, NULL), 0);
     rec st = {0}, c = {0};
     gg_redis *r = connect_url(url, &st);
-    UNIT_CHECK(wait_for(&st.up, 5000));
+    UNIT_CHECK(rk_wait(loop, &st.up, 5000));
     st.downs = 0;
     for (int i = 0; i < 3; i++)
         UNIT_EQ_INT(gg_redis_command(r, reply_cb, &c, 3, (const char *[]){"DEBUG", "SLEEP", "0.1"},
@@ -383,9 +320,9 @@ static void test_close_pending(void)
     UNIT_EQ_STR(c.why, "closed");
     UNIT_EQ_INT(st.downs, 0); /* a close is not an outage */
     int never = 0;
-    wait_for(&never, 200);
+    rk_wait(loop, &never, 200);
     UNIT_EQ_INT(c.errors + c.replies, 3);
-    srv_stop(&s, SIGTERM);
+    rk_stop(loop, &s, SIGTERM);
 }
 
 static void close_on_down_cb(gg_redis *r, int up, const char *why, void *arg)
@@ -402,13 +339,13 @@ static void test_close_from_state_callback(void)
 {
     gg_redis_url u;
     char err[128], url[64];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", free_port());
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", rk_free_port(loop));
     gg_redis_url_parse(url, &u, err, sizeof err);
     int downs = 0;
     gg_redis_opts o = {.on_state = close_on_down_cb, .arg = &downs, .backoff_min_ms = 5};
     gg_redis_new(loop, &u, &o);
     int never = 0;
-    wait_for(&never, 200);
+    rk_wait(loop, &never, 200);
     UNIT_EQ_INT(downs, 1);
 }
 
