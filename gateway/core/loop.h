@@ -1,5 +1,5 @@
 /* loop.h -- what every connection on one libuv loop shares: the read buffer, the buffer
- * pool, the scan state, the calls in flight (with their deadline timer), and the end-of-turn flush.
+ * pool, the scan limits, the calls in flight (with their deadline timer), and the end-of-turn flush.
  *
  * The gateway (server.c) and the Lua client library (lua_ghost.c) each own one; streams,
  * calls and framing are the same code for both. */
@@ -20,7 +20,6 @@ struct gg_loop {
     uv_loop_t *uv;
     gg_logger log;
     gg_scan_limits scan_limits;
-    gg_scan_state scan; /* for data read into rbuf (one read callback at a time) */
     char *rbuf;         /* the shared read buffer */
     size_t rbuf_size;
     gg_bufpool bufs;

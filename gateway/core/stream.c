@@ -60,7 +60,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void process(gg_stream *s, char *data, size_t len, int own)
 {
     gg_loop *lp = s->loop;
-    gg_scan_state *st = s->scan ? s->scan : &lp->scan;
+    /* A scan in progress is the stream's own; a fresh one lives on this frame, never in the
+     * loop: on_message may run code (a policy's or a script's send that flushes, a resume)
+     * that processes another stream's input before this loop goes on. */
+    gg_scan_state fresh;
+    gg_scan_state *st = s->scan ? s->scan : &fresh;
     size_t off = 0;
     int rc = GG_SCAN_DONE;
     if (!s->scan) gg_scan_reset(st);
