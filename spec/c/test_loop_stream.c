@@ -1,7 +1,7 @@
 /* test_loop_stream.c -- gg_stream on a real uv loop: two streams over a socketpair, callbacks
  * counted, asserts after uv_run. Framing byte by byte, many answers flushed in one write, close
- * after flush, an oversize frame, pause/resume, the write-buffer bound, and a stream flushed
- * directly while queued. Core only. */
+ * after flush, an oversize frame, pause/resume, the write-buffer bound, a stream flushed
+ * directly while queued, and a handler that makes another stream process its input. Core only. */
 #include "loop_kit.h"
 #include "unit.h"
 
@@ -335,6 +335,240 @@ static void test_direct_flush_while_queued(void)
     UNIT_EQ_INT(lk_loop_end(&L), 0);
 }
 
+/* --- Re-entry: a handler that makes another stream process what it has read (resumes it, or
+ *     flushes it so that its full output drains and it goes on with its input) leaves each
+ *     stream its own scan. A has read two messages in one buffer; in A's handler for the
+ *     first, B processes input that ends in half a message. A's second message still arrives
+ *     as sent, and B's half message completes when its rest comes. ------------------------- */
+
+/* [0, msgid, method, [param]] */
+static size_t put_request_param(char *p, uint32_t msgid, const char *method, const char *param)
+{
+    size_t n = gg_put_request_hdr(p, msgid, method, (uint32_t)strlen(method));
+    n += gg_put_array_hdr(p + n, 1);
+    n += gg_put_str_hdr(p + n, (uint32_t)strlen(param));
+    memcpy(p + n, param, strlen(param));
+    return n + strlen(param);
+}
+
+/* One message as it was dispatched: the msgid its envelope gave, and its bytes. */
+typedef struct arrived {
+    int has_id;
+    uint32_t msgid;
+    size_t size;
+    char bytes[128];
+} arrived;
+
+static void arrived_note(arrived *tab, int i, const char *msg, const gg_msg *m)
+{
+    if (i < 0 || i >= 4) return;
+    tab[i].has_id = m->has_id;
+    tab[i].msgid = m->msgid;
+    tab[i].size = m->size;
+    memcpy(tab[i].bytes, msg, m->size < sizeof tab[i].bytes ? m->size : sizeof tab[i].bytes);
+}
+
+/* 1 when the message arrived exactly as these bytes, under their msgid. */
+static int arrived_is(const arrived *a, uint32_t msgid, const char *bytes, size_t len)
+{
+    return a->has_id && a->msgid == msgid && a->size == len && memcmp(a->bytes, bytes, len) == 0;
+}
+
+/* 1 when want[0..want_len) follows msg[0..size) inside the buffer [base, base + len). */
+static int follows_in(const char *msg, size_t size, const char *want, size_t want_len,
+                      const char *base, size_t len)
+{
+    return base && msg >= base && msg + size + want_len <= base + len &&
+           memcmp(msg + size, want, want_len) == 0;
+}
+
+enum { RE_RESUME, RE_DRAIN };
+
+/* A's messages: 1 holds A (drain test only), 2 makes B process its input, 3 must arrive as
+ * sent. B's: 11 holds B, 12 is answered (past max_out in the drain test), 13, then 14 sent in
+ * two parts. */
+typedef struct reentry {
+    lk_peer a, ap, b, bp; /* A and its peer, B and its peer */
+    int mode;
+    uv_timer_t later;
+    int later_closed;
+    int held;           /* streams paused on their hold message */
+    size_t answer_size; /* B's answer to 12 takes at most this many bytes */
+    char a_bytes[256];  /* what A's peer sends, in one write */
+    size_t a_len;
+    char a3[128]; /* A's message 3 */
+    size_t a3_len;
+    char b_bytes[512]; /* what B's peer sends first, in one write: 11, 12, 13, half of 14 */
+    size_t b_len;
+    char b13[128], b14[128];
+    size_t b13_len, b14_len, b14_cut;
+    size_t b_in_before; /* B's unprocessed input when A's handler runs */
+    arrived a_got[4], b_got[4];
+    /* Seen in A's handler for 2: without them the test could pass with no re-entry at all. */
+    int a3_same_buffer; /* 3 follows 2 in the buffer A is scanning */
+    int b_before_ok;    /* B is held, from a message start, with whole messages and half of 14 */
+    int b_drained;      /* drain test: the flush wrote B's answer and drained(B) ran */
+    int b_after_ok;     /* after the call B has dispatched 13 and keeps half of 14, scan its own */
+} reentry;
+
+static void reentry_later_closed(uv_handle_t *h)
+{
+    ((reentry *)h->data)->later_closed++;
+}
+
+/* Drain test. A's handler must find B's answer queued and not yet written, but the loop writes
+ * what is queued after the reads of a turn and again before it blocks: so B and A go on from
+ * one timer callback (as the gateway resumes several clients in a row), B first (12's answer
+ * fills its output), then A. */
+static void reentry_go(uv_timer_t *t)
+{
+    reentry *r = t->data;
+    gg_stream_resume(&r->b.s);
+    gg_stream_resume(&r->a.s);
+    uv_close((uv_handle_t *)t, reentry_later_closed);
+}
+
+static void reentry_hold(reentry *r, lk_peer *p)
+{
+    gg_stream_pause(&p->s);
+    if (r->mode == RE_DRAIN && ++r->held == 2) uv_timer_start(&r->later, reentry_go, 0, 0);
+}
+
+static void reentry_on_a(lk_peer *p, const char *msg, const gg_msg *m)
+{
+    reentry *r = p->test;
+    gg_stream *b = &r->b.s;
+    arrived_note(r->a_got, p->messages - 1, msg, m);
+    if (m->msgid == 1) reentry_hold(r, p);
+    if (m->msgid != 2) return;
+    r->a3_same_buffer =
+        follows_in(msg, m->size, r->a3, r->a3_len, p->s.loop->rbuf, p->s.loop->rbuf_size) ||
+        follows_in(msg, m->size, r->a3, r->a3_len, p->s.in.data, p->s.in.len);
+    if (r->mode == RE_RESUME) {
+        /* B paused on 11; its input from 12 on waits in its buffer */
+        r->b_before_ok = (b->flags & GG_ST_PAUSED) && !b->scan && b->in.len == r->b_in_before &&
+                         r->b.messages == 1;
+        gg_stream_resume(b);
+    } else {
+        /* B's answer to 12 is queued past max_out, not written yet; 13 and half of 14 wait */
+        r->b_before_ok = (b->flags & GG_ST_OUT_FULL) && !(b->flags & GG_ST_WRITING) &&
+                         gg_stream_pending(b) > b->max_out && !b->scan &&
+                         b->in.len == r->b_in_before && r->b.messages == 2;
+        gg_stream_flush(b); /* the kernel takes it all: drained(B) goes on with B's input */
+        r->b_drained = r->b.drains == 1 && !gg_stream_pending(b);
+    }
+    r->b_after_ok = r->b.messages == 3 && b->scan && b->in.len == r->b14_cut;
+    gg_stream_write(&r->bp.s, r->b14 + r->b14_cut, r->b14_len - r->b14_cut);
+}
+
+static void reentry_on_b(lk_peer *p, const char *msg, const gg_msg *m)
+{
+    reentry *r = p->test;
+    arrived_note(r->b_got, p->messages - 1, msg, m);
+    if (m->msgid == 11) {
+        reentry_hold(r, p);
+        if (r->mode == RE_RESUME) { /* A's messages go out now: A reads them with B held */
+            gg_stream_write(&r->ap.s, r->a_bytes, r->a_len);
+            gg_stream_close_after_flush(&r->ap.s);
+        }
+    } else if (m->msgid == 12) {
+        static char big[8192];
+        size_t n = gg_put_response_hdr(big, 12);
+        big[n++] = (char)0xc0;
+        size_t pay = r->answer_size - n - 5;
+        n += gg_put_str_hdr(big + n, (uint32_t)pay);
+        memset(big + n, 'y', pay);
+        gg_stream_write(&p->s, big, n + pay);
+    } else if (m->msgid == 14) {
+        gg_stream_close_after_flush(&p->s);
+    }
+}
+
+static void test_reentry(int mode)
+{
+    lk_loop L;
+    if (!UNIT_EQ_INT(lk_loop_open(&L, 64 * 1024), 0)) return;
+    reentry r;
+    memset(&r, 0, sizeof r);
+    UNIT_EQ_INT(lk_pair(&L, &r.a, &r.ap), 0);
+    UNIT_EQ_INT(lk_pair(&L, &r.b, &r.bp), 0);
+    r.mode = mode;
+    r.a.test = r.b.test = &r;
+    r.a.on_message = reentry_on_a;
+    r.b.on_message = reentry_on_b;
+
+    if (mode == RE_DRAIN) r.a_len = put_request_param(r.a_bytes, 1, "a.hold", "wait");
+    r.a_len += put_request_param(r.a_bytes + r.a_len, 2, "a.first", "sets B going");
+    r.a3_len = put_request_param(r.a3, 3, "a.second", "the message after the re-entry");
+    memcpy(r.a_bytes + r.a_len, r.a3, r.a3_len);
+    r.a_len += r.a3_len;
+
+    r.b_len = put_request_param(r.b_bytes, 11, "b.hold", "wait");
+    size_t b12 = r.b_len;
+    r.b_len += put_request_param(r.b_bytes + r.b_len, 12, "b.answer", "answer me");
+    b12 = r.b_len - b12;
+    r.b13_len = put_request_param(r.b13, 13, "b.second", "whole");
+    r.b14_len = put_request_param(r.b14, 14, "b.third", "the third message, sent in two parts");
+    r.b14_cut = r.b14_len / 2; /* inside the param string: the scan is three levels deep */
+    memcpy(r.b_bytes + r.b_len, r.b13, r.b13_len);
+    r.b_len += r.b13_len;
+    memcpy(r.b_bytes + r.b_len, r.b14, r.b14_cut);
+    r.b_len += r.b14_cut;
+    r.b_in_before = (mode == RE_RESUME ? b12 : 0) + r.b13_len + r.b14_cut;
+    UNIT_EQ_INT(gg_stream_write(&r.bp.s, r.b_bytes, r.b_len), 0);
+
+    if (mode == RE_RESUME) {
+        r.answer_size = 64;
+    } else {
+        r.answer_size = 4096;
+        r.b.s.max_out = 1024;
+        UNIT_EQ_INT(uv_timer_init(&L.uv, &r.later), 0);
+        r.later.data = &r;
+        UNIT_EQ_INT(gg_stream_write(&r.ap.s, r.a_bytes, r.a_len), 0);
+        gg_stream_close_after_flush(&r.ap.s);
+    }
+
+    UNIT_EQ_INT(uv_run(&L.uv, UV_RUN_DEFAULT), 0);
+
+    /* the re-entry happened as described */
+    UNIT_CHECK(r.a3_same_buffer);
+    UNIT_CHECK(r.b_before_ok);
+    UNIT_EQ_INT(r.b_drained, mode == RE_DRAIN);
+    UNIT_CHECK(r.b_after_ok);
+    /* A's message after it: its own msgid and bytes, nothing else */
+    int na = mode == RE_RESUME ? 2 : 3;
+    UNIT_EQ_INT(r.a.frame_errors, 0);
+    UNIT_EQ_INT(r.a.messages, na);
+    UNIT_EQ_INT(r.a_got[na - 1].msgid, 3); /* not B's 14: the envelope of B's half message */
+    UNIT_EQ_INT(r.a.seen.count[3], 1);
+    UNIT_CHECK(arrived_is(&r.a_got[na - 1], 3, r.a3, r.a3_len));
+    UNIT_EQ_INT(r.a.eofs, 1);
+    UNIT_EQ_INT(r.a.eof_status, UV_EOF);
+    /* B's messages, the one cut in two whole */
+    UNIT_EQ_INT(r.b.frame_errors, 0);
+    UNIT_EQ_INT(r.b.messages, 4);
+    UNIT_CHECK(arrived_is(&r.b_got[2], 13, r.b13, r.b13_len));
+    UNIT_CHECK(arrived_is(&r.b_got[3], 14, r.b14, r.b14_len));
+    UNIT_EQ_INT(r.bp.messages, 1);
+    UNIT_EQ_INT(r.bp.seen.count[12], 1);
+    UNIT_EQ_INT(r.bp.eofs, 1);
+    UNIT_EQ_INT(r.a.closed + r.ap.closed + r.b.closed + r.bp.closed, 4);
+    UNIT_EQ_INT(r.later_closed, mode == RE_DRAIN);
+    UNIT_EQ_INT(lk_loop_end(&L), 0);
+}
+
+/* A's handler resumes B, paused with input read. */
+static void test_reentry_resume(void)
+{
+    test_reentry(RE_RESUME);
+}
+
+/* A's handler flushes B, whose output was full: drained(B) goes on with B's input. */
+static void test_reentry_drain(void)
+{
+    test_reentry(RE_DRAIN);
+}
+
 int main(void)
 {
     UNIT_RUN(test_framing_byte_by_byte);
@@ -344,5 +578,7 @@ int main(void)
     UNIT_RUN(test_pause_resume);
     UNIT_RUN(test_write_buffer_bound);
     UNIT_RUN(test_direct_flush_while_queued);
+    UNIT_RUN(test_reentry_resume);
+    UNIT_RUN(test_reentry_drain);
     return unit_summary();
 }
