@@ -486,7 +486,7 @@ static void lg_callback(lg_conn *c, const char *msg, const gg_msg *m)
 {
     const uint8_t *p = (const uint8_t *)msg + m->body_off, *end = (const uint8_t *)msg + m->size;
     size_t h = 0;
-    int ok = m->method_len == 5 && memcmp(msg + m->method_off, "$call", 5) == 0 && end - p >= 8 &&
+    int ok = m->method_len == 5 && memcmp(msg + m->method_off, "$call", 5) == 0 && end - p >= 7 &&
              p[0] == 0x93;
     if (ok) { /* YOURS 1 in any ext form whose payload is the uint 1 */
         if (p[1] == 0xd4)
@@ -496,7 +496,7 @@ static void lg_callback(lg_conn *c, const char *msg, const gg_msg *m)
         ok = h && (int8_t)p[h] == GG_OBJ_EXT_YOURS && p[h + 1] == 1;
         p += h + 2;
     }
-    ok = ok && end - p >= 2 && p[0] == 0xa0 && p[1] == 0x91; /* "", [x]: x runs to the end */
+    ok = ok && end - p >= 3 && p[0] == 0xa0 && p[1] == 0x91; /* "", [x]: x runs to the end */
     char *out;
     size_t k;
     if (ok) {
