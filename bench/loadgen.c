@@ -11,6 +11,11 @@
  * (OBJECT ext, docs/protocol.md#remote-objects), and then every call is
  * [0, msgid, "$call", [<YOURS id>, -m, [payload]]] on that reference: the cost of calls on
  * references through a gateway, against plain calls of the same payload.
+ * With --callback METHOD every call is [0, msgid, METHOD, [<OBJECT [1, [""]]>, payload]]: it
+ * passes a function this connection owns (id 1 on every connection, sent again with each
+ * call), and every $call [<YOURS 1>, "", [x]] request that arrives is answered with x; a call
+ * is done when its own answer (the payload, as the callee got it back from the function)
+ * arrives: the cost of a callback round trip (callee -> this client -> callee).
  * With --watch-pid PID the CPU time (utime + stime from /proc/PID/stat) that process used
  * during exactly the measured window is reported per answered call.
  * -a tls://HOST:PORT speaks TLS 1.3 (ALPN msgpack-rpc, no certificate check: a benchmark) on
@@ -151,7 +156,8 @@ static struct {
     int watch_pid;
     const char *token; /* --token: ghost.auth(token) first on every connection */
     const char *ref;   /* --ref: the method handing out the object the calls target */
-} lg_opt = {"tcp://127.0.0.1:7420", LG_LOAD, 8, 1, 5, 1, 64, 0, "echo", 0, 0, 0, NULL, NULL};
+    const char *callback; /* --callback: the method called; calls pass a function */
+} lg_opt = {"tcp://127.0.0.1:7420", LG_LOAD, 8, 1, 5, 1, 64, 0, "echo", 0, 0, 0, NULL, NULL, NULL};
 
 /* The msgids of ghost.auth and of the --ref call: outside the slot ids' range (slot bits are
  * at most 24), and answered before any load call is sent. */
@@ -183,6 +189,7 @@ static uint64_t lg_calls;       /* answered in the measured window */
 static uint64_t lg_answers;     /* answered at all */
 static uint64_t lg_outstanding; /* sent and not answered */
 static uint64_t lg_err_resp, lg_err_mismatch, lg_err_id, lg_err_proto, lg_err_closed;
+static uint64_t lg_callbacks; /* --callback: $call requests answered (at any time) */
 static uint64_t lg_win_start_ns, lg_win_end_ns;
 static struct rusage lg_ru_start, lg_ru_end;
 static int64_t lg_watch_start = -1, lg_watch_end = -1; /* utime + stime, clock ticks */
@@ -468,8 +475,58 @@ static void lg_got_ref(lg_conn *c, const char *msg, const gg_msg *m)
     if (++lg_nrefs == lg_nconns) lg_all_connected();
 }
 
+/* --callback: the function every call passes, OBJECT [1, [""]], as raw MessagePack. */
+static const char lg_fn[] = {(char)0xc7, 4, GG_OBJ_EXT_OBJECT, (char)0x92, 1, (char)0x91,
+                             (char)0xa0};
+
+/* --callback: answer a request from the peer. $call [<YOURS 1>, "", [x]] (the function of
+ * lg_fn, called with one argument) is answered x; anything else gets an error string and
+ * counts as a protocol error, so a wrong callback never hangs the call waiting on it. */
+static void lg_callback(lg_conn *c, const char *msg, const gg_msg *m)
+{
+    const uint8_t *p = (const uint8_t *)msg + m->body_off, *end = (const uint8_t *)msg + m->size;
+    size_t h = 0;
+    int ok = m->method_len == 5 && memcmp(msg + m->method_off, "$call", 5) == 0 && end - p >= 7 &&
+             p[0] == 0x93;
+    if (ok) { /* YOURS 1 in any ext form whose payload is the uint 1 */
+        if (p[1] == 0xd4)
+            h = 2;
+        else if (p[1] == 0xc7 && p[2] == 1)
+            h = 3;
+        ok = h && (int8_t)p[h] == GG_OBJ_EXT_YOURS && p[h + 1] == 1;
+        p += h + 2;
+    }
+    ok = ok && end - p >= 3 && p[0] == 0xa0 && p[1] == 0x91; /* "", [x]: x runs to the end */
+    char *out;
+    size_t k;
+    if (ok) {
+        p += 2;
+        out = lg_buf_reserve(&c->out, GG_RESPONSE_HDR_MAX + 1 + (size_t)(end - p));
+        k = gg_put_response_hdr(out, m->msgid);
+        out[k++] = (char)0xc0;
+        memcpy(out + k, p, (size_t)(end - p));
+        k += (size_t)(end - p);
+        lg_callbacks++;
+    } else {
+        static const char why[] = "ghost-bench: unexpected request";
+        out = lg_buf_reserve(&c->out, GG_RESPONSE_HDR_MAX + 6 + sizeof why);
+        k = gg_put_response_hdr(out, m->msgid);
+        k += gg_put_str_hdr(out + k, sizeof why - 1);
+        memcpy(out + k, why, sizeof why - 1);
+        k += sizeof why - 1;
+        out[k++] = (char)0xc0;
+        lg_err_proto++;
+    }
+    c->out.len += k;
+    lg_mark_dirty(c);
+}
+
 static void lg_answer(lg_conn *c, const char *msg, const gg_msg *m, uint64_t now)
 {
+    if (m->type == GG_REQUEST && lg_opt.callback && !gg_msg_invalid(m)) {
+        lg_callback(c, msg, m);
+        return;
+    }
     if (m->type == GG_NOTIFY && !gg_msg_invalid(m)) return; /* not an answer: ignore */
     if (m->type != GG_RESPONSE || gg_msg_invalid(m)) {
         lg_err_proto++;
@@ -782,6 +839,7 @@ static void lg_finish(void)
            (double)lg_hist_quantile(&lg_lat, 0.90) / 1e3,
            (double)lg_hist_quantile(&lg_lat, 0.99) / 1e3,
            (double)lg_hist_quantile(&lg_lat, 0.999) / 1e3, (double)lg_lat.max / 1e3, cpu);
+    if (lg_opt.callback) printf(" callbacks=%" PRIu64, lg_callbacks);
     if (lg_opt.watch_pid) {
         if (lg_watch_start >= 0 && lg_watch_end >= 0 && calls > 0)
             printf(" watch_cpu_us_per_call=%.3f", (double)(lg_watch_end - lg_watch_start) * 1e6 /
@@ -821,15 +879,22 @@ static void lg_on_signal(uv_signal_t *sig, int signum)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
-/* The request template [0, msgid, method, [payload]] and where its payload sits. */
+/* The request template [0, msgid, method, [payload]] (--callback: [fn, payload]) and where
+ * its payload sits. */
 static int lg_build_request(void)
 {
     size_t mlen = strlen(lg_opt.method);
     if (mlen == 0 || mlen > GG_METHOD_MAX) return -1;
-    lg_req = malloc(11 + mlen + 1 + 5 + lg_opt.size);
+    lg_req = malloc(11 + mlen + 1 + sizeof lg_fn + 5 + lg_opt.size);
     if (!lg_req) return -1;
     size_t k = gg_put_request_hdr(lg_req, 0, lg_opt.method, (uint32_t)mlen);
-    lg_req[k++] = (char)0x91;
+    if (lg_opt.callback) {
+        lg_req[k++] = (char)0x92;
+        memcpy(lg_req + k, lg_fn, sizeof lg_fn);
+        k += sizeof lg_fn;
+    } else {
+        lg_req[k++] = (char)0x91;
+    }
     lg_want = lg_req + k;
     k += lg_opt.bin ? gg_put_bin_hdr(lg_req + k, (uint32_t)lg_opt.size)
                     : gg_put_str_hdr(lg_req + k, (uint32_t)lg_opt.size);
@@ -848,6 +913,7 @@ static void lg_usage(void)
             "                   [-s SIZE=64] [--bin] [-m METHOD=echo] [--watch-pid PID]\n"
             "                   [--token TOKEN]  (ghost.auth(TOKEN) first on each connection)\n"
             "                   [--ref METHOD]   (METHOD's object first; -m is then its method)\n"
+            "                   [--callback METHOD]  (METHOD(fn, payload) calls fn(payload) back)\n"
             "       ghost-bench -a ADDR --idle N\n"
             "       ghost-bench -a ADDR --park N [-c CONNS] [-m METHOD] [-s SIZE] [--wait-usr1]\n");
 }
@@ -890,6 +956,8 @@ int main(int argc, char **argv)
             lg_opt.token = val;
         else if (!strcmp(a, "--ref"))
             lg_opt.ref = val;
+        else if (!strcmp(a, "--callback"))
+            lg_opt.callback = val;
         else if (!strcmp(a, "-c") && !lg_num(val, 1, 1e6, &v))
             lg_opt.conns = (uint32_t)v;
         else if (!strcmp(a, "-d") && !lg_num(val, 1, 1e6, &v))
@@ -912,7 +980,9 @@ int main(int argc, char **argv)
             goto usage;
     }
 
-    if (lg_opt.ref && lg_opt.mode != LG_LOAD) goto usage;
+    if ((lg_opt.ref || lg_opt.callback) && lg_opt.mode != LG_LOAD) goto usage;
+    if (lg_opt.ref && lg_opt.callback) goto usage;
+    if (lg_opt.callback) lg_opt.method = lg_opt.callback;
     signal(SIGPIPE, SIG_IGN);
     lg_loop = uv_default_loop();
     if (lg_parse_addr(lg_opt.addr)) {

@@ -9,12 +9,14 @@
 #   BENCH_IDLE=10000       idle connections for the RSS measurement
 #   BENCH_PARK=20000       parked calls for the in-flight RSS measurement
 #   BENCH_REPEAT=2         runs per row; the one with the least CPU used by other processes
-#                          is kept (about 1.5 minutes per repeat)
+#                          is kept (about 2 minutes per repeat)
 #   GG_POLICIES=...        Lua fields for the `bench` service of the `ghostgate+5` row (five
 #                          policies, below); set it empty to skip that row
 #   REDIS_SERVER=redis-server   for the ghostgate+cluster-rl row (n/a when not installed)
-#   BENCH_ROWS="direct haproxy ghostgate ghostgate-ref ghostgate+5"   rows to run (ghostgate-ref:
-#                          calls on a remote object's reference, docs/performance.md); also: haproxy-tls and
+#   BENCH_ROWS="direct haproxy ghostgate ghostgate-ref ghostgate-cb ghostgate+5 ghostgate-w2
+#              ghostgate+cluster-rl"   rows to run (ghostgate-ref: calls on a remote object's
+#                          reference; ghostgate-cb: callback round trips, backend -> client ->
+#                          backend; docs/performance.md); also: haproxy-tls and
 #                          ghostgate-tls (TLS 1.3 on the client side, plaintext upstream; P-256
 #                          certificate) and handshakes (new TLS handshakes per second through
 #                          each, `openssl s_time -new`)
@@ -28,7 +30,7 @@ PARK_N=${BENCH_PARK:-20000}
 REPEAT=${BENCH_REPEAT:-2}
 LIMIT=$(awk -v t="$T" -v w="$W" 'BEGIN { printf "%d", t + w + 30 }') # seconds for one ghost-bench run
 PARK_CONNS=40
-ROWS=${BENCH_ROWS:-direct haproxy ghostgate ghostgate-ref ghostgate+5 ghostgate-w2 ghostgate+cluster-rl}
+ROWS=${BENCH_ROWS:-direct haproxy ghostgate ghostgate-ref ghostgate-cb ghostgate+5 ghostgate-w2 ghostgate+cluster-rl}
 # The five-policy row: these fields go into the `bench` service table: guard + auth + route +
 # breaker + ratelimit, each configured so that it never refuses a call of the benchmark (the
 # load generator authenticates every connection with BENCH_KEY first): what is measured is
@@ -319,7 +321,7 @@ run_once() {
     t0=$(date +%s%N) b0=$(host_busy) o0=$(ours_ticks "$watch") l0=$CHILD_TICKS
     out=$(timeout "$LIMIT" $LOAD_PIN "$LOADGEN" -a "$addr" -c "$c" -d "$d" -s "$s" $bin \
         -m "$method" -t "$T" -w "$W" ${watch:+--watch-pid "$watch"} ${TOKEN:+--token "$TOKEN"} \
-        ${REF:+--ref "$REF"} 2>"$TMP/loadgen.err")
+        ${REF:+--ref "$REF"} ${CB:+--callback "$CB"} 2>"$TMP/loadgen.err")
     rc=$?
     children_ticks
     t1=$(date +%s%N) b1=$(host_busy) o1=$(ours_ticks "$watch") l1=$CHILD_TICKS
@@ -376,6 +378,21 @@ for row in $ROWS; do
             REF=bench.counter run_rows_for ghostgate-ref "$GG_ADDR" echo "$GG_PID"
         else
             mark_rows ghostgate-ref "failed: ghostgate did not start with objects = true"
+        fi
+        [ -n "${GG_PID:-}" ] && stop_pid "$GG_PID" && forget_pid "$GG_PID"
+        GG_PID=
+        ;;
+    ghostgate-cb)
+        # Callback round trips: every call passes a function of the client's (one per
+        # connection, sent again with each call) to bench.callback, whose upstream calls it back
+        # with the payload ($call on the gateway's id for it, the gateway's own request to the
+        # client), answers the call with the client's answer, and releases the function (one
+        # $release per upstream connection per loop turn). One call is three messages each way
+        # through the gateway against one for bench.echo.
+        if start_ghostgate "objects = true,"; then
+            CB=bench.callback run_rows_for ghostgate-cb "$GG_ADDR" bench.callback "$GG_PID"
+        else
+            mark_rows ghostgate-cb "failed: ghostgate did not start with objects = true"
         fi
         [ -n "${GG_PID:-}" ] && stop_pid "$GG_PID" && forget_pid "$GG_PID"
         GG_PID=
@@ -482,6 +499,9 @@ for shape in "${SHAPES[@]}"; do
     b=$(kv "${RES["ghostgate-ref|$shape"]:-}" watch_cpu_us_per_call)
     [ -n "$a" ] && [ -n "$b" ] && [ "$b" != n/a ] && [ "$a" != n/a ] &&
         awk -v a="$a" -v b="$b" -v s="$shape" 'BEGIN { if (a > 0) printf "calls on a reference, %s: %.2fx the CPU per call of ghostgate (target: at most 1.15x)\n", s, b / a }'
+    b=$(kv "${RES["ghostgate-cb|$shape"]:-}" watch_cpu_us_per_call)
+    [ -n "$a" ] && [ -n "$b" ] && [ "$b" != n/a ] && [ "$a" != n/a ] &&
+        awk -v a="$a" -v b="$b" -v s="$shape" 'BEGIN { if (a > 0) printf "callback round trips, %s: %.2fx the CPU per call of ghostgate (target: at most 2.2x)\n", s, b / a }'
 done
 echo "cpu/call: proxy utime+stime over the measured window / calls answered in it."
 echo "other cpu%: CPU used during the row by anything but ghost-bench, upstream and proxy"

@@ -1,6 +1,7 @@
 /* upstream.c -- ghost-upstream: the MessagePack-RPC upstream used by tests, the demo and the
- * benchmark (echo, add, sleep, hang, fail, notify, stats, last_notification, drop, and
- * `counter`, which hands out a remote object: docs/protocol.md#remote-objects).
+ * benchmark (echo, add, sleep, hang, fail, notify, stats, last_notification, drop,
+ * `counter`, which hands out a remote object, and `callback`, which calls back a function the
+ * caller passed: docs/protocol.md#remote-objects).
  *
  * Hot path (echo): reads land in one loop-wide buffer, messages are framed with gg_scan,
  * answers are appended to the connection's output buffer and every connection with output
@@ -26,6 +27,7 @@
 #define UP_OUT_HIGH      (16u << 20)  /* stop reading a peer that does not read its answers */
 #define UP_MAX_LISTENERS 16
 #define UP_MAX_OBJECTS   (1u << 20) /* live counters per connection */
+#define UP_MAX_CALLBACKS (1u << 20) /* callbacks in flight per connection */
 
 typedef struct up_buf {
     char *base; /* owned by the struct holding it; NULL until first needed */
@@ -42,6 +44,21 @@ typedef struct up_obj {
     uint32_t next_free;
     int64_t value;
 } up_obj;
+
+/* A `callback` call waiting for its function's answer: the $call it sent has the msgid
+ * index + 1 of the connection's table (this side's own msgid space). A free entry links to
+ * the next free one. */
+typedef struct up_cb {
+    uint32_t busy;
+    uint32_t msgid; /* the original call's; while free: index + 1 of the next free entry */
+    uint64_t fn;    /* the function's id on this connection (one reference, released after) */
+} up_cb;
+
+/* A release owed to the peer: count references to its object id. */
+typedef struct up_rel {
+    uint64_t id;
+    uint32_t count;
+} up_rel;
 
 typedef struct up_conn {
     union {
@@ -65,6 +82,11 @@ typedef struct up_conn {
     uint32_t nobjs, capobjs;     /* entries used (live or free), allocated */
     uint32_t free_obj;           /* index + 1 of the first free entry, 0: none */
     uint32_t live_objs;          /* entries in use: counted in up_st.objects */
+    up_cb *cbs;                  /* callbacks in flight; owned */
+    uint32_t ncbs, capcbs;       /* entries used (busy or free), allocated */
+    uint32_t free_cb;            /* index + 1 of the first free entry, 0: none */
+    up_rel *rels;                /* releases owed to the peer, one per id; owned */
+    uint32_t nrels, caprels;     /* sent as one $release before this turn's write */
     up_buf in;                   /* bytes of an incomplete message (starting at its first byte) */
     up_buf out;                  /* answers of this loop turn */
     up_buf wout;                 /* bytes under uv_write; alive until write_cb */
@@ -159,6 +181,8 @@ static void up_unref(up_conn *c)
     up_buf_free(&c->out);
     up_buf_free(&c->wout);
     free(c->objs);
+    free(c->cbs);
+    free(c->rels);
     free(c);
 }
 
@@ -286,12 +310,15 @@ static void up_flush(up_conn *c)
     c->refs++;
 }
 
+static void up_release_flush(up_conn *c);
+
 static void up_check_cb(uv_check_t *h)
 {
     while (up_dirty) {
         up_conn *c = up_dirty;
         up_dirty = c->next_dirty;
         c->dirty = 0;
+        if (c->nrels && !c->closing) up_release_flush(c);
         up_flush(c);
         if (!c->closing && c->writing && !c->paused && c->out.len > UP_OUT_HIGH) {
             c->paused = 1;
@@ -715,6 +742,158 @@ static void up_release(up_conn *c, const char *params, size_t plen)
     }
 }
 
+/* ---- callbacks: functions the caller passed --------------------------------------------- */
+
+/* The id of the function in the OBJECT ext at p[0..len) ([id, interface]), or -1 when p is not
+ * one. The interface is not checked here: the function's owner (or the gateway) answers a
+ * method it lacks with 404, and that error becomes the answer of the call. */
+static int up_fn_id(const char *p, size_t len, uint64_t *id)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    size_t h, plen;
+    if (len >= 2 && u[0] >= 0xd4 && u[0] <= 0xd8) {
+        plen = (size_t)1 << (u[0] - 0xd4);
+        h = 1;
+    } else if (len >= 3 && u[0] == 0xc7) {
+        plen = u[1];
+        h = 2;
+    } else if (len >= 4 && u[0] == 0xc8) {
+        plen = (size_t)u[1] << 8 | u[2];
+        h = 3;
+    } else {
+        return -1;
+    }
+    if (len != h + 1 + plen || (int8_t)u[h] != GG_OBJ_EXT_OBJECT || plen < 3 || u[h + 1] != 0x92)
+        return -1;
+    size_t il = gg_get_uint(p + h + 2, plen - 1, id);
+    if (!il || il + 1 >= plen) return -1; /* an interface must follow the id */
+    return 0;
+}
+
+/* Owe the peer one reference to its object id: released with the others of this loop turn,
+ * one $release [[[id, count], ...]] per connection (as the gateway and the Lua library
+ * batch theirs). O(ids owed) per call: a connection carries few distinct functions. */
+static void up_release_later(up_conn *c, uint64_t id)
+{
+    for (uint32_t i = 0; i < c->nrels; i++) {
+        if (c->rels[i].id == id) {
+            c->rels[i].count++;
+            return;
+        }
+    }
+    if (c->nrels == c->caprels) {
+        uint32_t cap = c->caprels ? c->caprels * 2 : 16;
+        up_rel *r = realloc(c->rels, cap * sizeof *r);
+        if (!r) {
+            /* Not released: the peer keeps the function until this connection closes. */
+            fprintf(stderr, "ghost-upstream: out of memory for a release\n");
+            return;
+        }
+        c->rels = r;
+        c->caprels = cap;
+    }
+    c->rels[c->nrels++] = (up_rel){id, 1};
+    up_mark_dirty(c);
+}
+
+/* Append the $release notification of every reference owed, before the turn's write. */
+static void up_release_flush(up_conn *c)
+{
+    uint32_t n = c->nrels;
+    char *p = up_out(c, 24 + (size_t)n * 15); /* a pair: 0x92, id, count */
+    if (!p) return;
+    size_t k = 0;
+    p[k++] = (char)0x93;
+    p[k++] = GG_NOTIFY;
+    k += up_put_cstr(p + k, "$release");
+    p[k++] = (char)0x91;
+    k += gg_put_array_hdr(p + k, n);
+    for (uint32_t i = 0; i < n; i++) {
+        p[k++] = (char)0x92;
+        k += gg_put_uint(p + k, c->rels[i].id);
+        k += gg_put_uint(p + k, c->rels[i].count);
+    }
+    c->out.len += k;
+    c->nrels = 0;
+}
+
+/* callback(fn, x): calls fn(x) back on this connection as a request of this side's own,
+ * [0, n, "$call", [<YOURS fn>, "", [x]]], and answers the call with fn's answer (its result,
+ * or its error as it came). The reference to fn is released once the answer is back. */
+static void up_callback(up_conn *c, uint32_t msgid, const up_args *a)
+{
+    uint64_t fn;
+    if (a->n < 1 || up_fn_id(a->p[0], a->len[0], &fn)) {
+        up_error(c, msgid, 400, "bad_request", "callback expects (function, x)");
+        return;
+    }
+    if (a->n != 2) {
+        up_error(c, msgid, 400, "bad_request", "callback expects (function, x)");
+        up_release_later(c, fn); /* it was given all the same */
+        return;
+    }
+    uint32_t i;
+    if (c->free_cb) {
+        i = c->free_cb - 1;
+        c->free_cb = c->cbs[i].msgid;
+    } else {
+        if (c->ncbs == UP_MAX_CALLBACKS) {
+            up_error(c, msgid, 503, "overloaded", "too many callbacks in flight on this connection");
+            up_release_later(c, fn);
+            return;
+        }
+        if (c->ncbs == c->capcbs) {
+            uint32_t cap = c->capcbs ? c->capcbs * 2 : 64;
+            up_cb *cb = realloc(c->cbs, cap * sizeof *cb);
+            if (!cb) {
+                up_error(c, msgid, 500, "internal", "out of memory");
+                up_release_later(c, fn);
+                return;
+            }
+            c->cbs = cb;
+            c->capcbs = cap;
+        }
+        i = c->ncbs++;
+    }
+    c->cbs[i] = (up_cb){1, msgid, fn};
+    char *p = up_out(c, 16 + 5 + 12 + 2 + a->len[1]);
+    if (!p) return;
+    size_t k = gg_put_request_hdr(p, i + 1, "$call", 5);
+    p[k++] = (char)0x93;
+    char id[9];
+    size_t il = gg_put_uint(id, fn);
+    p[k++] = (char)0xc7; /* ext 8: YOURS fn */
+    p[k++] = (char)il;
+    p[k++] = GG_OBJ_EXT_YOURS;
+    memcpy(p + k, id, il);
+    k += il;
+    p[k++] = (char)0xa0; /* "": a function's one method */
+    p[k++] = (char)0x91;
+    memcpy(p + k, a->p[1], a->len[1]);
+    c->out.len += k + a->len[1];
+}
+
+/* An answer to one of this side's $call requests: answer the callback call that sent it.
+ * Answers matching no callback in flight are ignored (nothing to tie them to). */
+static void up_callback_answer(up_conn *c, const char *msg, const gg_msg *m)
+{
+    uint32_t i = m->msgid - 1;
+    if (m->msgid == 0 || i >= c->ncbs || !c->cbs[i].busy) return;
+    up_cb cb = c->cbs[i];
+    c->cbs[i].busy = 0;
+    c->cbs[i].msgid = c->free_cb;
+    c->free_cb = i + 1;
+    const char *e = msg + m->body_off;
+    size_t rest = m->size - m->body_off;
+    char *p = up_out(c, GG_RESPONSE_HDR_MAX + rest);
+    if (p) {
+        size_t k = gg_put_response_hdr(p, cb.msgid);
+        memcpy(p + k, e, rest); /* error, then result, as the function's owner sent them */
+        c->out.len += k + rest;
+    }
+    up_release_later(c, cb.fn);
+}
+
 static void up_request(up_conn *c, const char *msg, const gg_msg *m)
 {
     const char *method = msg + m->method_off;
@@ -756,6 +935,8 @@ static void up_request(up_conn *c, const char *msg, const gg_msg *m)
         up_drop(c);
     } else if (UP_IS("counter")) {
         up_counter_new(c, id);
+    } else if (UP_IS("callback")) {
+        up_callback(c, id, &a);
     } else if (UP_IS("$call")) {
         up_call_object(c, id, params, plen, &a);
     } else {
@@ -799,8 +980,9 @@ static void up_message(up_conn *c, const char *msg, const gg_msg *m)
         up_notification(msg, m);
         if (m->method_len == 8 && memcmp(msg + m->method_off, "$release", 8) == 0)
             up_release(c, msg + m->body_off, m->size - m->body_off);
+    } else if (m->type == GG_RESPONSE) {
+        up_callback_answer(c, msg, m); /* answers to the only requests this side sends */
     }
-    /* responses: this upstream never calls, so there is nothing to match them to */
 }
 
 /* ---- input ------------------------------------------------------------------------------ */

@@ -423,3 +423,101 @@ describe("ghost-upstream's counters: a C peer's objects through the gateway (the
         assert.matches("ghost%-bench: demo.echo did not answer an object %[id, interface%]", r.stderr)
     end)
 end)
+
+-- OBJECT [id, [""]] (a function the client owns) as raw MessagePack; ids below 128.
+local function fn_ext(id)
+    local body = h.mp.encode({ id, { "" } })
+    return h.mp.raw("\199" .. char(#body) .. "\64" .. body)
+end
+
+-- The n-th request (default the first) the peer sent a raw client, a $call: its msgid and its
+-- raw params.
+local function callback_request(c, n)
+    assert(h.await(function() return #c.unexpected >= (n or 1) end), "no request from the peer")
+    local raw = c.unexpected[n or 1]
+    local req = h.mp.decode(raw)
+    assert.same({ 0, "$call" }, { req[1], req[3] })
+    return req[2], h.mp.elements(raw)[4]
+end
+
+describe("ghost-upstream's callback: a C peer calling back a client's function (the ghostgate-cb bench row)",
+    function()
+    after_each(function() h.cleanup() end)
+
+    it("calls the function back through the gateway, answers with its result and releases it", function()
+        local up = assert(h.start_upstream())
+        local gateway = assert(h.start_gateway(h.demo_config(up, { objects = true })))
+        local c = assert(h.client(gateway.addr))
+        local id = assert(c:request("demo.callback", { fn_ext(7), "hello" }))
+        local cb, params = callback_request(c)
+        -- the gateway's own request, on the client's id 7: [<YOURS 7>, "", ["hello"]] (fixext 1)
+        assert.equal("\147\212\65\7\160\145\165hello", params)
+        assert(c:send_raw(h.mp.encode({ 1, cb, h.mp.null, "hello back" })))
+        local r = assert(c:wait_response(id))
+        assert.is_nil(r.error)
+        assert.equal("hello back", r.result)
+        -- the backend released the function: no upstream connection holds it, the client hears
+        local n = assert(c:wait_notification())
+        assert.same({ "$release", { { { 7, 1 } } } }, { n.method, n.params })
+        -- an error answer is the call's error, as the client sent it
+        id = assert(c:request("demo.callback", { fn_ext(7), 1 }))
+        cb = callback_request(c, 2)
+        assert(c:send_raw(h.mp.encode({ 1, cb, h.mp.map({ code = 409, type = "conflict", message = "no" }),
+            h.mp.null })))
+        r = assert(c:wait_response(id))
+        assert.same({ 409, "conflict", "no" }, { r.error.code, r.error.type, r.error.message })
+        n = assert(c:wait_notification(nil, 1))
+        assert.same({ "$release", { { { 7, 1 } } } }, { n.method, n.params })
+    end)
+
+    it("uses its own msgids, batches releases per loop turn and refuses calls without a function",
+        function()
+        local up = assert(h.start_upstream())
+        local c = assert(h.client(up.addr)) -- direct: the C peer's bytes as they are
+        -- two calls in one write, both passing function 7: two $call requests, msgids 1 and 2
+        assert(c:send_raw(h.mp.encode({ 0, 40, "callback", { fn_ext(7), "a" } }) ..
+            h.mp.encode({ 0, 41, "callback", { fn_ext(7), "b" } })))
+        local m1, p1 = callback_request(c, 1)
+        local m2, p2 = callback_request(c, 2)
+        assert.same({ 1, 2 }, { m1, m2 })
+        assert.same({ "\147\199\1\65\7\160\145\161a", "\147\199\1\65\7\160\145\161b" }, { p1, p2 })
+        -- both answers in one write: both calls answered, then one $release with count 2
+        assert(c:send_raw(h.mp.encode({ 1, 2, h.mp.null, "B" }) .. h.mp.encode({ 1, 1, h.mp.null, "A" })))
+        local rs = assert(c:wait_all({ 40, 41 }))
+        assert.same({ "A", "B" }, { rs[1].result, rs[2].result })
+        local n = assert(c:wait_notification())
+        assert.same({ "$release", { { { 7, 2 } } } }, { n.method, n.params })
+        -- an answer to no callback in flight changes nothing
+        assert(c:send_raw(h.mp.encode({ 1, 1, h.mp.null, "late" })))
+        -- not a function: 400, nothing to release; a function without x: 400, and released
+        local r = assert(c:wait_response(assert(c:request("callback", { "f", 1 }))))
+        assert.same({ 400, "bad_request", "callback expects (function, x)" },
+            { r.error.code, r.error.type, r.error.message })
+        r = assert(c:wait_response(assert(c:request("callback", { fn_ext(9) }))))
+        assert.same({ 400, "bad_request", "callback expects (function, x)" },
+            { r.error.code, r.error.type, r.error.message })
+        n = assert(c:wait_notification(nil, 1))
+        assert.same({ "$release", { { { 9, 1 } } } }, { n.method, n.params })
+        assert.equal(2, #c.unexpected) -- no callback was sent for either
+        assert.equal(2, #c.notifications)
+    end)
+
+    it("drives ghost-bench --callback: every call's function answered, every answer checked", function()
+        local up = assert(h.start_upstream())
+        local gateway = assert(h.start_gateway(h.demo_config(up, { objects = true })))
+        local r = assert(h.run(h.bin("ghost-bench"), { "-a", gateway.addr, "--callback", "demo.callback",
+            "-c", "4", "-d", "4", "-s", "64", "-t", "0.5", "-w", "0.1" }, { timeout = h.timeout(20) }))
+        assert.equal(0, r.code, r.output)
+        assert.matches("errors=0 unanswered=0", r.stdout)
+        local calls = tonumber(r.stdout:match(" calls=(%d+)"))
+        assert.is_true(calls > 0)
+        -- every call (warm-up and window) made one callback
+        assert.is_true(tonumber(r.stdout:match(" callbacks=(%d+)")) >= calls)
+        -- a method that does not call back answers the function itself: every answer a mismatch
+        r = assert(h.run(h.bin("ghost-bench"), { "-a", gateway.addr, "--callback", "demo.echo",
+            "-t", "0.2", "-w", "0" }, { timeout = h.timeout(20) }))
+        assert.equal(1, r.code)
+        assert.matches("callbacks=0", r.stdout)
+        assert.matches("mismatches=[1-9]", r.stderr)
+    end)
+end)
