@@ -13,23 +13,18 @@ local function call_raw(c, id_bytes, name, args)
 end
 
 describe("guard on remote objects", function()
-    local ghost, gw, gateway
+    local gw, gateway
 
     local function setup(guard)
-        ghost = h.ghost()
         local b = assert(h.start_backend(FILES, { "tcp://127.0.0.1:0" }, { name = "files" }))
         gateway = assert(h.start_gateway(([[
             return { listen = "tcp://127.0.0.1:0", drain_timeout = 2, services = {
                 files = { upstream = %q, objects = true, policies = { guard %s } } } }
         ]]):format(b.addr, guard)))
-        gw = assert(ghost.connect(gateway.addr, { timeout = h.timeout(5) }))
+        gw = h.ghost_connect(gateway.addr)
     end
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     local function refused(fn)
         local ok, err = pcall(fn)

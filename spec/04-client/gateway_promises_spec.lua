@@ -21,11 +21,7 @@ describe("Promise pipelining through the gateway", function()
         ghost, gw = f.ghost, f.gw
     end
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("runs a call on a promise in one round trip through a slow link", function()
         setup({ objects = true })
@@ -179,7 +175,7 @@ describe("Promise pipelining through the gateway", function()
                 files = { upstream = %q, objects = true,
                           policies = { guard { allow = { "count", "kept" } } } } } }
         ]]):format(b.addr)))
-        gw = assert(ghost.connect(gateway.addr, { timeout = h.timeout(5) }))
+        gw = h.ghost_connect(gateway.addr)
         local p = gw.files.open:promise("b.txt")
         local ok1, e1 = pcall(function() return p:wait() end)
         local ok2, e2 = pcall(function() return p:count() end)

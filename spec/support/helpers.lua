@@ -26,6 +26,8 @@
 --              call(method, params, timeout), wait_notification(timeout, seen),
 --              wait_closed(timeout), close(); fields responses, order, notifications, closed
 --   links      delay_relay(target, delay) -> {addr}: a relay adding `delay` s each way
+--   ghost      ghost(), ghost_connect(addr, opts) -> gw (closed by cleanup), setup_ghost,
+--              start_backend(script, args, opts), run_lua(script, args, opts)
 --   misc       mp (spec/support/mp.lua), parse_addr, split, serialize, unused_port,
 --              is_error(err, code, type), sanitizer_report(proc), cleanup()
 local uv = require "luv"
@@ -58,6 +60,7 @@ local verbose = getenv("GG_VERBOSE") == "1"
 
 local procs = {}    -- every spawned process, in start order
 local clients = {}  -- every client opened
+local ghosts = {}   -- every ghost.connect proxy opened with ghost_connect / setup_ghost
 local relays = {}   -- every delay_relay's handles
 local tmpdirs = {}
 
@@ -1088,6 +1091,10 @@ end
 -- died on its own, did not exit 0 on SIGTERM, or printed a sanitizer report.
 function _M.cleanup()
     local problems = {}
+    for _, gw in ipairs(ghosts) do
+        gw:close()
+    end
+    ghosts = {}
     for _, c in ipairs(clients) do
         c:close()
     end
@@ -1287,12 +1294,25 @@ function _M.run_lua(script, args, opts)
     return r, err
 end
 
+-- ghost.connect(addr, opts) in this process, with a call timeout of timeout(5) s unless opts
+-- names one. Raises when it cannot connect. cleanup() closes the proxy (a second close is
+-- harmless), so a spec needs no after_each of its own for it.
+function _M.ghost_connect(addr, opts)
+    local copts = { timeout = _M.timeout(5) }
+    for k, v in pairs(opts or {}) do
+        copts[k] = v
+    end
+    local gw = assert(_M.ghost().connect(addr, copts))
+    ghosts[#ghosts + 1] = gw
+    return gw
+end
+
 -- Test fixture: ghost.serve backends, a gateway routing a service to each, and a ghost.connect()
 -- proxy in this process. services: name -> script path, or {script = ..., methods = {...},
 -- service fields...}. Each backend runs `ghostgate run SCRIPT tcp://127.0.0.1:0 GATEWAY` (so it
 -- can call other services through the gateway). opts: config (top-level gateway fields),
--- connect (ghost.connect options). Raises when a part cannot start. Returns
--- {ghost, gw, gateway, backends = {name = server}}.
+-- connect (ghost.connect options, as ghost_connect). Raises when a part cannot start. Returns
+-- {ghost, gw, gateway, backends = {name = server}}; cleanup() closes gw.
 function _M.setup_ghost(services, opts)
     opts = opts or {}
     local ghost = _M.ghost()
@@ -1317,11 +1337,7 @@ function _M.setup_ghost(services, opts)
         cfg[k] = v
     end
     local gateway = assert(_M.start_gateway(cfg))
-    local copts = { timeout = _M.timeout(5) }
-    for k, v in pairs(opts.connect or {}) do
-        copts[k] = v
-    end
-    local gw = assert(ghost.connect(gateway.addr, copts))
+    local gw = _M.ghost_connect(gateway.addr, opts.connect)
     return { ghost = ghost, gw = gw, gateway = gateway, backends = backends }
 end
 
