@@ -996,24 +996,9 @@ static void mprpc_send_releases(void *conn)
     size_t n;
     while (t && (n = gg_objtab_take(t, rel, 256)) > 0) {
         if (!mprpc_conn_service(uc)) continue;
-        char *p = gg_stream_reserve(&uc->st, 24 + n * 20);
+        char *p = gg_stream_reserve(&uc->st, GG_OBJTAB_RELEASE_MAX(n));
         if (!p) continue;
-        size_t k = 0;
-        p[k++] = (char)0x93;
-        p[k++] = GG_NOTIFY;
-        k += gg_put_str_hdr(p + k, 8);
-        memcpy(p + k, "$release", 8);
-        k += 8;
-        p[k++] = (char)0x91;
-        p[k++] = (char)0xdc; /* array 16 of pairs */
-        p[k++] = (char)(n >> 8);
-        p[k++] = (char)n;
-        for (size_t i = 0; i < n; i++) {
-            p[k++] = (char)0x92;
-            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].id);
-            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].count);
-        }
-        gg_stream_commit(&uc->st, k);
+        gg_stream_commit(&uc->st, gg_objtab_put_release(p, rel, n));
     }
 }
 
