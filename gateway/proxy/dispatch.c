@@ -476,6 +476,17 @@ static void on_conn_send(gg_server *srv, gg_client *c, uint32_t id, int is_get, 
                          size_t params_len);
 static int keep_flag(uint32_t n, const char *rest, size_t rest_len);
 
+/* A method or key that is empty or starts with '_' is its owner's own: client c's $call/$get
+ * (msgid id) gets 403 and nothing is sent. Returns 1 when it answered. */
+static int refused_private(gg_client *c, uint32_t id, int is_get, const char *name,
+                           uint32_t name_len)
+{
+    if (name_len != 0 && name[0] != '_') return 0;
+    gg_reply_error(&c->st, id, GG_ERR_FORBIDDEN, "%s '%.*s' is private",
+                   is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len), name);
+    return 1;
+}
+
 void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *method,
                         uint32_t method_len, const char *params, size_t params_len)
 {
@@ -518,12 +529,7 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
                        (unsigned long long)cid);
         return;
     }
-    if (name_len == 0 || name[0] == '_') {
-        gg_reply_error(&c->st, id, GG_ERR_FORBIDDEN, "%s '%.*s' is private",
-                       is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len),
-                       name);
-        return;
-    }
+    if (refused_private(c, id, is_get, name, name_len)) return;
     if (!is_get && !gg_objiface_has(u->iface, name, name_len)) { /* as the owner recorded it */
         char msg[100];
         snprintf(msg, sizeof msg, "the object has no method '%.*s'",
@@ -885,12 +891,7 @@ static void dispatch_on_promise(gg_server *srv, gg_client *c, uint32_t id, int i
                        "call %u is gone: its upstream connection closed", (unsigned)pid);
         return;
     }
-    if (name_len == 0 || name[0] == '_') {
-        gg_reply_error(&c->st, id, GG_ERR_FORBIDDEN, "%s '%.*s' is private",
-                       is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len),
-                       name);
-        return;
-    }
+    if (refused_private(c, id, is_get, name, name_len)) return;
     on_conn_send(srv, c, id, is_get, n, svc, pk->conn, pk->ops, name, name_len, params,
                  params_len);
 }
