@@ -25,7 +25,8 @@
 --              send_raw(bytes), wait_response(id, timeout), wait_all(ids, timeout),
 --              call(method, params, timeout), wait_notification(timeout, seen),
 --              wait_closed(timeout), close(); fields responses, order, notifications, closed
---   links      delay_relay(target, delay) -> {addr}: a relay adding `delay` s each way
+--   links      delay_relay(target, delay) -> {addr}: a relay adding `delay` s each way;
+--              black_hole() -> {port, addr, held, close()}: a server that never answers
 --   ghost      ghost(), ghost_connect(addr, opts) -> gw (closed by cleanup), setup_ghost,
 --              start_backend(script, args, opts), run_lua(script, args, opts)
 --   misc       mp (spec/support/mp.lua), parse_addr, split, serialize, unused_port,
@@ -1199,6 +1200,35 @@ function _M.delay_relay(target, delay)
         end)
     end))
     return { addr = "tcp://127.0.0.1:" .. listener:getsockname().port }
+end
+
+-- A black hole: a TCP server on 127.0.0.1 that accepts every connection and reads it, and
+-- never writes a byte (an upstream that never answers: a request, a TLS ClientHello). Returns
+-- {port, addr = "tcp://127.0.0.1:PORT", held = the connections accepted so far, close()};
+-- cleanup() closes what close() did not.
+function _M.black_hole()
+    local listener = uv.new_tcp()
+    local hs = { listener }
+    relays[#relays + 1] = hs
+    assert(listener:bind("127.0.0.1", 0))
+    local self = { held = {} }
+    assert(listener:listen(16, function()
+        local cl = uv.new_tcp()
+        hs[#hs + 1] = cl
+        listener:accept(cl)
+        self.held[#self.held + 1] = cl
+        cl:read_start(function() end)
+    end))
+    self.port = listener:getsockname().port
+    self.addr = "tcp://127.0.0.1:" .. self.port
+    function self.close()
+        for _, hd in ipairs(hs) do
+            if not hd:is_closing() then
+                hd:close()
+            end
+        end
+    end
+    return self
 end
 
 ---------------------------------------------------------------------------------------------
