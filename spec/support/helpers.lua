@@ -30,7 +30,7 @@
 --   ghost      ghost(), ghost_connect(addr, opts) -> gw (closed by cleanup), setup_ghost,
 --              start_backend(script, args, opts), run_lua(script, args, opts)
 --   misc       mp (spec/support/mp.lua), parse_addr, split, serialize, unused_port,
---              is_error(err, code, type), sanitizer_report(proc), cleanup()
+--              is_error(err, code, type), raised(fn), sanitizer_report(proc), cleanup()
 local uv = require "luv"
 local mp = require "spec.support.mp"
 
@@ -1068,6 +1068,19 @@ function _M.is_error(err, code, typ)
             tostring(err.type), tostring(err.message))
     end
     return true
+end
+
+-- fn() must raise an error object (a ghost error, as ghost.connect proxies raise). Returns
+-- {code, type, message} of it, to compare whole; raises when fn returned or raised a string.
+function _M.raised(fn)
+    local ok, err = pcall(fn)
+    if ok then
+        error("expected an error, the call returned", 2)
+    end
+    if type(err) ~= "table" then
+        error("expected an error object, got " .. tostring(err), 2)
+    end
+    return { err.code, err.type, err.message }
 end
 
 local SAN_REPORT = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
