@@ -1100,6 +1100,15 @@ end
 ---------------------------------------------------------------------------------------------
 -- Cleanup: call from after_each in every spec file.
 
+-- Close the luv handles in hs that are not closing already.
+local function close_handles(hs)
+    for _, hd in ipairs(hs) do
+        if not hd:is_closing() then
+            hd:close()
+        end
+    end
+end
+
 -- Close clients, stop every process still running (upstreams first so nothing is left for
 -- a gateway to drain, then gateways), remove temp dirs. Raises if a gateway (strict process)
 -- died on its own, did not exit 0 on SIGTERM, or printed a sanitizer report.
@@ -1114,11 +1123,7 @@ function _M.cleanup()
     end
     clients = {}
     for _, hs in ipairs(relays) do
-        for _, hd in ipairs(hs) do
-            if not hd:is_closing() then
-                hd:close()
-            end
-        end
+        close_handles(hs)
     end
     relays = {}
     for pass = 1, 2 do
@@ -1235,11 +1240,7 @@ function _M.black_hole()
     self.port = listener:getsockname().port
     self.addr = "tcp://127.0.0.1:" .. self.port
     function self.close()
-        for _, hd in ipairs(hs) do
-            if not hd:is_closing() then
-                hd:close()
-            end
-        end
+        close_handles(hs)
     end
     return self
 end
