@@ -547,6 +547,15 @@ size_t gg_put_request_hdr(char *s, uint32_t msgid, const char *method, uint32_t 
     return n + method_len;
 }
 
+size_t gg_put_notify_hdr(char *s, const char *method, uint32_t method_len)
+{
+    s[0] = (char)0x93;
+    s[1] = GG_NOTIFY;
+    size_t n = 2 + gg_put_str_hdr(s + 2, method_len);
+    memcpy(s + n, method, method_len);
+    return n + method_len;
+}
+
 size_t gg_put_response_hdr(char *s, uint32_t msgid)
 {
     s[0] = (char)0x94;

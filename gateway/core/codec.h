@@ -117,6 +117,8 @@ size_t gg_put_map_hdr(char *p, uint32_t n);          /* <= 5 */
 /* [0, msgid, method: the header up to where params go. Fixed 4-byte msgid encoding so the
  * caller may patch it later. <= 11 + method_len */
 size_t gg_put_request_hdr(char *p, uint32_t msgid, const char *method, uint32_t method_len);
+/* [2, method, : a notification's header up to where params go. <= 7 + method_len */
+size_t gg_put_notify_hdr(char *p, const char *method, uint32_t method_len);
 /* [1, msgid, : the header up to where error and result go. <= 7 */
 size_t gg_put_response_hdr(char *p, uint32_t msgid);
 #define GG_RESPONSE_HDR_MAX 7

@@ -5,6 +5,9 @@
  * valid while client entries point at them. */
 #include "core/objtable.h"
 
+#include "core/codec.h"
+#include "core/objects.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -300,6 +303,21 @@ size_t gg_objtab_take(gg_objtab *up, gg_objrel *out, size_t max)
         maybe_free_upstream(u);
     }
     return n;
+}
+
+size_t gg_objtab_put_release(char *p, const gg_objrel *rel, size_t n)
+{
+    size_t k = gg_put_notify_hdr(p, "$release", 8);
+    p[k++] = (char)0x91;
+    p[k++] = (char)0xdc; /* array 16 of pairs */
+    p[k++] = (char)(n >> 8);
+    p[k++] = (char)n;
+    for (size_t i = 0; i < n; i++) {
+        p[k++] = (char)0x92;
+        k += gg_obj_put_uint((uint8_t *)p + k, rel[i].id);
+        k += gg_obj_put_uint((uint8_t *)p + k, rel[i].count);
+    }
+    return k;
 }
 
 void gg_objtab_free(gg_objtab *t)

@@ -133,4 +133,10 @@ void gg_objtab_counts(const gg_objtab *up, uint64_t *entries, uint64_t *users);
 /* Upstream side: take up to max queued releases (one $release message). Returns how many. */
 size_t gg_objtab_take(gg_objtab *up, gg_objrel *out, size_t max);
 
+/* Write [2, "$release", [[[id, count], ...]]] with the n releases at p (n < 65536), which has
+ * room for GG_OBJTAB_RELEASE_MAX(n) bytes. Returns the bytes written. The one writer of the
+ * message, both ways: the gateway's releases to an upstream and to a client. */
+#define GG_OBJTAB_RELEASE_MAX(n) (24 + (size_t)(n) * 20)
+size_t gg_objtab_put_release(char *p, const gg_objrel *rel, size_t n);
+
 #endif

@@ -69,24 +69,9 @@ static void send_client_releases(void *conn)
     size_t n;
     while (c->own && (n = gg_objtab_take(c->own, rel, 256)) > 0) {
         if (c->st.flags & GG_ST_CLOSING) continue;
-        char *p = gg_stream_reserve(&c->st, 24 + n * 20);
+        char *p = gg_stream_reserve(&c->st, GG_OBJTAB_RELEASE_MAX(n));
         if (!p) continue;
-        size_t k = 0;
-        p[k++] = (char)0x93;
-        p[k++] = GG_NOTIFY;
-        k += gg_put_str_hdr(p + k, 8);
-        memcpy(p + k, "$release", 8);
-        k += 8;
-        p[k++] = (char)0x91;
-        p[k++] = (char)0xdc;
-        p[k++] = (char)(n >> 8);
-        p[k++] = (char)n;
-        for (size_t i = 0; i < n; i++) {
-            p[k++] = (char)0x92;
-            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].id);
-            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].count);
-        }
-        gg_stream_commit(&c->st, k);
+        gg_stream_commit(&c->st, gg_objtab_put_release(p, rel, n));
     }
 }
 

@@ -475,6 +475,18 @@ static void on_conn_send(gg_server *srv, gg_client *c, uint32_t id, int is_get, 
                          const char *name, uint32_t name_len, const char *params,
                          size_t params_len);
 static int keep_flag(uint32_t n, const char *rest, size_t rest_len);
+static gg_call *object_call(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id);
+
+/* A method or key that is empty or starts with '_' is its owner's own: client c's $call/$get
+ * (msgid id) gets 403 and nothing is sent. Returns 1 when it answered. */
+static int refused_private(gg_client *c, uint32_t id, int is_get, const char *name,
+                           uint32_t name_len)
+{
+    if (name_len != 0 && name[0] != '_') return 0;
+    gg_reply_error(&c->st, id, GG_ERR_FORBIDDEN, "%s '%.*s' is private",
+                   is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len), name);
+    return 1;
+}
 
 void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *method,
                         uint32_t method_len, const char *params, size_t params_len)
@@ -518,12 +530,7 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
                        (unsigned long long)cid);
         return;
     }
-    if (name_len == 0 || name[0] == '_') {
-        gg_reply_error(&c->st, id, GG_ERR_FORBIDDEN, "%s '%.*s' is private",
-                       is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len),
-                       name);
-        return;
-    }
+    if (refused_private(c, id, is_get, name, name_len)) return;
     if (!is_get && !gg_objiface_has(u->iface, name, name_len)) { /* as the owner recorded it */
         char msg[100];
         snprintf(msg, sizeof msg, "the object has no method '%.*s'",
@@ -536,21 +543,9 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
         on_conn_send(srv, c, id, 0, n, svc, u->tab->conn, ops, name, name_len, params, params_len);
         return;
     }
-    gg_call *call = gg_call_new(&srv->lp.calls);
-    if (!call) {
-        c->proto->error(c, id, GG_ERR_OVERLOADED, -1, "too many calls in flight");
-        return;
-    }
-    call->client_id = id;
-    call->svc = svc;
-    call->attempt = 1;
+    gg_call *call = object_call(srv, c, svc, id);
+    if (!call) return;
     if (c->cbs.n) call->depth = gg_cb_depth(c); /* made from inside a callback, maybe */
-    call->t0 = uv_hrtime();
-    call->mstats = &svc->stats->other;
-    svc->stats->inflight++;
-    svc->gen->calls++;
-    gg_client_link_call(c, call);
-    gg_call_set_deadline(&srv->lp.calls, call, uv_now(srv->lp.uv) + svc->conf->deadline_ms);
     /* The service's request policies (guard, auth, ratelimit) see the object's method name.
      * No retry copy is kept: a retry would pick any endpoint, and the object lives on one. */
     if (svc->has_request) {
@@ -614,10 +609,10 @@ static gg_kept_tab *client_kept(gg_server *srv, gg_client *c)
     return c->kept;
 }
 
-/* A call of client c, to service svc, answered to its msgid id: linked and timed like any
- * call; its metrics row is chosen once the policies have passed it. NULL: answered already
- * (too many calls in flight). */
-static gg_call *pipelined_call(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id)
+/* A call of client c on an object or a promise of service svc, answered to its msgid id:
+ * linked and timed like any call; its metrics row is chosen once the policies have passed it.
+ * NULL: answered already (too many calls in flight). */
+static gg_call *object_call(gg_server *srv, gg_client *c, gg_service *svc, uint32_t id)
 {
     gg_call *call = gg_call_new(&srv->lp.calls);
     if (!call) {
@@ -820,7 +815,7 @@ static void dispatch_plain_kept(gg_server *srv, gg_client *c, uint32_t id, uint3
         gg_reply_error(&c->st, id, code, "%s", why);
         return;
     }
-    gg_call *call = pipelined_call(srv, c, svc, id);
+    gg_call *call = object_call(srv, c, svc, id);
     gg_kept *k;
     if (!call || keep_call(srv, c, call, keep, &k)) return;
     int endpoint;
@@ -885,12 +880,7 @@ static void dispatch_on_promise(gg_server *srv, gg_client *c, uint32_t id, int i
                        "call %u is gone: its upstream connection closed", (unsigned)pid);
         return;
     }
-    if (name_len == 0 || name[0] == '_') {
-        gg_reply_error(&c->st, id, GG_ERR_FORBIDDEN, "%s '%.*s' is private",
-                       is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len),
-                       name);
-        return;
-    }
+    if (refused_private(c, id, is_get, name, name_len)) return;
     on_conn_send(srv, c, id, is_get, n, svc, pk->conn, pk->ops, name, name_len, params,
                  params_len);
 }
@@ -906,7 +896,7 @@ static void on_conn_send(gg_server *srv, gg_client *c, uint32_t id, int is_get, 
     const char *what = is_get ? "$get" : "$call";
     const char *rest = name + name_len;
     size_t rest_len = params_len - (size_t)(rest - params);
-    gg_call *call = pipelined_call(srv, c, svc, id);
+    gg_call *call = object_call(srv, c, svc, id);
     gg_kept *k;
     if (!call || keep_call(srv, c, call, !is_get && keep_flag(n, rest, rest_len), &k)) return;
     int endpoint;

@@ -419,19 +419,27 @@ static int endpoints_fn(lua_State *L, void *ud)
     return 0;
 }
 
-void gg_policy_endpoints_listed(gg_server *srv, gg_service *svc)
+/* Run an endpoint hook of svc's pipeline (fn with ud, protected) under the watchdog; a failure
+ * is a policy error of phase "endpoint", logged, with nobody to answer. The stack is left as
+ * it was. */
+static void run_endpoint_hook(gg_server *srv, gg_service *svc, gg_lua_fn fn, void *ud)
 {
-    if (svc->pipeline_ref == LUA_NOREF || !srv->pol.L) return;
     lua_State *L = srv->pol.L;
     int top = lua_gettop(L);
     gg_watchdog_enter(&srv->wd, svc->name, "endpoint", svc->policy_names);
-    int rc = gg_lua_protect(L, endpoints_fn, svc, 0, 0);
+    int rc = gg_lua_protect(L, fn, ud, 0, 0);
     gg_watchdog_leave(&srv->wd);
     if (rc) {
         gg_verdict v;
         policy_error(srv, svc->name, "endpoint", rc, &v);
     }
     lua_settop(L, top);
+}
+
+void gg_policy_endpoints_listed(gg_server *srv, gg_service *svc)
+{
+    if (svc->pipeline_ref == LUA_NOREF || !srv->pol.L) return;
+    run_endpoint_hook(srv, svc, endpoints_fn, svc);
     for (int e = 0; e < svc->neps; e++)
         if (svc->eps[e].gone != GG_EP_FREE) gg_policy_endpoint_changed(srv, &svc->eps[e]);
 }
@@ -440,16 +448,7 @@ void gg_policy_endpoint_changed(gg_server *srv, gg_endpoint *ep)
 {
     gg_service *svc = ep->svc;
     if (svc->pipeline_ref == LUA_NOREF || !srv->pol.L) return;
-    lua_State *L = srv->pol.L;
-    int top = lua_gettop(L);
-    gg_watchdog_enter(&srv->wd, svc->name, "endpoint", svc->policy_names);
-    int rc = gg_lua_protect(L, endpoint_fn, ep, 0, 0);
-    gg_watchdog_leave(&srv->wd);
-    if (rc) {
-        gg_verdict v;
-        policy_error(srv, svc->name, "endpoint", rc, &v);
-    }
-    lua_settop(L, top);
+    run_endpoint_hook(srv, svc, endpoint_fn, ep);
 }
 
 typedef struct auth_arg {

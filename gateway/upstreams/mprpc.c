@@ -879,6 +879,45 @@ static int send_with_client_objects(gg_uconn *uc, gg_call *call, const char *met
     return 0;
 }
 
+/* A call on its way out on uc: where it went, whether the connection was up (a call sent on
+ * a connection still connecting may be retried elsewhere), and the link that fails it when
+ * the connection dies. */
+static void link_sent(gg_service *svc, gg_uconn *uc, gg_call *call, int sent)
+{
+    call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
+    call->sent = (uint8_t)sent;
+    gg_call_link_carrier(&uc->calls, call);
+}
+
+/* [0, call->id, method, body] on uc, within the write-buffer bound, then linked (link_sent).
+ * The one request writer of send and send_to. */
+static int write_request(gg_service *svc, gg_uconn *uc, gg_call *call, const char *method,
+                         uint32_t method_len, const char *body, size_t body_len, int sent)
+{
+    if (gg_stream_pending(&uc->st) + body_len > svc->srv->cfg->limits.max_write_buffer)
+        return GG_ERR_OVERLOADED;
+    char *p = gg_stream_reserve(&uc->st, 16 + method_len + body_len);
+    if (!p) return GG_ERR_OVERLOADED;
+    size_t n = gg_put_request_hdr(p, call->id, method, method_len);
+    memcpy(p + n, body, body_len);
+    gg_stream_commit(&uc->st, n + body_len);
+    link_sent(svc, uc, call, sent);
+    return 0;
+}
+
+/* [2, method, params] on uc; params is the encoded params array. Returns -1 when the stream
+ * cannot take it (out of memory). The bound, where there is one, is the caller's. */
+static int write_notify(gg_uconn *uc, const char *method, uint32_t method_len,
+                        const char *params, size_t params_len)
+{
+    char *p = gg_stream_reserve(&uc->st, 8 + method_len + params_len);
+    if (!p) return -1;
+    size_t n = gg_put_notify_hdr(p, method, method_len);
+    memcpy(p + n, params, params_len);
+    gg_stream_commit(&uc->st, n + params_len);
+    return 0;
+}
+
 /* gg_upstream_ops.send */
 static int mprpc_send(gg_service *svc, gg_call *call, int endpoint, const char *method,
                       uint32_t method_len, const char *body, size_t body_len)
@@ -886,26 +925,13 @@ static int mprpc_send(gg_service *svc, gg_call *call, int endpoint, const char *
     int connected;
     gg_uconn *uc = pick(svc, endpoint, &connected);
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
-    gg_server *srv = svc->srv;
     if (call->client_objs) {
         int rc = send_with_client_objects(uc, call, method, method_len, body, body_len);
         if (rc) return rc;
-        call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
-        call->sent = (uint8_t)connected;
-        gg_call_link_carrier(&uc->calls, call);
+        link_sent(svc, uc, call, connected);
         return 0;
     }
-    if (gg_stream_pending(&uc->st) + body_len > srv->cfg->limits.max_write_buffer)
-        return GG_ERR_OVERLOADED;
-    char *p = gg_stream_reserve(&uc->st, 16 + method_len + body_len);
-    if (!p) return GG_ERR_OVERLOADED;
-    size_t n = gg_put_request_hdr(p, call->id, method, method_len);
-    memcpy(p + n, body, body_len);
-    gg_stream_commit(&uc->st, n + body_len);
-    call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
-    call->sent = (uint8_t)connected;
-    gg_call_link_carrier(&uc->calls, call);
-    return 0;
+    return write_request(svc, uc, call, method, method_len, body, body_len, connected);
 }
 
 /* gg_upstream_ops.notify */
@@ -917,17 +943,7 @@ static int mprpc_notify(gg_service *svc, int endpoint, const char *method, uint3
     if (!uc) return GG_ERR_UPSTREAM_UNAVAILABLE;
     if (gg_stream_pending(&uc->st) + body_len > svc->srv->cfg->limits.max_write_buffer)
         return GG_ERR_OVERLOADED;
-    char *p = gg_stream_reserve(&uc->st, 8 + method_len + body_len);
-    if (!p) return GG_ERR_OVERLOADED;
-    size_t n = 0;
-    p[n++] = (char)0x93;
-    p[n++] = GG_NOTIFY;
-    n += gg_put_str_hdr(p + n, method_len);
-    memcpy(p + n, method, method_len);
-    n += method_len;
-    memcpy(p + n, body, body_len);
-    gg_stream_commit(&uc->st, n + body_len);
-    return 0;
+    return write_notify(uc, method, method_len, body, body_len) ? GG_ERR_OVERLOADED : 0;
 }
 
 /* gg_upstream_ops.conn_service */
@@ -944,35 +960,17 @@ static int mprpc_send_to(void *conn, gg_call *call, const char *method, uint32_t
     gg_uconn *uc = conn;
     gg_service *svc = mprpc_conn_service(uc);
     if (!svc) return GG_ERR_UPSTREAM_UNAVAILABLE;
-    if (gg_stream_pending(&uc->st) + body_len > svc->srv->cfg->limits.max_write_buffer)
-        return GG_ERR_OVERLOADED;
-    char *p = gg_stream_reserve(&uc->st, 16 + method_len + body_len);
-    if (!p) return GG_ERR_OVERLOADED;
-    size_t n = gg_put_request_hdr(p, call->id, method, method_len);
-    memcpy(p + n, body, body_len);
-    gg_stream_commit(&uc->st, n + body_len);
-    call->endpoint = (uint16_t)(uc->ep - svc->eps + 1);
-    call->sent = 1;
-    gg_call_link_carrier(&uc->calls, call);
-    return 0;
+    return write_request(svc, uc, call, method, method_len, body, body_len, 1);
 }
 
-/* gg_upstream_ops.notify_to */
+/* gg_upstream_ops.notify_to: nothing is queued on a connection that is not up, or when the
+ * stream cannot take it. */
 static void mprpc_notify_to(void *conn, const char *method, uint32_t method_len,
                             const char *params, size_t params_len)
 {
     gg_uconn *uc = conn;
     if (!mprpc_conn_service(uc)) return;
-    char *p = gg_stream_reserve(&uc->st, 8 + method_len + params_len);
-    if (!p) return;
-    size_t n = 0;
-    p[n++] = (char)0x93;
-    p[n++] = GG_NOTIFY;
-    n += gg_put_str_hdr(p + n, method_len);
-    memcpy(p + n, method, method_len);
-    n += method_len;
-    memcpy(p + n, params, params_len);
-    gg_stream_commit(&uc->st, n + params_len);
+    (void)write_notify(uc, method, method_len, params, params_len);
 }
 
 /* gg_upstream_ops.carrier_conn: a call this implementation sent has its connection's
@@ -996,24 +994,9 @@ static void mprpc_send_releases(void *conn)
     size_t n;
     while (t && (n = gg_objtab_take(t, rel, 256)) > 0) {
         if (!mprpc_conn_service(uc)) continue;
-        char *p = gg_stream_reserve(&uc->st, 24 + n * 20);
+        char *p = gg_stream_reserve(&uc->st, GG_OBJTAB_RELEASE_MAX(n));
         if (!p) continue;
-        size_t k = 0;
-        p[k++] = (char)0x93;
-        p[k++] = GG_NOTIFY;
-        k += gg_put_str_hdr(p + k, 8);
-        memcpy(p + k, "$release", 8);
-        k += 8;
-        p[k++] = (char)0x91;
-        p[k++] = (char)0xdc; /* array 16 of pairs */
-        p[k++] = (char)(n >> 8);
-        p[k++] = (char)n;
-        for (size_t i = 0; i < n; i++) {
-            p[k++] = (char)0x92;
-            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].id);
-            k += gg_obj_put_uint((uint8_t *)p + k, rel[i].count);
-        }
-        gg_stream_commit(&uc->st, k);
+        gg_stream_commit(&uc->st, gg_objtab_put_release(p, rel, n));
     }
 }
 

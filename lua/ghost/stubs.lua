@@ -67,17 +67,24 @@ local function object_class(service, iface)
     return "ghost.objects." .. service .. "." .. iface
 end
 
+-- The parsed signature of a described method d ({args = ..., names = ...}; anything else: any
+-- arguments), its parameters named after d.names where those are identifiers. nil: args that
+-- do not parse.
+local function method_spec(d)
+    local spec = types.parse(type(d) == "table" and type(d.args) == "table" and d.args or { "..." })
+    if spec and type(d.names) == "table" then
+        for i, n in ipairs(d.names) do
+            if type(n) == "string" and is_ident(n) and i <= spec.n then spec.names[i] = n end
+        end
+    end
+    return spec
+end
+
 -- The class of an object interface: a method field per declared method, called with `:`.
 local function emit_interface(out, class, decl)
     out[#out + 1] = "---@class " .. class .. ": ghost.Object"
     for _, m in ipairs(sorted_keys(decl)) do
-        local d = decl[m]
-        local spec = types.parse(type(d) == "table" and type(d.args) == "table" and d.args or { "..." })
-        if spec and type(d.names) == "table" then
-            for i, n in ipairs(d.names) do
-                if type(n) == "string" and is_ident(n) and i <= spec.n then spec.names[i] = n end
-            end
-        end
+        local spec = method_spec(decl[m])
         local sig = spec and types.signature(spec) or "fun(...: any): any"
         if find(sig, "^fun%(%)") then
             sig = "fun(self: " .. class .. sub(sig, 5)
@@ -114,12 +121,7 @@ function _M.generate(desc, source)
         local returns = type(svc) == "table" and type(svc.returns) == "table" and svc.returns or {}
         for _, m in ipairs(sorted_keys(methods)) do
             local d = methods[m]
-            local spec = types.parse(type(d) == "table" and type(d.args) == "table" and d.args or { "..." })
-            if spec and type(d.names) == "table" then
-                for i, n in ipairs(d.names) do
-                    if type(n) == "string" and is_ident(n) and i <= spec.n then spec.names[i] = n end
-                end
-            end
+            local spec = method_spec(d)
             local node = root
             for part in (m .. "."):gmatch("(.-)%.") do
                 local c = node.children[part]

@@ -99,6 +99,41 @@ describe("Test kit: helpers", function()
         assert.is_nil(none)
         assert.matches("ECONNREFUSED", cerr)
     end)
+
+    it("has a black hole that takes connections and bytes and never answers, until close()", function()
+        local hole = h.black_hole()
+        assert.equal("tcp://127.0.0.1:" .. hole.port, hole.addr)
+        local c = assert(h.client(hole.addr))
+        local id = assert(c:request("echo", { "x" }))
+        assert(h.await(function() return #hole.held == 1 end, h.timeout(5)), "not accepted")
+        assert.same({ nil, "timeout" }, { c:wait_response(id, 0.2) }) -- a bound on silence
+        hole.close()
+        assert(c:wait_closed())
+        assert.is_nil(h.client(hole.addr)) -- the listener is gone too
+    end)
+
+    it("gives a raised error object as {code, type, message}, and raises when nothing was raised",
+        function()
+        assert.same({ 403, "forbidden", "no" },
+            h.raised(function() error({ code = 403, type = "forbidden", message = "no" }) end))
+        local ok, err = pcall(h.raised, function() return 1 end)
+        assert.is_false(ok)
+        assert.matches("expected an error, the call returned", err)
+        ok, err = pcall(h.raised, function() error("plain", 0) end)
+        assert.is_false(ok)
+        assert.matches("expected an error object, got plain", err)
+    end)
+
+    it("closes the ghost.connect proxies it opened in cleanup()", function()
+        local b = assert(h.start_backend([[
+            require("ghost").serve({ echo = function(v) return v end }, arg[1])
+        ]], { "tcp://127.0.0.1:0" }))
+        local gw = h.ghost_connect(b.addr)
+        assert.equal("x", gw:call("echo", "x"))
+        assert.is_true(gw:is_connected())
+        h.cleanup()
+        assert.is_false(gw:is_connected())
+    end)
 end)
 
 describe("Test kit: a real redis-server", function()

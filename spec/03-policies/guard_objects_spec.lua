@@ -13,29 +13,18 @@ local function call_raw(c, id_bytes, name, args)
 end
 
 describe("guard on remote objects", function()
-    local ghost, gw, gateway
+    local gw, gateway
 
     local function setup(guard)
-        ghost = h.ghost()
         local b = assert(h.start_backend(FILES, { "tcp://127.0.0.1:0" }, { name = "files" }))
         gateway = assert(h.start_gateway(([[
             return { listen = "tcp://127.0.0.1:0", drain_timeout = 2, services = {
                 files = { upstream = %q, objects = true, policies = { guard %s } } } }
         ]]):format(b.addr, guard)))
-        gw = assert(ghost.connect(gateway.addr, { timeout = h.timeout(5) }))
+        gw = h.ghost_connect(gateway.addr)
     end
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
-
-    local function refused(fn)
-        local ok, err = pcall(fn)
-        assert.is_false(ok)
-        return { err.code, err.type, err.message }
-    end
+    after_each(h.cleanup)
 
     it("lets through only the methods and attributes its objects list names", function()
         setup([[{ allow = { "open", "kept" }, objects = { "write", "count", "name" } }]])
@@ -44,13 +33,13 @@ describe("guard on remote objects", function()
         assert.equal(1, file:count())
         assert.equal("a.txt", file.name)
         assert.same({ 403, "forbidden", "'slow' is not allowed on objects of service 'files'" },
-            refused(function() return file:slow(0) end))
+            h.raised(function() return file:slow(0) end))
         assert.same({ 403, "forbidden", "'lines' is not allowed on objects of service 'files'" },
-            refused(function() return file.lines end))
+            h.raised(function() return file.lines end))
         assert.same({ 403, "forbidden", "method 'live' is not exported by service 'files'" },
-            refused(function() return gw.files.live() end))
+            h.raised(function() return gw.files.live() end))
         assert.same({ 403, "forbidden", "method 'write' is not exported by service 'files'" },
-            refused(function() return gw.files.write() end)) -- the objects list is not `allow`
+            h.raised(function() return gw.files.write() end)) -- the objects list is not `allow`
     end)
 
     it("guards calls on promises the same way", function()
@@ -58,7 +47,7 @@ describe("guard on remote objects", function()
         assert.equal(0, gw.files.open:promise("b.txt"):count())
         local p = gw.files.open:promise("c.txt")
         assert.same({ 403, "forbidden", "'write' is not allowed on objects of service 'files'" },
-            refused(function() return p:write("x") end))
+            h.raised(function() return p:write("x") end))
         assert.equal(0, p:count())
     end)
 
@@ -84,6 +73,6 @@ describe("guard on remote objects", function()
         local file = gw.files.open("a.txt")
         assert.equal(0, file:count())
         assert.same({ 403, "forbidden", "'write' is not allowed on objects of service 'files'" },
-            refused(function() return file:write("no") end))
+            h.raised(function() return file:write("no") end))
     end)
 end)

@@ -34,10 +34,7 @@ describe("Calls through ghost.connect", function()
         ghost, gw = f.ghost, f.gw
     end)
 
-    after_each(function()
-        if gw then gw:close() end
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("pipelines 1,000 calls in flight on one connection: the backend holds each until all 1,000 arrived",
         function()

@@ -8,11 +8,7 @@ local USERS = "spec/04-client/backends/users.lua"
 describe("An error object", function()
     local gw
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("has retry_after when the gateway says when to retry (429 rate_limited)", function()
         local f = h.setup_ghost({

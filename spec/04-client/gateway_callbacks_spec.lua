@@ -80,11 +80,7 @@ describe("Callbacks through the gateway", function()
         return v
     end
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("calls a function the client passed while the client waits, and after the call returned",
         function()
@@ -101,7 +97,7 @@ describe("Callbacks through the gateway", function()
         setup()
         local got = {}
         assert.equal(1, gw.cbs.subscribe(function(v) got[#got + 1] = v; return 10 end))
-        local other = assert(ghost.connect(f.gateway.addr, { timeout = h.timeout(5) }))
+        local other = h.ghost_connect(f.gateway.addr)
         assert.equal(10, other.cbs.publish("x"))
         assert.equal(10, other.cbs.publish("y"))
         assert.same({ "x", "y" }, got)

@@ -105,11 +105,7 @@ local ADMIN = 'admin = { listen = "127.0.0.1:0" },'
 describe("Remote objects through the gateway: routing and distributed GC", function()
     local ghost, gw
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     -- Poll through the ghost connection (which also sends the releases its collected proxies
     -- queued) until the backend's report satisfies ok(report).
@@ -132,7 +128,7 @@ describe("Remote objects through the gateway: routing and distributed GC", funct
         local gateway = start_gateway({ one, two },
             'connections = 2, policies = { route { strategy = "round_robin" } },')
         ghost = h.ghost()
-        gw = assert(ghost.connect(gateway.addr, { timeout = h.timeout(5) }))
+        gw = h.ghost_connect(gateway.addr)
         local objs, owner, made = {}, {}, { one = 0, two = 0 }
         for i = 1, 16 do objs[i] = gw.counted.new("o" .. i) end
         for i = 1, 16 do
@@ -225,7 +221,7 @@ describe("Remote objects through the gateway: routing and distributed GC", funct
         local gateway = start_gateway({ b }, nil, ADMIN)
         local admin = admin_of(gateway)
         ghost = h.ghost()
-        gw = assert(ghost.connect(gateway.addr, { timeout = h.timeout(10) }))
+        gw = h.ghost_connect(gateway.addr, { timeout = h.timeout(10) })
         local start = report(b).exports
         -- batches of 1,000 references, each called once and dropped; the collected proxies'
         -- releases go out with the next call
@@ -306,7 +302,7 @@ describe("Remote objects through the gateway: routing and distributed GC", funct
         local b = start_counted("solo")
         local gateway = start_gateway({ b })
         ghost = h.ghost()
-        gw = assert(ghost.connect(gateway.addr, { timeout = h.timeout(5) }))
+        gw = h.ghost_connect(gateway.addr)
         local start = report(b).exports
         do
             local first = gw.counted.shared()

@@ -24,11 +24,7 @@ describe("Remote objects through the gateway", function()
         ghost, gw = f.ghost, f.gw
     end
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("routes calls on a backend's object to the upstream connection that exported it", function()
         setup({ objects = true, connections = 4 })
@@ -90,7 +86,7 @@ describe("Remote objects through the gateway", function()
                 files = { upstream = %q, objects = true,
                           policies = { guard { allow = { "open", "count" } } } } } }
         ]]):format(b.addr)))
-        gw = assert(ghost.connect(gateway.addr, { timeout = h.timeout(5) }))
+        gw = h.ghost_connect(gateway.addr)
         local file = gw.files.open("a.txt")
         assert.equal(0, file:count())
         local ok, err = pcall(function() return file:write("no") end)

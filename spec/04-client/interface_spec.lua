@@ -21,10 +21,7 @@ describe("Typed interfaces", function()
         ghost, gw = f.ghost, f.gw
     end)
 
-    after_each(function()
-        if gw then gw:close() end
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     local function requests()
         return gw.users.stats().requests

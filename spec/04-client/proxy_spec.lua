@@ -14,10 +14,7 @@ describe("A ghost.connect() proxy", function()
         ghost, gw = f.ghost, f.gw
     end)
 
-    after_each(function()
-        if gw then gw:close() end
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("calls users.get_profile with [42] both ways: gw.users.get_profile(42), gw.users:get_profile(42)",
         function()

@@ -10,11 +10,7 @@ local OBJECTS = "spec/04-client/backends/objects.lua"
 describe("ghost.serve", function()
     local ghost, gw, f
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("exports the table's public functions, not _private ones, not what its metatable gives", function()
         -- method_names = "any": the gateway lets private names through to ghost.serve's own check

@@ -31,11 +31,7 @@ ghost.serve(t, arg[1])
 describe("Values keep their shape through Lua", function()
     local gw
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("demo.echo (the backend of make run) returns nils inside arrays and maps as they came", function()
         local backend = assert(h.start_backend(DEMO, { "tcp://127.0.0.1:0" }))
@@ -85,11 +81,7 @@ end)
 describe("The Lua library's decoding budget", function()
     local gw
 
-    after_each(function()
-        if gw then gw:close() end
-        gw = nil
-        h.cleanup()
-    end)
+    after_each(h.cleanup)
 
     it("refuses params of more than 1,000,000 values with 413 too_large by default, undecoded", function()
         local backend = assert(h.start_backend(DEMO, { "tcp://127.0.0.1:0" }))
@@ -125,8 +117,7 @@ describe("The Lua library's decoding budget", function()
         assert(c:notify("echo", ints(9)))
         assert.equal("hi", (c:call("echo", { "hi" })))
 
-        local ghost = h.ghost()
-        gw = assert(ghost.connect(backend.addr, { max_values = 6 }))
+        gw = h.ghost_connect(backend.addr, { max_values = 6 })
         -- a response [1, nil, [1 .. k]]: the error and the result, k + 2 values
         assert.same({ 1, 2, 3, 4 }, gw:call("count", 4))
         local t = gw:try()

@@ -36,23 +36,6 @@ local function setup(extra, top)
     return { up = up, demo = demo, rest = rest, gw = gw, c = assert(h.client(gw.addr)) }
 end
 
--- A TCP server that accepts connections and never answers (for timeouts). Returns its URL.
-local function black_hole()
-    local tcp = uv.new_tcp()
-    assert(tcp:bind("127.0.0.1", 0))
-    local held = {}
-    assert(tcp:listen(16, function()
-        local cl = uv.new_tcp()
-        tcp:accept(cl)
-        held[#held + 1] = cl
-        cl:read_start(function() end)
-    end))
-    return "http://127.0.0.1:" .. tcp:getsockname().port .. "/x", function()
-        for _, cl in ipairs(held) do cl:close() end
-        tcp:close()
-    end
-end
-
 describe("A Lua adapter", function()
     after_each(h.cleanup)
 
@@ -158,12 +141,13 @@ describe("A Lua adapter", function()
 
     it("has http.request errors: refused (502), timeout (504), other schemes (not supported)", function()
         local f = setup()
-        local url, close = black_hole()
+        local hole = h.black_hole()
+        local url = "http://127.0.0.1:" .. hole.port .. "/x"
         local t0 = h.now()
         local r = assert(f.c:call("calc.fetch", { url, 0.2 }))
         assert.same({ 504, "deadline_exceeded" }, { r.code, r.type })
         assert.is_true(h.now() - t0 < 1.5)
-        close()
+        hole.close()
         r = assert(f.c:call("calc.fetch", { "http://127.0.0.1:" .. h.unused_port() .. "/" }))
         assert.same({ 502, "upstream_unavailable" }, { r.code, r.type })
         assert.matches("connection refused", r.message)

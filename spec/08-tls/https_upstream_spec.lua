@@ -56,17 +56,8 @@ describe("https:// jsonrpc-http upstreams", function()
     end)
 
     it("give up a handshake that does not finish after tls.handshake_timeout, and say so", function()
-        local uv = require "luv"
-        -- takes the TCP connection, never answers the ClientHello
-        local server, held = uv.new_tcp(), {}
-        assert(server:bind("127.0.0.1", 0))
-        assert(server:listen(16, function()
-            local cl = uv.new_tcp()
-            server:accept(cl)
-            held[#held + 1] = cl
-            cl:read_start(function() end)
-        end))
-        local hung = server:getsockname().port
+        local hole = h.black_hole() -- takes the TCP connection, never answers the ClientHello
+        local hung = hole.port
         local gw = assert(h.start_gateway(h.demo_config(nil, {
             upstreams = { "https://localhost:" .. hung .. "/rpc" }, protocol = "jsonrpc-http",
             keep_prefix = true, connections = 1, deadline = 30,
@@ -74,8 +65,6 @@ describe("https:// jsonrpc-http upstreams", function()
         assert(gw:wait_log("upstream_tls_failed service=demo upstream=https://localhost:" .. hung
             .. '/rpc reason="handshake timed out"', h.timeout(5)))
         -- and it connects again (with a growing delay) rather than holding the slot for ever
-        assert(h.await(function() return #held >= 2 end, h.timeout(5)), "no second connection")
-        for _, cl in ipairs(held) do cl:close() end
-        server:close()
+        assert(h.await(function() return #hole.held >= 2 end, h.timeout(5)), "no second connection")
     end)
 end)

@@ -19,6 +19,19 @@ local function s_client(port, certs, opts)
     return assert(h.spawn("openssl", args, { name = "s_client", stdin = req }))
 end
 
+-- A first connection to port gets a full handshake and a ticket (saved after the handshake:
+-- wait for the file). Returns the path of the saved session, for { sess_in = path }.
+local function first_ticket(port, certs)
+    local sess = certs.dir .. "/session.pem"
+    local first = s_client(port, certs, { sess_out = sess })
+    assert(first:wait_line("^New, TLSv1%.3", h.timeout(5)))
+    assert(h.await(function()
+        return (h.read_file(sess) or ""):find("BEGIN SSL SESSION PARAMETERS", 1, true)
+    end, h.timeout(5)), "no session ticket")
+    first:stop()
+    return sess
+end
+
 -- The answer to the request s_client sends, [1, 1, nil, "x\n"], as the line the kit reads.
 local ANSWER = "\148\1\1\192\162x$"
 
@@ -57,13 +70,7 @@ describe("TLS session resumption", function()
             tls = { cert = certs.server, key = certs.server_key, ca = certs.ca, verify_client = true },
         })))
         assert.matches("^tls://", gw.addrs[1]) -- the master's ready line names the scheme
-        local sess = certs.dir .. "/session.pem"
-        local first = s_client(gw.tls_port, certs, { sess_out = sess })
-        assert(first:wait_line("^New, TLSv1%.3", h.timeout(5)))
-        assert(h.await(function()
-            return (h.read_file(sess) or ""):find("BEGIN SSL SESSION PARAMETERS", 1, true)
-        end, h.timeout(5)), "no session ticket")
-        first:stop()
+        local sess = first_ticket(gw.tls_port, certs)
         -- every worker dies and the master starts it again from the config file
         for w = 0, 1 do
             local ready = assert(gw:wait_log("worker_ready worker=" .. w .. " ", h.timeout(10)))
@@ -92,14 +99,7 @@ describe("TLS session resumption", function()
                 listen = "tls://127.0.0.1:0",
                 tls = { cert = certs.server, key = certs.server_key, ca = ca, verify_client = true },
             })))
-            -- a first connection gets a ticket (after its handshake: wait for the file)
-            sess = certs.dir .. "/session.pem"
-            local first = s_client(gw.tls_port, certs, { sess_out = sess })
-            assert(first:wait_line("^New, TLSv1%.3", h.timeout(5)))
-            assert(h.await(function()
-                return (h.read_file(sess) or ""):find("BEGIN SSL SESSION PARAMETERS", 1, true)
-            end, h.timeout(5)), "no session ticket")
-            first:stop()
+            sess = first_ticket(gw.tls_port, certs)
         end)
 
         local function reload()

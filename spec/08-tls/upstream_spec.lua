@@ -61,17 +61,7 @@ describe("tls:// upstreams that never finish the handshake", function()
     after_each(h.cleanup)
 
     it("are given up after tls.handshake_timeout, logged, and their queued calls answered 502", function()
-        local uv = require "luv"
-        -- takes the TCP connection, never answers the ClientHello
-        local server, held = uv.new_tcp(), {}
-        assert(server:bind("127.0.0.1", 0))
-        assert(server:listen(16, function()
-            local cl = uv.new_tcp()
-            server:accept(cl)
-            held[#held + 1] = cl
-            cl:read_start(function() end)
-        end))
-        local port = server:getsockname().port
+        local port = h.black_hole().port -- takes the TCP connection, never answers the ClientHello
         local certs = tls.certs()
         local gw = assert(h.start_gateway(h.demo_config(nil, { upstreams = { "tls://127.0.0.1:" .. port },
             deadline = 10, tls = { ca = certs.ca, handshake_timeout = 0.5 } })))
@@ -82,7 +72,5 @@ describe("tls:// upstreams that never finish the handshake", function()
         assert.is_true(h.now() - t0 < 3)
         assert(gw:wait_log('upstream_tls_failed service=demo upstream=tls://127%.0%.0%.1:' .. port
             .. ' reason="handshake timed out"'))
-        for _, cl in ipairs(held) do cl:close() end
-        server:close()
     end)
 end)

@@ -25,9 +25,12 @@
 --              send_raw(bytes), wait_response(id, timeout), wait_all(ids, timeout),
 --              call(method, params, timeout), wait_notification(timeout, seen),
 --              wait_closed(timeout), close(); fields responses, order, notifications, closed
---   links      delay_relay(target, delay) -> {addr}: a relay adding `delay` s each way
+--   links      delay_relay(target, delay) -> {addr}: a relay adding `delay` s each way;
+--              black_hole() -> {port, addr, held, close()}: a server that never answers
+--   ghost      ghost(), ghost_connect(addr, opts) -> gw (closed by cleanup), setup_ghost,
+--              start_backend(script, args, opts), run_lua(script, args, opts)
 --   misc       mp (spec/support/mp.lua), parse_addr, split, serialize, unused_port,
---              is_error(err, code, type), sanitizer_report(proc), cleanup()
+--              is_error(err, code, type), raised(fn), sanitizer_report(proc), cleanup()
 local uv = require "luv"
 local mp = require "spec.support.mp"
 
@@ -58,6 +61,7 @@ local verbose = getenv("GG_VERBOSE") == "1"
 
 local procs = {}    -- every spawned process, in start order
 local clients = {}  -- every client opened
+local ghosts = {}   -- every ghost.connect proxy opened with ghost_connect / setup_ghost
 local relays = {}   -- every delay_relay's handles
 local tmpdirs = {}
 
@@ -1066,6 +1070,19 @@ function _M.is_error(err, code, typ)
     return true
 end
 
+-- fn() must raise an error object (a ghost error, as ghost.connect proxies raise). Returns
+-- {code, type, message} of it, to compare whole; raises when fn returned or raised a string.
+function _M.raised(fn)
+    local ok, err = pcall(fn)
+    if ok then
+        error("expected an error, the call returned", 2)
+    end
+    if type(err) ~= "table" then
+        error("expected an error object, got " .. tostring(err), 2)
+    end
+    return { err.code, err.type, err.message }
+end
+
 local SAN_REPORT = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
     "SUMMARY: UndefinedBehaviorSanitizer" }
 
@@ -1083,21 +1100,30 @@ end
 ---------------------------------------------------------------------------------------------
 -- Cleanup: call from after_each in every spec file.
 
+-- Close the luv handles in hs that are not closing already.
+local function close_handles(hs)
+    for _, hd in ipairs(hs) do
+        if not hd:is_closing() then
+            hd:close()
+        end
+    end
+end
+
 -- Close clients, stop every process still running (upstreams first so nothing is left for
 -- a gateway to drain, then gateways), remove temp dirs. Raises if a gateway (strict process)
 -- died on its own, did not exit 0 on SIGTERM, or printed a sanitizer report.
 function _M.cleanup()
     local problems = {}
+    for _, gw in ipairs(ghosts) do
+        gw:close()
+    end
+    ghosts = {}
     for _, c in ipairs(clients) do
         c:close()
     end
     clients = {}
     for _, hs in ipairs(relays) do
-        for _, hd in ipairs(hs) do
-            if not hd:is_closing() then
-                hd:close()
-            end
-        end
+        close_handles(hs)
     end
     relays = {}
     for pass = 1, 2 do
@@ -1194,6 +1220,31 @@ function _M.delay_relay(target, delay)
     return { addr = "tcp://127.0.0.1:" .. listener:getsockname().port }
 end
 
+-- A black hole: a TCP server on 127.0.0.1 that accepts every connection and reads it, and
+-- never writes a byte (an upstream that never answers: a request, a TLS ClientHello). Returns
+-- {port, addr = "tcp://127.0.0.1:PORT", held = the connections accepted so far, close()};
+-- cleanup() closes what close() did not.
+function _M.black_hole()
+    local listener = uv.new_tcp()
+    local hs = { listener }
+    relays[#relays + 1] = hs
+    assert(listener:bind("127.0.0.1", 0))
+    local self = { held = {} }
+    assert(listener:listen(16, function()
+        local cl = uv.new_tcp()
+        hs[#hs + 1] = cl
+        listener:accept(cl)
+        self.held[#self.held + 1] = cl
+        cl:read_start(function() end)
+    end))
+    self.port = listener:getsockname().port
+    self.addr = "tcp://127.0.0.1:" .. self.port
+    function self.close()
+        close_handles(hs)
+    end
+    return self
+end
+
 ---------------------------------------------------------------------------------------------
 -- The Lua client library (require "ghost"): backends and scripts run by ghostgate or luajit
 
@@ -1287,12 +1338,25 @@ function _M.run_lua(script, args, opts)
     return r, err
 end
 
+-- ghost.connect(addr, opts) in this process, with a call timeout of timeout(5) s unless opts
+-- names one. Raises when it cannot connect. cleanup() closes the proxy (a second close is
+-- harmless), so a spec needs no after_each of its own for it.
+function _M.ghost_connect(addr, opts)
+    local copts = { timeout = _M.timeout(5) }
+    for k, v in pairs(opts or {}) do
+        copts[k] = v
+    end
+    local gw = assert(_M.ghost().connect(addr, copts))
+    ghosts[#ghosts + 1] = gw
+    return gw
+end
+
 -- Test fixture: ghost.serve backends, a gateway routing a service to each, and a ghost.connect()
 -- proxy in this process. services: name -> script path, or {script = ..., methods = {...},
 -- service fields...}. Each backend runs `ghostgate run SCRIPT tcp://127.0.0.1:0 GATEWAY` (so it
 -- can call other services through the gateway). opts: config (top-level gateway fields),
--- connect (ghost.connect options). Raises when a part cannot start. Returns
--- {ghost, gw, gateway, backends = {name = server}}.
+-- connect (ghost.connect options, as ghost_connect). Raises when a part cannot start. Returns
+-- {ghost, gw, gateway, backends = {name = server}}; cleanup() closes gw.
 function _M.setup_ghost(services, opts)
     opts = opts or {}
     local ghost = _M.ghost()
@@ -1317,11 +1381,7 @@ function _M.setup_ghost(services, opts)
         cfg[k] = v
     end
     local gateway = assert(_M.start_gateway(cfg))
-    local copts = { timeout = _M.timeout(5) }
-    for k, v in pairs(opts.connect or {}) do
-        copts[k] = v
-    end
-    local gw = assert(ghost.connect(gateway.addr, copts))
+    local gw = _M.ghost_connect(gateway.addr, opts.connect)
     return { ghost = ghost, gw = gw, gateway = gateway, backends = backends }
 end
 
