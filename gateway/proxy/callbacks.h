@@ -1,8 +1,8 @@
 /* callbacks.h -- functions and objects a client passes through the gateway, and the calls an
  * upstream makes on them (docs/protocol.md, "Callbacks through the gateway").
  *
- * The mirror of the upstream objects of dispatch.c and mprpc.c, with the same tables
- * (objtable.h) and the roles swapped:
+ * The mirror of the upstream objects of dispatch_objects.c and mprpc_objects.c, with the same
+ * tables (objtable.h) and the roles swapped:
  *   - each client connection has an owner-side table `own` (GG_OBJ_UPSTREAM kind): what the
  *     client exported, keyed by the client's own id, counting how many times it sent each one
  *     (what the gateway releases to it in the end) and keeping the interface it sent;
