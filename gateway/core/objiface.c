@@ -48,9 +48,14 @@ static int walk(const uint8_t *p, size_t n, const char *name, uint32_t name_len)
     return pos == n ? 0 : -1;
 }
 
+int gg_objiface_valid(const char *p, size_t n)
+{
+    return n <= UINT32_MAX && walk((const uint8_t *)p, n, NULL, 0) == 0;
+}
+
 gg_objiface *gg_objiface_new(const char *p, size_t n)
 {
-    if (n > UINT32_MAX || walk((const uint8_t *)p, n, NULL, 0) != 0) return NULL;
+    if (!gg_objiface_valid(p, n)) return NULL;
     gg_objiface *f = malloc(sizeof *f + n);
     if (!f) return NULL;
     f->len = (uint32_t)n;

@@ -45,8 +45,8 @@ typedef struct gg_objent {
     uint32_t users;
     struct gg_objent *src;
     gg_objtab *tab;   /* the table holding it; NULL once that table is gone (upstream died) */
-    void *iface;      /* owner side: the interface recorded at export, a malloc'd block the
-                       * table frees with the entry (NULL: none recorded) */
+    void *iface;      /* owner side: the interface recorded at export (a gg_objiface,
+                       * core/objiface.h), freed with the entry (NULL: none recorded) */
     uint32_t pending; /* upstream side: references queued for release */
     uint8_t dead;     /* upstream side: its connection died */
 } gg_objent;

@@ -3,6 +3,7 @@
 #include "lua/lua_consts.h"
 #include "core/errors.h"
 #include "core/objects.h"
+#include "core/objiface.h"
 
 #include <lauxlib.h>
 
@@ -38,7 +39,7 @@ int luaopen_ghost_consts(lua_State *L)
 #undef SET_V
     lua_setfield(L, -2, "adapter");
 
-    lua_createtable(L, 0, 5); /* remote objects' ext types: defaults and the range a config may use */
+    lua_createtable(L, 0, 6); /* remote objects: ext types (defaults, range), interface size */
     lua_pushinteger(L, GG_OBJ_EXT_OBJECT);
     lua_setfield(L, -2, "EXT_OBJECT");
     lua_pushinteger(L, GG_OBJ_EXT_YOURS);
@@ -49,6 +50,8 @@ int luaopen_ghost_consts(lua_State *L)
     lua_setfield(L, -2, "EXT_MIN");
     lua_pushinteger(L, GG_OBJ_EXT_MAX);
     lua_setfield(L, -2, "EXT_MAX");
+    lua_pushinteger(L, GG_OBJIFACE_MAX); /* method names an object's interface may list */
+    lua_setfield(L, -2, "IFACE_MAX");
     lua_setfield(L, -2, "objects");
     return 1;
 }

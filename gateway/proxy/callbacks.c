@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "core/errors.h"
 #include "core/objects.h"
+#include "core/objiface.h"
 #include "core/objtable.h"
 #include "proxy/server.h"
 
@@ -77,46 +78,13 @@ static void send_client_releases(void *conn)
 
 /* ---- client -> upstream ------------------------------------------------------------------ */
 
-size_t gg_cb_iface_size(const uint8_t *p, size_t n)
-{
-    uint32_t count;
-    size_t pos;
-    if (n >= 1 && (p[0] & 0xf0) == 0x90) count = p[0] & 0x0f, pos = 1;
-    else if (n >= 3 && p[0] == 0xdc) count = (uint32_t)p[1] << 8 | p[2], pos = 3;
-    else return 0;
-    if (count > 256) return 0;
-    for (uint32_t i = 0; i < count; i++) {
-        uint32_t sl;
-        size_t h = gg_get_str((const char *)p + pos, n - pos, &sl);
-        if (!h || n - pos - h < sl) return 0;
-        pos += h + sl;
-    }
-    return pos;
-}
-
-int gg_cb_iface_has(const uint8_t *iface, const char *name, uint32_t len)
-{
-    uint32_t count;
-    size_t pos;
-    if ((iface[0] & 0xf0) == 0x90) count = iface[0] & 0x0f, pos = 1;
-    else count = (uint32_t)iface[1] << 8 | iface[2], pos = 3;
-    for (uint32_t i = 0; i < count; i++) {
-        uint32_t sl;
-        size_t h = gg_get_str((const char *)iface + pos, SIZE_MAX / 2, &sl);
-        if (sl == len && memcmp(iface + pos + h, name, len) == 0) return 1;
-        pos += h + sl;
-    }
-    return 0;
-}
-
 int gg_cb_map_object(gg_cb_out *o, const char *payload, size_t plen, gg_buf *out)
 {
     const uint8_t *p = (const uint8_t *)payload;
     uint64_t cid;
-    size_t il, isz;
+    size_t il;
     if (plen < 2 || p[0] != 0x92 || !(il = gg_obj_get_uint(p + 1, plen - 1, &cid)) ||
-        cid > GG_OBJ_ID_MAX || !(isz = gg_cb_iface_size(p + 1 + il, plen - 1 - il)) ||
-        1 + il + isz != plen) {
+        cid > GG_OBJ_ID_MAX || !gg_objiface_valid(payload + 1 + il, plen - 1 - il)) {
         o->code = GG_ERR_BAD_REQUEST;
         o->why = "malformed object reference: OBJECT is [id, [method names]]";
         return -3;
@@ -132,8 +100,10 @@ int gg_cb_map_object(gg_cb_out *o, const char *payload, size_t plen, gg_buf *out
         *held = t;
     }
     if (!own) return GG_OBJ_RW_NOMEM;
-    char *iface = malloc(isz);
-    if (iface) memcpy(iface, p + 1 + il, isz);
+    /* Checked above, so NULL here is out of memory. Two walks of the interface: paid once
+     * per object a client passes, never per call on it. */
+    size_t isz = plen - 1 - il;
+    gg_objiface *iface = gg_objiface_new(payload + 1 + il, isz);
     int err = 0;
     gg_objent *e = iface ? gg_objtab_import(own, cid, iface, &err) : NULL;
     if (!e) {
@@ -309,7 +279,7 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
                is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len), name);
         return;
     }
-    if (!is_get && (!e->iface || !gg_cb_iface_has(e->iface, name, name_len))) {
+    if (!is_get && !gg_objiface_has(e->iface, name, name_len)) {
         refuse(srv, port, svc, msgid, GG_ERR_NO_SUCH_SERVICE, name, name_len,
                "the object has no method '%.*s'", (int)(name_len > 64 ? 64 : name_len), name);
         return;

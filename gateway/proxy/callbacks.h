@@ -1,8 +1,8 @@
 /* callbacks.h -- functions and objects a client passes through the gateway, and the calls an
  * upstream makes on them (docs/protocol.md, "Callbacks through the gateway").
  *
- * The mirror of the upstream objects of dispatch.c and mprpc.c, with the same tables
- * (objtable.h) and the roles swapped:
+ * The mirror of the upstream objects of dispatch_objects.c and mprpc_objects.c, with the same
+ * tables (objtable.h) and the roles swapped:
  *   - each client connection has an owner-side table `own` (GG_OBJ_UPSTREAM kind): what the
  *     client exported, keyed by the client's own id, counting how many times it sent each one
  *     (what the gateway releases to it in the end) and keeping the interface it sent;
@@ -100,12 +100,6 @@ void gg_cb_client_closed(struct gg_server *srv, struct gg_client *c);
 
 /* The deepest callback in flight to c (the depth of a call c makes now). O(callbacks). */
 uint16_t gg_cb_depth(const struct gg_client *c);
-
-/* An interface as a client sends it: a MessagePack array of at most 256 strings (kept as sent
- * and checked against on every callback). Its length in p[0..n), or 0 when it is not one.
- * gg_cb_iface_has: whether name is one of its strings (iface: one gg_cb_iface_size accepted). */
-size_t gg_cb_iface_size(const uint8_t *p, size_t n);
-int gg_cb_iface_has(const uint8_t *iface, const char *name, uint32_t len);
 
 /* /metrics: client objects the port's upstream holds (ids given to it). */
 void gg_cb_counts(const gg_cb_port *port, uint64_t *held);

@@ -6,7 +6,7 @@
 
 #include "proxy/upstream.h"
 
-/* Reached only through these ops; the connection record is private to mprpc.c. */
+/* Reached only through these ops; the connection record is private to mprpc*.c (mprpc_int.h). */
 extern const gg_upstream_ops gg_mprpc_ops;
 
 #endif

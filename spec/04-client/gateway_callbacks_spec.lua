@@ -13,6 +13,9 @@ local BACKEND = "spec/04-client/backends/callbacks.lua"
 -- ext 64 [id, interface] and ext 65 id, as raw MessagePack (ids below 128).
 local function object_ext(id, iface)
     local body = h.mp.encode({ id, iface })
+    if #body > 255 then -- ext 16
+        return h.mp.raw("\200" .. string.char(math.floor(#body / 256), #body % 256) .. "\64" .. body)
+    end
     return h.mp.raw("\199" .. string.char(#body) .. "\64" .. body)
 end
 local function yours_ext(id_bytes)
@@ -403,6 +406,38 @@ describe("Callbacks through the gateway, by hand (stock MessagePack-RPC peers)",
             "the client is not reading: its write buffer is full (limits.max_write_buffer)" },
             { a.msg[3].code, a.msg[3].type, a.msg[3].message })
         assert(gateway:wait_log('callback_refused service=raw name="" code=503'))
+    end)
+
+    it("records an interface of up to ghost.consts.objects.IFACE_MAX names; one more is 400, nothing sent",
+    function()
+        h.ghost() -- ghost's modules on the paths: ghost.consts is the C side's
+        local max = require("ghost.consts").objects.IFACE_MAX
+        local names = {}
+        for i = 1, max do names[i] = "m" .. i end
+        start()
+        local c = assert(h.client(gateway.addr))
+        local id = assert(c:request("raw.take", { object_ext(7, names) }))
+        local m = up.wait(function(t) return t[1] == 0 and t[3] == "take" end)
+        -- params [ext 16 64 [G, names]]: G is the gateway's id (uint 64 for 53 random bits, or less)
+        local g = m.els[4]:match("^\145\200..\64\146(\207........)")
+            or m.els[4]:match("^\145\200..\64\146(\206....)")
+        assert.is_not_nil(g, h.mp.hex(m.els[4]:sub(1, 16)))
+        assert.equal(h.mp.encode(names), m.els[4]:sub(7 + #g))
+        up.send({ 1, m.msg[2], h.mp.null, true })
+        assert.is_nil(assert(c:wait_response(id)).error)
+        up.send({ 0, 1, "$call", { yours_ext(g), "m" .. max, {} } })
+        assert.truthy(h.await(function() return #c.unexpected > 0 end))
+        local req = h.mp.decode(c.unexpected[1])
+        assert.same({ "$call", "m" .. max }, { req[3], req[4][2] })
+        assert(c:send_raw(h.mp.encode({ 1, req[2], h.mp.null, "ok" })))
+        assert.equal("ok", up.wait(function(t) return t[1] == 1 and t[2] == 1 end).msg[4])
+
+        names[max + 1] = "m" .. (max + 1)
+        local sent = #up.msgs
+        local r = assert(c:wait_response(assert(c:request("raw.take", { object_ext(8, names) }))))
+        assert.same({ 400, "bad_request", "malformed object reference in the params" },
+            { r.error.code, r.error.type, r.error.message })
+        assert.equal(sent, #up.msgs)
     end)
 
     it("releases the client's function when the upstream releases it, and fails calls after", function()

@@ -1,11 +1,14 @@
 /* fuzz_callbacks.c -- libFuzzer target for what the gateway decodes of callbacks
- * (proxy/callbacks.c): the interface a client sends with an object it passes, and an
- * upstream's $release of the ids it was given, on any bytes.
+ * (proxy/callbacks.c): the interface a client sends with an object it passes (core/objiface.c,
+ * the parser an upstream's objects use too), and an upstream's $release of the ids it was
+ * given, on any bytes.
  *
  * Properties: the interface check never reads past its input, accepts only arrays of at most
- * 256 strings, and finds each of their strings; a $release changes nothing but the counts of
- * ids the table gave, its sizes match what is in it, and everything is freed at the end
- * (ASan's leak check). */
+ * GG_OBJIFACE_MAX strings, agrees with what gg_objiface_new copies, and finds each of their
+ * first strings but no name longer than the whole interface; a $release changes nothing but
+ * the counts of ids the table gave, its sizes match what is in it, and everything is freed at
+ * the end (ASan's leak check). */
+#include "core/objiface.h"
 #include "core/objtable.h"
 #include "proxy/callbacks.h"
 
@@ -14,21 +17,24 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t *buf = malloc(size ? size : 1);
+    char *buf = malloc(size ? size : 1);
     memcpy(buf, data, size);
-    size_t n = gg_cb_iface_size(buf, size);
-    if (n > size) abort();
-    if (n) {
-        uint32_t count = (buf[0] & 0xf0) == 0x90 ? buf[0] & 0x0f : (uint32_t)buf[1] << 8 | buf[2];
-        if (count > 256) abort();
+    int valid = gg_objiface_valid(buf, size);
+    gg_objiface *f = gg_objiface_new(buf, size);
+    if (f && !valid) abort();
+    if (valid) {
+        uint32_t count = (data[0] & 0xf0) == 0x90 ? data[0] & 0x0f
+                                                  : (uint32_t)data[1] << 8 | data[2];
+        if (count > GG_OBJIFACE_MAX) abort();
         /* its first string is found; a name longer than the whole interface is not */
-        if (count && (buf[(buf[0] & 0xf0) == 0x90 ? 1 : 3] & 0xe0) == 0xa0) {
-            const uint8_t *s = buf + ((buf[0] & 0xf0) == 0x90 ? 1 : 3);
-            if (!gg_cb_iface_has(buf, (const char *)s + 1, s[0] & 0x1f)) abort();
-        }
-        char big[300] = {0};
-        if (n < sizeof big && gg_cb_iface_has(buf, big, (uint32_t)n + 1)) abort();
+        size_t first = (data[0] & 0xf0) == 0x90 ? 1 : 3;
+        if (f && count && (data[first] & 0xe0) == 0xa0 &&
+            !gg_objiface_has(f, buf + first + 1, data[first] & 0x1f))
+            abort();
+        static char big[4096];
+        if (size < sizeof big && gg_objiface_has(f, big, (uint32_t)size + 1)) abort();
     }
+    free(f);
     free(buf);
 
     /* The same bytes as $release params on a port that was given a few objects. */
