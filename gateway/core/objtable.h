@@ -1,6 +1,5 @@
 /* objtable.h -- the gateway's remote-object tables, one per connection (docs/protocol.md,
- * "Remote objects"). Phase 1: complete and unit-tested, not yet wired into client.c or
- * dispatch.c.
+ * "Remote objects").
  *
  * Every reference that crosses the gateway is translated, as Cap'n Proto's level-1 tables do:
  *   - on an upstream connection, the table holds what the upstream exported to the gateway
