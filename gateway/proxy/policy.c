@@ -32,7 +32,7 @@ static void policy_error(gg_server *srv, const char *service, const char *phase,
             snprintf(mem, sizeof mem, "not enough memory (the state was collected)");
         trace = mem;
     }
-    unsigned id = ((unsigned)getpid() << 16) ^ ++pol->errors;
+    unsigned id = gg_policy_error_id(pol);
     char line[1536];
     /* the traceback goes on one line: a log line is one event */
     size_t n = 0;

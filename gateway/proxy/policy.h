@@ -14,6 +14,7 @@
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 
 struct gg_server;
 struct gg_client;
@@ -57,6 +58,12 @@ int gg_policy_build(struct gg_server *srv, struct gg_generation *gen, struct gg_
  * slots of proxy/discover.h) and how many connections each has now. */
 void gg_policy_sync_endpoints(struct gg_server *srv, struct gg_generation *gen);
 void gg_policy_generation_free(struct gg_server *srv, struct gg_generation *gen);
+/* A new id for one error the gateway logs and answers (policy, adapter and upstream errors):
+ * the caller finds the log line by it; the pid keeps workers' ids apart. */
+static inline unsigned gg_policy_error_id(gg_policy_host *pol)
+{
+    return ((unsigned)getpid() << 16) ^ ++pol->errors;
+}
 
 /* Request phase of a call (call->id gives its slot). The call is not yet sent. call NULL: a
  * notification, which meets the same decisions but will have no response phase. */

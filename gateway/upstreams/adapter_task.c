@@ -219,7 +219,7 @@ static unsigned adapter_error_id(gg_adapter *ad, const char *method, const char 
                                  const char *trace)
 {
     gg_server *srv = ad->srv;
-    unsigned id = ((unsigned)getpid() << 16) ^ ++srv->pol.errors;
+    unsigned id = gg_policy_error_id(&srv->pol);
     char line[1536];
     size_t n = 0;
     /* lines joined with '|': one event, one line; quotes are the logger's to escape */

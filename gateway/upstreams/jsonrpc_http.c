@@ -163,7 +163,7 @@ static char *request_bytes(hu_ep *ep, const char *body, size_t *len)
 static void fail_call(hu_conn *c, gg_call *call, int code, const char *what)
 {
     gg_http_up *up = c->ep->up;
-    unsigned id = ((unsigned)getpid() << 16) ^ ++up->srv->pol.errors; /* as policy errors */
+    unsigned id = gg_policy_error_id(&up->srv->pol);
     gg_log(&up->srv->lp.log, GG_LOG_WARN, "upstream_http_error",
            "id=%08x service=%s upstream=%s reason=\"%s\"", id, up->name, url_of(c), what);
     gg_call_fail(up->srv, call, code,
