@@ -18,6 +18,8 @@ local function gateways(n, redis_url, up, ratelimit)
     local gws, clients = {}, {}
     for i = 1, n do
         gws[i] = e2e.gateway(config(redis_url, up, ratelimit))
+        -- calls before the connection is up are on_redis_error's, not the cluster's to decide
+        assert(gws[i]:wait_log("redis_up name=cluster"))
         clients[i] = assert(h.client(gws[i].addr))
     end
     return gws, clients
