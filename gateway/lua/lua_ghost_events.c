@@ -44,6 +44,11 @@ void gg_ghost_queue_event(ctx *x, const ev_rec *r, const void *a, size_t alen, c
     if (alen) memcpy(p + sizeof rec, a, alen);
     if (blen) memcpy(p + sizeof rec + alen, b, blen);
     x->ev.len += need;
+    /* Queued inside uv_run: the Lua side must get it this turn. A timer that fires first thing
+     * in uv_run(UV_RUN_ONCE) would otherwise be followed by a poll that blocks until the next
+     * timer or byte, seconds away, with the event waiting in the queue (uv_stop makes that
+     * poll return at once). */
+    if (x->running) uv_stop(&x->uv);
 }
 
 void gg_ghost_queue_fail(ctx *x, gg_call *call, int ft, const char *msg)

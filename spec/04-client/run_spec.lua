@@ -55,6 +55,26 @@ describe("ghostgate run", function()
         assert.equal("script done\ntask 2 done\ntask 1 done", r.stdout)
     end)
 
+    -- A timer that falls due while Lua runs fires first thing in the next loop turn; the wake
+    -- it queues must end that turn, not wait in the queue until the next timer (here 3 s away)
+    -- or byte wakes the loop. A ghost.serve backend answered 0.3 s sleeps seconds late so.
+    it("wakes a task whose timer fell due while Lua ran at once, not at the next timer", function()
+        local r = assert(h.run_lua([[
+            local ghost = require "ghost"
+            local long = ghost.spawn(function() ghost.sleep(3) end)
+            local short = ghost.spawn(function() ghost.sleep(0.001); return "woke" end)
+            local t = ghost.now()
+            repeat until ghost.now() - t > 0.02 -- the short timer falls due meanwhile
+            t = ghost.now()
+            print(short:wait(), ("%.3f"):format(ghost.now() - t))
+            long:cancel()
+        ]]))
+        assert.equal(0, r.code, r.output)
+        local woke, waited = r.stdout:match("^(%a+)\t([%d.]+)$")
+        assert.equal("woke", woke, r.output)
+        assert.is_true(tonumber(waited) < 1, "the wake waited " .. waited .. " s for the next timer")
+    end)
+
     it("fails (exit 1) when a task failed and nobody waited for it", function()
         local r = assert(h.run_lua([[
             local ghost = require "ghost"
