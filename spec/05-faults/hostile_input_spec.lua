@@ -266,9 +266,11 @@ describe("Hostile input at scale", function()
             return r.p99
         end
         -- As for the drip attack (slow_clients_spec): baseline, attack, baseline; the median p99s
-        -- are compared; a round spoilt by a neighbour on a shared machine gets one more try.
+        -- are compared. Three processes share the machine's cores here (gateway, ghost-bench, the
+        -- garbage), so a busy neighbour can spoil a round: up to three rounds, one must pass. A
+        -- gateway that lets garbage slow its clients fails every round (seen: +600% each).
         local rounds, ok_round = {}, false
-        for round = 1, 2 do
+        for round = 1, 3 do
             local base = { sample(), sample() }
             local rss0 = assert(h.rss_kb(d.gw.pid))
             local g = load.garbage(d.gw.addr, 500, { pause = 0.25 })
