@@ -88,6 +88,10 @@ function _M.await(cond, timeout)
     timeout = timeout or _M.timeout(5)
     local expired = false
     local timer = uv.new_timer()
+    -- This loop's clock moves only while it runs; a test that waited in ghost's loop (another
+    -- loop in this process) for seconds left it behind, and a timer set from it would be due
+    -- at once: a process given 5 s to exit after SIGTERM was killed a moment later.
+    uv.update_time()
     timer:start(floor(timeout * 1000), 0, function()
         expired = true
     end)
