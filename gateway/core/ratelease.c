@@ -67,9 +67,9 @@ gg_lease *gg_lease_new(uv_loop_t *loop, gg_redis *const *rp, const char *name, c
     size_t n = strlen(name);
     int ok = n >= 1 && n <= 64;
     for (size_t i = 0; ok && i < n; i++)
-        ok = isalnum((unsigned char)name[i]) || strchr("_.-:", name[i]);
+        ok = isalnum((unsigned char)name[i]) || strchr("_.-:#", name[i]);
     if (!ok) {
-        snprintf(err, errlen, "bad limit name: 1 to 64 letters, digits, '_', '.', '-' or ':'");
+        snprintf(err, errlen, "bad limit name: 1 to 64 letters, digits, '_', '.', '-', ':' or '#'");
         return NULL;
     }
     if (!(o->rate > 0) || !(o->burst >= 1)) {

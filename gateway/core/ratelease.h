@@ -40,7 +40,7 @@ typedef struct gg_lease_stats {
 
 typedef struct gg_lease gg_lease;
 
-/* A bucket NAME (1..64 of letters, digits, _ . - :) on the connection in the cell *rp (shared
+/* A bucket NAME (1..64 of letters, digits, _ . - : #) on the connection in the cell *rp (shared
  * by every bucket of the process). The cell is the caller's and outlives the bucket; the caller
  * may swap the connection in it (a reload to another Redis) or clear it (NULL: no Redis, as
  * if down). Returns NULL with err. */

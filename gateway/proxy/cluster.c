@@ -164,6 +164,9 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
+/* Whether s can be a limit's name as it is. One that cannot (too long, or another character: an
+ * identity key with a scope glob's '*') is named service:#<hash of the key>; a name that fits
+ * never has a '#', so the two kinds never meet. */
 static int fits(const char *s)
 {
     for (; *s; s++)
