@@ -202,6 +202,7 @@ local function admits(self, st)
 end
 
 function _M:access(ctx)
+    if ctx.callback then return end -- it comes from an upstream and goes to a client
     local i = ctx.endpoint
     if i == 0 then
         -- nobody chose (no route policy): take the next endpoint whose breaker lets calls

@@ -89,6 +89,7 @@ end
 
 -- Take the args now: the response phase needs the same key.
 function _M:access(ctx)
+    if ctx.callback then return end -- nothing to answer for: it never meets recover
     ctx:args_raw()
 end
 

@@ -2,6 +2,7 @@
 --
 --   guard { allow = { "get_*", "list" }, deny = { "get_secret" } }
 --   guard { allow = { "open" }, objects = { "write", "count", "name" } }
+--   guard { allow = { "watch" }, callbacks = { "on_change" } }
 --
 -- Always refused, whatever the lists say: names with an empty segment ("a..b", "x."), any
 -- segment starting with "_" (private names and metamethods: "_debug", "__index", "__gc"), and
@@ -16,6 +17,14 @@
 -- they meet `allow` like methods. `deny`, `pattern` and the "_" rule apply to both. Which
 -- methods an object has is the interface its backend recorded when it handed it out: the
 -- gateway checks that itself (404 no_such_method), never what a caller claims.
+--
+-- Callbacks (the service's upstreams calling functions and objects that clients passed) are
+-- decided with the method name and `callback` true. With a `callbacks` list, only names it
+-- matches pass; without one, any method of the interface the client exported. A function is
+-- called with no name ("") and always passes the list: a client passes one to have it called.
+-- The "_" rule applies to callbacks too (the gateway refuses those itself); `allow`, `deny`,
+-- `objects` and `pattern` are about the service's own names and do not. An item ($get with a
+-- key that is not a string) is named "[]".
 
 local glob = require "policies.glob"
 
@@ -38,6 +47,10 @@ local _M = {
             objects = { type = "array", elements = { type = "string" },
                         description = "method and attribute names (or globs) allowed on the "
                             .. "service's remote objects; omit: they meet `allow` like methods" },
+            callbacks = { type = "array", elements = { type = "string" },
+                          description = "method names (or globs) the service's upstreams may "
+                              .. "call on functions and objects clients pass; omit: any the "
+                              .. "client exported" },
         },
     },
 }
@@ -48,13 +61,18 @@ function _M.new(conf, service)
     return setmetatable({
         allow = conf.allow and glob.compile(conf.allow),
         objects = conf.objects and glob.compile(conf.objects),
+        callbacks = conf.callbacks and glob.compile(conf.callbacks),
         deny = glob.compile(conf.deny),
         pattern = conf.pattern,
         service = service,
     }, mt)
 end
 
-local function refuse(self, method, object)
+local function refuse(self, method, object, callback)
+    if callback then
+        return "forbidden", format("service '%s' may not call back '%s' on its clients",
+            self.service.name, method)
+    end
     if object then
         return "forbidden", format("'%s' is not allowed on objects of service '%s'", method,
             self.service.name)
@@ -62,7 +80,14 @@ local function refuse(self, method, object)
     return "forbidden", format("method '%s' is not exported by service '%s'", method, self.service.name)
 end
 
-function _M:decide(method, _, object)
+function _M:decide(method, _, object, callback)
+    if callback then
+        -- a function is called with no name; a client passes one to have it called
+        if method:byte(1) == 95 or (self.callbacks and method ~= "" and not self.callbacks(method)) then
+            return refuse(self, method, object, callback)
+        end
+        return
+    end
     local start = 1
     while true do
         local dot = find(method, ".", start, true)

@@ -16,6 +16,11 @@
 -- in small leases, in the background, and spends them locally (gateway/core/ratelease.c): a
 -- call never waits for Redis. While Redis is unreachable, on_redis_error decides: "local" (a
 -- bucket of this process at 1/workers of the rate), "open" (admit all) or "closed" (refuse all).
+--
+-- Callbacks (the service's upstreams calling what a client passed) take tokens from buckets of
+-- their own, keyed the same way by the client they go to: the rate then caps how fast the
+-- service may call back one client, and never eats into that client's own calls. In Redis
+-- they are named service:-cb:key (or service:method:-cb:key).
 
 local setmetatable, format, pcall = setmetatable, string.format, pcall
 local ffi = require "ffi"
@@ -50,6 +55,9 @@ local _M = {
 }
 
 local mt = { __index = _M }
+
+local LIMIT = "rate limit of %g calls/s exceeded for service '%s'"
+local LIMIT_CB = "rate limit of %g callbacks/s to this client exceeded for service '%s'"
 
 function _M.new(conf, service)
     local burst = conf.burst or conf.rate
@@ -104,6 +112,23 @@ local function cluster_bucket(self, buckets, k, key, method)
     return b
 end
 
+-- Callbacks' buckets: a table under this key of self.buckets. Keys are identity keys ("k:",
+-- "c:", "t:"...), addresses or "": none starts with a NUL.
+local CALLBACKS = "\0callbacks"
+
+-- Where the buckets of ctx's kind live: self.buckets, or the callbacks' table in it.
+local function root(self, ctx)
+    if not ctx.callback then return self.buckets end
+    local r = self.buckets[CALLBACKS]
+    if not r then
+        if self.nkeys >= self.max_keys then self.buckets, self.nkeys = {}, 0 end
+        r = {}
+        self.buckets[CALLBACKS] = r
+        self.nkeys = self.nkeys + 1
+    end
+    return r
+end
+
 local function access_cluster(self, ctx)
     local c = ctx.client
     local key
@@ -114,23 +139,25 @@ local function access_cluster(self, ctx)
     else
         key = ""
     end
+    local buckets, name = root(self, ctx), key
+    if ctx.callback then name = "-cb:" .. key end -- no key starts with "-"
     local b
     if self.per_method then
         -- buckets[key] holds that key's buckets by method; the table counts in max_keys too
-        local per = self.buckets[key]
+        local per = buckets[key]
         if not per then
             if self.nkeys >= self.max_keys then self.buckets, self.nkeys = {}, 0 end
             per = {}
-            self.buckets[key] = per
+            buckets[key] = per
             self.nkeys = self.nkeys + 1
         end
-        b = cluster_bucket(self, per, ctx.method, key, ctx.method)
+        b = cluster_bucket(self, per, ctx.method, name, ctx.method)
     else
-        b = cluster_bucket(self, self.buckets, key, key)
+        b = cluster_bucket(self, buckets, key, name)
     end
     if b == nil or C.gg_cluster_take(b) == 0 then
-        return ctx:reject("rate_limited", format("rate limit of %g calls/s exceeded for service '%s'",
-            self.rate, self.service.name), 1 / self.rate)
+        return ctx:reject("rate_limited", format(ctx.callback and LIMIT_CB or LIMIT, self.rate,
+            self.service.name), 1 / self.rate)
     end
 end
 
@@ -146,17 +173,18 @@ function _M:access(ctx)
         key = ""
     end
     local now = self.service.now()
+    local buckets = root(self, ctx)
     local b
     if self.per_method then
         -- buckets[key] holds that key's buckets by method; every bucket counts in max_keys
-        local per = self.buckets[key]
+        local per = buckets[key]
         if not per then
-            per = bucket(self, self.buckets, key, now)
+            per = bucket(self, buckets, key, now)
             per.methods = {}
         end
         b = bucket(self, per.methods, ctx.method, now)
     else
-        b = bucket(self, self.buckets, key, now)
+        b = bucket(self, buckets, key, now)
     end
     local tokens = b.tokens + (now - b.at) * self.rate
     if tokens > self.burst then tokens = self.burst end
@@ -164,8 +192,8 @@ function _M:access(ctx)
     if tokens < 1 then
         b.tokens = tokens
         local wait = (1 - tokens) / self.rate
-        return ctx:reject("rate_limited", format("rate limit of %g calls/s exceeded for service '%s'",
-            self.rate, self.service.name), wait)
+        return ctx:reject("rate_limited", format(ctx.callback and LIMIT_CB or LIMIT, self.rate,
+            self.service.name), wait)
     end
     b.tokens = tokens - 1
 end

@@ -161,6 +161,7 @@ function pick.hash(self, ctx, any)
 end
 
 function _M:access(ctx)
+    if ctx.callback then return end -- it goes to the client that passed the function
     local choose = pick[self.strategy]
     local i = choose(self, ctx, false) or choose(self, ctx, true)
     if not i then

@@ -4,10 +4,9 @@
  * the id must be one the gateway gave that upstream connection (410 otherwise, nothing sent),
  * the owning client must still be connected (410 "its client disconnected"), a name starting
  * with `_` is refused (403), a method must be in the interface the client sent when it
- * exported the object (404), and the client's limits hold (nesting depth, callbacks in
- * flight, its write buffer: 503). The service's request policies are not run: they judge a
- * client's calls into the service; a callback only reaches a client that passed the function
- * to that service itself, and every refusal is logged (callback_refused). */
+ * exported the object (404), the service's policies admit it as a call to that client (guard,
+ * auth, ratelimit, your own: 403, 401, 429), and the client's limits hold (nesting depth,
+ * callbacks in flight, its write buffer: 503). Every refusal is logged (callback_refused). */
 #include "proxy/callbacks.h"
 #include "core/buf.h"
 #include "core/errors.h"
@@ -191,11 +190,11 @@ int gg_cb_map_yours(gg_cb_port *port, gg_client *c, const char *payload, size_t 
 
 /* Answer the upstream's request msgid on port with an error, and log why (escaped). */
 static void refuse(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t msgid, int code,
-                   const char *what, uint32_t what_len, const char *fmt, ...)
-    __attribute__((format(printf, 8, 9)));
+                   const char *what, uint32_t what_len, double retry_after, const char *fmt, ...)
+    __attribute__((format(printf, 9, 10)));
 
 static void refuse(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t msgid, int code,
-                   const char *what, uint32_t what_len, const char *fmt, ...)
+                   const char *what, uint32_t what_len, double retry_after, const char *fmt, ...)
 {
     char msg[300];
     va_list ap;
@@ -208,7 +207,7 @@ static void refuse(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
     /* a 404 here is about a method, as the object's owner would say it */
     gg_reply_error_typed(port->st, msgid, code,
                          code == GG_ERR_NO_SUCH_SERVICE ? "no_such_method" : gg_error_type(code),
-                         -1, msg);
+                         retry_after, msg);
 }
 
 /* The ext value at p[0..n): its type, payload and total length, or 0 when p is not one. */
@@ -243,7 +242,7 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
     const gg_limits *lim = &srv->cfg->limits;
     int is_get = method_len == 4 && memcmp(method, "$get", 4) == 0;
     if (!is_get && !(method_len == 5 && memcmp(method, "$call", 5) == 0)) {
-        refuse(srv, port, svc, msgid, GG_ERR_NO_SUCH_SERVICE, method, method_len,
+        refuse(srv, port, svc, msgid, GG_ERR_NO_SUCH_SERVICE, method, method_len, -1,
                "the gateway accepts only $call and $get from upstreams");
         return;
     }
@@ -258,7 +257,7 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
     /* a $get key that is not a string (an item) goes to the client as it is */
     if (!tl || (!nh && !is_get) || n > 4 || type != srv->obj_ext.yours ||
         gg_obj_get_uint((const uint8_t *)payload, plen, &g) != plen) {
-        refuse(srv, port, svc, msgid, GG_ERR_BAD_REQUEST, method, method_len,
+        refuse(srv, port, svc, msgid, GG_ERR_BAD_REQUEST, method, method_len, -1,
                "%s params are [target, %s, ...] with a reference the gateway gave",
                is_get ? "$get" : "$call", is_get ? "key" : "method");
         return;
@@ -268,46 +267,57 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
     gg_objent *e = port->held ? gg_objtab_resolve(port->held, g, &err) : NULL;
     gg_client *c = e && e->tab ? e->tab->conn : NULL;
     if (!c || (c->st.flags & GG_ST_CLOSING)) {
-        refuse(srv, port, svc, msgid, GG_ERR_OBJECT_GONE, name, name_len,
+        refuse(srv, port, svc, msgid, GG_ERR_OBJECT_GONE, name, name_len, -1,
                !e && err == GG_OBJ_EUNKNOWN ? "no object %llu on this connection"
                                              : "object %llu is gone: its client disconnected",
                (unsigned long long)g);
         return;
     }
     if (name_len && name[0] == '_') {
-        refuse(srv, port, svc, msgid, GG_ERR_FORBIDDEN, name, name_len, "%s '%.*s' is private",
+        refuse(srv, port, svc, msgid, GG_ERR_FORBIDDEN, name, name_len, -1, "%s '%.*s' is private",
                is_get ? "attribute" : "method", (int)(name_len > 64 ? 64 : name_len), name);
         return;
     }
     if (!is_get && !gg_objiface_has(e->iface, name, name_len)) {
-        refuse(srv, port, svc, msgid, GG_ERR_NO_SUCH_SERVICE, name, name_len,
+        refuse(srv, port, svc, msgid, GG_ERR_NO_SUCH_SERVICE, name, name_len, -1,
                "the object has no method '%.*s'", (int)(name_len > 64 ? 64 : name_len), name);
         return;
+    }
+    if (svc->has_request) {
+        /* an item ($get with a key that is not a string) has no name: policies see "[]" */
+        const char *pn = name_len || !is_get ? name : "[]";
+        uint32_t pl = name_len || !is_get ? name_len : 2;
+        gg_verdict v;
+        gg_policy_callback(srv, c, svc, pn, pl, &v);
+        if (v.verdict == GG_V_REJECT || v.verdict == GG_V_ERROR) {
+            refuse(srv, port, svc, msgid, v.code, pn, pl, v.retry_after, "%s", v.message);
+            return;
+        }
     }
     uint16_t depth = 0;
     for (const gg_call *k = c->calls.head; k; k = k->cnext)
         if (k->depth > depth) depth = k->depth;
     depth++;
     if (depth > lim->max_callback_depth) {
-        refuse(srv, port, svc, msgid, GG_ERR_OVERLOADED, name, name_len,
+        refuse(srv, port, svc, msgid, GG_ERR_OVERLOADED, name, name_len, -1,
                "callbacks nested deeper than limits.max_callback_depth (%u)",
                lim->max_callback_depth);
         return;
     }
     if (c->cbs.n + c->cb_owed.n >= lim->max_callbacks_in_flight) {
-        refuse(srv, port, svc, msgid, GG_ERR_OVERLOADED, name, name_len,
+        refuse(srv, port, svc, msgid, GG_ERR_OVERLOADED, name, name_len, -1,
                "the client has limits.max_callbacks_in_flight (%u) callbacks in flight",
                lim->max_callbacks_in_flight);
         return;
     }
     if (gg_stream_pending(&c->st) + params_len > lim->max_write_buffer) {
-        refuse(srv, port, svc, msgid, GG_ERR_OVERLOADED, name, name_len,
+        refuse(srv, port, svc, msgid, GG_ERR_OVERLOADED, name, name_len, -1,
                "the client is not reading: its write buffer is full (limits.max_write_buffer)");
         return;
     }
     gg_call *call = gg_call_new(&srv->lp.calls);
     if (!call) {
-        refuse(srv, port, svc, msgid, GG_ERR_OVERLOADED, name, name_len, "too many calls in flight");
+        refuse(srv, port, svc, msgid, GG_ERR_OVERLOADED, name, name_len, -1, "too many calls in flight");
         return;
     }
     /* The params with every reference rewritten for the client (the target to its own id). */
@@ -322,7 +332,7 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
         gg_buf_release(&out, NULL);
         gg_buf_release(&given, NULL);
         gg_call_release(&srv->lp.calls, call);
-        refuse(srv, port, svc, msgid, rc ? rc : GG_ERR_OVERLOADED, name, name_len, "%s",
+        refuse(srv, port, svc, msgid, rc ? rc : GG_ERR_OVERLOADED, name, name_len, -1, "%s",
                why ? why : "out of memory");
         return;
     }

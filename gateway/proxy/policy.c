@@ -64,6 +64,7 @@ static int init_fn(lua_State *L, void *ud)
     int gw = lua_gettop(L);
     pol->request_ref = ref_field(L, gw, "request");
     pol->response_ref = ref_field(L, gw, "response");
+    pol->callback_ref = ref_field(L, gw, "callback");
     pol->endpoint_ref = ref_field(L, gw, "endpoint_state");
     pol->endpoints_ref = ref_field(L, gw, "set_endpoints");
     return 0;
@@ -344,6 +345,39 @@ void gg_policy_request_object(gg_server *srv, gg_client *c, gg_service *svc, gg_
     srv->pol.cur_object = 1;
     gg_policy_request(srv, c, svc, call, method, method_len, params, params_len, v);
     srv->pol.cur_object = 0;
+}
+
+static int callback_fn(lua_State *L, void *ud)
+{
+    phase_arg *a = ud;
+    gg_policy_host *pol = &a->srv->pol;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->callback_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->svc->pipeline_ref);
+    push_client(L, a->srv, a->c);
+    lua_pushlstring(L, a->method, a->method_len);
+    lua_call(L, 3, 4);
+    read_verdict(a->srv, L, 0, a->v);
+    return 0;
+}
+
+void gg_policy_callback(gg_server *srv, gg_client *c, gg_service *svc, const char *method,
+                        uint32_t method_len, gg_verdict *v)
+{
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    int top = lua_gettop(L);
+    v->endpoint = 0;
+    v->deadline = 0;
+    phase_arg a = {.srv = srv, .c = c, .svc = svc, .method = method, .method_len = method_len,
+                   .v = v};
+    pol->cur_params = "\x90"; /* ctx:args(): a callback offers none */
+    pol->cur_len = 1;
+    gg_watchdog_enter(&srv->wd, svc->name, "callback", svc->policy_names);
+    int rc = gg_lua_protect(L, callback_fn, &a, 0, 0);
+    gg_watchdog_leave(&srv->wd);
+    pol->cur_params = NULL;
+    if (rc) policy_error(srv, svc->name, "callback", rc, v);
+    lua_settop(L, top);
 }
 
 static int response_fn(lua_State *L, void *ud)

@@ -38,7 +38,7 @@ typedef struct gg_verdict {
 
 typedef struct gg_policy_host {
     lua_State *L;
-    int host_ref, request_ref, response_ref, endpoint_ref, endpoints_ref, auth_ref;
+    int host_ref, request_ref, response_ref, callback_ref, endpoint_ref, endpoints_ref, auth_ref;
     msgpack_sbuffer out; /* packed RESPOND values */
     const char *cur_params; /* the params of the call in its request phase */
     size_t cur_len;
@@ -76,6 +76,11 @@ void gg_policy_request(struct gg_server *srv, struct gg_client *c, struct gg_ser
 void gg_policy_request_object(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
                               gg_call *call, const char *method, uint32_t method_len,
                               const char *params, size_t params_len, gg_verdict *v);
+/* A callback: an upstream of svc calls method on a function or object that client c passed.
+ * The decide phases (told it is an object and a callback: a guard's `callbacks` list) and the
+ * access phases (ctx.callback) run as c; v is REJECT (code, message, retry_after) or CONTINUE. */
+void gg_policy_callback(struct gg_server *srv, struct gg_client *c, struct gg_service *svc,
+                        const char *method, uint32_t method_len, gg_verdict *v);
 /* Response phase. kind: 0 ok, 1 the upstream returned an error, 2 gateway error (code). result
  * is the raw result (kind 0) when a policy wants results. */
 void gg_policy_response(struct gg_server *srv, gg_call *call, int kind, int code,

@@ -90,6 +90,7 @@ end
 
 _M.request = policy.request
 _M.response = policy.response
+_M.callback = policy.callback
 _M.endpoint_state = policy.endpoint_state
 _M.set_endpoints = policy.set_endpoints
 

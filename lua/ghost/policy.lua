@@ -5,12 +5,14 @@
 -- constructor `new(conf, service)` returning the instance that keeps the policy's state, and
 -- any of these phase functions:
 --
---   decide(self, method, client, object)
+--   decide(self, method, client, object, callback)
 --                                 static decision that depends only on the method and the
 --                                 client's identity: return nothing to allow, or code, message
---                                 to refuse. Cached per (identity, method, object): not re-run
---                                 per call. `object` is true for a call on a remote object
---                                 (`method` is then the object's method or attribute name).
+--                                 to refuse. Cached per (identity, method, object, callback):
+--                                 not re-run per call. `object` is true for a call on a remote
+--                                 object (`method` is then the object's method or attribute
+--                                 name); `callback` too for a callback (an upstream calling a
+--                                 function or object that `client` passed).
 --   access(self, ctx)             per call, before the call goes upstream: may ctx:reject(),
 --                                 ctx:respond(), ctx:set_endpoint(), ctx:set_deadline().
 --   response(self, ctx, outcome)  per call, after the answer (or failure): breakers, metrics,
@@ -26,6 +28,12 @@
 -- ctx.notification true; one that goes upstream is then over at once: the response phases
 -- that saw it hear outcome.kind "notified" (no answer will come), so they give back what they
 -- took, as for "rejected". Its slot is 0, shared by every notification.
+--
+-- A callback (an upstream of the service calling what a client passed) meets the decide
+-- phases with `object` and `callback` true and the access phases with ctx.callback and
+-- ctx.object true, as the client it goes to (ctx.client, ctx.identity). It never goes through
+-- route, breaker or fallback (it goes to that client), so a policy that took something in
+-- access hears outcome.kind "notified" at once: no response phase follows.
 --
 -- docs/policies.md is the reference.
 -- The C core calls request() and response() below once per call. Nothing here allocates per
@@ -331,7 +339,8 @@ function _M.build(name, specs, service, core, old, moves)
                              endpoint = 0, deadline = 0, slot = 0, notification = false,
                              verdict = false, _args = false,
                              _args_raw = false, code = false, message = false, retry_after = false,
-                             value = false, probe = false }, ctx_mt),
+                             value = false, probe = false, object = false, callback = false },
+                           ctx_mt),
         outcome = { kind = false, ok = false, code = false, latency = 0, result = false,
                     attempt = 0, sent = false },
         core = core,
@@ -383,12 +392,12 @@ end
 ---------------------------------------------------------------------------------------------
 -- Running the phases (called by the C core)
 
-local function decide(p, method, client, object)
+local function decide(p, method, client, object, callback)
     local running = p.running
     for i = 1, #p.decide do
         local d = p.decide[i]
         running[0] = d[3]
-        local code, message = d[1](d[2], method, client, object)
+        local code, message = d[1](d[2], method, client, object, callback)
         if code then
             if type(code) == "string" then code = codes[code] end
             if not known_code[code] then code = codes.internal end
@@ -421,7 +430,7 @@ end
 
 -- The decide phases' verdict for (method, client): true, or { code, message }. Cached per
 -- identity and method; the cache tables are made once per identity, never per call.
-local function decided(p, method, client, object)
+local function decided(p, method, client, object, callback)
     local ident = client.identity_key or ""
     local cache = p.decisions[ident]
     if not cache then
@@ -431,10 +440,11 @@ local function decided(p, method, client, object)
             p.ndecisions = p.ndecisions + 1
         end
     end
-    local key = object and "\0" .. method or method -- no plain method name has a NUL
+    -- no plain method name has a control character
+    local key = callback and "\1" .. method or object and "\0" .. method or method
     local d = cache and cache[key]
     if d == nil then
-        d = decide(p, method, client, object)
+        d = decide(p, method, client, object, callback)
         if cache and cache.n < MAX_CACHED_METHODS then
             cache[key] = d
             cache.n = cache.n + 1
@@ -463,7 +473,8 @@ function _M.request(p, slot, client, method, endpoint, deadline, object)
     end
     local ctx = p.ctx
     set_client(ctx, client)
-    ctx.method, ctx.endpoint, ctx.deadline, ctx.object = method, endpoint, deadline, object
+    ctx.method, ctx.endpoint, ctx.deadline, ctx.object, ctx.callback = method, endpoint, deadline,
+        object, false
     ctx.slot, ctx.notification, ctx.verdict, ctx._args, ctx._args_raw = slot, slot == 0, false,
         false, false
     ctx.code, ctx.message, ctx.retry_after, ctx.value = false, false, false, false
@@ -504,6 +515,31 @@ function _M.request(p, slot, client, method, endpoint, deadline, object)
     return CONTINUE, ctx.endpoint, ctx.deadline
 end
 
+--- A callback: an upstream of the service calls `method` on a function or object that
+-- `client` passed. The decide phases, then the access phases with ctx.callback true; the
+-- params are not offered (ctx:args() is empty). Returns REJECT, code, message, retry_after;
+-- or CONTINUE (an answer or a retry a policy asked for does not apply to a callback).
+function _M.callback(p, client, method)
+    if #p.decide > 0 then
+        local d = decided(p, method, client, true, true)
+        if d ~= true then return REJECT, d.code, d.message end
+    end
+    local ctx = p.ctx
+    set_client(ctx, client)
+    ctx.method, ctx.endpoint, ctx.deadline, ctx.object, ctx.callback = method, 0, 0, true, true
+    ctx.slot, ctx.notification, ctx.verdict, ctx._args, ctx._args_raw = 0, false, false, false,
+        false
+    ctx.code, ctx.message, ctx.retry_after, ctx.value = false, false, false, false
+    local last = p.run_access(ctx)
+    if ctx.verdict == REJECT then
+        local code = ctx.code or codes.internal
+        if p.has_response then abandon(p, ctx, last, "rejected", code) end
+        return REJECT, code, ctx.message or "refused", ctx.retry_after
+    end
+    if p.has_response then abandon(p, ctx, last, "notified") end
+    return CONTINUE
+end
+
 local kinds = { [0] = "ok", "upstream_error", "gateway_error" }
 
 --- Response phase. kind: 0 ok, 1 upstream error, 2 gateway error (code set). latency in
@@ -519,7 +555,7 @@ function _M.response(p, slot, kind, code, latency, endpoint, result, attempt, se
     else
         ctx.client, ctx.address, ctx.identity, ctx.meta = false, false, false, false
     end
-    ctx.endpoint = endpoint
+    ctx.endpoint, ctx.callback = endpoint, false
     ctx.slot, ctx.notification, ctx.verdict, ctx.value, ctx._args = slot, false, false, false, false
     ctx._args_raw = p.call_key[slot] or false
     o.kind, o.ok, o.code, o.latency, o.result, o.attempt, o.sent = kinds[kind], kind == 0,

@@ -70,6 +70,29 @@ function cbs.exchange(cb)
     return mine:hello() .. ":" .. f:count()
 end
 
+-- cb(v) in `seconds`, from a task of the backend's own (no call of the client's in flight).
+function cbs.later(cb, seconds, v)
+    ghost.spawn(function() ghost.sleep(seconds); cb(v) end)
+    return true
+end
+
+-- obj:name(...) on an object the caller passed: its result, or {code, type, message}.
+function cbs.invoke(obj, name, ...)
+    local ok, r = pcall(function(...) return obj[name](obj, ...) end, ...)
+    if ok then return r end
+    return { code = r.code, type = r.type, message = r.message }
+end
+
+-- Each stored callback called with v: its result, or {code, type, message}.
+function cbs.publish_each(v)
+    local out = {}
+    for i, cb in ipairs(stored) do
+        local ok, r = pcall(cb, v)
+        out[i] = ok and r or { code = r.code, type = r.type, message = r.message }
+    end
+    return out
+end
+
 -- Proxies the backend no longer uses are collected (their releases go out this turn).
 function cbs.gc()
     collectgarbage()
