@@ -317,25 +317,34 @@ static int request_fn(lua_State *L, void *ud)
     return 0;
 }
 
+/* Run fn, a phase before the call goes anywhere, with params for ctx:args(): under the
+ * watchdog, protected; a Lua error becomes a->v's ERROR verdict. */
+static void run_before(phase_arg *a, const char *phase, gg_lua_fn fn, const char *params,
+                       size_t params_len)
+{
+    gg_server *srv = a->srv;
+    gg_policy_host *pol = &srv->pol;
+    lua_State *L = pol->L;
+    int top = lua_gettop(L);
+    pol->cur_params = params;
+    pol->cur_len = params_len;
+    gg_watchdog_enter(&srv->wd, a->svc->name, phase, a->svc->policy_names);
+    int rc = gg_lua_protect(L, fn, a, 0, 0);
+    gg_watchdog_leave(&srv->wd);
+    pol->cur_params = NULL;
+    if (rc) policy_error(srv, a->svc->name, phase, rc, a->v);
+    lua_settop(L, top);
+}
+
 void gg_policy_request(gg_server *srv, gg_client *c, gg_service *svc, gg_call *call,
                        const char *method, uint32_t method_len, const char *params,
                        size_t params_len, gg_verdict *v)
 {
-    gg_policy_host *pol = &srv->pol;
-    lua_State *L = pol->L;
-    int top = lua_gettop(L);
     v->endpoint = 0;
     v->deadline = (double)svc->conf->deadline_ms / 1000.0;
     phase_arg a = {.srv = srv, .c = c, .svc = svc, .call = call, .method = method,
                    .method_len = method_len, .v = v};
-    pol->cur_params = params;
-    pol->cur_len = params_len;
-    gg_watchdog_enter(&srv->wd, svc->name, "request", svc->policy_names);
-    int rc = gg_lua_protect(L, request_fn, &a, 0, 0);
-    gg_watchdog_leave(&srv->wd);
-    pol->cur_params = NULL;
-    if (rc) policy_error(srv, svc->name, "request", rc, v);
-    lua_settop(L, top);
+    run_before(&a, "request", request_fn, params, params_len);
 }
 
 void gg_policy_request_object(gg_server *srv, gg_client *c, gg_service *svc, gg_call *call,
@@ -363,21 +372,11 @@ static int callback_fn(lua_State *L, void *ud)
 void gg_policy_callback(gg_server *srv, gg_client *c, gg_service *svc, const char *method,
                         uint32_t method_len, gg_verdict *v)
 {
-    gg_policy_host *pol = &srv->pol;
-    lua_State *L = pol->L;
-    int top = lua_gettop(L);
     v->endpoint = 0;
     v->deadline = 0;
     phase_arg a = {.srv = srv, .c = c, .svc = svc, .method = method, .method_len = method_len,
                    .v = v};
-    pol->cur_params = "\x90"; /* ctx:args(): a callback offers none */
-    pol->cur_len = 1;
-    gg_watchdog_enter(&srv->wd, svc->name, "callback", svc->policy_names);
-    int rc = gg_lua_protect(L, callback_fn, &a, 0, 0);
-    gg_watchdog_leave(&srv->wd);
-    pol->cur_params = NULL;
-    if (rc) policy_error(srv, svc->name, "callback", rc, v);
-    lua_settop(L, top);
+    run_before(&a, "callback", callback_fn, "\x90", 1); /* ctx:args(): a callback offers none */
 }
 
 static int response_fn(lua_State *L, void *ud)

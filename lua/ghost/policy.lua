@@ -31,9 +31,9 @@
 --
 -- A callback (an upstream of the service calling what a client passed) meets the decide
 -- phases with `object` and `callback` true and the access phases with ctx.callback and
--- ctx.object true, as the client it goes to (ctx.client, ctx.identity). It never goes through
--- route, breaker or fallback (it goes to that client), so a policy that took something in
--- access hears outcome.kind "notified" at once: no response phase follows.
+-- ctx.object true, as the client it goes to (ctx.client, ctx.identity). The built-in route,
+-- breaker and fallback leave it alone (it goes to that client). No response phase follows: a
+-- policy that took something in access hears outcome.kind "notified" at once.
 --
 -- docs/policies.md is the reference.
 -- The C core calls request() and response() below once per call. Nothing here allocates per
