@@ -43,9 +43,17 @@ void gg_endpoint_connect_failed(gg_endpoint *ep, int conn, int status, uint64_t 
            uv_strerror(status), (unsigned long long)retry_ms);
 }
 
+int gg_endpoint_tls_failed_level(gg_endpoint *ep)
+{
+    int first = !ep->down && !ep->tls_warned;
+    ep->tls_warned = 1;
+    return first ? GG_LOG_WARN : GG_LOG_DEBUG;
+}
+
 void gg_endpoint_connected(gg_endpoint *ep, int conn)
 {
     gg_server *srv = ep->svc->srv;
+    ep->tls_warned = 0;
     gg_log(&srv->lp.log, GG_LOG_INFO, "upstream_connected", "service=%s upstream=%s conn=%d",
            ep->svc->name, ep->addr->text, conn);
     if (!ep->down) return;

@@ -31,11 +31,16 @@ typedef struct gg_endpoint {
     int down;
     uint64_t down_since; /* loop time, ms */
     uint64_t down_repeats;
+    int tls_warned; /* a failed handshake was logged at warn since the last connection */
 } gg_endpoint;
 
 /* A connection of ep failed to connect; the next attempt is in retry_ms. Logs upstream_down
  * when that leaves ep without a connection, else only at debug. */
 void gg_endpoint_connect_failed(gg_endpoint *ep, int conn, int status, uint64_t retry_ms);
+/* The level to log a failed handshake of ep at: warn for the first since ep last had a
+ * connection up, debug for the rest (a pool opens its connections together, and they all fail
+ * at once). */
+int gg_endpoint_tls_failed_level(gg_endpoint *ep);
 /* A connection of ep is up: logs upstream_back, with the failures not logged, if ep was down. */
 void gg_endpoint_connected(gg_endpoint *ep, int conn);
 /* A connection of ep came up (on 1) or went down (on 0): counts it and tells the policies. */

@@ -354,7 +354,7 @@ static void on_connect(gg_httpc *hc, int status)
     if (status < 0) {
         const char *tls_why = c->hc.st.tls ? gg_tls_error(c->hc.st.tls) : "";
         if (*tls_why) { /* a failed handshake: said once per outage, like a refused connect */
-            gg_log(&srv->lp.log, c->ep->gep->down ? GG_LOG_DEBUG : GG_LOG_WARN, "upstream_tls_failed",
+            gg_log(&srv->lp.log, gg_endpoint_tls_failed_level(c->ep->gep), "upstream_tls_failed",
                    "service=%s upstream=%s reason=\"%s\"", up->name, url_of(c), tls_why);
             fail_waiting(c, tls_why);
         }
@@ -445,7 +445,7 @@ static void on_handshake_timeout(uv_timer_t *t)
 {
     hu_conn *c = t->data;
     if (c->hc.state != GG_HTTPC_CONNECTING) return;
-    gg_log(&c->ep->up->srv->lp.log, c->ep->gep->down ? GG_LOG_DEBUG : GG_LOG_WARN,
+    gg_log(&c->ep->up->srv->lp.log, gg_endpoint_tls_failed_level(c->ep->gep),
            "upstream_tls_failed", "service=%s upstream=%s reason=\"handshake timed out\"",
            c->ep->up->name, url_of(c));
     c->connect_status = UV_ETIMEDOUT;

@@ -122,7 +122,7 @@ static void on_eof(gg_stream *s, int status)
     int level = srv->draining || !uc->calls.n ? GG_LOG_INFO : GG_LOG_WARN;
     const char *tls_why = s->tls ? gg_tls_error(s->tls) : "";
     if (*tls_why && uc->state == GG_UP_CONNECTING) { /* a failed handshake: said once per outage */
-        gg_log(&srv->lp.log, uc->ep->down ? GG_LOG_DEBUG : GG_LOG_WARN, "upstream_tls_failed",
+        gg_log(&srv->lp.log, gg_endpoint_tls_failed_level(uc->ep), "upstream_tls_failed",
                "service=%s upstream=%s reason=\"%s\"", uc->ep->svc->name, uc->ep->addr->text, tls_why);
         uc->connect_status = UV_EPROTO;
     } else {
@@ -207,7 +207,7 @@ static void on_handshake_timeout(uv_timer_t *t)
 {
     gg_uconn *uc = t->data;
     if (uc->state != GG_UP_CONNECTING || !uc->st.tls || (uc->st.flags & GG_ST_CLOSING)) return;
-    gg_log(&srv_of(uc)->lp.log, uc->ep->down ? GG_LOG_DEBUG : GG_LOG_WARN, "upstream_tls_failed",
+    gg_log(&srv_of(uc)->lp.log, gg_endpoint_tls_failed_level(uc->ep), "upstream_tls_failed",
            "service=%s upstream=%s reason=\"handshake timed out\"", uc->ep->svc->name, uc->ep->addr->text);
     uc->connect_status = UV_ETIMEDOUT;
     fail_calls(uc, "did not finish the TLS handshake");
@@ -461,6 +461,7 @@ static int add_endpoint(gg_service *svc, const gg_addr *a)
     ep->connect_failures = 0;
     ep->down = 0;
     ep->down_repeats = 0;
+    ep->tls_warned = 0;
     open_endpoint(ep);
     return (int)(ep - svc->eps) + 1;
 }

@@ -47,6 +47,10 @@ describe("tls:// upstreams", function()
             { ca = certs.other_ca, cert = certs.client, key = certs.client_key })
         assert(gw:wait_log('upstream_tls_failed service=demo upstream=%S+ '
             .. 'reason="self%-signed certificate in certificate chain"'))
+        -- the pool's connections fail together: one warning for the outage, the rest at debug
+        assert(gw:wait_log("upstream_down service=demo"))
+        local _, n = gw:logs():gsub("upstream_tls_failed", "")
+        assert.equal(1, n)
     end)
 
     it("refuse to start when the service's client certificate cannot be read", function()
