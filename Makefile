@@ -191,7 +191,7 @@ VALGRIND_SPECS ?= spec/02-core/round_trip_spec.lua spec/02-core/malformed_input_
                   spec/02-core/drain_spec.lua spec/05-faults/upstream_faults_spec.lua \
                   spec/05-faults/cap_and_reload_spec.lua spec/04-client/gateway_objects_spec.lua \
                   spec/04-client/gateway_callbacks_spec.lua spec/04-client/gateway_promises_spec.lua \
-                  spec/08-cluster/discover_spec.lua
+                  spec/03-policies/callbacks_policies_spec.lua spec/08-cluster/discover_spec.lua
 .PHONY: soak valgrind
 soak: build
 	@BUILD=$(BUILD) DURATION=$(DURATION) bench/soak.sh
