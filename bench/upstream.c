@@ -636,25 +636,34 @@ static void up_counter_new(up_conn *c, uint32_t msgid)
     up_result(c, msgid, v, k);
 }
 
+/* Whether p[0..len) is exactly one ext value (fixext, ext 8 or ext 16) of type `type`; its
+ * payload in *data, *dlen. */
+static int up_ext(const char *p, size_t len, int8_t type, const char **data, size_t *dlen)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    size_t h, n;
+    if (len >= 2 && u[0] >= 0xd4 && u[0] <= 0xd8)
+        n = (size_t)1 << (u[0] - 0xd4), h = 1;
+    else if (len >= 3 && u[0] == 0xc7)
+        n = u[1], h = 2;
+    else if (len >= 4 && u[0] == 0xc8)
+        n = (size_t)u[1] << 8 | u[2], h = 3;
+    else
+        return 0;
+    if (len != h + 1 + n || (int8_t)u[h] != type) return 0;
+    *data = p + h + 1;
+    *dlen = n;
+    return 1;
+}
+
 /* The live counter named by the YOURS ext at p (its id in *id), or NULL; *is_ref says
  * whether p was a YOURS ext at all. */
 static up_obj *up_counter_find(up_conn *c, const char *p, size_t len, uint64_t *id, int *is_ref)
 {
-    const uint8_t *u = (const uint8_t *)p;
-    size_t h, plen;
+    const char *d;
+    size_t dl;
     *is_ref = 0;
-    if (len >= 2 && u[0] >= 0xd4 && u[0] <= 0xd8) {
-        plen = (size_t)1 << (u[0] - 0xd4);
-        h = 1;
-    } else if (len >= 3 && u[0] == 0xc7) {
-        plen = u[1];
-        h = 2;
-    } else {
-        return NULL;
-    }
-    if (len != h + 1 + plen || (int8_t)u[h] != GG_OBJ_EXT_YOURS ||
-        gg_get_uint(p + h + 1, plen, id) != plen)
-        return NULL;
+    if (!up_ext(p, len, GG_OBJ_EXT_YOURS, &d, &dl) || gg_get_uint(d, dl, id) != dl) return NULL;
     *is_ref = 1;
     if (*id == 0 || *id > c->nobjs || c->objs[*id - 1].count == 0) return NULL;
     return &c->objs[*id - 1];
@@ -749,24 +758,11 @@ static void up_release(up_conn *c, const char *params, size_t plen)
  * method it lacks with 404, and that error becomes the answer of the call. */
 static int up_fn_id(const char *p, size_t len, uint64_t *id)
 {
-    const uint8_t *u = (const uint8_t *)p;
-    size_t h, plen;
-    if (len >= 2 && u[0] >= 0xd4 && u[0] <= 0xd8) {
-        plen = (size_t)1 << (u[0] - 0xd4);
-        h = 1;
-    } else if (len >= 3 && u[0] == 0xc7) {
-        plen = u[1];
-        h = 2;
-    } else if (len >= 4 && u[0] == 0xc8) {
-        plen = (size_t)u[1] << 8 | u[2];
-        h = 3;
-    } else {
-        return -1;
-    }
-    if (len != h + 1 + plen || (int8_t)u[h] != GG_OBJ_EXT_OBJECT || plen < 3 || u[h + 1] != 0x92)
-        return -1;
-    size_t il = gg_get_uint(p + h + 2, plen - 1, id);
-    if (!il || il + 1 >= plen) return -1; /* an interface must follow the id */
+    const char *d;
+    size_t dl;
+    if (!up_ext(p, len, GG_OBJ_EXT_OBJECT, &d, &dl) || dl < 3 || (uint8_t)d[0] != 0x92) return -1;
+    size_t il = gg_get_uint(d + 1, dl - 1, id);
+    if (!il || il + 1 >= dl) return -1; /* an interface must follow the id */
     return 0;
 }
 
