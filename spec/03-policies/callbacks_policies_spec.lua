@@ -115,6 +115,10 @@ describe("Callbacks meet the service's policies", function()
         local deadline = ghost.now() + h.timeout(5)
         while not got and ghost.now() < deadline do ghost.sleep(0.01) end
         assert.equal("later", got)
+        -- a round trip (still refused) after the callback's answer: the gateway has it before
+        -- the client closes, or the backend's task would be answered 410 and fail
+        err = h.raised(function() return gw.cbs.echo(2) end)
+        assert.same({ 530, "circuit_open" }, { err[1], err[2] })
         assert.is_nil(f.gateway:logs():find("callback_refused", 1, true))
     end)
 
