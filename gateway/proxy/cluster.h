@@ -32,6 +32,7 @@ typedef struct gg_cluster {
     int workers;     /* cfg->workers: a bucket's local share while Redis is away is 1/workers */
     gg_redis_stats redis_before; /* what connections closed by a reload had counted (/metrics) */
     gg_lease_stats leases;       /* summed over every cluster bucket, ever (/metrics) */
+    uint64_t bucket_failed_at;   /* loop time of the last cluster_bucket_failed line */
 } gg_cluster;
 
 /* Open, keep, swap or close the connection to what cfg->redis says now (at start and after
@@ -47,8 +48,9 @@ int gg_cluster_metrics(const struct gg_server *srv, char *out, size_t size);
 
 /* For ratelimit through the FFI (ghost.policy's cdef). A bucket named `service:key`: key is
  * used as it is when it fits a bucket name, else hashed. on_error is "local", "open" or
- * "closed". Returns NULL when out of memory. Owned by the Lua object (ffi.gc) that frees it
- * with gg_cluster_bucket_free, which may run after the server has stopped. */
+ * "closed". Returns NULL when out of memory (logged as cluster_bucket_failed, at most once a
+ * second; the call is refused 429). Owned by the Lua object (ffi.gc) that frees it with
+ * gg_cluster_bucket_free, which may run after the server has stopped. */
 void *gg_cluster_bucket(void *server, const char *service, const char *key, double rate,
                             double burst, const char *on_error);
 int gg_cluster_take(void *b);
