@@ -437,26 +437,22 @@ static void lg_all_connected(void);
  * lg_req. Exits when the answer is anything else. */
 static void lg_got_ref(lg_conn *c, const char *msg, const gg_msg *m)
 {
-    const uint8_t *v = (const uint8_t *)msg + m->body_off + 1; /* after error: nil */
-    size_t n = m->size - m->body_off - 1, h, plen;
+    const char *v = msg + m->body_off + 1; /* after error: nil */
+    size_t n = m->size - m->body_off - 1, plen = 0;
+    const char *data = NULL;
+    int8_t type = 0;
     uint64_t id;
     size_t il = 0;
     if ((uint8_t)msg[m->body_off] != 0xc0) {
         fprintf(stderr, "ghost-bench: %s answered an error\n", lg_opt.ref);
         exit(1);
     }
-    if (n >= 3 && v[0] == 0xc7)
-        plen = v[1], h = 2;
-    else if (n >= 2 && v[0] >= 0xd4 && v[0] <= 0xd8)
-        plen = (size_t)1 << (v[0] - 0xd4), h = 1;
-    else
-        plen = 0, h = 0;
-    if (!h || n < h + 1 + plen || (int8_t)v[h] != GG_OBJ_EXT_OBJECT || plen < 2 ||
-        v[h + 1] != 0x92 || !(il = gg_get_uint((const char *)v + h + 2, plen - 1, &id))) {
+    if (!gg_get_ext(v, n, &type, &data, &plen) || type != GG_OBJ_EXT_OBJECT || plen < 2 ||
+        (uint8_t)data[0] != 0x92 || !(il = gg_get_uint(data + 1, plen - 1, &id))) {
         fprintf(stderr, "ghost-bench: %s did not answer an object [id, interface]\n", lg_opt.ref);
         exit(1);
     }
-    const char *idb = (const char *)v + h + 2; /* the id's bytes, as the peer encoded them */
+    const char *idb = data + 1; /* the id's bytes, as the peer encoded them */
     size_t mlen = strlen(lg_opt.method);
     char *p = lg_buf_reserve(&c->req, 32 + il + mlen + lg_want_len);
     size_t k = gg_put_request_hdr(p, 0, "$call", 5);
@@ -485,16 +481,15 @@ static const char lg_fn[] = {(char)0xc7, 4, GG_OBJ_EXT_OBJECT, (char)0x92, 1, (c
 static void lg_callback(lg_conn *c, const char *msg, const gg_msg *m)
 {
     const uint8_t *p = (const uint8_t *)msg + m->body_off, *end = (const uint8_t *)msg + m->size;
-    size_t h = 0;
     int ok = m->method_len == 5 && memcmp(msg + m->method_off, "$call", 5) == 0 && end - p >= 7 &&
              p[0] == 0x93;
     if (ok) { /* YOURS 1 in any ext form whose payload is the uint 1 */
-        if (p[1] == 0xd4)
-            h = 2;
-        else if (p[1] == 0xc7 && p[2] == 1)
-            h = 3;
-        ok = h && (int8_t)p[h] == GG_OBJ_EXT_YOURS && p[h + 1] == 1;
-        p += h + 2;
+        const char *d;
+        size_t dl;
+        int8_t t;
+        size_t el = gg_get_ext((const char *)p + 1, (size_t)(end - p - 1), &t, &d, &dl);
+        ok = el && t == GG_OBJ_EXT_YOURS && dl == 1 && d[0] == 1;
+        p += 1 + el;
     }
     ok = ok && end - p >= 3 && p[0] == 0xa0 && p[1] == 0x91; /* "", [x]: x runs to the end */
     char *out;

@@ -636,24 +636,12 @@ static void up_counter_new(up_conn *c, uint32_t msgid)
     up_result(c, msgid, v, k);
 }
 
-/* Whether p[0..len) is exactly one ext value (fixext, ext 8 or ext 16) of type `type`; its
- * payload in *data, *dlen. */
+/* Whether p[0..len) is exactly one ext value of type `type`; its payload in *data, *dlen. */
 static int up_ext(const char *p, size_t len, int8_t type, const char **data, size_t *dlen)
 {
-    const uint8_t *u = (const uint8_t *)p;
-    size_t h, n;
-    if (len >= 2 && u[0] >= 0xd4 && u[0] <= 0xd8)
-        n = (size_t)1 << (u[0] - 0xd4), h = 1;
-    else if (len >= 3 && u[0] == 0xc7)
-        n = u[1], h = 2;
-    else if (len >= 4 && u[0] == 0xc8)
-        n = (size_t)u[1] << 8 | u[2], h = 3;
-    else
-        return 0;
-    if (len != h + 1 + n || (int8_t)u[h] != type) return 0;
-    *data = p + h + 1;
-    *dlen = n;
-    return 1;
+    int8_t t;
+    size_t n = gg_get_ext(p, len, &t, data, dlen);
+    return n && n == len && t == type;
 }
 
 /* The live counter named by the YOURS ext at p (its id in *id), or NULL; *is_ref says

@@ -1,86 +1,13 @@
 /* codec.c -- bounded MessagePack-RPC scanner and envelope writers. See codec.h. */
 #include "core/codec.h"
+#include "core/mphead.h"
 #include "core/utf8.h"
 
 #include <string.h>
 
-static inline uint32_t be16(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 8 | p[1];
-}
-
-static inline uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static inline uint64_t be64(const uint8_t *p)
 {
-    return (uint64_t)be32(p) << 32 | be32(p + 4);
-}
-
-#define TOK_SCALAR    0
-#define TOK_CONTAINER 1
-#define TOK_SHORT     2 /* header not all present yet */
-#define TOK_BAD       3
-
-/* Decode the token header at p: its header bytes, the raw payload bytes that follow it
- * (str, bin, ext) and, for containers, how many objects it holds (2n for maps). */
-static inline int token(const uint8_t *p, size_t avail, size_t *hdr, uint64_t *payload, uint64_t *elems)
-{
-    uint8_t b = p[0];
-    *payload = 0;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        *hdr = 1;
-        return TOK_SCALAR;
-    }
-    if (b >= 0xa0 && b <= 0xbf) {
-        *hdr = 1;
-        *payload = b & 0x1f;
-        return TOK_SCALAR;
-    }
-    if (b >= 0x90 && b <= 0x9f) {
-        *hdr = 1;
-        *elems = b & 0x0f;
-        return TOK_CONTAINER;
-    }
-    if (b >= 0x80 && b <= 0x8f) {
-        *hdr = 1;
-        *elems = (uint64_t)(b & 0x0f) * 2;
-        return TOK_CONTAINER;
-    }
-    switch (b) {
-    case 0xc4: case 0xd9: *hdr = 2; break; /* bin8, str8 */
-    case 0xc5: case 0xda: *hdr = 3; break; /* bin16, str16 */
-    case 0xc6: case 0xdb: *hdr = 5; break; /* bin32, str32 */
-    case 0xc7: *hdr = 3; break;            /* ext8: len, type */
-    case 0xc8: *hdr = 4; break;
-    case 0xc9: *hdr = 6; break;
-    case 0xca: *hdr = 5; return TOK_SCALAR;
-    case 0xcb: *hdr = 9; return TOK_SCALAR;
-    case 0xcc: case 0xd0: *hdr = 2; return TOK_SCALAR;
-    case 0xcd: case 0xd1: *hdr = 3; return TOK_SCALAR;
-    case 0xce: case 0xd2: *hdr = 5; return TOK_SCALAR;
-    case 0xcf: case 0xd3: *hdr = 9; return TOK_SCALAR;
-    case 0xd4: *hdr = 3; return TOK_SCALAR;  /* fixext1 */
-    case 0xd5: *hdr = 4; return TOK_SCALAR;
-    case 0xd6: *hdr = 6; return TOK_SCALAR;
-    case 0xd7: *hdr = 10; return TOK_SCALAR;
-    case 0xd8: *hdr = 18; return TOK_SCALAR;
-    case 0xdc: case 0xde: *hdr = 3; break;
-    case 0xdd: case 0xdf: *hdr = 5; break;
-    default: return TOK_BAD; /* 0xc1, never used */
-    }
-    if (avail < *hdr) return TOK_SHORT;
-    switch (b) {
-    case 0xc4: case 0xd9: case 0xc7: *payload = p[1]; return TOK_SCALAR;
-    case 0xc5: case 0xda: case 0xc8: *payload = be16(p + 1); return TOK_SCALAR;
-    case 0xc6: case 0xdb: case 0xc9: *payload = be32(p + 1); return TOK_SCALAR;
-    case 0xdc: *elems = be16(p + 1); return TOK_CONTAINER;
-    case 0xdd: *elems = be32(p + 1); return TOK_CONTAINER;
-    case 0xde: *elems = (uint64_t)be16(p + 1) * 2; return TOK_CONTAINER;
-    default: *elems = (uint64_t)be32(p + 1) * 2; return TOK_CONTAINER; /* 0xdf */
-    }
+    return (uint64_t)gg_be32(p) << 32 | gg_be32(p + 4);
 }
 
 static inline size_t get_uint(const char *s, size_t len, uint64_t *out);
@@ -213,18 +140,18 @@ int gg_scan(gg_scan_state *st, const char *buf, size_t len, const gg_scan_limits
         /* The common one-byte scalars and short strings, before the general decoder. */
         if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
             hdr = 1;
-            kind = TOK_SCALAR;
+            kind = GG_MP_SCALAR;
         } else if ((c & 0xe0) == 0xa0) {
             hdr = 1;
             payload = c & 0x1f;
-            kind = TOK_SCALAR;
+            kind = GG_MP_SCALAR;
         } else {
-            kind = token(b + pos, len - pos, &hdr, &payload, &elems);
-            if (kind == TOK_BAD) {
+            kind = gg_mp_head(b + pos, len - pos, &hdr, &payload, &elems);
+            if (kind == GG_MP_BAD) {
                 rc = GG_EMALFORMED;
                 goto out;
             }
-            if (kind == TOK_SHORT) {
+            if (kind == GG_MP_SHORT) {
                 st->need = pos + hdr;
                 goto more;
             }
@@ -236,7 +163,7 @@ int gg_scan(gg_scan_state *st, const char *buf, size_t len, const gg_scan_limits
             goto out;
         }
         int top_elem = depth == 2 && st->index < 4 && st->msg.is_array;
-        if (kind == TOK_CONTAINER) {
+        if (kind == GG_MP_CONTAINER) {
             if (pos + hdr > len) {
                 st->need = pos + hdr;
                 goto more;
@@ -379,8 +306,8 @@ static inline size_t get_uint(const char *s, size_t len, uint64_t *out)
     uint64_t v;
     switch (n) {
     case 1: v = p[1]; break;
-    case 2: v = be16(p + 1); break;
-    case 4: v = be32(p + 1); break;
+    case 2: v = gg_be16(p + 1); break;
+    case 4: v = gg_be32(p + 1); break;
     default: v = be64(p + 1); break;
     }
     if (sign && (v >> (n * 8 - 1)) & 1) return 0; /* negative */
@@ -404,11 +331,11 @@ static inline size_t get_str(const char *s, size_t len, uint32_t *n)
         return 2;
     case 0xc5: case 0xda:
         if (len < 3) return 0;
-        *n = be16(p + 1);
+        *n = gg_be16(p + 1);
         return 3;
     case 0xc6: case 0xdb:
         if (len < 5) return 0;
-        *n = be32(p + 1);
+        *n = gg_be32(p + 1);
         return 5;
     }
     return 0;
@@ -571,4 +498,25 @@ size_t gg_get_uint(const char *s, size_t len, uint64_t *out)
 size_t gg_get_str(const char *s, size_t len, uint32_t *n)
 {
     return get_str(s, len, n);
+}
+
+size_t gg_get_ext(const char *s, size_t len, int8_t *type, const char **data, size_t *dlen)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    size_t hdr;
+    uint64_t payload, elems;
+    if (len < 2 || !gg_mp_is_ext(p[0])) return 0;
+    if (gg_mp_head(p, len, &hdr, &payload, &elems) != GG_MP_SCALAR || hdr > len ||
+        payload > len - hdr)
+        return 0;
+    if (p[0] >= 0xd4) { /* fixext: type and data are in the header */
+        *type = (int8_t)p[1];
+        *data = s + 2;
+        *dlen = hdr - 2;
+    } else {
+        *type = (int8_t)p[hdr - 1];
+        *data = s + hdr;
+        *dlen = (size_t)payload;
+    }
+    return hdr + (size_t)payload;
 }

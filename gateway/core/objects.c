@@ -2,6 +2,8 @@
  * objects.h. */
 #include "core/objects.h"
 #include "core/buf.h"
+#include "core/codec.h"
+#include "core/mphead.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -31,13 +33,6 @@ int gg_obj_ext_check(const gg_obj_ext *ext, char *err, size_t errlen)
     return 0;
 }
 
-static inline uint32_t rd(const uint8_t *p, size_t w)
-{
-    return w == 1   ? p[0]
-           : w == 2 ? (uint32_t)(p[0] << 8 | p[1])
-                    : (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* A payload of a remote-object ext must itself be a small MessagePack value: an integer id
  * (yours) or an array (object, promise). Only its first byte is checked here; the owner of
  * the tables decodes the rest. */
@@ -59,93 +54,21 @@ static int walk(const char *data, size_t len, const gg_obj_ext *ext, obj_visit v
 {
     const uint8_t *p = (const uint8_t *)data, *end = p + len;
     while (p < end) {
-        const uint8_t *start = p;
-        uint8_t c = *p++;
         size_t avail = (size_t)(end - p);
-        size_t skip = 0, plen = 0, lw = 0;
-        int is_ext = 0;
-        if (c <= 0x7f || c >= 0xe0 || (c & 0xe0) == 0x80 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-            continue; /* fixint, fixmap, fixarray, nil, bool: the elements follow as values */
-        if ((c & 0xe0) == 0xa0) {
-            skip = c & 0x1f;
-        } else if (c >= 0xd4 && c <= 0xd8) {
-            is_ext = 1;
-            plen = (size_t)1 << (c - 0xd4);
-        } else {
-            switch (c) {
-            case 0xc4:
-            case 0xd9:
-                lw = 1;
-                break;
-            case 0xc5:
-            case 0xda:
-                lw = 2;
-                break;
-            case 0xc6:
-            case 0xdb:
-                lw = 4;
-                break;
-            case 0xc7:
-                lw = 1, is_ext = 1;
-                break;
-            case 0xc8:
-                lw = 2, is_ext = 1;
-                break;
-            case 0xc9:
-                lw = 4, is_ext = 1;
-                break;
-            case 0xca:
-            case 0xce:
-            case 0xd2:
-                skip = 4;
-                break;
-            case 0xcb:
-            case 0xcf:
-            case 0xd3:
-                skip = 8;
-                break;
-            case 0xcc:
-            case 0xd0:
-                skip = 1;
-                break;
-            case 0xcd:
-            case 0xd1:
-                skip = 2;
-                break;
-            case 0xdc:
-            case 0xde:
-                skip = 2;
-                break; /* counts: the elements follow */
-            case 0xdd:
-            case 0xdf:
-                skip = 4;
-                break;
-            default:
-                return 0; /* 0xc1: stop */
-            }
-            if (lw) {
-                if (avail < lw) break;
-                size_t v = rd(p, lw);
-                p += lw, avail -= lw;
-                if (is_ext)
-                    plen = v;
-                else
-                    skip = v;
-            }
-        }
-        if (is_ext) {
-            if (avail < 1 + plen) break;
-            int8_t t = (int8_t)p[0];
-            const uint8_t *pl = p + 1;
+        uint64_t n = gg_mp_extent(p, avail);
+        if (n == 0 || n > avail) return 0; /* 0xc1, or cut short: nothing more to find */
+        int8_t t;
+        const char *pl;
+        size_t plen;
+        if (gg_mp_is_ext(p[0]) && gg_get_ext((const char *)p, (size_t)n, &t, &pl, &plen)) {
             int kind = t == ext->object ? 0 : t == ext->yours ? 1 : t == ext->promise ? 2 : -1;
             if (kind >= 0) {
-                int rc = visit(ud, kind, payload_ok(kind, pl, plen), start, pl + plen, pl, plen);
+                const uint8_t *u = (const uint8_t *)pl;
+                int rc = visit(ud, kind, payload_ok(kind, u, plen), p, p + n, u, plen);
                 if (rc) return rc;
             }
-            skip = 1 + plen;
         }
-        if (skip > avail) break;
-        p += skip;
+        p += n;
     }
     return 0;
 }

@@ -5,6 +5,7 @@
  * length below has already been checked against the bytes that are there. */
 #include "lua/lua_msgpack.h"
 #include "core/codec.h"
+#include "core/mphead.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
@@ -126,19 +127,9 @@ typedef struct dec {
     unsigned null_below; /* depth_left below this: nil is ghost.null (GG_LUA_MARK) */
 } dec;
 
-static inline uint16_t be16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static inline uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static inline uint64_t be64(const uint8_t *p)
 {
-    return (uint64_t)be32(p) << 32 | be32(p + 4);
+    return (uint64_t)gg_be32(p) << 32 | gg_be32(p + 4);
 }
 
 /* Consume n bytes; NULL when fewer are left (cannot happen after a successful scan). */
@@ -269,18 +260,18 @@ static int dec_value(lua_State *L, dec *d)
     case 0xc4:
         return (q = take(d, 1)) ? dec_bytes(L, d, q[0], 1) : -1;
     case 0xc5:
-        return (q = take(d, 2)) ? dec_bytes(L, d, be16(q), 1) : -1;
+        return (q = take(d, 2)) ? dec_bytes(L, d, gg_be16(q), 1) : -1;
     case 0xc6:
-        return (q = take(d, 4)) ? dec_bytes(L, d, be32(q), 1) : -1;
+        return (q = take(d, 4)) ? dec_bytes(L, d, gg_be32(q), 1) : -1;
     case 0xc7:
         return (q = take(d, 1)) ? dec_ext(L, d, q[0]) : -1;
     case 0xc8:
-        return (q = take(d, 2)) ? dec_ext(L, d, be16(q)) : -1;
+        return (q = take(d, 2)) ? dec_ext(L, d, gg_be16(q)) : -1;
     case 0xc9:
-        return (q = take(d, 4)) ? dec_ext(L, d, be32(q)) : -1;
+        return (q = take(d, 4)) ? dec_ext(L, d, gg_be32(q)) : -1;
     case 0xca: {
         if (!(q = take(d, 4))) return -1;
-        uint32_t u = be32(q);
+        uint32_t u = gg_be32(q);
         float f;
         memcpy(&f, &u, 4);
         lua_pushnumber(L, f);
@@ -297,17 +288,17 @@ static int dec_value(lua_State *L, dec *d)
     case 0xcc:
         return (q = take(d, 1)) ? (lua_pushnumber(L, q[0]), 0) : -1;
     case 0xcd:
-        return (q = take(d, 2)) ? (lua_pushnumber(L, be16(q)), 0) : -1;
+        return (q = take(d, 2)) ? (lua_pushnumber(L, gg_be16(q)), 0) : -1;
     case 0xce:
-        return (q = take(d, 4)) ? (lua_pushnumber(L, be32(q)), 0) : -1;
+        return (q = take(d, 4)) ? (lua_pushnumber(L, gg_be32(q)), 0) : -1;
     case 0xcf:
         return (q = take(d, 8)) ? (lua_pushnumber(L, (lua_Number)be64(q)), 0) : -1;
     case 0xd0:
         return (q = take(d, 1)) ? (lua_pushnumber(L, (int8_t)q[0]), 0) : -1;
     case 0xd1:
-        return (q = take(d, 2)) ? (lua_pushnumber(L, (int16_t)be16(q)), 0) : -1;
+        return (q = take(d, 2)) ? (lua_pushnumber(L, (int16_t)gg_be16(q)), 0) : -1;
     case 0xd2:
-        return (q = take(d, 4)) ? (lua_pushnumber(L, (int32_t)be32(q)), 0) : -1;
+        return (q = take(d, 4)) ? (lua_pushnumber(L, (int32_t)gg_be32(q)), 0) : -1;
     case 0xd3:
         return (q = take(d, 8)) ? (lua_pushnumber(L, (lua_Number)(int64_t)be64(q)), 0) : -1;
     case 0xd4:
@@ -323,17 +314,17 @@ static int dec_value(lua_State *L, dec *d)
     case 0xd9:
         return (q = take(d, 1)) ? dec_bytes(L, d, q[0], 0) : -1;
     case 0xda:
-        return (q = take(d, 2)) ? dec_bytes(L, d, be16(q), 0) : -1;
+        return (q = take(d, 2)) ? dec_bytes(L, d, gg_be16(q), 0) : -1;
     case 0xdb:
-        return (q = take(d, 4)) ? dec_bytes(L, d, be32(q), 0) : -1;
+        return (q = take(d, 4)) ? dec_bytes(L, d, gg_be32(q), 0) : -1;
     case 0xdc:
-        return (q = take(d, 2)) ? dec_array(L, d, be16(q)) : -1;
+        return (q = take(d, 2)) ? dec_array(L, d, gg_be16(q)) : -1;
     case 0xdd:
-        return (q = take(d, 4)) ? dec_array(L, d, be32(q)) : -1;
+        return (q = take(d, 4)) ? dec_array(L, d, gg_be32(q)) : -1;
     case 0xde:
-        return (q = take(d, 2)) ? dec_map(L, d, be16(q)) : -1;
+        return (q = take(d, 2)) ? dec_map(L, d, gg_be16(q)) : -1;
     case 0xdf:
-        return (q = take(d, 4)) ? dec_map(L, d, be32(q)) : -1;
+        return (q = take(d, 4)) ? dec_map(L, d, gg_be32(q)) : -1;
     default:
         return -1; /* 0xc1 */
     }
@@ -376,60 +367,6 @@ int gg_lua_push_msgpack(lua_State *L, const char *data, size_t len, unsigned max
     return gg_lua_unpack(L, data, len, max_depth, 0, NULL, err, errlen);
 }
 
-/* The bytes after the first byte c of a value that are not values themselves: lengths,
- * payloads (an array's or a map's elements are values, with headers of their own). p points
- * after c; avail bytes are there. */
-static size_t value_extent(uint8_t c, const uint8_t *p, size_t avail)
-{
-    if (c <= 0x7f || c >= 0xe0 || (c & 0xe0) == 0x80) return 0; /* fixint, fixmap, fixarray */
-    if ((c & 0xe0) == 0xa0) return c & 0x1f;
-    static const uint8_t fixed[] = {[0xca - 0xc0] = 4, [0xcb - 0xc0] = 8, [0xcc - 0xc0] = 1,
-                                    [0xcd - 0xc0] = 2, [0xce - 0xc0] = 4, [0xcf - 0xc0] = 8,
-                                    [0xd0 - 0xc0] = 1, [0xd1 - 0xc0] = 2, [0xd2 - 0xc0] = 4,
-                                    [0xd3 - 0xc0] = 8, [0xd4 - 0xc0] = 2, [0xd5 - 0xc0] = 3,
-                                    [0xd6 - 0xc0] = 5, [0xd7 - 0xc0] = 9, [0xd8 - 0xc0] = 17};
-    /* Length fields: 1, 2 or 4 bytes; ext adds its type byte; array and map counts are not
-     * lengths. */
-    size_t lw = 0, extra = 0, count = 0;
-    switch (c) {
-    case 0xc4:
-    case 0xd9:
-        lw = 1;
-        break;
-    case 0xc5:
-    case 0xda:
-        lw = 2;
-        break;
-    case 0xc6:
-    case 0xdb:
-        lw = 4;
-        break;
-    case 0xc7:
-        lw = 1, extra = 1;
-        break;
-    case 0xc8:
-        lw = 2, extra = 1;
-        break;
-    case 0xc9:
-        lw = 4, extra = 1;
-        break;
-    case 0xdc:
-    case 0xde:
-        lw = 2, count = 1;
-        break;
-    case 0xdd:
-    case 0xdf:
-        lw = 4, count = 1;
-        break;
-    default:
-        return fixed[c - 0xc0]; /* nil, bool, numbers, fixext; 0xc1 counts as 1 byte */
-    }
-    if (avail < lw) return avail + 1; /* truncated: ends the walk */
-    if (count) return lw;
-    uint64_t v = lw == 1 ? p[0] : lw == 2 ? be16(p) : be32(p);
-    return lw + extra + v;
-}
-
 int gg_lua_within(const char *data, size_t len, size_t max_values)
 {
     if (len <= max_values) return 1;
@@ -438,10 +375,10 @@ int gg_lua_within(const char *data, size_t len, size_t max_values)
     size_t seen = 0;
     while (p < end) {
         if (++seen > max_values) return 0;
-        uint8_t c = *p++;
-        size_t skip = value_extent(c, p, (size_t)(end - p));
-        if (skip > (size_t)(end - p)) break;
-        p += skip;
+        uint64_t n = gg_mp_extent(p, (size_t)(end - p));
+        if (n == 0) n = 1; /* 0xc1 claims nothing */
+        if (n > (uint64_t)(end - p)) break;
+        p += n;
     }
     return 1;
 }

@@ -9,6 +9,7 @@
  * callbacks in flight, its write buffer: 503). Every refusal is logged (callback_refused). */
 #include "proxy/callbacks.h"
 #include "core/buf.h"
+#include "core/codec.h"
 #include "core/errors.h"
 #include "core/objects.h"
 #include "core/objiface.h"
@@ -210,23 +211,6 @@ static void refuse(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
                          retry_after, msg);
 }
 
-/* The ext value at p[0..n): its type, payload and total length, or 0 when p is not one. */
-static size_t get_ext(const char *p, size_t n, int8_t *type, const char **payload, size_t *plen)
-{
-    const uint8_t *u = (const uint8_t *)p;
-    size_t h, len;
-    if (n < 2) return 0;
-    if (u[0] >= 0xd4 && u[0] <= 0xd8) len = (size_t)1 << (u[0] - 0xd4), h = 1;
-    else if (u[0] == 0xc7 && n >= 3) len = u[1], h = 2;
-    else if (u[0] == 0xc8 && n >= 4) len = (size_t)u[1] << 8 | u[2], h = 3;
-    else return 0;
-    if (n < h + 1 + len) return 0;
-    *type = (int8_t)u[h];
-    *payload = p + h + 1;
-    *plen = len;
-    return h + 1 + len;
-}
-
 uint16_t gg_cb_depth(const gg_client *c)
 {
     uint16_t d = 0;
@@ -250,7 +234,7 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
     uint32_t n = params_len && (p[0] & 0xf0) == 0x90 ? p[0] & 0x0f : 0;
     int8_t type = 0;
     const char *payload = NULL;
-    size_t plen = 0, tl = n >= 2 ? get_ext(params + 1, params_len - 1, &type, &payload, &plen) : 0;
+    size_t plen = 0, tl = n >= 2 ? gg_get_ext(params + 1, params_len - 1, &type, &payload, &plen) : 0;
     uint32_t name_len = 0;
     size_t nh = tl ? gg_get_str(params + 1 + tl, params_len - 1 - tl, &name_len) : 0;
     uint64_t g;

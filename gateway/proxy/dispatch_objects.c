@@ -4,6 +4,7 @@
 #include "core/errors.h"
 #include "proxy/server.h"
 #include "core/buf.h"
+#include "core/codec.h"
 #include "core/objects.h"
 #include "core/objtable.h"
 #include "core/objiface.h"
@@ -15,30 +16,6 @@
 #include <string.h>
 
 /* ---- remote objects ------------------------------------------------------------------------ */
-
-/* The ext value at p[0..n): its type, payload and total length, or 0 when p is not one. */
-static size_t get_ext(const char *p, size_t n, int8_t *type, const char **payload, size_t *plen)
-{
-    const uint8_t *u = (const uint8_t *)p;
-    size_t h, len;
-    if (n < 2) return 0;
-    if (u[0] >= 0xd4 && u[0] <= 0xd8) {
-        len = (size_t)1 << (u[0] - 0xd4), h = 1;
-    } else if (u[0] == 0xc7 && n >= 3) {
-        len = u[1], h = 2;
-    } else if (u[0] == 0xc8 && n >= 4) {
-        len = (size_t)u[1] << 8 | u[2], h = 3;
-    } else if (u[0] == 0xc9 && n >= 6) {
-        len = (size_t)u[1] << 24 | (size_t)u[2] << 16 | (size_t)u[3] << 8 | u[4], h = 5;
-    } else {
-        return 0;
-    }
-    if (n < h + 1 + len) return 0;
-    *type = (int8_t)u[h];
-    *payload = p + h + 1;
-    *plen = len;
-    return h + 1 + len;
-}
 
 /* What a client's params are rewritten against: its table, and the upstream table every
  * reference in them must belong to. */
@@ -119,7 +96,7 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
     uint32_t n = params_len ? ((p[0] & 0xf0) == 0x90 ? p[0] & 0x0f : 0) : 0;
     int8_t type;
     const char *payload;
-    size_t plen, tl = n >= 2 ? get_ext(params + 1, params_len - 1, &type, &payload, &plen) : 0;
+    size_t plen, tl = n >= 2 ? gg_get_ext(params + 1, params_len - 1, &type, &payload, &plen) : 0;
     uint32_t name_len = 0;
     size_t nh = tl ? gg_get_str(params + 1 + tl, params_len - 1 - tl, &name_len) : 0;
     const gg_obj_ext *ext = &srv->obj_ext;
@@ -468,7 +445,7 @@ static void dispatch_on_promise(gg_server *srv, gg_client *c, uint32_t id, int i
 {
     int8_t type;
     const char *payload;
-    size_t plen, tl = get_ext(params + 1, params_len - 1, &type, &payload, &plen);
+    size_t plen, tl = gg_get_ext(params + 1, params_len - 1, &type, &payload, &plen);
     uint32_t pid;
     size_t il = gg_kept_parse_promise(payload, plen, &pid);
     uint32_t name_len = 0;

@@ -193,6 +193,34 @@ static void test_writers(void)
     UNIT_CHECK(n == 3 && (unsigned char)b[0] == 0xda);
 }
 
+/* gg_get_ext reads every ext form msgpack-c writes (fixext 1-16, ext 8/16/32), and nothing
+ * cut short or that is not an ext. */
+static void test_get_ext(void)
+{
+    static const size_t sizes[] = {1, 2, 4, 8, 16, 0, 3, 255, 256, 65535, 65536};
+    char *data = malloc(70000);
+    for (size_t i = 0; i < 70000; i++) data[i] = (char)(i * 7);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_ext_with_body(&pk, data, sizes[i], -5);
+        int8_t t = 0;
+        const char *d = NULL;
+        size_t dl = 0;
+        UNIT_EQ_INT(gg_get_ext(sb.data, sb.size, &t, &d, &dl), sb.size);
+        UNIT_CHECK(t == -5 && dl == sizes[i] && d + dl == sb.data + sb.size);
+        UNIT_CHECK(memcmp(d, data, dl) == 0);
+        for (size_t cut = 0; cut < sb.size; cut += cut < 8 ? 1 : sb.size / 3)
+            UNIT_EQ_INT(gg_get_ext(sb.data, cut, &t, &d, &dl), 0);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    free(data);
+    UNIT_EQ_INT(gg_get_ext("\xc4\x01\x00", 3, &(int8_t){0}, &(const char *){0}, &(size_t){0}), 0);
+    UNIT_EQ_INT(gg_get_ext("\x93\x01\x02\x03", 4, &(int8_t){0}, &(const char *){0}, &(size_t){0}), 0);
+}
+
 /* Method names are checked where they are parsed: the first dot and the worst flaw. */
 static void test_method_check(void)
 {
@@ -238,6 +266,7 @@ int main(void)
     UNIT_RUN(test_malformed_and_envelopes);
     UNIT_RUN(test_size_limit);
     UNIT_RUN(test_writers);
+    UNIT_RUN(test_get_ext);
     UNIT_RUN(test_method_check);
     return unit_summary();
 }

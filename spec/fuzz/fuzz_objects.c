@@ -2,12 +2,14 @@
  * (objects.c) on any bytes, and the per-connection tables (objtable.c) driven by any sequence
  * of operations.
  *
- * Properties: the scan never reads past its input and counts no more ext values than there
+ * Properties: gg_get_ext reads no byte past its input and finds the data inside the value; the
+ * scan never reads past its input and counts no more ext values than there
  * are bytes; the rewriter (gg_obj_rewrite) visits exactly the values the scan counts, and
  * with a map that copies each value back unchanged it reproduces its input byte for byte; the tables never misroute (an id resolves only in the client table that got it,
  * to the upstream entry it was given for), their sizes match what is in them, and everything
  * is freed at the end (ASan's leak check). */
 #include "core/buf.h"
+#include "core/codec.h"
 #include "core/objects.h"
 #include "core/objtable.h"
 
@@ -38,6 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gg_obj_ext ext;
     gg_obj_seen seen;
     gg_obj_ext_default(&ext);
+    int8_t et;
+    const char *ed;
+    size_t edl, el = gg_get_ext(buf, size, &et, &ed, &edl); /* the ext reader on any bytes */
+    if (el > size || (el && (ed < buf || ed + edl != buf + el))) abort();
     uint32_t n = gg_obj_scan(buf, size, &ext, &seen);
     if (n + seen.bad > size) abort();
     copy_back cb = {&ext, 0};
