@@ -186,3 +186,22 @@ size_t gg_obj_get_uint(const uint8_t *p, size_t n, uint64_t *v)
     *v = x;
     return 1 + w;
 }
+
+void gg_obj_params_split(const char *params, size_t len, gg_obj_params *op)
+{
+    const uint8_t *p = (const uint8_t *)params;
+    memset(op, 0, sizeof *op);
+    op->n = len && (p[0] & 0xf0) == 0x90 ? p[0] & 0x0f : 0;
+    if (op->n < 2) return;
+    op->tl = gg_get_ext(params + 1, len - 1, &op->type, &op->payload, &op->plen);
+    if (!op->tl) return;
+    size_t at = 1 + op->tl;
+    op->nh = gg_get_str(params + at, len - at, &op->name_len);
+    if (!op->nh || op->name_len > len - at - op->nh) {
+        op->nh = 0, op->name_len = 0;
+        return;
+    }
+    op->name = params + at + op->nh;
+    op->rest = op->name + op->name_len;
+    op->rest_len = len - (size_t)(op->rest - params);
+}

@@ -58,6 +58,22 @@ typedef int (*gg_obj_map_fn)(void *ud, int kind, const char *payload, size_t ple
 int gg_obj_rewrite(const char *data, size_t len, const gg_obj_ext *ext, gg_obj_map_fn fn,
                    void *ud, struct gg_buf *out);
 
+/* The params of $call and $get, [target, name, ...]: what a reader needs of them. Nothing is
+ * checked beyond the forms; each reader says which it accepts. */
+typedef struct gg_obj_params {
+    uint32_t n;          /* elements: 0 when params is not a fixarray */
+    size_t tl;           /* bytes of the target when it is an ext value, else 0 */
+    int8_t type;         /* the target's ext type, its data (tl > 0) */
+    const char *payload;
+    size_t plen;
+    size_t nh;           /* bytes of the name's str header when tl > 0 and it is a str, else 0 */
+    const char *name;    /* the name (nh > 0) */
+    uint32_t name_len;
+    const char *rest;    /* after the name, to the end of params (nh > 0) */
+    size_t rest_len;
+} gg_obj_params;
+void gg_obj_params_split(const char *params, size_t len, gg_obj_params *op);
+
 /* Helpers of map functions: append an ext value (or only the header of one whose payload has
  * n bytes: fixext or ext 8/16/32); write / read a MessagePack unsigned integer
  * (gg_obj_put_uint needs 9 bytes; gg_obj_get_uint returns the bytes read, 0: not one). */

@@ -230,23 +230,19 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
                "the gateway accepts only $call and $get from upstreams");
         return;
     }
-    const uint8_t *p = (const uint8_t *)params;
-    uint32_t n = params_len && (p[0] & 0xf0) == 0x90 ? p[0] & 0x0f : 0;
-    int8_t type = 0;
-    const char *payload = NULL;
-    size_t plen = 0, tl = n >= 2 ? gg_get_ext(params + 1, params_len - 1, &type, &payload, &plen) : 0;
-    uint32_t name_len = 0;
-    size_t nh = tl ? gg_get_str(params + 1 + tl, params_len - 1 - tl, &name_len) : 0;
+    gg_obj_params op;
+    gg_obj_params_split(params, params_len, &op);
+    uint32_t name_len = op.name_len;
     uint64_t g;
     /* a $get key that is not a string (an item) goes to the client as it is */
-    if (!tl || (!nh && !is_get) || n > 4 || type != srv->obj_ext.yours ||
-        gg_obj_get_uint((const uint8_t *)payload, plen, &g) != plen) {
+    if (!op.tl || (!op.nh && !is_get) || op.n > 4 || op.type != srv->obj_ext.yours ||
+        gg_obj_get_uint((const uint8_t *)op.payload, op.plen, &g) != op.plen) {
         refuse(srv, port, svc, msgid, GG_ERR_BAD_REQUEST, method, method_len, -1,
                "%s params are [target, %s, ...] with a reference the gateway gave",
                is_get ? "$get" : "$call", is_get ? "key" : "method");
         return;
     }
-    const char *name = params + 1 + tl + nh;
+    const char *name = op.nh ? op.name : params + 1 + op.tl; /* an item: its key's bytes */
     int err = GG_OBJ_EUNKNOWN;
     gg_objent *e = port->held ? gg_objtab_resolve(port->held, g, &err) : NULL;
     gg_client *c = e && e->tab ? e->tab->conn : NULL;

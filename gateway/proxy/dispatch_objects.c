@@ -93,26 +93,23 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
         return;
     }
     /* [target, name, ...]: a fixarray of 2 to 4 (the codec framed it already). */
-    uint32_t n = params_len ? ((p[0] & 0xf0) == 0x90 ? p[0] & 0x0f : 0) : 0;
-    int8_t type;
-    const char *payload;
-    size_t plen, tl = n >= 2 ? gg_get_ext(params + 1, params_len - 1, &type, &payload, &plen) : 0;
-    uint32_t name_len = 0;
-    size_t nh = tl ? gg_get_str(params + 1 + tl, params_len - 1 - tl, &name_len) : 0;
+    gg_obj_params op;
+    gg_obj_params_split(params, params_len, &op);
+    uint32_t n = op.n, name_len = op.name_len;
     const gg_obj_ext *ext = &srv->obj_ext;
     uint64_t cid;
-    if (n >= 2 && n <= 4 && (p[1] == 0xc0 || (tl && type == ext->promise))) {
+    if (n >= 2 && n <= 4 && (p[1] == 0xc0 || (op.tl && op.type == ext->promise))) {
         dispatch_pipelined(srv, c, id, is_get, params, params_len); /* a plain method, a promise */
         return;
     }
-    if (!tl || !nh || n > 4 || type != ext->yours ||
-        gg_obj_get_uint((const uint8_t *)payload, plen, &cid) != plen) {
+    if (!op.tl || !op.nh || n > 4 || op.type != ext->yours ||
+        gg_obj_get_uint((const uint8_t *)op.payload, op.plen, &cid) != op.plen) {
         gg_reply_error(&c->st, id, GG_ERR_BAD_REQUEST,
                        "%s params are [target, %s, ...] with a reference the gateway gave",
                        is_get ? "$get" : "$call", is_get ? "key" : "method");
         return;
     }
-    const char *name = params + 1 + tl + nh;
+    const char *name = op.name;
     int err = GG_OBJ_EUNKNOWN;
     gg_objent *u = c->objs ? gg_objtab_resolve(c->objs, cid, &err) : NULL;
     const gg_upstream_ops *ops = u && u->tab ? u->tab->ops : NULL;
@@ -132,7 +129,7 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
         gg_reply_error_typed(&c->st, id, GG_ERR_NO_SUCH_SERVICE, "no_such_method", -1, msg);
         return;
     }
-    if (!is_get && keep_flag(n, name + name_len, params_len - (size_t)(name + name_len - params))) {
+    if (!is_get && keep_flag(n, op.rest, op.rest_len)) {
         /* kept for pipelining: recorded, on the object's own connection */
         on_conn_send(srv, c, id, 0, n, svc, u->tab->conn, ops, name, name_len, params, params_len);
         return;
@@ -443,21 +440,19 @@ static void dispatch_plain_kept(gg_server *srv, gg_client *c, uint32_t id, uint3
 static void dispatch_on_promise(gg_server *srv, gg_client *c, uint32_t id, int is_get, uint32_t n,
                                 const char *params, size_t params_len)
 {
-    int8_t type;
-    const char *payload;
-    size_t plen, tl = gg_get_ext(params + 1, params_len - 1, &type, &payload, &plen);
+    gg_obj_params op;
+    gg_obj_params_split(params, params_len, &op);
     uint32_t pid;
-    size_t il = gg_kept_parse_promise(payload, plen, &pid);
-    uint32_t name_len = 0;
-    size_t nh = gg_get_str(params + 1 + tl, params_len - 1 - tl, &name_len);
+    size_t il = gg_kept_parse_promise(op.payload, op.plen, &pid);
+    uint32_t name_len = op.name_len;
     const char *what = is_get ? "$get" : "$call";
-    if (!il || !nh) {
+    if (!il || !op.nh) {
         gg_reply_error(&c->st, id, GG_ERR_BAD_REQUEST,
                        "%s params are [promise, %s, ...] with a promise [msgid, path]", what,
                        is_get ? "key" : "method");
         return;
     }
-    const char *name = params + 1 + tl + nh;
+    const char *name = op.name;
     gg_kept *pk = gg_kept_find(c->kept, pid);
     if (!pk) {
         gg_reply_error(&c->st, id, GG_ERR_OBJECT_GONE,

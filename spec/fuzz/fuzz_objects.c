@@ -2,12 +2,13 @@
  * (objects.c) on any bytes, and the per-connection tables (objtable.c) driven by any sequence
  * of operations.
  *
- * Properties: gg_get_ext reads no byte past its input and finds the data inside the value; the
- * scan never reads past its input and counts no more ext values than there
- * are bytes; the rewriter (gg_obj_rewrite) visits exactly the values the scan counts, and
- * with a map that copies each value back unchanged it reproduces its input byte for byte; the tables never misroute (an id resolves only in the client table that got it,
- * to the upstream entry it was given for), their sizes match what is in them, and everything
- * is freed at the end (ASan's leak check). */
+ * Properties: gg_get_ext reads no byte past its input and finds the data inside the value;
+ * gg_obj_params_split finds the target's data and the name inside the params; the scan never
+ * reads past its input and counts no more ext values than there are bytes; the rewriter
+ * (gg_obj_rewrite) visits exactly the values the scan counts, and with a map that copies each
+ * value back unchanged it reproduces its input byte for byte; the tables never misroute (an id
+ * resolves only in the client table that got it, to the upstream entry it was given for),
+ * their sizes match what is in them, and everything is freed at the end (ASan's leak check). */
 #include "core/buf.h"
 #include "core/codec.h"
 #include "core/objects.h"
@@ -44,6 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *ed;
     size_t edl, el = gg_get_ext(buf, size, &et, &ed, &edl); /* the ext reader on any bytes */
     if (el > size || (el && (ed < buf || ed + edl != buf + el))) abort();
+    gg_obj_params op; /* the $call / $get params splitter on any bytes */
+    gg_obj_params_split(buf, size, &op);
+    if (op.tl && (op.payload < buf || op.payload + op.plen > buf + size)) abort();
+    if (op.nh && (op.name < buf || op.rest + op.rest_len != buf + size || op.rest < op.name))
+        abort();
     uint32_t n = gg_obj_scan(buf, size, &ext, &seen);
     if (n + seen.bad > size) abort();
     copy_back cb = {&ext, 0};
