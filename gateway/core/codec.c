@@ -5,11 +5,6 @@
 
 #include <string.h>
 
-static inline uint64_t be64(const uint8_t *p)
-{
-    return (uint64_t)gg_be32(p) << 32 | gg_be32(p + 4);
-}
-
 static inline size_t get_uint(const char *s, size_t len, uint64_t *out);
 static inline size_t get_str(const char *s, size_t len, uint32_t *n);
 
@@ -308,7 +303,7 @@ static inline size_t get_uint(const char *s, size_t len, uint64_t *out)
     case 1: v = p[1]; break;
     case 2: v = gg_be16(p + 1); break;
     case 4: v = gg_be32(p + 1); break;
-    default: v = be64(p + 1); break;
+    default: v = gg_be64(p + 1); break;
     }
     if (sign && (v >> (n * 8 - 1)) & 1) return 0; /* negative */
     *out = v;
@@ -519,4 +514,15 @@ size_t gg_get_ext(const char *s, size_t len, int8_t *type, const char **data, si
         *dlen = (size_t)payload;
     }
     return hdr + (size_t)payload;
+}
+
+size_t gg_get_array(const char *s, size_t len, uint32_t *n)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    size_t hdr;
+    uint64_t payload, elems;
+    if (len == 0 || ((p[0] & 0xf0) != 0x90 && p[0] != 0xdc && p[0] != 0xdd)) return 0;
+    if (gg_mp_head(p, len, &hdr, &payload, &elems) != GG_MP_CONTAINER) return 0;
+    *n = (uint32_t)elems;
+    return hdr;
 }

@@ -128,6 +128,8 @@ size_t gg_put_response_hdr(char *p, uint32_t msgid);
 size_t gg_get_uint(const char *p, size_t len, uint64_t *out);
 /* Read a str or bin header at p. Returns header bytes, or 0; *n is the payload length. */
 size_t gg_get_str(const char *p, size_t len, uint32_t *n);
+/* Read an array header at p. Returns header bytes, or 0; *n is the element count. */
+size_t gg_get_array(const char *p, size_t len, uint32_t *n);
 /* Read the ext value at p: its type, and where its data is (inside p). Returns the value's
  * bytes, or 0 when p[0..len) does not start with a whole ext value. */
 size_t gg_get_ext(const char *p, size_t len, int8_t *type, const char **data, size_t *dlen);

@@ -17,6 +17,11 @@ static inline uint32_t gg_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static inline uint64_t gg_be64(const uint8_t *p)
+{
+    return (uint64_t)gg_be32(p) << 32 | gg_be32(p + 4);
+}
+
 /* Whether c starts an ext value (fixext 1-16, ext 8/16/32). */
 static inline int gg_mp_is_ext(uint8_t c)
 {

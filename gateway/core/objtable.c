@@ -254,6 +254,31 @@ int gg_objtab_release(gg_objtab *cl, uint64_t id, uint32_t n)
     return 0;
 }
 
+int64_t gg_objtab_release_params(gg_objtab *t, const char *params, size_t len)
+{
+    const char *p = params, *end = params + len;
+    uint32_t one, pairs;
+    size_t k = gg_get_array(p, len, &one);
+    size_t k2 = k && one == 1 ? gg_get_array(p + k, len - k, &pairs) : 0;
+    if (!k2) return -1;
+    p += k + k2;
+    int64_t bad = 0;
+    for (uint32_t i = 0; i < pairs; i++) {
+        uint32_t two;
+        uint64_t id, n;
+        size_t a = gg_get_array(p, (size_t)(end - p), &two), b = 0, d = 0;
+        const uint8_t *u = (const uint8_t *)p;
+        if (a && two == 2) b = gg_obj_get_uint(u + a, (size_t)(end - p) - a, &id);
+        if (b) d = gg_obj_get_uint(u + a + b, (size_t)(end - p) - a - b, &n);
+        if (!d) return bad + 1; /* the rest cannot be found */
+        p += a + b + d;
+        /* Unknown ids and over-releases change nothing: a forged release cannot free what
+         * another connection holds (ids resolve only in this connection's table). */
+        if (!t || n > UINT32_MAX || gg_objtab_release(t, id, (uint32_t)n)) bad++;
+    }
+    return bad;
+}
+
 void gg_objtab_clear(gg_objtab *cl)
 {
     for (uint32_t i = 0; i <= cl->by_id.mask; i++) {

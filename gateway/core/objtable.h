@@ -118,6 +118,11 @@ gg_objent *gg_objtab_resolve(gg_objtab *cl, uint64_t id, int *err);
  * entry's last user the upstream's count is queued for release. */
 int gg_objtab_release(gg_objtab *cl, uint64_t id, uint32_t n);
 
+/* Either side: a `$release` [[[id, n], ...]] on table t (NULL: nothing held), each pair as
+ * gg_objtab_release. Returns the pairs that changed nothing (one more when the rest of the
+ * list could not be read), or -1 when params are not [[...]]. */
+int64_t gg_objtab_release_params(gg_objtab *t, const char *params, size_t len);
+
 /* Client side: the client disconnected: release everything it held. */
 void gg_objtab_clear(gg_objtab *cl);
 

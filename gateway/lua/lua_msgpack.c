@@ -127,11 +127,6 @@ typedef struct dec {
     unsigned null_below; /* depth_left below this: nil is ghost.null (GG_LUA_MARK) */
 } dec;
 
-static inline uint64_t be64(const uint8_t *p)
-{
-    return (uint64_t)gg_be32(p) << 32 | gg_be32(p + 4);
-}
-
 /* Consume n bytes; NULL when fewer are left (cannot happen after a successful scan). */
 static inline const uint8_t *take(dec *d, size_t n)
 {
@@ -279,7 +274,7 @@ static int dec_value(lua_State *L, dec *d)
     }
     case 0xcb: {
         if (!(q = take(d, 8))) return -1;
-        uint64_t u = be64(q);
+        uint64_t u = gg_be64(q);
         double f;
         memcpy(&f, &u, 8);
         lua_pushnumber(L, f);
@@ -292,7 +287,7 @@ static int dec_value(lua_State *L, dec *d)
     case 0xce:
         return (q = take(d, 4)) ? (lua_pushnumber(L, gg_be32(q)), 0) : -1;
     case 0xcf:
-        return (q = take(d, 8)) ? (lua_pushnumber(L, (lua_Number)be64(q)), 0) : -1;
+        return (q = take(d, 8)) ? (lua_pushnumber(L, (lua_Number)gg_be64(q)), 0) : -1;
     case 0xd0:
         return (q = take(d, 1)) ? (lua_pushnumber(L, (int8_t)q[0]), 0) : -1;
     case 0xd1:
@@ -300,7 +295,7 @@ static int dec_value(lua_State *L, dec *d)
     case 0xd2:
         return (q = take(d, 4)) ? (lua_pushnumber(L, (int32_t)gg_be32(q)), 0) : -1;
     case 0xd3:
-        return (q = take(d, 8)) ? (lua_pushnumber(L, (lua_Number)(int64_t)be64(q)), 0) : -1;
+        return (q = take(d, 8)) ? (lua_pushnumber(L, (lua_Number)(int64_t)gg_be64(q)), 0) : -1;
     case 0xd4:
         return dec_ext(L, d, 1);
     case 0xd5:

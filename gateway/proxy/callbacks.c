@@ -333,27 +333,8 @@ void gg_cb_request(gg_server *srv, gg_cb_port *port, gg_service *svc, uint32_t m
 
 uint32_t gg_cb_release(gg_cb_port *port, const char *params, size_t params_len)
 {
-    const uint8_t *p = (const uint8_t *)params, *end = p + params_len;
-    /* [[[id, count], ...]]: fixarray 1, then an array of pairs */
-    uint32_t pairs;
-    if (params_len < 2 || p[0] != 0x91) return 1;
-    p++;
-    if ((p[0] & 0xf0) == 0x90) pairs = p[0] & 0x0f, p++;
-    else if (end - p >= 3 && p[0] == 0xdc) pairs = (uint32_t)p[1] << 8 | p[2], p += 3;
-    else if (end - p >= 5 && p[0] == 0xdd)
-        pairs = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4], p += 5;
-    else return 1;
-    uint32_t bad = 0;
-    for (uint32_t i = 0; i < pairs; i++) {
-        uint64_t id, n;
-        size_t b = 0, d = 0;
-        if (p < end && *p == 0x92) b = gg_obj_get_uint(p + 1, (size_t)(end - p) - 1, &id);
-        if (b) d = gg_obj_get_uint(p + 1 + b, (size_t)(end - p) - 1 - b, &n);
-        if (!d) return bad + 1; /* the rest cannot be found */
-        p += 1 + b + d;
-        if (!port->held || n > UINT32_MAX || gg_objtab_release(port->held, id, (uint32_t)n)) bad++;
-    }
-    return bad;
+    int64_t bad = gg_objtab_release_params(port->held, params, params_len);
+    return bad < 0 ? 1 : (uint32_t)bad;
 }
 
 /* ---- the client's answers -------------------------------------------------------------- */

@@ -190,10 +190,9 @@ void *gg_cluster_bucket(void *server, const char *service, const char *key, doub
                        .local_share = 1.0 / srv->cluster.workers,
                        .totals = &srv->cluster.leases};
     gg_lease *l = gg_lease_new(srv->lp.uv, &srv->cluster.redis, name, &o, err, sizeof err);
-    uint64_t now = uv_now(srv->lp.uv);
-    if (!l && now - srv->cluster.bucket_failed_at >= 1000) {
+    if (!l && uv_now(srv->lp.uv) - srv->cluster.bucket_failed_at >= 1000) {
         /* the policy answers 429; without this line nothing would say why */
-        srv->cluster.bucket_failed_at = now;
+        srv->cluster.bucket_failed_at = uv_now(srv->lp.uv);
         gg_log(&srv->lp.log, GG_LOG_ERROR, "cluster_bucket_failed",
                "service=%s name=%s reason=\"%s\"", service, name, err);
     }

@@ -173,24 +173,6 @@ void gg_dispatch_object(gg_server *srv, gg_client *c, uint32_t id, const char *m
         gg_call_fail(srv, call, rc, "upstream of service '%s' is overloaded", svc->name);
 }
 
-/* An array header at p[0..n): its element count and length, or 0 when p is not one. */
-static size_t get_array(const uint8_t *p, size_t n, uint32_t *count)
-{
-    if (n >= 1 && (p[0] & 0xf0) == 0x90) {
-        *count = p[0] & 0x0f;
-        return 1;
-    }
-    if (n >= 3 && p[0] == 0xdc) {
-        *count = (uint32_t)p[1] << 8 | p[2];
-        return 3;
-    }
-    if (n >= 5 && p[0] == 0xdd) {
-        *count = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-        return 5;
-    }
-    return 0;
-}
-
 /* ---- promise pipelining (proxy/promises.h) ------------------------------------------------- */
 
 /* The client's kept calls, made on first use; NULL when out of memory. */
@@ -532,7 +514,7 @@ static void finish_kept(gg_server *srv, gg_client *c, const char *params, size_t
 {
     const uint8_t *p = (const uint8_t *)params, *end = p + params_len;
     uint32_t n, bad = 0;
-    size_t k = get_array(p, params_len, &n);
+    size_t k = gg_get_array(params, params_len, &n);
     if (!k) {
         gg_dispatch_notify_dropped(srv, NULL, "$finish", 7, GG_ERR_BAD_REQUEST,
                                    "$finish params are [msgid, ...]");
@@ -566,31 +548,11 @@ void gg_dispatch_object_notify(gg_server *srv, gg_client *c, const char *method,
                                    "no such method");
         return;
     }
-    const uint8_t *p = (const uint8_t *)params, *end = p + params_len;
-    uint32_t one, pairs;
-    size_t k = get_array(p, params_len, &one);
-    size_t k2 = k && one == 1 ? get_array(p + k, params_len - k, &pairs) : 0;
-    if (!k2) {
+    int64_t bad = gg_objtab_release_params(c->objs, params, params_len);
+    if (bad < 0) {
         gg_dispatch_notify_dropped(srv, NULL, method, method_len, GG_ERR_BAD_REQUEST,
                                    "$release params are [[[id, count], ...]]");
         return;
-    }
-    p += k + k2;
-    uint32_t bad = 0;
-    for (uint32_t i = 0; i < pairs; i++) {
-        uint32_t two;
-        uint64_t id, n;
-        size_t a = get_array(p, (size_t)(end - p), &two), b = 0, d = 0;
-        if (a && two == 2) b = gg_obj_get_uint(p + a, (size_t)(end - p) - a, &id);
-        if (b) d = gg_obj_get_uint(p + a + b, (size_t)(end - p) - a - b, &n);
-        if (!d) {
-            bad++;
-            break; /* the rest cannot be found */
-        }
-        p += a + b + d;
-        /* Unknown ids and over-releases change nothing: a forged release cannot free what
-         * another client holds (ids resolve only in this client's table). */
-        if (!c->objs || n > UINT32_MAX || gg_objtab_release(c->objs, id, (uint32_t)n)) bad++;
     }
     if (bad)
         gg_dispatch_notify_dropped(srv, NULL, method, method_len, GG_ERR_OBJECT_GONE,

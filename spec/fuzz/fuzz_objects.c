@@ -3,7 +3,8 @@
  * of operations.
  *
  * Properties: gg_get_ext reads no byte past its input and finds the data inside the value;
- * gg_obj_params_split finds the target's data and the name inside the params; the scan never
+ * gg_obj_params_split finds the target's data and the name inside the params;
+ * gg_objtab_release_params reads a $release list of any bytes; the scan never
  * reads past its input and counts no more ext values than there are bytes; the rewriter
  * (gg_obj_rewrite) visits exactly the values the scan counts, and with a map that copies each
  * value back unchanged it reproduces its input byte for byte; the tables never misroute (an id
@@ -50,6 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (op.tl && (op.payload < buf || op.payload + op.plen > buf + size)) abort();
     if (op.nh && (op.name < buf || op.rest + op.rest_len != buf + size || op.rest < op.name))
         abort();
+    int64_t rel = gg_objtab_release_params(NULL, buf, size); /* $release params, any bytes */
+    if (rel < -1 || rel > (int64_t)size) abort();
     uint32_t n = gg_obj_scan(buf, size, &ext, &seen);
     if (n + seen.bad > size) abort();
     copy_back cb = {&ext, 0};
